@@ -1,0 +1,18 @@
+"""sweepax: train a whole hyperparameter sweep as one compiled, vectorized JAX program.
+
+Examples:
+  >>> import sweeps
+  >>> from sweeps import space
+  >>> data = sweeps.load_csv("data/telco_customer_churn.csv", target="Churn")  # doctest: +SKIP
+  >>> result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-1)},
+  ...                     strategy=sweeps.Grid(n=64), epochs=20, batch_size=32)  # doctest: +SKIP
+  >>> result.best()  # doctest: +SKIP
+"""
+
+from sweeps import space
+from sweeps.data import Dataset, load_csv
+from sweeps.results import Result, load_result
+from sweeps.strategies import Grid, Random, Strategy
+from sweeps.sweep import run
+
+__all__ = ["Dataset", "Grid", "Random", "Result", "Strategy", "load_csv", "load_result", "run", "space"]

@@ -1,0 +1,38 @@
+"""Where a trial id becomes a random key.
+
+Every key is derived from the sweep seed and a number that belongs to the
+trial or the epoch, never from a member's position in a population. So a
+trial's initialisation and dropout masks, and the shared minibatch order,
+are the same however the sweep is grouped, chunked, resumed or sharded
+(design item 3).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+# Separate streams, so that no trial number collides with another use.
+_INIT, _DROPOUT, _BATCH_ORDER = 0, 1, 2
+
+
+def _stream(seed: int, stream: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(seed), stream)
+
+
+def init_keys(seed: int, numbers: jax.Array) -> jax.Array:
+    """Parameter-initialisation keys, (trials, 2) uint32, one per trial number."""
+    base = _stream(seed, _INIT)
+    return jax.vmap(lambda n: jax.random.fold_in(base, n))(jnp.asarray(numbers, jnp.uint32))
+
+
+def dropout_keys(seed: int, numbers: jax.Array) -> jax.Array:
+    """Per-trial dropout keys, (trials, 2) uint32; a step's mask key is `fold_in(key, step)`."""
+    base = _stream(seed, _DROPOUT)
+    return jax.vmap(lambda n: jax.random.fold_in(base, n))(jnp.asarray(numbers, jnp.uint32))
+
+
+def batch_order_key(seed: int, epoch: int, batch_size: int) -> jax.Array:
+    """The key of one epoch's minibatch order, shared by every member with this batch size."""
+    key = jax.random.fold_in(_stream(seed, _BATCH_ORDER), epoch)
+    return jax.random.fold_in(key, batch_size)

@@ -1,0 +1,67 @@
+"""Validation metrics of one member, computed inside the compiled epoch.
+
+Each function takes one member's raw model outputs over the validation split
+(rows, outputs) and the targets (rows,) and returns a () array; the epoch
+vmaps them over the population. Names follow the table's columns:
+`val_loss`, `val_accuracy`, `val_auc` (binary), `val_rmse`, `val_mae`
+(regression, in the target's own units).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from models.losses import loss_fn
+
+METRICS = {
+    "binary": ("loss", "accuracy", "auc"),
+    "multiclass": ("loss", "accuracy"),
+    "regression": ("loss", "rmse", "mae"),
+}
+MAXIMIZE = frozenset({"accuracy", "auc"})
+
+
+def direction(metric: str) -> str:
+    """"maximize" for accuracy and AUC, "minimize" for losses and errors (prefix `val_`/`train_` ignored)."""
+    return "maximize" if metric.split("_", 1)[-1] in MAXIMIZE else "minimize"
+
+
+def roc_auc(scores: jax.Array, y: jax.Array) -> jax.Array:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney U) formula, ties averaged.
+
+    Args:
+      scores: (rows,) any monotone score of the positive class (logits).
+      y: (rows,) 0.0 or 1.0.
+    """
+    ordered = jnp.sort(scores)
+    low = jnp.searchsorted(ordered, scores, side="left")
+    high = jnp.searchsorted(ordered, scores, side="right")
+    ranks = (low + high + 1) / 2.0  # 1-based, averaged over ties
+    positives = jnp.sum(y)
+    negatives = y.shape[0] - positives
+    rank_sum = jnp.sum(jnp.where(y > 0.5, ranks, 0.0))
+    return (rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives)
+
+
+def evaluate(task: str, outputs: jax.Array, y: jax.Array, y_std: jax.Array) -> dict[str, jax.Array]:
+    """One member's validation metrics.
+
+    Args:
+      task: "binary", "multiclass" or "regression" (static).
+      outputs: (rows, outputs) raw model outputs.
+      y: (rows,) targets (standardized for regression).
+      y_std: () the target's train standard deviation (regression errors are reported unscaled).
+    """
+    metrics = {"loss": jnp.mean(loss_fn(task)(outputs, y))}
+    if task == "binary":
+        logits = outputs[:, 0]
+        metrics["accuracy"] = jnp.mean((logits > 0) == (y > 0.5))
+        metrics["auc"] = roc_auc(logits, y)
+    elif task == "multiclass":
+        metrics["accuracy"] = jnp.mean(jnp.argmax(outputs, axis=-1) == y)
+    else:
+        error = (outputs[:, 0] - y) * y_std
+        metrics["rmse"] = jnp.sqrt(jnp.mean(jnp.square(error)))
+        metrics["mae"] = jnp.mean(jnp.abs(error))
+    return metrics

@@ -1,0 +1,175 @@
+"""A population: the trials of one structure, every array with the trial axis first.
+
+`Structure` is everything that decides the compiled program (shapes and
+code paths); trials that share it train together. `Population` is the state
+the compiled epoch carries: parameters (one flat vector per member),
+optimizer state, traced hyperparameters, step counts, keys and masks.
+Members are never removed: finished, diverged and padding members are
+masked, so a population keeps its shape and its program (design item 5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from models import MLP
+from sweeps import keys
+from sweeps.hparams import TRACED
+from sweeps.optimizers import make_optimizer
+
+PADDING = -1  # the trial number of a padding member
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """What one compiled program is specialised to; hashable, so it keys the program cache."""
+
+    hidden: tuple[int, ...]
+    activation: str
+    batch_size: int
+    optimizer: str
+    schedule: str
+    clip: bool
+    task: str
+    n_features: int
+    n_outputs: int
+
+    @property
+    def model(self) -> MLP:
+        return MLP(hidden=self.hidden, activation=self.activation, outputs=self.n_outputs)
+
+    def label(self) -> str:
+        """A short human-readable name, for progress bars and dry runs."""
+        clip = ", clip" if self.clip else ""
+        return (
+            f"hidden={list(self.hidden)} {self.activation}, batch {self.batch_size}, "
+            f"{self.optimizer}/{self.schedule}{clip}"
+        )
+
+
+def structure_of(params: Mapping[str, Any], data) -> Structure:
+    """The structure key of one trial's resolved hyperparameters on `data`."""
+    return Structure(
+        hidden=tuple(params["hidden"]),
+        activation=params["activation"],
+        batch_size=int(params["batch_size"]),
+        optimizer=params["optimizer"],
+        schedule=params["schedule"],
+        clip=params["clip_norm"] is not None,
+        task=data.task,
+        n_features=int(data.n_features),
+        n_outputs=int(data.n_outputs),
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def flat_layout(structure: Structure) -> tuple[int, Callable, jax.Array]:
+    """(parameter count, unravel: (n_params,) -> param tree, kernel mask (n_params,)).
+
+    The mask is 1.0 on dense kernels and 0.0 on biases; the L2 penalty uses it.
+    """
+    shapes = jax.eval_shape(structure.model.init, jax.random.PRNGKey(0), jnp.zeros((1, structure.n_features)))
+    with jax.ensure_compile_time_eval():  # may be first called while tracing: keep these concrete
+        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["params"])
+        flat, unravel = ravel_pytree(template)
+        mask_tree = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: jnp.full(leaf.shape, path[-1].key == "kernel", jnp.float32), template
+        )
+        kernel_mask = ravel_pytree(mask_tree)[0]
+    return int(flat.size), unravel, kernel_mask
+
+
+@flax.struct.dataclass
+class Population:
+    """The carried state of one population; every field has the trial axis first.
+
+    Attributes:
+      params: (trials, n_params) float32, each member's parameters as one flat vector.
+      opt_state: optax state of the structure's optimizer, leaves (trials, ...).
+      hparams: name -> (trials,) array, one entry for every traced hyperparameter.
+      numbers: (trials,) int32 trial numbers; PADDING for padding members.
+      dropout_key: (trials, 2) uint32, from (sweep seed, trial number).
+      step: (trials,) int32 updates applied.
+      epochs_done: (trials,) int32 epochs trained.
+      active: (trials,) bool, still training (not finished, stopped, diverged or padding).
+      diverged: (trials,) bool.
+      best: (trials,) float32, best value so far of the early-stopping metric (minimized).
+      since_best: (trials,) int32, epochs since `best` last improved.
+    """
+
+    params: jax.Array
+    opt_state: Any
+    hparams: dict[str, jax.Array]
+    numbers: jax.Array
+    dropout_key: jax.Array
+    step: jax.Array
+    epochs_done: jax.Array
+    active: jax.Array
+    diverged: jax.Array
+    best: jax.Array
+    since_best: jax.Array
+
+    @property
+    def size(self) -> int:
+        return int(self.numbers.shape[0])
+
+
+def stack_hparams(trial_params: list[Mapping[str, Any]], size: int) -> dict[str, np.ndarray]:
+    """Traced hyperparameters of the trials as (size,) arrays; rows past the trials repeat the first (padding)."""
+    rows = list(trial_params) + [trial_params[0]] * (size - len(trial_params))
+    out = {}
+    for name in TRACED:
+        if name == "epochs":
+            out[name] = np.array([p[name] for p in rows], np.int32)
+        elif name == "clip_norm":
+            out[name] = np.array([np.inf if p[name] is None else p[name] for p in rows], np.float32)
+        else:
+            out[name] = np.array([p[name] for p in rows], np.float32)
+    return out
+
+
+def init_population(
+    structure: Structure, hparams: Mapping[str, np.ndarray], numbers: np.ndarray, seed: int
+) -> Population:
+    """A fresh population: parameters from (seed, trial number), optimizer state, all masks.
+
+    Args:
+      structure: the shared structure.
+      hparams: name -> (trials,) values of every traced hyperparameter.
+      numbers: (trials,) trial numbers, PADDING for padding members.
+      seed: the sweep seed.
+    """
+    model = structure.model
+    hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
+    numbers = jnp.asarray(numbers, jnp.int32)
+    safe_numbers = jnp.maximum(numbers, 0)
+
+    def init_member(key, hp):
+        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
+        flat = ravel_pytree(tree)[0] * hp["init_scale"]
+        opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
+        return flat, opt.init(flat)
+
+    params, opt_state = jax.jit(jax.vmap(init_member))(keys.init_keys(seed, safe_numbers), hparams)
+    size = numbers.shape[0]
+    return Population(
+        params=params,
+        opt_state=opt_state,
+        hparams=hparams,
+        numbers=numbers,
+        dropout_key=keys.dropout_keys(seed, safe_numbers),
+        step=jnp.zeros(size, jnp.int32),
+        epochs_done=jnp.zeros(size, jnp.int32),
+        active=numbers != PADDING,
+        diverged=jnp.zeros(size, bool),
+        best=jnp.full(size, jnp.inf, jnp.float32),
+        since_best=jnp.zeros(size, jnp.int32),
+    )

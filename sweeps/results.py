@@ -1,0 +1,203 @@
+"""The results of a sweep: the trial table, the long history, and the run folder.
+
+`result.table` has one row per trial, in Optuna's words where they fit:
+`number`, `params_<name>` for each swept hyperparameter, `seed` (which
+initialisation of its configuration), `state` (`complete` or `diverged`),
+`epochs` (epochs trained), `best_epoch` (1-based, best objective), `value`
+(the objective at `best_epoch`), and for each metric `m` of the task
+(`train_loss`, `val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`)
+two columns: `final_<m>` at the last epoch trained and `best_<m>` at
+`best_epoch` (the metrics of the restored best epoch).
+
+`result.history` is long: `trial`, `epoch`, `split`, `metric`, `value`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweeps.metrics import direction
+
+TABLE_FILES = ("table.parquet", "table.csv")
+HISTORY_FILES = ("history.parquet", "history.csv")
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class Result:
+    """A finished (or loaded) sweep.
+
+    Attributes:
+      table: one row per trial (see the module docstring for the columns).
+      history: long: trial, epoch, split, metric, value.
+      config: the resolved configuration, with versions and timings.
+      run_dir: the folder it was written to, or None.
+    """
+
+    table: pd.DataFrame
+    history: pd.DataFrame
+    config: dict[str, Any]
+    run_dir: Path | None = None
+
+    @property
+    def objective(self) -> str:
+        return self.config.get("objective", "val_loss")
+
+    @property
+    def direction(self) -> str:
+        return direction(self.objective)
+
+    def best(self, metric: str | None = None) -> pd.Series:
+        """The best complete trial by `metric` (default: the objective) at its best epoch.
+
+        Raises:
+          ValueError: when no trial completed (all diverged), or the metric is unknown.
+        """
+        metric = metric or self.objective
+        column = f"best_{metric}"
+        if column not in self.table:
+            known = [c[len("best_"):] for c in self.table.columns if c.startswith("best_") and c != "best_epoch"]
+            raise ValueError(f"metric {metric!r} is not in this sweep's table; choose one of {known}")
+        complete = self.table[(self.table["state"] == "complete") & self.table[column].notna()]
+        if complete.empty:
+            raise ValueError(
+                f"no trial completed: all {len(self.table)} diverged; lower the learning rates "
+                f"(the table's params_ columns show what was tried)"
+            )
+        ascending = direction(metric) == "minimize"
+        return complete.sort_values(column, ascending=ascending, kind="stable").iloc[0]
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The best trial's swept hyperparameters, as in Optuna's `study.best_params`."""
+        row = self.best()
+        return {c[len("params_"):]: row[c] for c in self.table.columns if c.startswith("params_")}
+
+    @property
+    def best_value(self) -> float:
+        return float(self.best()["value"])
+
+    def summary(self) -> pd.DataFrame:
+        """One row per configuration: the mean and standard deviation over its seeds of every metric."""
+        params = [c for c in self.table.columns if c.startswith("params_")]
+        metrics = [c for c in self.table.columns if c.startswith(("best_", "final_")) or c == "value"]
+        grouped = self.table.groupby("config", sort=True)
+        out = grouped[params].first() if params else pd.DataFrame(index=grouped.size().index)
+        out["seeds"] = grouped.size()
+        out["diverged"] = grouped["state"].apply(lambda s: int((s == "diverged").sum()))
+        stats = grouped[metrics].agg(["mean", "std"])
+        stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
+        out = out.join(stats)
+        return out.sort_values("value_mean", ascending=self.direction == "minimize").reset_index()
+
+    def top(self, k: int = 5) -> pd.DataFrame:
+        """The k best trials, best first (diverged last), with the columns a reader wants first."""
+        order = self.table.assign(_diverged=self.table["state"] != "complete").sort_values(
+            ["_diverged", "value"], ascending=[True, self.direction == "minimize"], kind="stable"
+        )
+        params = [c for c in self.table.columns if c.startswith("params_")]
+        shown = ["number", *params, "state", "best_epoch", "value"]
+        shown += [c for c in self.table.columns if c.startswith("best_") and c not in shown and c != "best_epoch"]
+        return order[shown].head(k).reset_index(drop=True)
+
+    def save(self, run_dir: str | Path) -> Path:
+        """Writes config.json, the table and the history (Parquet and CSV) into `run_dir`."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, default=_jsonable) + "\n")
+        for frame, (parquet, csv) in ((self.table, TABLE_FILES), (self.history, HISTORY_FILES)):
+            frame.to_parquet(run_dir / parquet, index=False)
+            frame.to_csv(run_dir / csv, index=False)
+        self.run_dir = run_dir
+        return run_dir
+
+
+def load_result(run_dir: str | Path) -> Result:
+    """Reads a run folder written by `sweeps.run(..., run_dir=...)`.
+
+    Raises:
+      ValueError: when the folder or one of its files is missing.
+    """
+    run_dir = Path(run_dir)
+    needed = [CONFIG_FILE, TABLE_FILES[0], HISTORY_FILES[0]]
+    missing = [name for name in needed if not (run_dir / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"{run_dir} is not a finished sweepax run folder: missing {', '.join(missing)}; "
+            f"pass the run_dir of a sweeps.run call (or `sweeps run --out DIR`)"
+        )
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    table = pd.read_parquet(run_dir / TABLE_FILES[0])
+    history = pd.read_parquet(run_dir / HISTORY_FILES[0])
+    return Result(table=table, history=history, config=config, run_dir=run_dir)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and math.isinf(value):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to config.json")
+
+
+def build_frames(
+    trials: list[dict[str, Any]],
+    swept: list[str],
+    records: dict[int, dict[str, np.ndarray]],
+    objective: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table and the history from per-trial records.
+
+    Args:
+      trials: one dict per trial: `number`, `config`, `seed`, `params` (resolved hyperparameters).
+      swept: the hyperparameter names of the space, in order.
+      records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values}.
+      objective: the metric that picks `best_epoch`.
+    """
+    sign = 1.0 if direction(objective) == "minimize" else -1.0
+    rows, history = [], []
+    for trial in trials:
+        number = trial["number"]
+        record = records[number]
+        metric_names = [m for m in record if m != "diverged"]
+        curve = record[objective]
+        epochs = len(curve)
+        row = {"number": number, "config": trial["config"], "seed": trial["seed"]}
+        row.update({f"params_{name}": _cell(trial["params"][name]) for name in swept})
+        finite = np.isfinite(curve)
+        best = int(np.argmin(np.where(finite, sign * curve, np.inf))) if finite.any() else None
+        row.update(
+            state="diverged" if record["diverged"] else "complete",
+            epochs=epochs,
+            best_epoch=best + 1 if best is not None else None,
+            value=float(curve[best]) if best is not None else math.nan,
+        )
+        for m in metric_names:
+            values = record[m]
+            row[f"final_{m}"] = float(values[-1]) if epochs else math.nan
+            row[f"best_{m}"] = float(values[best]) if best is not None else math.nan
+            split, name = m.split("_", 1)
+            history.extend((number, e + 1, split, name, float(v)) for e, v in enumerate(values))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["best_epoch"] = table["best_epoch"].astype("Int64")
+    history = pd.DataFrame(history, columns=["trial", "epoch", "split", "metric", "value"])
+    return table, history
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: tuples (hidden layouts) become strings so Parquet keeps one type per column."""
+    if isinstance(value, tuple):
+        return str(list(value))
+    return value

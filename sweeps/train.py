@@ -1,0 +1,222 @@
+"""The compiled training epoch of a population.
+
+`make_train_epoch(structure, stop_metric)` settles everything static and
+returns one jitted function, cached, so a later population with the same
+structure reuses the compiled program (design item 1). Inside it:
+
+- `minibatch_step` is one update of every member, `jax.vmap` of
+  `member_update` over the trial axis; all members read the same minibatch
+  (design item 4), gathered once, outside the vmap;
+- `train_epoch` scans the step over one shuffled epoch, then evaluates every
+  member on the validation split and applies the masks: divergence, epoch
+  budgets and early stopping.
+
+A member's update is kept only where the member is active and its loss and
+new parameters are finite; otherwise the member keeps its last finite
+parameters and leaves training (`jnp.where`, never Python control flow).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from models.losses import loss_fn
+from sweeps.metrics import METRICS, direction, evaluate
+from sweeps.optimizers import make_optimizer
+from sweeps.population import Population, Structure, flat_layout
+from sweeps.schedules import learning_rate_at
+
+EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
+
+_traces = 0
+
+
+def compilations() -> int:
+    """How many epoch programs have been traced (and so compiled) in this process."""
+    return _traces
+
+
+class Split(NamedTuple):
+    """One split on the device: x (rows, features) float32, y (rows,)."""
+
+    x: jax.Array
+    y: jax.Array
+
+
+class Controls(NamedTuple):
+    """Run-wide numbers the epoch reads as arrays (changing them does not recompile)."""
+
+    divergence_limit: jax.Array  # () train loss above this marks a member diverged
+    patience: jax.Array  # () int32 epochs without improvement before early stopping
+    min_delta: jax.Array  # () improvement smaller than this does not count
+    y_std: jax.Array  # () regression target scale, for errors in the target's units
+
+
+def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One epoch's shuffled minibatches: indices (steps, batch) int32 and weights (steps, batch).
+
+    The last minibatch is completed with weight-0 rows, so every row is seen
+    once per epoch and every minibatch has the same shape.
+    """
+    steps = -(-n_rows // batch_size)
+    order = jax.random.permutation(key, n_rows)
+    padded = jnp.zeros(steps * batch_size, jnp.int32).at[:n_rows].set(order)
+    weights = (jnp.arange(steps * batch_size) < n_rows).astype(jnp.float32)
+    return padded.reshape(steps, batch_size), weights.reshape(steps, batch_size)
+
+
+def member_loss(structure: Structure, flat, hp, x, y, w, dropout_key):
+    """(penalized loss, data loss) of one member on one weighted minibatch."""
+    n_params, unravel, kernel_mask = flat_layout(structure)
+    outputs = structure.model.apply(
+        {"params": unravel(flat)}, x, hp["dropout"], deterministic=False, rngs={"dropout": dropout_key}
+    )
+    data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
+    penalty = hp["l2"] * jnp.sum(jnp.square(flat * kernel_mask))
+    return data_loss + penalty, data_loss
+
+
+def member_update(structure: Structure, steps_per_epoch: int, params, opt_state, hp, step, key, active, x, y, w):
+    """One member's update; returns its new state, whether it stayed finite, and its data loss."""
+    grads, data_loss = jax.grad(
+        lambda p: member_loss(structure, p, hp, x, y, w, jax.random.fold_in(key, step)), has_aux=True
+    )(params)
+    total_steps = hp["epochs"] * steps_per_epoch
+    lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
+    opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
+    updates, new_opt_state = opt.update(grads, opt_state, params)
+    new_params = params + updates
+    finite = jnp.isfinite(data_loss) & jnp.all(jnp.isfinite(new_params))
+    keep = active & finite
+    params = jnp.where(keep, new_params, params)
+    opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
+    return params, opt_state, step + keep.astype(step.dtype), finite, data_loss
+
+
+class StepCarry(NamedTuple):
+    params: jax.Array
+    opt_state: Any
+    step: jax.Array
+    active: jax.Array
+    diverged: jax.Array
+    loss_sum: jax.Array
+    loss_steps: jax.Array
+
+
+def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_key, train: Split, carry, batch):
+    """`(carry, (indices, weights)) -> (carry, None)`: one update of every member on one shared minibatch."""
+    indices, weights = batch
+    x, y = train.x[indices], train.y[indices]  # gathered once for the whole population
+    update = functools.partial(member_update, structure, steps_per_epoch)
+    params, opt_state, step, finite, loss = jax.vmap(update, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))(
+        carry.params, carry.opt_state, hparams, carry.step, dropout_key, carry.active, x, y, weights
+    )
+    return (
+        StepCarry(
+            params=params,
+            opt_state=opt_state,
+            step=step,
+            active=carry.active & finite,
+            diverged=carry.diverged | (carry.active & ~finite),
+            loss_sum=carry.loss_sum + jnp.where(carry.active, loss, 0.0),
+            loss_steps=carry.loss_steps + carry.active,
+        ),
+        None,
+    )
+
+
+def predict(structure: Structure, params: jax.Array, x: jax.Array) -> jax.Array:
+    """Every member's outputs on `x`: params (trials, n_params), x (rows, features) -> (trials, rows, outputs).
+
+    Rows go through in blocks of EVAL_ROWS so activation memory stays bounded.
+    """
+    _, unravel, _ = flat_layout(structure)
+    rows = x.shape[0]
+    blocks = -(-rows // EVAL_ROWS)
+    block = -(-rows // blocks)
+    padded = jnp.zeros((blocks * block, x.shape[1]), x.dtype).at[:rows].set(x)
+
+    def forward(xb):
+        return jax.vmap(lambda flat: structure.model.apply({"params": unravel(flat)}, xb))(params)
+
+    outputs = jax.lax.map(forward, padded.reshape(blocks, block, -1))  # (blocks, trials, block, outputs)
+    return jnp.moveaxis(outputs, 0, 1).reshape(params.shape[0], blocks * block, -1)[:, :rows]
+
+
+def train_epoch(
+    structure: Structure, stop_metric: str | None, pop: Population, train: Split, val: Split, order_key, controls
+):
+    """One epoch of every member: `(population, data, key) -> (population, metrics)`.
+
+    Returns:
+      The new population and a dict of (trials,) arrays: `train_loss`, `val_<metric>`
+      for the task's metrics, and `trained` (bool: the member trained in this epoch).
+    """
+    global _traces
+    _traces += 1
+    n_rows = train.x.shape[0]
+    indices, weights = batch_indices(order_key, n_rows, structure.batch_size)
+    steps_per_epoch = indices.shape[0]
+    trains = pop.active & (pop.epochs_done < pop.hparams["epochs"])
+    size = pop.size
+    carry = StepCarry(
+        params=pop.params,
+        opt_state=pop.opt_state,
+        step=pop.step,
+        active=trains,
+        diverged=pop.diverged,
+        loss_sum=jnp.zeros(size, jnp.float32),
+        loss_steps=jnp.zeros(size, jnp.int32),
+    )
+    step = functools.partial(minibatch_step, structure, steps_per_epoch, pop.hparams, pop.dropout_key, train)
+    carry, _ = jax.lax.scan(step, carry, (indices, weights))
+    train_loss = carry.loss_sum / jnp.maximum(carry.loss_steps, 1)
+    train_loss = jnp.where(carry.loss_steps > 0, train_loss, jnp.nan)
+
+    outputs = predict(structure, carry.params, val.x)
+    val_metrics = jax.vmap(lambda out: evaluate(structure.task, out, val.y, controls.y_std))(outputs)
+    metrics = {"train_loss": train_loss, **{f"val_{name}": value for name, value in val_metrics.items()}}
+
+    exploded = trains & ~(train_loss <= controls.divergence_limit)  # NaN counts as exploded
+    diverged = carry.diverged | exploded
+    active = carry.active & ~exploded
+    epochs_done = pop.epochs_done + trains.astype(jnp.int32)
+    active = active & (epochs_done < pop.hparams["epochs"])
+
+    best, since_best = pop.best, pop.since_best
+    if stop_metric is not None:
+        sign = -1.0 if direction(stop_metric) == "maximize" else 1.0
+        value = sign * metrics[stop_metric]
+        improved = trains & (value < best - controls.min_delta)
+        best = jnp.where(improved, value, best)
+        since_best = jnp.where(improved, 0, since_best + trains.astype(jnp.int32))
+        active = active & (since_best < controls.patience)
+
+    pop = pop.replace(
+        params=carry.params,
+        opt_state=carry.opt_state,
+        step=carry.step,
+        epochs_done=epochs_done,
+        active=active,
+        diverged=diverged,
+        best=best,
+        since_best=since_best,
+    )
+    return pop, {**metrics, "trained": trains, "diverged": diverged}
+
+
+@functools.lru_cache(maxsize=None)
+def make_train_epoch(structure: Structure, stop_metric: str | None = None):
+    """The jitted epoch of `structure`, built once per (structure, early-stopping metric).
+
+    The population's buffers are donated: the old state is consumed by the call.
+    """
+    if stop_metric is not None:
+        valid = [f"val_{m}" for m in METRICS[structure.task]] + ["train_loss"]
+        if stop_metric not in valid:
+            raise ValueError(f"early_stopping metric {stop_metric!r} is not computed for a {structure.task} task; use one of {valid}")
+    return jax.jit(functools.partial(train_epoch, structure, stop_metric), donate_argnums=(0,))
