@@ -1,0 +1,152 @@
+"""The engine's contract: a member trains as it would alone, and nothing leaks between members."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import sweeps
+from models import MLP, loss_fn
+from sweeps import keys, space
+from sweeps.hparams import resolve
+from sweeps.population import Structure, init_population, stack_hparams
+from sweeps.train import Controls, Split, batch_indices, compilations, make_train_epoch
+
+SEED = 0
+
+
+def train_alone(data, params, number, epochs, seed=SEED):
+    """Reference: one trial with plain Flax + optax, the same init key and minibatch order."""
+    model = MLP(hidden=params["hidden"], activation=params["activation"], outputs=data.n_outputs)
+    init_key = keys.init_keys(seed, np.array([number]))[0]
+    tree = model.init(init_key, jnp.zeros((1, data.n_features)))["params"]
+    opt = optax.adam(params["learning_rate"], b1=params["b1"], b2=params["b2"], eps=params["eps"])
+    state = opt.init(tree)
+    loss = loss_fn(data.task)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+
+    @jax.jit
+    def step(tree, state, xb, yb, wb):
+        grads = jax.grad(lambda t: jnp.sum(loss(model.apply({"params": t}, xb), yb) * wb) / jnp.sum(wb))(tree)
+        updates, state = opt.update(grads, state, tree)
+        return optax.apply_updates(tree, updates), state
+
+    for epoch in range(epochs):
+        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, params["batch_size"]), len(x), params["batch_size"])
+        for idx, w in zip(indices, weights):
+            tree, state = step(tree, state, x[idx], y[idx], w)
+    return np.asarray(ravel_pytree(tree)[0])
+
+
+def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf):
+    params = [resolve({"learning_rate": lr, "batch_size": batch_size, "epochs": epochs}) for lr in learning_rates]
+    numbers = np.arange(len(params)) if numbers is None else np.asarray(numbers)
+    structure = Structure((64,), "relu", batch_size, "adam", "constant", False, data.task, data.n_features, data.n_outputs)
+    pop = init_population(structure, stack_hparams(params, len(params)), numbers, SEED)
+    epoch_fn = make_train_epoch(structure)
+    controls = Controls(jnp.float32(divergence_limit), jnp.int32(1), jnp.float32(0), jnp.float32(1))
+    train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+    for epoch in range(epochs):
+        pop, metrics = epoch_fn(pop, train, val, keys.batch_order_key(SEED, epoch, batch_size), controls)
+    return pop, params, jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_member_matches_training_alone(task):
+    from conftest import synthetic
+
+    data = synthetic(task)
+    learning_rates = [1e-4, 1e-3, 3e-3, 1e-2]
+    pop, params, _ = train_population(data, learning_rates, epochs=1)
+    assert pop.params.shape[0] == len(learning_rates)
+    for i, p in enumerate(params):
+        alone = train_alone(data, p, number=i, epochs=1)
+        error = np.abs(np.asarray(pop.params[i]) - alone).max()
+        print(f"{task} lr={p['learning_rate']:g}: max |vmapped - alone| = {error:.2e}")
+        assert error <= 1e-5
+
+
+def test_diverging_member_changes_no_other_member(binary_data):
+    calm = [1e-4, 1e-3, 1e-2, 3e-2]
+    limit = 10 * np.log(2.0)  # the engine's default: 10x the loss of predicting the prior
+    pop_calm, _, _ = train_population(binary_data, calm, epochs=2, divergence_limit=limit)
+    pop_wild, _, metrics = train_population(binary_data, calm + [10.0], epochs=2, divergence_limit=limit)
+    np.testing.assert_array_equal(np.asarray(pop_calm.params), np.asarray(pop_wild.params[:4]))
+    assert bool(metrics["diverged"][4]) and not metrics["diverged"][:4].any()
+    assert np.isfinite(np.asarray(pop_wild.params)).all(), "a diverged member keeps its last finite parameters"
+
+
+def test_population_order_and_size_do_not_change_a_trial(binary_data):
+    """Keys come from trial numbers, not positions: a trial trains the same in any population."""
+    pop_a, _, _ = train_population(binary_data, [1e-3, 3e-3, 1e-2], numbers=[5, 6, 7])
+    pop_b, _, _ = train_population(binary_data, [1e-2, 1e-3], numbers=[7, 5])
+    np.testing.assert_allclose(np.asarray(pop_a.params[0]), np.asarray(pop_b.params[1]), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(pop_a.params[2]), np.asarray(pop_b.params[0]), atol=1e-6)
+
+
+def test_same_structure_compiles_once(binary_data):
+    search = {"learning_rate": [1e-3, 1e-2]}
+    sweeps.run(binary_data, space=search, epochs=1, batch_size=50)
+    before = compilations()
+    sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2, batch_size=50)
+    assert compilations() == before
+
+
+def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):
+    result = sweeps.run(
+        churn, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=6),
+        epochs=8, batch_size=32, objective="val_loss", run_dir=tmp_path / "run",
+    )
+    best = result.best("val_accuracy")
+    majority = churn.majority_class_fraction
+    print(f"best val_accuracy {best['best_val_accuracy']:.4f} (lr {best['params_learning_rate']:.2e}); majority class {majority:.4f}")
+    assert majority == pytest.approx(0.735, abs=0.002)
+    assert best["best_val_accuracy"] >= 0.78
+    assert 0.8 < result.best()["best_val_auc"] <= 1.0
+
+
+def test_top_learning_rates_diverge_and_are_results(binary_data):
+    result = sweeps.run(binary_data, space={"learning_rate": [1e-3, 1e3, 1e6]}, epochs=3, batch_size=32)
+    states = dict(zip(result.table["params_learning_rate"], result.table["state"]))
+    assert states == {1e-3: "complete", 1e3: "diverged", 1e6: "diverged"}
+    assert result.best()["params_learning_rate"] == 1e-3
+    diverged = result.table[result.table["state"] == "diverged"]
+    assert (diverged["epochs"] < 3).all(), "a diverged member stops training"
+
+
+def test_run_folder_round_trips(binary_data, tmp_path):
+    result = sweeps.run(
+        binary_data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.Grid(n=3),
+        epochs=2, seeds=2, run_dir=tmp_path / "run",
+    )
+    for name in ("config.json", "table.parquet", "table.csv", "history.parquet", "history.csv",
+                 "plots/learning_curves.png", "plots/val_loss_vs_learning_rate.png"):
+        assert (tmp_path / "run" / name).is_file(), name
+    loaded = sweeps.load_result(tmp_path / "run")
+    assert len(loaded.table) == 6
+    np.testing.assert_array_equal(loaded.table.columns, result.table.columns)
+    np.testing.assert_allclose(loaded.table["value"], result.table["value"])
+    assert loaded.history.equals(result.history)
+    assert loaded.best()["number"] == result.best()["number"]
+    for package in ("python", "jax", "flax", "optax"):
+        assert loaded.config["versions"][package]
+    summary = result.summary()
+    assert len(summary) == 3 and (summary["seeds"] == 2).all()
+    assert {"value_mean", "value_std", "best_val_accuracy_mean"} <= set(summary.columns)
+
+
+def test_load_result_names_missing_files(tmp_path):
+    with pytest.raises(ValueError, match="missing config.json"):
+        sweeps.load_result(tmp_path)
+
+
+def test_history_is_long_and_complete(binary_data):
+    result = sweeps.run(binary_data, space={"learning_rate": [1e-3, 1e-2]}, epochs=3)
+    h = result.history
+    assert list(h.columns) == ["trial", "epoch", "split", "metric", "value"]
+    assert set(h["metric"]) == {"loss", "accuracy", "auc"}
+    assert len(h) == 2 * 3 * 4  # trials x epochs x (train loss + 3 val metrics)
