@@ -3,7 +3,8 @@
 `result.table` has one row per trial, in Optuna's words where they fit:
 `number`, `params_<name>` for each swept hyperparameter, `seed` (which
 initialisation of its configuration), `state` (`complete` or `diverged`),
-`epochs` (epochs trained), `best_epoch` (1-based, best objective), `value`
+`epochs` (epochs trained), `stopped_early` (early stopping ended it
+before its epoch budget), `best_epoch` (1-based, best objective), `value`
 (the objective at `best_epoch`), and for each metric `m` of the task
 (`train_loss`, `val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`)
 two columns: `final_<m>` at the last epoch trained and `best_<m>` at
@@ -180,6 +181,7 @@ def build_frames(
         row.update(
             state="diverged" if record["diverged"] else "complete",
             epochs=epochs,
+            stopped_early=bool(not record["diverged"] and epochs < trial["params"]["epochs"]),
             best_epoch=best + 1 if best is not None else None,
             value=float(curve[best]) if best is not None else math.nan,
         )

@@ -21,13 +21,14 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from models import MLP
 from sweeps import hparams as hp_registry
-from sweeps import keys
+from sweeps import keys, memory
 from sweeps.data import Dataset, check_batch_size
 from sweeps.metrics import METRICS, direction
-from sweeps.population import PADDING, Structure, init_population, stack_hparams, structure_of
+from sweeps.population import PADDING, Population, Structure, init_population, stack_hparams, structure_of
 from sweeps.results import Result, build_frames
 from sweeps.space import Axis, as_space, axis_to_config
 from sweeps.strategies import Grid, Strategy
@@ -46,15 +47,60 @@ class Trial:
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    """The trials of one structure, cut into chunks of `chunk_size` members."""
+    """The trials of one structure, cut into chunks of `chunk_size` members (the last padded)."""
 
     structure: Structure
     trials: tuple[Trial, ...]
     chunk_size: int
+    chunk_bytes: int
 
     @property
     def chunks(self) -> list[tuple[Trial, ...]]:
         return [self.trials[i : i + self.chunk_size] for i in range(0, len(self.trials), self.chunk_size)]
+
+    @property
+    def padding(self) -> int:
+        return len(self.chunks) * self.chunk_size - len(self.trials)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a sweep will train, known before anything compiles (`sweeps run --dry-run` prints it)."""
+
+    trials: tuple[Trial, ...]
+    groups: tuple[Group, ...]
+    budget_bytes: int
+
+    @property
+    def programs(self) -> int:
+        """Compiled programs to build: one per structure (chunks of a group share theirs)."""
+        return len(self.groups)
+
+    def table(self) -> pd.DataFrame:
+        """One row per group: its structure, trials, chunking and memory estimate per chunk."""
+        return pd.DataFrame(
+            [
+                {
+                    "group": i,
+                    "structure": g.structure.label(),
+                    "trials": len(g.trials),
+                    "chunks": len(g.chunks),
+                    "population": g.chunk_size,
+                    "padding": g.padding,
+                    "epochs": max(t.params["epochs"] for t in g.trials),
+                    "memory_mb": round(g.chunk_bytes / 2**20, 1),
+                }
+                for i, g in enumerate(self.groups)
+            ]
+        )
+
+    def describe(self) -> str:
+        lines = [
+            f"{len(self.trials)} trials in {len(self.groups)} structure groups: "
+            f"{self.programs} compiled programs to build; memory budget {self.budget_bytes / 2**20:.0f} MB per population",
+            self.table().to_string(index=False),
+        ]
+        return "\n".join(lines)
 
 
 def run(
@@ -108,7 +154,66 @@ def run(
       >>> result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-1)},
       ...                     strategy=sweeps.Grid(n=8), epochs=5)  # doctest: +SKIP
     """
-    started = time.perf_counter()
+    started, compiled_before = time.perf_counter(), compilations()
+    model = MLP() if model is None else model
+    strategy = Grid() if strategy is None else strategy
+    sweep_plan = plan(
+        data, model=model, space=space, strategy=strategy, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, seeds=seeds, objective=objective, early_stopping=early_stopping,
+        max_population=max_population, divergence_threshold=divergence_threshold,
+    )
+    axes = as_space(space)
+    stop = _check_early_stopping(early_stopping, data.task)
+    trials, groups = list(sweep_plan.trials), list(sweep_plan.groups)
+    records = train_groups(groups, data, seed, stop, divergence_threshold, objective, progress)
+
+    table, history = build_frames(
+        [dataclasses.asdict(t) for t in trials], list(axes), records, objective
+    )
+    config = {
+        "data": {"source": str(data.source), "target": data.target, "task": data.task,
+                 "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
+                 "features": data.n_features, "preprocessing": list(data.preprocessing)},
+        "model": {"hidden": list(model.hidden), "activation": model.activation},
+        "space": {name: axis_to_config(axis) for name, axis in axes.items()},
+        "strategy": {"name": type(strategy).__name__.lower(), **dataclasses.asdict(strategy)},
+        "optimizer": optimizer, "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "seed": seed,
+        "objective": objective, "direction": direction(objective),
+        "early_stopping": dict(stop) if stop else None,
+        "max_population": max_population, "divergence_threshold": divergence_threshold,
+        "groups": sweep_plan.table().to_dict(orient="records"),
+        "wall_s": round(time.perf_counter() - started, 3),
+        "compilations": compilations() - compiled_before,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+    }
+    result = Result(table=table, history=history, config=config)
+    if run_dir is not None:
+        write_run_folder(result, run_dir)
+    return result
+
+
+def plan(
+    data: Dataset,
+    *,
+    model: MLP | None = None,
+    space: Mapping[str, Any] | None = None,
+    strategy: Strategy | None = None,
+    optimizer: str = "adam",
+    epochs: int = 10,
+    batch_size: int = 32,
+    seeds: int = 1,
+    objective: str = "val_loss",
+    early_stopping: Mapping[str, Any] | None = None,
+    max_population: int | None = None,
+    divergence_threshold: float | None = 10.0,
+    memory_budget: int | None = None,
+) -> Plan:
+    """Checks every input and trial, groups the trials by structure and sizes the populations.
+
+    Takes `run`'s arguments; trains and compiles nothing. Every bad value is refused here,
+    before the first compilation. `memory_budget` (bytes) defaults to half the device's memory.
+    """
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
     model = MLP() if model is None else model
@@ -118,12 +223,16 @@ def run(
     for name in axes:
         hp_registry.check_name(name)
     strategy = Grid() if strategy is None else strategy
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be sweeps.Grid(...) or sweeps.Random(...), but got {strategy!r}")
     _check_objective(objective, data.task)
-    stop = _check_early_stopping(early_stopping, data.task)
+    _check_early_stopping(early_stopping, data.task)
     _check_int("seeds", seeds, 1)
     if max_population is not None:
         _check_int("max_population", max_population, 1)
-    if divergence_threshold is not None and not divergence_threshold > 0:
+    if divergence_threshold is not None and not (
+        isinstance(divergence_threshold, (int, float)) and divergence_threshold > 0
+    ):
         raise ValueError(f"divergence_threshold must be > 0 or None, but got {divergence_threshold!r}")
 
     defaults = {
@@ -141,35 +250,8 @@ def run(
         params = hp_registry.resolve({**defaults, **config})
         check_batch_size(data, params["batch_size"])
         trials.extend(Trial(index * seeds + s, index, s, params) for s in range(seeds))
-
-    groups = group_trials(trials, data, max_population)
-    records = train_groups(groups, data, seed, stop, divergence_threshold, objective, progress)
-
-    table, history = build_frames(
-        [dataclasses.asdict(t) for t in trials], list(axes), records, objective
-    )
-    config = {
-        "data": {"source": str(data.source), "target": data.target, "task": data.task,
-                 "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
-                 "features": data.n_features, "preprocessing": list(data.preprocessing)},
-        "model": {"hidden": list(model.hidden), "activation": model.activation},
-        "space": {name: axis_to_config(axis) for name, axis in axes.items()},
-        "strategy": {"name": type(strategy).__name__.lower(), **dataclasses.asdict(strategy)},
-        "optimizer": optimizer, "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "seed": seed,
-        "objective": objective, "direction": direction(objective),
-        "early_stopping": dict(stop) if stop else None,
-        "max_population": max_population, "divergence_threshold": divergence_threshold,
-        "groups": [{"structure": g.structure.label(), "trials": len(g.trials), "chunk_size": g.chunk_size}
-                   for g in groups],
-        "wall_s": round(time.perf_counter() - started, 3),
-        "compilations": compilations(),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": versions(),
-    }
-    result = Result(table=table, history=history, config=config)
-    if run_dir is not None:
-        write_run_folder(result, run_dir)
-    return result
+    budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
+    return Plan(tuple(trials), tuple(group_trials(trials, data, max_population, budget)), budget)
 
 
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:
@@ -197,15 +279,19 @@ def versions() -> dict[str, str]:
     }
 
 
-def group_trials(trials: list[Trial], data: Dataset, max_population: int | None) -> list[Group]:
-    """Trials grouped by structure, in order of first appearance."""
+def group_trials(trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int) -> list[Group]:
+    """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget."""
     by_structure: dict[Structure, list[Trial]] = {}
     for trial in trials:
         by_structure.setdefault(structure_of(trial.params, data), []).append(trial)
     groups = []
     for structure, members in by_structure.items():
-        chunk = len(members) if max_population is None else min(len(members), max_population)
-        groups.append(Group(structure, tuple(members), chunk))
+        fits = memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
+        if max_population is not None:
+            fits = min(fits, max_population)
+        size = memory.chunk_size(len(members), fits)
+        estimate = memory.population_bytes(structure, size, data.n_train, data.n_val)
+        groups.append(Group(structure, tuple(members), size, estimate))
     return groups
 
 
@@ -218,49 +304,77 @@ def baseline_loss(data: Dataset) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def train_groups(groups, data, seed, stop, divergence_threshold, objective, progress) -> dict[int, dict]:
-    """Trains every chunk of every group; returns per-trial records of metrics by epoch."""
-    train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
-    val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:
+    """The run-wide numbers every compiled epoch reads."""
     limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data)
-    controls = Controls(
+    return Controls(
         divergence_limit=jnp.float32(limit),
         patience=jnp.int32(stop["patience"] if stop else 0),
         min_delta=jnp.float32(stop["min_delta"] if stop else 0.0),
         y_std=jnp.float32(data.y_std),
     )
+
+
+def train_chunk(
+    structure: Structure,
+    chunk: tuple[Trial, ...],
+    size: int,
+    data: Dataset,
+    seed: int,
+    stop_metric: str | None,
+    controls: Controls,
+    after_epoch=None,
+) -> tuple[Population, list[dict[str, np.ndarray]]]:
+    """Trains one chunk as a population of `size` members (padded) until every member is done.
+
+    Returns the final population and the per-epoch metrics ((size,) arrays per name).
+    `after_epoch(metrics)` is called after each epoch (the progress bar).
+    """
+    train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+    epoch_fn = make_train_epoch(structure, stop_metric)
+    numbers = np.full(size, PADDING, np.int64)
+    numbers[: len(chunk)] = [t.number for t in chunk]
+    pop = init_population(structure, stack_hparams([t.params for t in chunk], size), numbers, seed)
+    history = []
+    for epoch in range(max(t.params["epochs"] for t in chunk)):
+        order_key = keys.batch_order_key(seed, epoch, structure.batch_size)
+        pop, metrics = epoch_fn(pop, train, val, order_key, controls)
+        metrics = jax.device_get(metrics)
+        history.append(metrics)
+        if after_epoch is not None:
+            after_epoch(metrics)
+        if not metrics["active"].any():
+            break
+    return pop, history
+
+
+def train_groups(groups, data, seed, stop, divergence_threshold, objective, progress) -> dict[int, dict]:
+    """Trains every chunk of every group; returns per-trial records of metrics by epoch."""
+    controls = controls_for(data, stop, divergence_threshold)
     work = [(g, chunk) for g in groups for chunk in g.chunks]
-    total = sum(max(t.params["epochs"] for t in chunk) for _, chunk in work)
-    bar = _progress_bar(total, progress)
-    best = None
+    bar = _progress_bar(sum(max(t.params["epochs"] for t in chunk) for _, chunk in work), progress)
     sign = 1.0 if direction(objective) == "minimize" else -1.0
+    best = math.inf
     records: dict[int, dict] = {}
     try:
         for group, chunk in work:
-            epoch_fn = make_train_epoch(group.structure, stop["metric"] if stop else None)
-            numbers = np.full(group.chunk_size, PADDING, np.int64)
-            numbers[: len(chunk)] = [t.number for t in chunk]
-            pop = init_population(
-                group.structure, stack_hparams([t.params for t in chunk], group.chunk_size), numbers, seed
-            )
-            history = []
-            max_epochs = max(t.params["epochs"] for t in chunk)
-            for epoch in range(max_epochs):
-                order_key = keys.batch_order_key(seed, epoch, group.structure.batch_size)
-                pop, metrics = epoch_fn(pop, train, val, order_key, controls)
-                metrics = jax.device_get(metrics)
-                history.append(metrics)
-                value = metrics[objective][metrics["trained"] & ~metrics["diverged"]]
+            def after_epoch(metrics, label=group.structure.label()):
+                nonlocal best
+                value = sign * metrics[objective][metrics["trained"] & ~metrics["diverged"]]
                 if value.size and np.isfinite(value).any():
-                    candidate = sign * np.nanmin(sign * value)
-                    best = candidate if best is None or sign * candidate < sign * best else best
+                    best = min(best, float(np.nanmin(value)))
                 if bar is not None:
-                    bar.set_postfix_str(f"{group.structure.label()} | best {objective} {best:.4f}" if best is not None else "")
+                    shown = f" | best {objective} {sign * best:.4f}" if math.isfinite(best) else ""
+                    bar.set_postfix_str(label + shown)
                     bar.update(1)
-                if not np.asarray(pop.active).any():
-                    if bar is not None:
-                        bar.update(max_epochs - epoch - 1)
-                    break
+
+            _, history = train_chunk(
+                group.structure, chunk, group.chunk_size, data, seed, stop["metric"] if stop else None,
+                controls, after_epoch,
+            )
+            if bar is not None:  # a chunk whose members all stopped early skips its last epochs
+                bar.update(max(t.params["epochs"] for t in chunk) - len(history))
             records.update(_chunk_records(chunk, history))
     finally:
         if bar is not None:
@@ -270,7 +384,7 @@ def train_groups(groups, data, seed, stop, divergence_threshold, objective, prog
 
 def _chunk_records(chunk, history) -> dict[int, dict]:
     """Per-trial metric curves over the epochs each member trained."""
-    names = [m for m in history[0] if m not in ("trained", "diverged")]
+    names = [m for m in history[0] if m not in ("trained", "diverged", "active")]
     records = {}
     for i, trial in enumerate(chunk):
         trained = np.array([h["trained"][i] for h in history], bool)

@@ -154,7 +154,8 @@ def train_epoch(
 
     Returns:
       The new population and a dict of (trials,) arrays: `train_loss`, `val_<metric>`
-      for the task's metrics, and `trained` (bool: the member trained in this epoch).
+      for the task's metrics, and bools: `trained` (the member trained in this epoch),
+      `diverged`, `active` (it will train in the next epoch).
     """
     global _traces
     _traces += 1
@@ -206,7 +207,7 @@ def train_epoch(
         best=best,
         since_best=since_best,
     )
-    return pop, {**metrics, "trained": trains, "diverged": diverged}
+    return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active}
 
 
 @functools.lru_cache(maxsize=None)

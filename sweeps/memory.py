@@ -1,0 +1,62 @@
+"""How much device memory a population needs, and how many members fit.
+
+The estimate is made before anything compiles, from the structure's shapes:
+the carried state (parameters and optimizer slots), the step's temporaries
+(gradients, updates, the masked copies), the minibatch activations, and the
+validation pass. `tests/test_memory.py` holds it against XLA's own
+accounting of the compiled program.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+
+from sweeps.population import Structure, flat_layout
+from sweeps.train import EVAL_ROWS
+
+BYTES = 4  # float32 everywhere
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "adagrad": 1}
+MEMORY_FRACTION = 0.5  # the share of the device's memory a population may plan to use
+
+
+def population_bytes(structure: Structure, members: int, n_train: int, n_val: int) -> int:
+    """Estimated peak bytes of one compiled epoch over `members` members, data included."""
+    n_params = flat_layout(structure)[0]
+    slots = OPTIMIZER_SLOTS[structure.optimizer]
+    state = members * n_params * (1 + slots)
+    step_temporaries = members * n_params * (3 + slots)  # grads, updates, new params, new slots
+    widths = sum(structure.hidden) + structure.n_outputs
+    activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient
+    block = min(n_val, EVAL_ROWS)
+    evaluation = members * (2 * block * max(structure.hidden + (structure.n_outputs,)) + 6 * n_val * structure.n_outputs)
+    data = (n_train + n_val) * (structure.n_features + 1) + n_train  # splits and the epoch's order
+    return BYTES * int(state + step_temporaries + activations + evaluation + data)
+
+
+def available_bytes(device: jax.Device | None = None) -> int:
+    """The memory of `device` (default: the first): the accelerator's limit, or the host's RAM on CPU."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def members_that_fit(structure: Structure, n_train: int, n_val: int, budget_bytes: int) -> int:
+    """The largest population whose estimate stays within `budget_bytes` (at least 1)."""
+    one = population_bytes(structure, 1, n_train, n_val)
+    fixed = population_bytes(structure, 0, n_train, n_val)
+    per_member = max(one - fixed, 1)
+    return max(1, (budget_bytes - fixed) // per_member)
+
+
+def chunk_size(total: int, fits: int) -> int:
+    """Members per chunk: as few chunks as fit, of equal size, so only the last is padded."""
+    chunks = math.ceil(total / max(fits, 1))
+    return math.ceil(total / chunks)

@@ -1,0 +1,229 @@
+"""Every hyperparameter of the lesson: traced ones in one program, structural ones grouped."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import sweeps
+from conftest import synthetic
+from models import MLP, loss_fn
+from sweeps import keys, space
+from sweeps.hparams import OPTIMIZERS, SCHEDULES
+from sweeps.sweep import controls_for, train_chunk
+from sweeps.train import batch_indices, compilations
+from test_schedules import optax_schedule
+
+SEED = 3
+
+
+def reference_optimizer(p, schedule):
+    """The member's optimizer, built by optax alone from its concrete values."""
+    family = p["optimizer"]
+    opt = {
+        "sgd": lambda: optax.sgd(schedule),
+        "momentum": lambda: optax.sgd(schedule, momentum=p["momentum"]),
+        "nesterov": lambda: optax.sgd(schedule, momentum=p["momentum"], nesterov=True),
+        "adam": lambda: optax.adam(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"]),
+        "adamw": lambda: optax.adamw(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"], weight_decay=p["weight_decay"]),
+        "rmsprop": lambda: optax.rmsprop(schedule, decay=0.9, eps=p["eps"]),
+        "adagrad": lambda: optax.adagrad(schedule, eps=p["eps"]),
+    }[family]()
+    if p["clip_norm"] is not None:
+        opt = optax.chain(optax.clip_by_global_norm(p["clip_norm"]), opt)
+    return opt
+
+
+def train_alone(data, p, number, seed=SEED):
+    """One trial with plain Flax + optax: same init key, dropout keys and minibatch order."""
+    model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs)
+    tree = model.init(keys.init_keys(seed, np.array([number]))[0], jnp.zeros((1, data.n_features)))["params"]
+    tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    steps_per_epoch = -(-len(x) // p["batch_size"])
+    schedule = optax_schedule_for(p, steps_per_epoch)
+    opt = reference_optimizer(p, schedule)
+    state = opt.init(tree)
+    dropout_key = keys.dropout_keys(seed, np.array([number]))[0]
+
+    @jax.jit
+    def step(tree, state, xb, yb, wb, t):
+        def loss(tree):
+            out = model.apply({"params": tree}, xb, p["dropout"], deterministic=False,
+                              rngs={"dropout": jax.random.fold_in(dropout_key, t)})
+            data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
+            kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
+            return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)
+
+        updates, state = opt.update(jax.grad(loss)(tree), state, tree)
+        return optax.apply_updates(tree, updates), state
+
+    t = 0
+    for epoch in range(p["epochs"]):
+        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, p["batch_size"]), len(x), p["batch_size"])
+        for idx, w in zip(indices, weights):
+            tree, state = step(tree, state, x[idx], y[idx], w, t)
+            t += 1
+    return np.asarray(ravel_pytree(tree)[0])
+
+
+def optax_schedule_for(p, steps_per_epoch):
+    import test_schedules
+
+    test_schedules.STEPS_PER_EPOCH = steps_per_epoch
+    return optax_schedule(p["schedule"], p["learning_rate"], p["warmup_fraction"], p["decay_rate"],
+                          p["final_lr_fraction"], p["epochs"])
+
+
+MIXED = {
+    "optimizer": space.choice(OPTIMIZERS),
+    "schedule": space.choice(SCHEDULES),
+    "learning_rate": space.loguniform(1e-3, 1e-2),
+    "b1": space.uniform(0.8, 0.95),
+    "b2": space.uniform(0.95, 0.999),
+    "eps": space.loguniform(1e-8, 1e-6),
+    "momentum": space.uniform(0.5, 0.95),
+    "weight_decay": space.loguniform(1e-5, 1e-2),
+    "l2": [0.0, 1e-3],
+    "dropout": [0.0, 0.3],
+    "init_scale": space.uniform(0.5, 1.5),
+    "clip_norm": [None, 0.5],
+    "warmup_fraction": space.uniform(0.0, 0.4),
+    "decay_rate": space.uniform(0.3, 0.9),
+    "final_lr_fraction": space.uniform(0.0, 0.2),
+    "epochs": [1, 2],
+}
+
+
+class EveryOptimizerAndSchedule(sweeps.Strategy):
+    """Seven groups covering every optimizer and schedule, two random members each (clipped in some)."""
+
+    def ask(self, search):
+        rng = np.random.default_rng(4)
+        pairs = zip(OPTIMIZERS, SCHEDULES + SCHEDULES[:2])
+        trials = []
+        for k, (optimizer, schedule) in enumerate(pairs):
+            for _ in range(2):
+                values = {name: axis.sample(rng) for name, axis in search.items()}
+                trials.append({**values, "optimizer": optimizer, "schedule": schedule, "clip_norm": 0.5 if k % 2 else None})
+        return trials
+
+
+def test_every_group_of_a_mixed_sweep_matches_training_alone():
+    data = synthetic("binary", rows=300)
+    plan = sweeps.plan(data, space=MIXED, strategy=EveryOptimizerAndSchedule(), batch_size=64)
+    used = {(g.structure.optimizer, g.structure.schedule) for g in plan.groups}
+    assert {o for o, _ in used} == set(OPTIMIZERS) and {s for _, s in used} == set(SCHEDULES)
+    controls = controls_for(data, None, None)
+    worst = 0.0
+    for group in plan.groups:
+        (chunk,) = group.chunks
+        pop, _ = train_chunk(group.structure, chunk, group.chunk_size, data, SEED, None, controls)
+        for i in sorted({0, len(chunk) - 1}):
+            trial = chunk[i]
+            alone = train_alone(data, trial.params, trial.number)
+            error = float(np.abs(np.asarray(pop.params[i]) - alone).max())
+            worst = max(worst, error)
+            assert error <= 1e-5, f"{group.structure.label()} trial {trial.number}: {error:.2e}"
+    print(f"{len(plan.groups)} groups; worst max |vmapped - alone| = {worst:.2e}")
+
+
+def test_zero_dropout_is_the_model_without_dropout():
+    model = MLP(hidden=(16, 8), outputs=2)
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, 5))
+    params = model.init(jax.random.PRNGKey(1), x)
+    plain = model.apply(params, x)
+    zero = model.apply(params, x, jnp.float32(0.0), deterministic=False, rngs={"dropout": jax.random.PRNGKey(2)})
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(zero))
+    half = model.apply(params, x, jnp.float32(0.5), deterministic=False, rngs={"dropout": jax.random.PRNGKey(2)})
+    assert not np.array_equal(np.asarray(plain), np.asarray(half))
+
+
+def test_structural_grid_compiles_one_program_per_structure():
+    data = synthetic("binary", rows=300)
+    before = compilations()
+    result = sweeps.run(
+        data,
+        space={
+            "batch_size": [16, 32, 64],
+            "hidden": space.choice([(16,), (16, 8)]),
+            "learning_rate": space.loguniform(1e-3, 1e-1),
+            "weight_decay": [0.0, 1e-4, 1e-3, 1e-2],
+        },
+        strategy=sweeps.Grid(n=8), optimizer="adamw", epochs=1,
+    )
+    assert compilations() - before == 6
+    assert result.config["compilations"] == 6
+    assert len(result.table) == 192
+    assert result.table["number"].is_unique
+    assert set(result.table["params_hidden"]) == {"[16]", "[16, 8]"}
+
+
+def test_each_member_stops_at_its_own_epoch_budget():
+    data = synthetic("binary")
+    before = compilations()
+    result = sweeps.run(data, space={"epochs": [1, 3, 5], "learning_rate": [1e-2]}, epochs=99)
+    assert compilations() - before == 1, "epoch budgets are data: one program"
+    assert result.table["epochs"].tolist() == [1, 3, 5]
+    for _, row in result.table.iterrows():
+        curve = result.history[(result.history.trial == row["number"]) & (result.history.metric == "loss")
+                               & (result.history.split == "val")]
+        assert curve["epoch"].max() == row["params_epochs"]
+        assert row["final_val_loss"] == pytest.approx(curve["value"].iloc[-1])
+    assert not result.table["stopped_early"].any()
+
+
+def test_early_stopping_stops_a_member_and_restores_its_best_epoch():
+    data = synthetic("binary", rows=200)
+    patience = 2
+    result = sweeps.run(
+        data, space={"learning_rate": [3e-3, 0.3]}, epochs=40, batch_size=8,
+        early_stopping={"metric": "val_loss", "patience": patience},
+    )
+    stopped = result.table[result.table["stopped_early"]]
+    assert len(stopped) >= 1
+    for _, row in stopped.iterrows():
+        assert row["epochs"] < 40
+        curve = result.history[(result.history.trial == row["number"]) & (result.history.metric == "loss")
+                               & (result.history.split == "val")]["value"].to_numpy()
+        assert len(curve) == row["epochs"]
+        best = int(np.argmin(curve))
+        assert row["best_epoch"] == best + 1
+        assert row["best_val_loss"] == pytest.approx(curve[best])
+        # it stopped after `patience` epochs without improvement
+        assert row["epochs"] - row["best_epoch"] == patience
+
+
+@pytest.mark.parametrize(
+    "search, message",
+    [
+        ({"learning_rate": [-0.1]}, r"learning_rate must be > 0, but got learning_rate=-0.1"),
+        ({"b1": [1.0]}, r"b1 must be in \[0, 1\), but got b1=1.0"),
+        ({"dropout": [1.0]}, r"dropout must be in \[0, 1\)"),
+        ({"batch_size": [100_000]}, r"batch_size=100000 is larger than the training split"),
+        ({"learning_rat": [1e-3]}, r"unknown hyperparameter 'learning_rat'.*did you mean 'learning_rate'"),
+        ({"activation": ["relux"]}, r"activation must be one of .*relu"),
+        ({"optimizer": ["adamm"]}, r"optimizer must be one of"),
+        ({"epochs": [0]}, r"epochs must be an integer >= 1"),
+        ({"hidden": [[64, 0]]}, r"hidden must be a tuple of widths >= 1"),
+        ({"clip_norm": [0.0]}, r"clip_norm must be > 0"),
+    ],
+)
+def test_impossible_values_are_refused_before_compiling(binary_data, search, message):
+    before = compilations()
+    with pytest.raises(ValueError, match=message):
+        sweeps.run(binary_data, space=search, epochs=1)
+    assert compilations() == before
+
+
+def test_bad_run_arguments_name_the_fix(binary_data):
+    with pytest.raises(ValueError, match="Grid needs n="):
+        sweeps.run(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)})
+    with pytest.raises(ValueError, match="objective 'val_rmse' is not computed for a binary task"):
+        sweeps.run(binary_data, objective="val_rmse")
+    with pytest.raises(ValueError, match="unknown early_stopping keys"):
+        sweeps.run(binary_data, early_stopping={"metrc": "val_loss"})
+    with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
+        sweeps.run(binary_data, seeds=0)

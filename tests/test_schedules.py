@@ -1,0 +1,51 @@
+"""The learning rate applied at step t equals optax's own schedule built with the member's values."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from sweeps.schedules import learning_rate_at
+
+STEPS_PER_EPOCH = 7
+# (learning_rate, warmup_fraction, decay_rate, final_lr_fraction, epochs): one row per member
+MEMBERS = [(1e-2, 0.1, 0.5, 0.0, 5), (3e-3, 0.3, 0.9, 0.1, 3), (0.1, 0.0, 0.2, 0.5, 8)]
+
+
+def optax_schedule(name, lr, warmup, decay, final, epochs):
+    total = epochs * STEPS_PER_EPOCH
+    if name == "constant":
+        return optax.constant_schedule(lr)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, total, alpha=final)
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, int(warmup * total), total, end_value=final * lr)
+    if name == "exponential":
+        return optax.exponential_decay(lr, transition_steps=STEPS_PER_EPOCH, decay_rate=decay)
+    if name == "onecycle":
+        return optax.cosine_onecycle_schedule(total, lr, pct_start=warmup)
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "warmup_cosine", "exponential", "onecycle"])
+def test_traced_schedule_matches_optax(name):
+    columns = np.array(MEMBERS, np.float32).T
+    hp = {
+        "learning_rate": jnp.asarray(columns[0]),
+        "warmup_fraction": jnp.asarray(columns[1]),
+        "decay_rate": jnp.asarray(columns[2]),
+        "final_lr_fraction": jnp.asarray(columns[3]),
+    }
+    epochs = jnp.asarray([m[4] for m in MEMBERS], jnp.int32)
+    steps = jnp.arange(0, 9 * STEPS_PER_EPOCH)
+
+    @jax.jit
+    def rates(hp, epochs):  # (members, steps), one compiled program for all members
+        per_member = lambda h, e: jax.vmap(lambda t: learning_rate_at(name, t, h, STEPS_PER_EPOCH, e * STEPS_PER_EPOCH))(steps)
+        return jax.vmap(per_member)(hp, epochs)
+
+    ours = np.asarray(rates(hp, epochs))
+    for i, member in enumerate(MEMBERS):
+        reference = np.array([optax_schedule(name, *member)(int(t)) for t in steps])
+        np.testing.assert_allclose(ours[i], reference, rtol=2e-5, atol=1e-6 * member[0], err_msg=f"{name} member {member}")
