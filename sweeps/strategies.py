@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sweeps.space import Axis, Choice, Float
+from sweeps.space import Axis, Choice, Float, as_space
 
 
 class Strategy:
@@ -49,6 +49,7 @@ class Grid(Strategy):
             raise ValueError(f"Grid(n=...) must be an integer >= 1, but got n={self.n!r}")
 
     def ask(self, space):
+        space = as_space(space)
         values = []
         for name, axis in space.items():
             if isinstance(axis, Float):
@@ -79,6 +80,7 @@ class Random(Strategy):
             raise ValueError(f"Random(n=...) must be an integer >= 1, but got n={self.n!r}")
 
     def ask(self, space):
+        space = as_space(space)
         rng = np.random.default_rng(self.seed)
         return [{name: axis.sample(rng) for name, axis in space.items()} for _ in range(int(self.n))]
 
