@@ -4,6 +4,10 @@
   log x axis; diverged trials marked with a red x at the top.
 - `learning_curves.png`: validation loss by epoch, one line per trial, coloured by
   learning rate on a log colour scale.
+- `parallel_coordinates.png` (two or more swept hyperparameters): one line per trial
+  across the hyperparameters' axes and the objective, coloured by the objective.
+- `marginal_<name>.png`, one per swept hyperparameter: the objective against its values,
+  log x axis where the space is log, categories side by side.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LR = "params_learning_rate"
 
@@ -27,7 +32,108 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     written = [plot_learning_curves(result, folder / "learning_curves.png")]
     if LR in result.table:
         written.append(plot_metric_vs_learning_rate(result, folder / f"{result.objective}_vs_learning_rate.png"))
+    names = swept(result)
+    if len(names) >= 2:
+        written.append(plot_parallel_coordinates(result, folder / "parallel_coordinates.png"))
+    for name in names:
+        written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
     return written
+
+
+def swept(result) -> list[str]:
+    """The hyperparameters that took more than one value in this sweep."""
+    return [c[len("params_"):] for c in result.table.columns if c.startswith("params_") and result.table[c].nunique() > 1]
+
+
+def is_log(result, name: str) -> bool:
+    """Whether the space of `name` is logarithmic (loguniform, log integers, powers of two)."""
+    written = result.config.get("space", {}).get(name)
+    return isinstance(written, dict) and ("loguniform" in written or bool(written.get("log")))
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+
+
+def _axis_positions(result, name: str, values):
+    """Values mapped to [0, 1] for a shared axis, with tick positions and labels."""
+    if _numeric(values):
+        x = np.asarray(values, float)
+        log = is_log(result, name) and (x > 0).all()
+        t = np.log10(x) if log else x
+        low, high = t.min(), t.max()
+        span = high - low if high > low else 1.0
+        ticks = np.linspace(low, high, 3) if high > low else np.array([low])
+        labels = [f"{10**v:.3g}" if log else f"{v:.3g}" for v in ticks]
+        return (t - low) / span, (ticks - low) / span, labels
+    categories = sorted({str(v) for v in values})
+    index = {c: i for i, c in enumerate(categories)}
+    span = max(len(categories) - 1, 1)
+    return np.array([index[str(v)] / span for v in values]), np.arange(len(categories)) / span, categories
+
+
+def plot_parallel_coordinates(result, path: Path) -> Path:
+    table = result.table[result.table["state"] == "complete"]
+    names = swept(result)
+    columns = [(n, f"params_{n}") for n in names] + [(result.objective, "value")]
+    fig, ax = plt.subplots(figsize=(max(7, 1.8 * len(columns)), 4.8))
+    positions = []
+    for k, (name, column) in enumerate(columns):
+        pos, ticks, labels = _axis_positions(result, name, table[column].tolist())
+        positions.append(pos)
+        ax.axvline(k, color="black", lw=0.8)
+        for tick, label in zip(ticks, labels):
+            ax.text(k + 0.03, tick, label, fontsize=7, va="center")
+    values = table["value"].to_numpy(float)
+    good = values if result.direction == "minimize" else -values
+    norm = Normalize(np.nanmin(good), np.nanmax(good)) if len(good) else Normalize(0, 1)
+    cmap = plt.get_cmap("viridis_r")
+    lines = np.stack(positions, axis=1) if positions and len(table) else np.zeros((0, len(columns)))
+    for row, score in sorted(zip(lines, good), key=lambda item: -item[1]):  # best drawn last, on top
+        ax.plot(range(len(columns)), row, color=cmap(norm(score)), alpha=0.6, lw=1)
+    ax.set_xticks(range(len(columns)), [name for name, _ in columns])
+    ax.set_yticks([])
+    ax.set_xlim(-0.2, len(columns) - 0.6)
+    diverged = int((result.table["state"] != "complete").sum())
+    ax.set_title(f"parallel coordinates: {len(table)} complete trials (colour: {result.objective}, "
+                 f"brighter is better; {diverged} diverged not shown)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_marginal(result, name: str, path: Path) -> Path:
+    table = result.table
+    column = f"params_{name}"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ok = table[table["state"] == "complete"]
+    values = table[column].tolist()
+    if _numeric(values):
+        ax.scatter(ok[column], ok["value"], s=18, alpha=0.7, label="complete")
+        if is_log(result, name):
+            ax.set_xscale("log")
+        distinct = sorted(set(values))
+        if len(distinct) <= 12:  # a discrete axis: label its values, not a generic scale
+            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+    else:
+        categories = sorted({str(v) for v in values})
+        rng = np.random.default_rng(0)
+        x = np.array([categories.index(str(v)) for v in ok[column]], float)
+        ax.scatter(x + rng.uniform(-0.15, 0.15, len(x)), ok["value"], s=18, alpha=0.7, label="complete")
+        ax.set_xticks(range(len(categories)), categories)
+    bad = table[table["state"] != "complete"]
+    if len(bad):
+        ax.text(0.99, 0.98, f"{len(bad)} diverged not shown", transform=ax.transAxes, ha="right", va="top", fontsize=8, color="red")
+    ax.set_xlabel(name)
+    ax.set_ylabel(f"{result.objective} (best epoch)")
+    ax.set_title(f"{result.objective} against {name}")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) -> Path:
@@ -63,6 +169,15 @@ def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) 
     return path
 
 
+def ax_top(curves) -> float:
+    """The top of the learning-curve plot: the 95th percentile of the finite values, plus a margin."""
+    finite = curves["value"][np.isfinite(curves["value"])]
+    if not len(finite):
+        return 1.0
+    low, high = np.percentile(finite, [0, 95])
+    return high + 0.1 * (high - low + 1e-9)
+
+
 def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
     split, name = metric.split("_", 1)
     history = result.history
@@ -77,17 +192,20 @@ def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
     finite = curves["value"][np.isfinite(curves["value"])]
     for trial, rows in curves.groupby("trial"):
         c = cmap(norm(table.loc[trial, colour])) if colour is not None else None
-        style = "--" if table.loc[trial, "state"] != "complete" else "-"
-        ax.plot(rows["epoch"], rows["value"], style, color=c, lw=1, alpha=0.8)
+        diverged = table.loc[trial, "state"] != "complete"
+        ax.plot(rows["epoch"], rows["value"], "--" if diverged else "-", color=c, lw=1, alpha=0.8)
+        if diverged:
+            ax.plot(rows["epoch"].iloc[-1], min(rows["value"].iloc[-1], ax_top(curves)), "x", color="red", ms=6)
     if colour is not None:
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="learning rate")
     if len(finite):
         # Keep the plot readable when diverged trials explode: clip the y range to the bulk of the curves.
         low, high = np.percentile(finite, [0, 95])
-        ax.set_ylim(low - 0.05 * (high - low + 1e-9), high + 0.1 * (high - low + 1e-9))
+        ax.set_ylim(low - 0.05 * (high - low + 1e-9), ax_top(curves))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; dashed: diverged)")
+    ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; x: diverged, at its last epoch)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

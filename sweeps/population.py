@@ -147,18 +147,10 @@ def init_population(
       numbers: (trials,) trial numbers, PADDING for padding members.
       seed: the sweep seed.
     """
-    model = structure.model
     hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
     numbers = jnp.asarray(numbers, jnp.int32)
     safe_numbers = jnp.maximum(numbers, 0)
-
-    def init_member(key, hp):
-        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
-        flat = ravel_pytree(tree)[0] * hp["init_scale"]
-        opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
-        return flat, opt.init(flat)
-
-    params, opt_state = jax.jit(jax.vmap(init_member))(keys.init_keys(seed, safe_numbers), hparams)
+    params, opt_state = _init_members(structure)(keys.init_keys(seed, safe_numbers), hparams)
     size = numbers.shape[0]
     return Population(
         params=params,
@@ -173,3 +165,17 @@ def init_population(
         best=jnp.full(size, jnp.inf, jnp.float32),
         since_best=jnp.zeros(size, jnp.int32),
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _init_members(structure: Structure):
+    """The jitted, vmapped initialisation of `structure`: (keys (trials, 2), hparams) -> (params, opt_state)."""
+    model = structure.model
+
+    def init_member(key, hp):
+        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
+        flat = ravel_pytree(tree)[0] * hp["init_scale"]
+        opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
+        return flat, opt.init(flat)
+
+    return jax.jit(jax.vmap(init_member))
