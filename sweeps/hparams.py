@@ -96,7 +96,7 @@ def check_name(name: str, where: str = "space") -> None:
         return
     near = difflib.get_close_matches(name, list(HPARAMS), n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise ValueError(f"unknown hyperparameter {name!r} in {where}{hint} known: {', '.join(HPARAMS)}")
+    raise ValueError(f"unknown hyperparameter {name!r} in {where}{hint}; known: {', '.join(HPARAMS)}")
 
 
 def normalize(name: str, value: Any) -> Any:

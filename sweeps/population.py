@@ -30,7 +30,12 @@ PADDING = -1  # the trial number of a padding member
 
 @dataclasses.dataclass(frozen=True)
 class Structure:
-    """What one compiled program is specialised to; hashable, so it keys the program cache."""
+    """What one compiled program is specialised to; hashable, so it keys the program cache.
+
+    `clip` and `dropout` say whether the program contains gradient clipping and dropout at
+    all: random masks cost as much as the matrix products on a CPU, so a group in which no
+    member uses dropout draws none. Within a group the values themselves are traced.
+    """
 
     hidden: tuple[int, ...]
     activation: str
@@ -38,6 +43,7 @@ class Structure:
     optimizer: str
     schedule: str
     clip: bool
+    dropout: bool
     task: str
     n_features: int
     n_outputs: int
@@ -48,10 +54,10 @@ class Structure:
 
     def label(self) -> str:
         """A short human-readable name, for progress bars and dry runs."""
-        clip = ", clip" if self.clip else ""
+        extras = "".join(f", {name}" for name, on in (("clip", self.clip), ("dropout", self.dropout)) if on)
         return (
             f"hidden={list(self.hidden)} {self.activation}, batch {self.batch_size}, "
-            f"{self.optimizer}/{self.schedule}{clip}"
+            f"{self.optimizer}/{self.schedule}{extras}"
         )
 
 
@@ -64,6 +70,7 @@ def structure_of(params: Mapping[str, Any], data) -> Structure:
         optimizer=params["optimizer"],
         schedule=params["schedule"],
         clip=params["clip_norm"] is not None,
+        dropout=params["dropout"] > 0,
         task=data.task,
         n_features=int(data.n_features),
         n_outputs=int(data.n_outputs),

@@ -120,6 +120,7 @@ def run(
     divergence_threshold: float | None = 10.0,
     run_dir: str | Path | None = None,
     progress: bool = False,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Result:
     """Trains every trial of a sweep, each structure group as one vectorized program.
 
@@ -143,6 +144,8 @@ def run(
         None keeps only the non-finite test.
       run_dir: where to write the run folder (config, table, history, plots); None writes nothing.
       progress: show a progress bar.
+      metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
+        the config file it ran).
 
     Returns:
       A `Result` with `table`, `history`, `best()`.
@@ -173,7 +176,8 @@ def run(
     config = {
         "data": {"source": str(data.source), "target": data.target, "task": data.task,
                  "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
-                 "features": data.n_features, "preprocessing": list(data.preprocessing)},
+                 "features": data.n_features, "majority_class_fraction": data.majority_class_fraction,
+                 "preprocessing": list(data.preprocessing)},
         "model": {"hidden": list(model.hidden), "activation": model.activation},
         "space": {name: axis_to_config(axis) for name, axis in axes.items()},
         "strategy": {"name": type(strategy).__name__.lower(), **dataclasses.asdict(strategy)},
@@ -186,6 +190,7 @@ def run(
         "compilations": compilations() - compiled_before,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
+        **dict(metadata or {}),
     }
     result = Result(table=table, history=history, config=config)
     if run_dir is not None:

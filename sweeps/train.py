@@ -73,7 +73,7 @@ def member_loss(structure: Structure, flat, hp, x, y, w, dropout_key):
     """(penalized loss, data loss) of one member on one weighted minibatch."""
     n_params, unravel, kernel_mask = flat_layout(structure)
     outputs = structure.model.apply(
-        {"params": unravel(flat)}, x, hp["dropout"], deterministic=False, rngs={"dropout": dropout_key}
+        {"params": unravel(flat)}, x, hp["dropout"], deterministic=not structure.dropout, rngs={"dropout": dropout_key}
     )
     data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
     penalty = hp["l2"] * jnp.sum(jnp.square(flat * kernel_mask))

@@ -44,7 +44,7 @@ def train_alone(data, params, number, epochs, seed=SEED):
 def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf):
     params = [resolve({"learning_rate": lr, "batch_size": batch_size, "epochs": epochs}) for lr in learning_rates]
     numbers = np.arange(len(params)) if numbers is None else np.asarray(numbers)
-    structure = Structure((64,), "relu", batch_size, "adam", "constant", False, data.task, data.n_features, data.n_outputs)
+    structure = Structure((64,), "relu", batch_size, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs)
     pop = init_population(structure, stack_hparams(params, len(params)), numbers, SEED)
     epoch_fn = make_train_epoch(structure)
     controls = Controls(jnp.float32(divergence_limit), jnp.int32(1), jnp.float32(0), jnp.float32(1))

@@ -16,7 +16,7 @@ from sweeps.train import Split, make_train_epoch
 @pytest.mark.parametrize("hidden, optimizer, members", [((64,), "adam", 64), ((32, 16), "momentum", 256)])
 def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members):
     data = synthetic("binary", rows=2000, features=20)
-    structure = Structure(hidden, "relu", 32, optimizer, "constant", False, "binary", 20, 1)
+    structure = Structure(hidden, "relu", 32, optimizer, "constant", False, False, "binary", 20, 1)
     pop = init_population(structure, stack_hparams([resolve({})], members), np.arange(members), 0)
     train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
@@ -30,7 +30,7 @@ def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members
 
 def test_a_group_too_large_for_the_budget_is_chunked_with_padding_and_one_program(binary_data):
     structure_bytes = memory.population_bytes(
-        Structure((64,), "relu", 32, "adam", "constant", False, "binary", binary_data.n_features, 1), 4,
+        Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", binary_data.n_features, 1), 4,
         binary_data.n_train, binary_data.n_val,
     )
     plan = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.Grid(n=10),

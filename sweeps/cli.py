@@ -1,0 +1,395 @@
+"""The `sweeps` command: run a sweep from a TOML config, or report on a finished run folder.
+
+    sweeps run data/examples/churn_lr.toml
+    sweeps run data/examples/churn_lr.toml --set train.epochs=5 --out runs/quick
+    sweeps report runs/churn_lr
+
+Errors a user can fix (a wrong key, a missing file, a bad value) print
+`error: <message>` on stderr and exit with status 2, without a traceback;
+set SWEEPS_TRACEBACK=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+USER_ERRORS = (ValueError, FileNotFoundError, TypeError)
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+TOP_TRIALS = 10
+TOP_CONFIGURATIONS = 5
+RUNS = Path("runs")  # the default parent of run folders, relative to the working directory
+
+RUN_EXAMPLES = """\
+examples:
+  sweeps run data/examples/churn_lr.toml
+  sweeps run data/examples/churn_lr.toml --set train.epochs=5 --set strategy.n=8 --out runs/quick
+  sweeps run data/examples/churn_three.toml --dry-run   (the groups and memory, without training)
+  sweeps run my.toml --set 'space.learning_rate={loguniform=[1e-3,1]}' --set 'model.hidden=[128,64]'
+  (quote a value with braces, commas or spaces, or the shell splits it)
+
+the config file (TOML), every key optional but [data] path and target:
+  [data]      path, target, task, val_fraction, test_fraction, seed, drop
+  [model]     hidden (e.g. [64] or [128, 64]), activation
+  [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
+              | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}
+              e.g. learning_rate, batch_size, dropout, weight_decay, hidden, optimizer
+  [strategy]  name = "grid" (n points per range) or "random" (n, seed)
+  [train]     optimizer, epochs, batch_size, seeds, seed, objective,
+              early_stopping = {metric, patience, min_delta}, max_population,
+              divergence_threshold (false = off)
+  [run]       dir
+  data/examples/churn_lr.toml is a commented example.
+
+the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
+when that one already holds a finished run). It gets config.json, table.csv/.parquet
+(one row per trial), history.csv/.parquet (every metric by epoch) and plots/.
+"""
+
+MAIN_EXAMPLES = """\
+examples:
+  sweeps run data/examples/churn_lr.toml      train the lesson's 64 learning rates
+  sweeps report runs/churn_lr                 summarize a finished run, redraw its plots
+
+`sweeps run --help` describes the config file.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: one subparser per command, each with its `handler`."""
+    parser = argparse.ArgumentParser(
+        prog="sweeps",
+        description="Train a whole hyperparameter sweep as one compiled, vectorized JAX program.",
+        epilog=MAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run_parser = commands.add_parser(
+        "run",
+        help="run the sweep a config file describes",
+        description="Run the sweep a TOML config file describes: load the data, train every trial, "
+        "write the run folder and print the best trials.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run_parser.add_argument("config", metavar="CONFIG.toml", help="the sweep's config file")
+    run_parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one config value, e.g. train.epochs=5 or model.hidden=[128,64]; "
+        "the value is read as TOML, else as plain text; repeat for more",
+    )
+    run_parser.add_argument("--out", metavar="DIR", help="the run folder (beats [run] dir)")
+    run_parser.add_argument(
+        "--overwrite", action="store_true", help="write over a run folder that already holds a finished run"
+    )
+    run_parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar or summary; print only the run folder's path"
+    )
+    run_parser.add_argument(
+        "--dry-run", action="store_true",
+        help="check everything and print the structure groups, their population sizes, the programs "
+        "to compile and the memory estimate per group; train nothing, write nothing",
+    )
+    run_parser.set_defaults(handler=run_command)
+
+    report_parser = commands.add_parser(
+        "report",
+        help="summarize a finished run folder and redraw its plots",
+        description="Print the best trials of a finished run folder and redraw its plots into RUN_DIR/plots.",
+        epilog="example:\n  sweeps report runs/churn_lr",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `sweeps run`")
+    report_parser.set_defaults(handler=report_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the `sweeps` command line; returns the exit status (0 done, 2 a user error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2): argparse has printed why
+        return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    try:
+        return args.handler(args)
+    except USER_ERRORS as e:
+        if os.environ.get("SWEEPS_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+# --- sweeps run ----------------------------------------------------------------------
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from sweeps.config import count_trials, load_config, plan_from_config, sweep_from_config
+
+    started = time.perf_counter()
+    config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        trials = count_trials(config)
+        print("\n".join(describe_config(config, args.config, trials)[:-1]))
+        print()
+        print(plan_from_config(config).describe())
+        print("dry run: nothing trained, nothing written")
+        return 0
+    run_dir = choose_run_dir(args, config)
+    config["run"]["dir"] = str(run_dir)
+    trials = count_trials(config)  # a strategy or space that cannot ask fails here, before the data loads
+    if not args.quiet:
+        print("\n".join(describe_config(config, args.config, trials)), flush=True)
+        print(flush=True)
+    result = sweep_from_config(config, progress=not args.quiet)
+    if args.quiet:
+        print(show_path(run_dir))
+        return 0
+    print()
+    print("\n".join(summary_lines(result)))
+    print(f"wall time: {time.perf_counter() - started:.1f} s in all, "
+          f"{result.config.get('wall_s', math.nan):.1f} s of it compiling and training")
+    print(f"results: {', '.join(folder_files(run_dir))}")
+    print(f"run folder: {show_path(run_dir)}")
+    return 0
+
+
+def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
+    """--out, else [run] dir, else runs/<config stem> (or the first free runs/<stem>-2, -3, ...).
+
+    Raises:
+      ValueError: when a folder named by --out or [run] dir already holds a finished run and
+        --overwrite was not given.
+    """
+    from sweeps.results import CONFIG_FILE
+
+    if args.out:
+        chosen, source = Path(args.out), "--out"
+    elif config["run"]["dir"]:
+        chosen, source = Path(config["run"]["dir"]), f"[run] dir of {args.config}"
+    else:
+        stem = Path(args.config).stem
+        chosen, n = RUNS / stem, 1
+        while (chosen / CONFIG_FILE).exists() and not args.overwrite:
+            n += 1
+            chosen = RUNS / f"{stem}-{n}"
+        return chosen
+    if (chosen / CONFIG_FILE).exists() and not args.overwrite:
+        raise ValueError(
+            f"{show_path(chosen)} (from {source}) already holds a finished run; "
+            f"pass --overwrite to replace it, or --out DIR to write the run somewhere else"
+        )
+    if chosen.exists() and not chosen.is_dir():
+        raise ValueError(f"the run folder {show_path(chosen)} (from {source}) is a file; choose another with --out DIR")
+    return chosen
+
+
+def describe_config(config: dict, config_path: str, trials: int) -> list[str]:
+    """What is about to run, in a few lines, before anything trains."""
+    from sweeps.space import Float, axis_from_config
+
+    strategy = dict(config["strategy"])
+    name = strategy.pop("name")
+    options = ", ".join(f"{k}={v}" for k, v in strategy.items() if v is not None)
+    axes = []
+    for key, value in config["space"].items():
+        axis = axis_from_config(key, value)
+        if isinstance(axis, Float):
+            axes.append(f"{key} {'loguniform' if axis.log else 'uniform'} [{axis.low:g}, {axis.high:g}]")
+        elif len(axis.values) == 1:
+            axes.append(f"{key} = {_value(axis.values[0])}")
+        else:
+            axes.append(f"{key} in [{', '.join(_value(v) for v in axis.values)}]")
+    seeds = config["train"]["seeds"]
+    count = f"{trials} trial{'s' * (trials != 1)}"
+    if seeds > 1:
+        count += f" ({trials // seeds} configurations x {seeds} seeds)"
+    over = f" over {'; '.join(axes)}" if axes else " (empty [space]: the defaults)"
+    model, train, swept = config["model"], config["train"], config["space"]
+    settings = [  # the defaults every trial shares unless [space] sweeps them
+        ("hidden", f"MLP hidden {model['hidden']}"),
+        ("activation", model["activation"]),
+        ("optimizer", train["optimizer"]),
+        ("epochs", f"{train['epochs']} epochs"),
+        ("batch_size", f"batch {train['batch_size']}"),
+    ]
+    shared = ", ".join(text for key, text in settings if key not in swept)
+    return [
+        f"sweep:  {show_path(config_path)}",
+        f"data:   {show_path(config['data']['path'])}, predicting {config['data']['target']!r}",
+        f"trials: {count}, {name}{f' ({options})' if options else ''}{over}",
+        f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
+        f"output: {show_path(config['run']['dir'])}",
+    ]
+
+
+# --- sweeps report -------------------------------------------------------------------
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from sweeps.plots import plot_run
+    from sweeps.results import load_result
+
+    run_dir = Path(args.run_dir)
+    result = load_result(run_dir)
+    source = result.config.get("config_file")
+    finished = result.config.get("finished")
+    about = [f"from {show_path(source)}"] if source else []
+    about += [f"finished {finished}"] if finished else []
+    about = ", ".join(about)
+    print(f"sweep: {show_path(run_dir)}{f' ({about})' if about else ''}")
+    print()
+    print("\n".join(summary_lines(result)))
+    if "wall_s" in result.config:
+        print(f"wall time: {result.config['wall_s']:.1f} s compiling and training")
+    written = plot_run(result, run_dir / "plots")
+    print("plots:")
+    print("\n".join(f"  {show_path(p)}" for p in written))
+    print(f"run folder: {show_path(run_dir)}")
+    return 0
+
+
+# --- the summary both commands print -------------------------------------------------
+
+
+def summary_lines(result) -> list[str]:
+    """The top trials, the counts, the best trial (and per-configuration means when seeds > 1)."""
+    table = result.table
+    objective = result.objective
+    better = "lower" if result.direction == "minimize" else "higher"
+    top = result.top(TOP_TRIALS)
+    lines = [
+        f"top {len(top)} of {len(table)} trials by {objective} ({better} is better), "
+        f"metrics at each trial's best epoch:",
+        _format_frame(_readable(top, objective)),
+        "",
+        _counts_line(result),
+    ]
+    seeds = int(table["seed"].nunique()) if "seed" in table else 1
+    if seeds > 1:
+        lines += ["", _configurations(result, seeds), ""]
+    lines += _best_lines(result)
+    return lines
+
+
+def _readable(frame: pd.DataFrame, objective: str) -> pd.DataFrame:
+    """Shorter column names for the screen: `params_learning_rate` -> `learning_rate`,
+    `best_val_loss` -> `val_loss`, `number` -> `trial`; `value` dropped when it repeats the objective."""
+    if f"best_{objective}" in frame and "value" in frame:
+        frame = frame.drop(columns="value")
+    names = {}
+    for column in frame.columns:
+        if column == "number":
+            names[column] = "trial"
+        elif column.startswith("params_"):
+            names[column] = column[len("params_"):]
+        elif column.startswith("best_") and column != "best_epoch":
+            names[column] = column[len("best_"):]
+    return frame.rename(columns=names)
+
+
+def _format_frame(frame: pd.DataFrame) -> str:
+    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
+
+
+def _counts_line(result) -> str:
+    table = result.table
+    states = table["state"].value_counts()
+    parts = [f"{int(states.get('complete', 0))} complete", f"{int(states.get('diverged', 0))} diverged"]
+    parts += [f"{int(n)} {state}" for state, n in states.items() if state not in ("complete", "diverged")]
+    line = f"{len(table)} trials: {', '.join(parts)}"
+    lr = "params_learning_rate"
+    diverged = table[table["state"] == "diverged"]
+    if len(diverged) and lr in table and pd.api.types.is_numeric_dtype(table[lr]):
+        low, high = diverged[lr].min(), diverged[lr].max()
+        rest = table.loc[table["state"] != "diverged", lr]
+        if low == high:
+            line += f" (at learning_rate {low:.4g})"
+        elif rest.empty or low > rest.max():
+            line += f": the largest learning rates, {low:.4g} to {high:.4g}"
+        else:
+            line += f" (at learning rates between {low:.4g} and {high:.4g})"
+    return line
+
+
+def _configurations(result, seeds: int) -> str:
+    """The best configurations by the mean objective over their seeds."""
+    summary = result.summary().head(TOP_CONFIGURATIONS)
+    objective = result.objective
+    params = [c for c in summary.columns if c.startswith("params_")]
+    metrics = [objective] + [m for m in _headline_metrics(result) if m != objective]
+    columns = params + ["seeds", "diverged"]
+    for m in metrics:
+        columns += [c for c in (f"best_{m}_mean", f"best_{m}_std") if c in summary]
+    shown = _readable(summary[columns], objective)
+    return (
+        f"top {len(shown)} configurations by mean {objective} over {seeds} seeds (mean and std at the best epoch):\n"
+        + _format_frame(shown)
+    )
+
+
+def _headline_metrics(result) -> list[str]:
+    """The metrics a reader looks at first: accuracy and AUC, or RMSE."""
+    task = result.config.get("data", {}).get("task")
+    wanted = ["val_rmse"] if task == "regression" else ["val_accuracy", "val_auc"]
+    return [m for m in wanted if f"best_{m}" in result.table]
+
+
+def _best_lines(result) -> list[str]:
+    try:
+        best = result.best()
+    except ValueError as e:  # every trial diverged: the run is still written down
+        return [f"best: none; {e}"]
+    swept = [c for c in result.table.columns if c.startswith("params_")]
+    params = ", ".join(f"{c[len('params_'):]} {_value(best[c])}" for c in swept)
+    metrics = [result.objective] + [m for m in _headline_metrics(result) if m != result.objective]
+    values = ", ".join(f"{m} {best[f'best_{m}']:.4g}" for m in metrics if f"best_{m}" in best)
+    epochs = f"epoch {best['best_epoch']} of {best['epochs']}"
+    lines = [f"best: trial {best['number']}{f' ({params})' if params else ''}, {epochs}: {values}"]
+    majority = result.config.get("data", {}).get("majority_class_fraction")
+    if majority is not None:
+        lines.append(f"      (always predicting the most common class would give val_accuracy {majority:.4g})")
+    return lines
+
+
+# --- small helpers ---------------------------------------------------------------------
+
+
+def show_path(path) -> str:
+    """A path relative to the working directory when it lies below it, else as it is."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def folder_files(run_dir: Path) -> list[str]:
+    """The files of a run folder a reader opens first."""
+    names = [n for n in ("table.csv", "history.csv", "config.json") if (run_dir / n).is_file()]
+    plots = sorted((run_dir / "plots").glob("*.png"))
+    return names + [f"plots/{p.name}" for p in plots]
+
+
+def _value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return str(list(value))
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

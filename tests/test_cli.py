@@ -1,0 +1,363 @@
+"""Tests of the `sweeps` command line (sweeps.cli) and of config files (sweeps.config).
+
+The sweeps here are small (4 learning rates, 2 epochs, batch 256, 8 hidden
+units) and few: one finished run serves most tests, and each test that trains
+checks more than one thing. One test runs the shipped example with fewer
+trials and epochs.
+"""
+
+import contextlib
+import io
+import json
+import pathlib
+import shutil
+
+import pandas as pd
+import pytest
+
+import sweeps.config
+from sweeps.cli import main
+from sweeps.config import apply_override, load_config, parse_value
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHURN = ROOT / "data" / "telco_customer_churn.csv"
+EXAMPLE = ROOT / "data" / "examples" / "churn_lr.toml"
+
+SMALL = """\
+[data]
+path = "{path}"
+target = "Churn"
+
+[model]
+hidden = [8]
+
+[space]
+learning_rate = {{ loguniform = [1e-3, 1e-1] }}
+
+[strategy]
+name = "grid"
+n = 4
+
+[train]
+epochs = 2
+batch_size = 256
+"""
+
+RUN_FILES = ["config.json", "table.parquet", "table.csv", "history.parquet", "history.csv"]
+PLOTS = ["plots/learning_curves.png", "plots/val_loss_vs_learning_rate.png"]
+
+
+def write_config(folder, extra="", name="small.toml", path=CHURN):
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / name
+    config.write_text(SMALL.format(path=pathlib.Path(path).as_posix()) + extra)
+    return config
+
+
+def run_cli(argv):
+    """main(argv) with stdout and stderr captured (for module-scoped fixtures, where capsys is not available)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def table_of(run_dir):
+    return pd.read_csv(pathlib.Path(run_dir) / "table.csv")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One small finished run: (config file, run folder, exit code, stdout, stderr)."""
+    base = tmp_path_factory.mktemp("finished")
+    config = write_config(base)
+    run_dir = base / "run"
+    code, out, err = run_cli(["run", config, "--out", run_dir])
+    return config, run_dir, code, out, err
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fails the test if the data is loaded (the step before training)."""
+    calls = []
+    monkeypatch.setattr(sweeps.config, "load_csv", lambda *a, **k: calls.append(a) or pytest.fail("data loaded"))
+    return calls
+
+
+# --- sweeps run ------------------------------------------------------------------------
+
+
+def test_run_writes_the_run_folder_and_prints_a_summary(finished):
+    _, run_dir, code, out, err = finished
+    assert code == 0, err
+    for name in RUN_FILES + PLOTS:
+        assert (run_dir / name).is_file(), name
+    lines = out.rstrip().splitlines()
+    assert lines[-1] == f"run folder: {run_dir}"
+    assert "top 4 of 4 trials by val_loss" in out
+    assert "4 trials: " in out and " complete, " in out and " diverged" in out
+    assert "best: trial " in out and "learning_rate " in out and "val_accuracy " in out and "val_auc " in out
+    assert "always predicting the most common class would give val_accuracy 0.7" in out
+    assert "wall time: " in out
+    assert "Traceback" not in err
+
+
+def test_run_folder_config_records_the_config_file(finished):
+    config_file, run_dir, *_ = finished
+    recorded = json.loads((run_dir / "config.json").read_text())
+    assert recorded["config_file"] == str(config_file.resolve())
+    assert recorded["sweep_config"]["strategy"] == {"name": "grid", "n": 4}
+    assert recorded["sweep_config"]["run"]["dir"] == str(run_dir)
+    assert 0.5 < recorded["data"]["majority_class_fraction"] < 1
+    assert len(table_of(run_dir)) == 4
+
+
+def test_set_epochs_quiet_and_the_numbered_default_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "configs", name="lr.toml")
+    taken = tmp_path / "runs" / "lr"
+    taken.mkdir(parents=True)
+    (taken / "config.json").write_text("{}")  # runs/lr holds a finished run: the default moves on
+    assert main(["run", str(config), "--set", "train.epochs=1", "--quiet"]) == 0
+    assert capsys.readouterr().out == "runs/lr-2\n"  # --quiet prints only the folder
+    assert (table_of(tmp_path / "runs" / "lr-2")["epochs"] == 1).all()
+    assert (taken / "config.json").read_text() == "{}"
+
+
+def test_seeds_print_the_configuration_summary(tmp_path):
+    config = write_config(tmp_path)
+    code, out, err = run_cli(
+        ["run", config, "--set", "train.seeds=2", "--set", "strategy.n=2", "--set", "train.epochs=1",
+         "--out", tmp_path / "run"]
+    )
+    assert code == 0, err
+    assert "4 trials (2 configurations x 2 seeds)" in out
+    assert "top 2 configurations by mean val_loss over 2 seeds" in out
+
+
+@pytest.mark.parametrize(
+    "extra, overrides, expected",
+    [
+        ("epoch = 3\n", [], "unknown key 'train.epoch' in {config}; did you mean 'train.epochs'?"),
+        ("", ["train.epoch=3"], "unknown key 'train.epoch' in --set train.epoch=3; did you mean 'train.epochs'?"),
+        ("[trian]\n", [], "unknown section [trian] in {config}; did you mean [train]?"),
+        ("learning_rate = 0.1\n", [], "did you mean 'space.learning_rate'?"),
+        ("", ["space.lerning_rate=0.1"], "unknown hyperparameter 'lerning_rate'"),
+        ("", ["strategy.name=grdi"], "unknown strategy 'grdi'"),
+        ("", ["train.early_stopping.patince=2"], "did you mean 'train.early_stopping.patience'?"),
+        ("", ["train.epochs"], "--set needs section.key=value"),
+    ],
+    ids=["file-key", "set-key", "file-section", "hparam-in-train", "set-space", "strategy", "nested", "no-equals"],
+)
+def test_unknown_names_exit_2_with_a_suggestion(tmp_path, capsys, no_training, extra, overrides, expected):
+    config = write_config(tmp_path, extra=extra)
+    argv = ["run", str(config), "--out", str(tmp_path / "run")]
+    for text in overrides:
+        argv += ["--set", text]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ")
+    assert expected.format(config=config) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_config_file_exits_2(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config file ") and "nope.toml" in err and "does not exist" in err
+
+
+def test_toml_syntax_error_names_the_file(tmp_path, capsys):
+    config = tmp_path / "broken.toml"
+    config.write_text("[data\npath = 1\n")
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {config} is not valid TOML: " in err and "line 1" in err
+
+
+def test_a_user_error_from_the_engine_exits_2(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["run", str(config), "--set", "train.objective=val_rmse", "--out", str(tmp_path / "r")]) == 2
+    assert "error: objective 'val_rmse' is not computed for a binary task" in capsys.readouterr().err
+
+
+def test_existing_out_folder_is_refused_before_training(finished, capsys, no_training):
+    config, run_dir, *_ = finished
+    assert main(["run", str(config), "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert str(run_dir) in err and "already holds a finished run" in err
+    assert "--overwrite" in err and "--out" in err
+    assert no_training == []
+
+
+def test_existing_run_dir_from_the_config_is_refused(finished, tmp_path, capsys, no_training):
+    _, run_dir, *_ = finished
+    config = write_config(tmp_path, extra=f'\n[run]\ndir = "{run_dir.as_posix()}"\n')
+    assert main(["run", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a finished run" in err and "[run] dir" in err
+
+
+def test_overwrite_replaces_a_finished_run_and_set_strategy_n(finished, tmp_path):
+    config, run_dir, *_ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    code, out, err = run_cli(["run", config, "--out", copy, "--overwrite", "--set", "strategy.n=3"])
+    assert code == 0, err
+    assert len(table_of(copy)) == 3  # the new sweep's 3 trials, not the old 4
+
+
+def test_the_shipped_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # its data path is relative to the repository root
+    out_dir = tmp_path / "example"
+    code, out, err = run_cli(
+        ["run", EXAMPLE, "--set", "train.epochs=2", "--set", "strategy.n=8", "--out", out_dir]
+    )
+    assert code == 0, err
+    table = table_of(out_dir)
+    assert len(table) == 8 and (table["epochs"] <= 2).all()
+    assert "top 8 of 8 trials by val_loss" in out
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    example = ROOT / "data" / "examples" / "churn_three.toml"
+    out_dir = tmp_path / "never"
+    from sweeps import train
+
+    before = train.compilations()
+    code, out, err = run_cli(["run", example, "--dry-run", "--out", out_dir])
+    assert code == 0, err
+    assert "90 trials in 5 structure groups: 5 compiled programs to build" in out
+    for batch in (16, 32, 64, 128, 256):
+        assert f"batch {batch}," in out
+    assert "memory_mb" in out and "dry run: nothing trained" in out
+    assert train.compilations() == before and not out_dir.exists()
+
+
+# --- sweeps report ---------------------------------------------------------------------
+
+
+def test_report_redraws_the_plots(finished, tmp_path, capsys):
+    _, run_dir, *_ = finished
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "plots")
+    assert main(["report", str(copy)]) == 0
+    out = capsys.readouterr().out
+    for name in PLOTS:
+        assert (copy / name).is_file()
+        assert str(copy / name) in out
+    assert "top 4 of 4 trials by val_loss" in out and "best: trial " in out
+    assert out.rstrip().splitlines()[-1] == f"run folder: {copy}"
+
+
+def test_report_on_a_folder_without_a_run_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a finished sweepax run folder" in capsys.readouterr().err
+
+
+def test_help_describes_the_commands(capsys):
+    assert main(["--help"]) == 0
+    assert "sweeps run data/examples/churn_lr.toml" in capsys.readouterr().out
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    for word in ("--set", "--out", "--overwrite", "--quiet", "[space]", "[train]", "examples:"):
+        assert word in out
+
+
+# --- load_config and overrides ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("5", 5),
+        ("1e-3", 1e-3),
+        ("true", True),
+        ("[128, 64]", [128, 64]),
+        ("[128,64]", [128, 64]),
+        ("{loguniform=[1e-3,1]}", {"loguniform": [1e-3, 1]}),
+        ('"quoted"', "quoted"),
+        ("runs/x", "runs/x"),
+        ("adam", "adam"),
+        ("5\nw = 3", "5\nw = 3"),
+    ],
+)
+def test_parse_value_reads_toml_else_text(text, expected):
+    assert parse_value(text) == expected
+
+
+def test_apply_override_sets_a_copy():
+    config = {"train": {"epochs": 20}, "model": {"hidden": [64]}}
+    out = apply_override(config, "model.hidden=[128,64]")
+    out = apply_override(out, "space.learning_rate={loguniform=[1e-3,1]}")
+    out = apply_override(out, "run.dir=runs/x")
+    out = apply_override(out, "train.early_stopping.patience=3")
+    assert out == {
+        "train": {"epochs": 20, "early_stopping": {"patience": 3}},
+        "model": {"hidden": [128, 64]},
+        "space": {"learning_rate": {"loguniform": [1e-3, 1]}},
+        "run": {"dir": "runs/x"},
+    }
+    assert config == {"train": {"epochs": 20}, "model": {"hidden": [64]}}
+
+
+def test_apply_override_refuses_a_path_through_a_value():
+    with pytest.raises(ValueError, match="train.epochs is 20, not a table"):
+        apply_override({"train": {"epochs": 20}}, "train.epochs.x=1")
+
+
+def test_load_config_fills_defaults_and_is_json(tmp_path):
+    config = load_config(write_config(tmp_path), ["train.divergence_threshold=false", "strategy.name=random"])
+    assert set(config) == {"config_file", "data", "model", "space", "strategy", "train", "run"}
+    assert config["data"]["val_fraction"] == 0.2 and config["data"]["drop"] == [] and config["data"]["task"] is None
+    assert config["model"] == {"hidden": [8], "activation": "relu"}
+    assert config["strategy"] == {"name": "random", "n": 4, "seed": 0}
+    assert config["train"]["objective"] == "val_loss" and config["train"]["seeds"] == 1
+    assert config["train"]["divergence_threshold"] is None
+    assert config["run"] == {"dir": None}
+    assert json.loads(json.dumps(config)) == config
+
+
+def test_data_path_is_found_next_to_the_config(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    shutil.copy(CHURN, folder / "churn.csv")
+    config = write_config(folder, path="churn.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_config(config)["data"]["path"] == str((folder / "churn.csv").resolve())
+    (elsewhere / "churn.csv").write_text("a,Churn\n1,Yes\n")  # the working directory comes first
+    assert load_config(config)["data"]["path"] == str((elsewhere / "churn.csv").resolve())
+
+
+def test_data_path_found_nowhere_names_both_places(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path / "configs", path="missing.csv")
+    with pytest.raises(ValueError, match="looked for .*missing.csv and .*configs.*missing.csv"):
+        load_config(config)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[data]\ntarget = "Churn"\n', r"\[data\] path is missing"),
+        (f'[data]\npath = "{CHURN.as_posix()}"\n', r"\[data\] target is missing"),
+        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[model]\nhidden = "wide"\n', "list of layer widths"),
+        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[space]\nlearning_rate = {{loguniform = [1, 0.1]}}\n',
+         r"\[space\] learning_rate .*low <= high"),
+        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[strategy]\nseed = 1\n',
+         "strategy 'grid' has no option 'seed'"),
+        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[run]\ndir = 2024-01-01\n', r"\[run\] dir"),
+    ],
+    ids=["no-path", "no-target", "hidden", "axis", "strategy-option", "date"],
+)
+def test_load_config_refuses_bad_values(tmp_path, text, message):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(config)
