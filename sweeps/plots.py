@@ -6,7 +6,8 @@
   learning rate on a log colour scale.
 - `parallel_coordinates.png` (two or more swept hyperparameters): one line per trial
   across the hyperparameters' axes and the objective, coloured by the objective.
-- `marginal_<name>.png`, one per swept hyperparameter: the objective against its values,
+- `marginal_<name>.png`, one per swept hyperparameter but the learning rate (which has its
+  own plot above): the objective against its values,
   log x axis where the space is log, categories side by side.
 """
 
@@ -36,7 +37,8 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     if len(names) >= 2:
         written.append(plot_parallel_coordinates(result, folder / "parallel_coordinates.png"))
     for name in names:
-        written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
+        if name != "learning_rate":  # the learning-rate plot above is its marginal, with diverged trials marked
+            written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
     return written
 
 
