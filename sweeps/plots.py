@@ -26,6 +26,13 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 LR = "params_learning_rate"
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_run(result, folder: str | Path) -> list[Path]:
     """Draws every plot that applies to this sweep into `folder`; returns the files written."""
     folder = Path(folder)
@@ -99,10 +106,7 @@ def plot_parallel_coordinates(result, path: Path) -> Path:
     diverged = int((result.table["state"] != "complete").sum())
     ax.set_title(f"parallel coordinates: {len(table)} complete trials (colour: {result.objective}, "
                  f"brighter is better; {diverged} diverged not shown)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_marginal(result, name: str, path: Path) -> Path:
@@ -132,10 +136,7 @@ def plot_marginal(result, name: str, path: Path) -> Path:
     ax.set_ylabel(f"{result.objective} (best epoch)")
     ax.set_title(f"{result.objective} against {name}")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) -> Path:
@@ -165,10 +166,7 @@ def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) 
     ax.set_title(f"{metric} against learning rate ({len(table)} trials)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def ax_top(curves) -> float:
@@ -209,7 +207,4 @@ def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
     ax.set_ylabel(metric)
     ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; x: diverged, at its last epoch)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
