@@ -120,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2): argparse has printed why
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
+    enable_compilation_cache()
     try:
         return args.handler(args)
     except USER_ERRORS as e:
@@ -130,6 +131,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def enable_compilation_cache() -> None:
+    """Keeps compiled programs on disk, so a second run of the same structures skips compilation.
+
+    The folder is $SWEEPS_CACHE_DIR, else $XDG_CACHE_HOME/sweepax/xla, else ~/.cache/sweepax/xla;
+    SWEEPS_CACHE_DIR=off disables it. Only the command line does this: the library leaves JAX's
+    configuration to its caller.
+    """
+    import jax
+
+    folder = os.environ.get("SWEEPS_CACHE_DIR")
+    if folder == "off":
+        return
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "sweepax", "xla")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 # --- sweeps run ----------------------------------------------------------------------

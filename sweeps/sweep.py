@@ -404,7 +404,7 @@ def _progress_bar(total: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="epoch", dynamic_ncols=True)
+    return tqdm(total=total, unit="epoch", dynamic_ncols=True, disable=None)  # no bar when not a terminal
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
