@@ -167,6 +167,8 @@ def run(
     )
     axes = as_space(space)
     stop = _check_early_stopping(early_stopping, data.task)
+    if run_dir is not None:
+        _prepare_run_dir(Path(run_dir))  # fail now, not after the training it would have to hold
     trials, groups = list(sweep_plan.trials), list(sweep_plan.groups)
     records = train_groups(groups, data, seed, stop, divergence_threshold, objective, progress)
 
@@ -257,6 +259,15 @@ def plan(
         trials.extend(Trial(index * seeds + s, index, s, params) for s in range(seeds))
     budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
     return Plan(tuple(trials), tuple(group_trials(trials, data, max_population, budget)), budget)
+
+
+def _prepare_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run_dir {run_dir} is a file; pass a folder path (it is created if missing)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create run_dir {run_dir}: {e.strerror}; pass a folder you can write to") from e
 
 
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:

@@ -150,3 +150,12 @@ def test_history_is_long_and_complete(binary_data):
     assert list(h.columns) == ["trial", "epoch", "split", "metric", "value"]
     assert set(h["metric"]) == {"loss", "accuracy", "auc"}
     assert len(h) == 2 * 3 * 4  # trials x epochs x (train loss + 3 val metrics)
+
+
+def test_an_unusable_run_dir_is_refused_before_training(binary_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    before = compilations()
+    with pytest.raises(ValueError, match="is a file; pass a folder path"):
+        sweeps.run(binary_data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=blocker)
+    assert compilations() == before
