@@ -1,0 +1,34 @@
+"""Smoke test of benchmarks/throughput.py: the --quick subset runs and writes well-formed rows."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {
+    "device", "workload", "mode", "n", "epochs", "model_epochs_per_s", "sweep_s", "compile_s", "peak_mem_mb",
+    "gflops", "flops_source", "peak_fraction", "bandwidth_fraction", "matmul_peak_gflops", "mem_bandwidth_gbs",
+    "timed_trials", "extrapolated",
+}
+
+
+def test_quick_run_writes_rows_with_every_key(tmp_path):
+    out = tmp_path / "quick.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["mode"], r["n"]) for r in rows} == {("vmap", 1), ("vmap", 8), ("sequential", 1), ("sequential", 8)}
+    for row in rows:
+        missing = KEYS - set(row)
+        assert not missing, f"row {row['mode']} N={row['n']} lacks {sorted(missing)}"
+        assert row["workload"] == "lesson" and row["epochs"] == 1
+        assert row["model_epochs_per_s"] > 0 and row["sweep_s"] >= row["compile_s"] > 0
+        assert 0 < row["peak_fraction"] and row["peak_mem_mb"] > 0
+        assert 1 <= row["timed_trials"] <= row["n"]
+        assert row["extrapolated"] == (row["timed_trials"] < row["n"])
+    assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
+    assert out.with_suffix(".png").stat().st_size > 0  # the plot
