@@ -312,10 +312,11 @@ def group_trials(trials: list[Trial], data: Dataset, max_population: int | None,
 
 
 def baseline_loss(data: Dataset) -> float:
-    """The training loss of predicting the training prior: class entropy, or 1.0 on a standardized target."""
+    """The training loss of predicting the training prior: the class entropy, or the target's variance."""
+    y = np.asarray(data.y_train, np.float64)
     if data.task == "regression":
-        return 1.0
-    counts = np.bincount(np.asarray(data.y_train).astype(np.int64))
+        return float(max(y.var(), 1e-12))  # 1.0 on a target load_csv standardized
+    counts = np.bincount(y.astype(np.int64))
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 

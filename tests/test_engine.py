@@ -159,3 +159,15 @@ def test_an_unusable_run_dir_is_refused_before_training(binary_data, tmp_path):
     with pytest.raises(ValueError, match="is a file; pass a folder path"):
         sweeps.run(binary_data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=blocker)
     assert compilations() == before
+
+
+def test_divergence_is_judged_against_the_targets_own_scale():
+    """An unstandardized regression target (from_arrays) must not make a sane trial look diverged."""
+    from conftest import synthetic
+
+    data = synthetic("regression")
+    scaled = sweeps.Dataset.from_arrays(
+        data.x_train, 30.0 * data.y_train, data.x_val, 30.0 * data.y_val, task="regression"
+    )
+    result = sweeps.run(scaled, model=MLP(hidden=()), space={"learning_rate": [1e-2, 1e5]}, epochs=2)
+    assert result.table["state"].tolist() == ["complete", "diverged"]
