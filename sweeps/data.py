@@ -965,6 +965,11 @@ def _as_features(name: str, value: Any) -> np.ndarray:
             f"{name} must hold numbers, but got dtype {array.dtype}; encode text "
             "columns first (load_csv does this)"
         )
+    if not np.all(np.isfinite(array.astype(np.float64))):
+        raise ValueError(
+            f"{name} must be finite, but it holds NaN or inf; impute or drop those values "
+            "(load_csv imputes with the train median)"
+        )
     return np.array(array, dtype=np.float32, copy=True)
 
 

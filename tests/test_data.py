@@ -641,3 +641,10 @@ def test_dataset_is_frozen():
     data = _small()
     with pytest.raises(AttributeError):
         data.task = "regression"
+
+
+def test_from_arrays_refuses_non_finite_features():
+    x = np.ones((4, 2), np.float32)
+    x[1, 1] = np.nan
+    with pytest.raises(ValueError, match="x_train must be finite"):
+        Dataset.from_arrays(x, np.array([0, 1, 0, 1]), np.ones((2, 2)), np.array([0, 1]), task="binary")
