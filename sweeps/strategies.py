@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sweeps.space import Axis, Choice, Float, as_space
+from sweeps.space import Axis, Float, as_space
 
 
 class Strategy:
@@ -93,7 +93,3 @@ def make_strategy(name: str, **options) -> Strategy:
     if name not in STRATEGIES:
         raise ValueError(f"strategy {name!r} is not known; choose one of {sorted(STRATEGIES)}")
     return STRATEGIES[name](**options)
-
-
-def is_discrete(axis: Axis) -> bool:
-    return isinstance(axis, Choice)
