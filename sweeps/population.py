@@ -157,7 +157,9 @@ def init_population(
     hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
     numbers = jnp.asarray(numbers, jnp.int32)
     safe_numbers = jnp.maximum(numbers, 0)
-    params, opt_state = _init_members(structure)(keys.init_keys(seed, safe_numbers), hparams)
+    init = _init_members(structure.hidden, structure.activation, structure.n_features, structure.n_outputs,
+                         structure.optimizer, structure.clip)
+    params, opt_state = init(keys.init_keys(seed, safe_numbers), hparams)
     size = numbers.shape[0]
     return Population(
         params=params,
@@ -175,14 +177,18 @@ def init_population(
 
 
 @functools.lru_cache(maxsize=None)
-def _init_members(structure: Structure):
-    """The jitted, vmapped initialisation of `structure`: (keys (trials, 2), hparams) -> (params, opt_state)."""
-    model = structure.model
+def _init_members(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, optimizer: str, clip: bool):
+    """The jitted, vmapped initialisation: (keys (trials, 2), hparams) -> (params, opt_state).
+
+    Keyed by what the initial state depends on (the model's shapes and the optimizer's state),
+    not the whole structure: groups that differ only in batch size or schedule share it.
+    """
+    model = MLP(hidden=hidden, activation=activation, outputs=n_outputs)
 
     def init_member(key, hp):
-        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
+        tree = model.init(key, jnp.zeros((1, n_features), jnp.float32))["params"]
         flat = ravel_pytree(tree)[0] * hp["init_scale"]
-        opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
+        opt = make_optimizer(optimizer, hp, hp["learning_rate"], clip)
         return flat, opt.init(flat)
 
     return jax.jit(jax.vmap(init_member))
