@@ -11,6 +11,7 @@ the run folder gets the config, the results and the plots.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import datetime
 import math
 import platform
@@ -70,6 +71,9 @@ class Plan:
     trials: tuple[Trial, ...]
     groups: tuple[Group, ...]
     budget_bytes: int
+    space: dict[str, Axis]
+    early_stopping: dict[str, Any] | None
+    swept: tuple[str, ...]  # hyperparameter names the trials set (the table's params_ columns)
 
     @property
     def programs(self) -> int:
@@ -165,15 +169,14 @@ def run(
         batch_size=batch_size, seeds=seeds, objective=objective, early_stopping=early_stopping,
         max_population=max_population, divergence_threshold=divergence_threshold,
     )
-    axes = as_space(space)
-    stop = _check_early_stopping(early_stopping, data.task)
+    axes, stop = sweep_plan.space, sweep_plan.early_stopping
     if run_dir is not None:
         _prepare_run_dir(Path(run_dir))  # fail now, not after the training it would have to hold
     trials, groups = list(sweep_plan.trials), list(sweep_plan.groups)
     records = train_groups(groups, data, seed, stop, divergence_threshold, objective, progress)
 
     table, history = build_frames(
-        [dataclasses.asdict(t) for t in trials], list(axes), records, objective
+        [dataclasses.asdict(t) for t in trials], list(sweep_plan.swept), records, objective
     )
     config = {
         "data": {"source": str(data.source), "target": data.target, "task": data.task,
@@ -182,7 +185,8 @@ def run(
                  "preprocessing": list(data.preprocessing)},
         "model": {"hidden": list(model.hidden), "activation": model.activation},
         "space": {name: axis_to_config(axis) for name, axis in axes.items()},
-        "strategy": {"name": type(strategy).__name__.lower(), **dataclasses.asdict(strategy)},
+        "strategy": {"name": type(strategy).__name__.lower(),
+                     **(dataclasses.asdict(strategy) if dataclasses.is_dataclass(strategy) else {})},
         "optimizer": optimizer, "epochs": epochs, "batch_size": batch_size, "seeds": seeds, "seed": seed,
         "objective": objective, "direction": direction(objective),
         "early_stopping": dict(stop) if stop else None,
@@ -233,7 +237,7 @@ def plan(
     if not isinstance(strategy, Strategy):
         raise TypeError(f"strategy must be sweeps.Grid(...) or sweeps.Random(...), but got {strategy!r}")
     _check_objective(objective, data.task)
-    _check_early_stopping(early_stopping, data.task)
+    stop = _check_early_stopping(early_stopping, data.task)
     _check_int("seeds", seeds, 1)
     if max_population is not None:
         _check_int("max_population", max_population, 1)
@@ -253,12 +257,17 @@ def plan(
     if not configs:
         raise ValueError(f"the strategy {strategy!r} asked for no trials")
     trials = []
+    swept = dict.fromkeys(axes)  # the table's params_ columns: the space's names, then any a strategy adds
     for index, config in enumerate(configs):
+        for name in config:
+            hp_registry.check_name(name, where=f"the trials {type(strategy).__name__} asked for")
+            swept.setdefault(name)
         params = hp_registry.resolve({**defaults, **config})
         check_batch_size(data, params["batch_size"])
         trials.extend(Trial(index * seeds + s, index, s, params) for s in range(seeds))
     budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
-    return Plan(tuple(trials), tuple(group_trials(trials, data, max_population, budget)), budget)
+    groups = group_trials(trials, data, max_population, budget)
+    return Plan(tuple(trials), tuple(groups), budget, axes, stop, tuple(swept))
 
 
 def _prepare_run_dir(run_dir: Path) -> None:
@@ -286,7 +295,7 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "jax": jax.__version__,
-        "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
         "flax": flax.__version__,
         "optax": optax.__version__,
         "numpy": np.__version__,

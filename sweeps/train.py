@@ -71,7 +71,7 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
 
 def member_loss(structure: Structure, flat, hp, x, y, w, dropout_key):
     """(penalized loss, data loss) of one member on one weighted minibatch."""
-    n_params, unravel, kernel_mask = flat_layout(structure)
+    _, unravel, kernel_mask = flat_layout(structure)
     outputs = structure.model.apply(
         {"params": unravel(flat)}, x, hp["dropout"], deterministic=not structure.dropout, rngs={"dropout": dropout_key}
     )

@@ -171,3 +171,22 @@ def test_divergence_is_judged_against_the_targets_own_scale():
     )
     result = sweeps.run(scaled, model=MLP(hidden=()), space={"learning_rate": [1e-2, 1e5]}, epochs=2)
     assert result.table["state"].tolist() == ["complete", "diverged"]
+
+
+def test_a_strategy_of_the_users_own_runs_and_is_recorded(binary_data, tmp_path):
+    class Halves(sweeps.Strategy):  # not a dataclass: the Strategy interface is only ask/tell
+        def ask(self, search):
+            return [{"learning_rate": 1e-3}, {"learning_rate": 5e-4}]
+
+    result = sweeps.run(binary_data, strategy=Halves(), epochs=1, run_dir=tmp_path / "run")
+    assert result.table["params_learning_rate"].tolist() == [1e-3, 5e-4]
+    assert sweeps.load_result(tmp_path / "run").config["strategy"] == {"name": "halves"}
+
+
+def test_a_strategy_asking_for_an_unknown_name_is_refused(binary_data):
+    class Typo(sweeps.Strategy):
+        def ask(self, search):
+            return [{"learning_rat": 1e-3}]
+
+    with pytest.raises(ValueError, match="unknown hyperparameter 'learning_rat'.*did you mean 'learning_rate'"):
+        sweeps.run(binary_data, strategy=Typo(), epochs=1)
