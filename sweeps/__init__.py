@@ -13,6 +13,7 @@ from sweeps import space
 from sweeps.data import Dataset, load_csv
 from sweeps.results import Result, load_result
 from sweeps.strategies import Grid, Random, Strategy
-from sweeps.sweep import Plan, plan, run
+from sweeps.planning import Plan, plan
+from sweeps.sweep import run
 
 __all__ = ["Dataset", "Grid", "Random", "Result", "Strategy", "load_csv", "load_result", "plan", "Plan", "run", "space"]

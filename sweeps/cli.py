@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
+from sweeps.summary import format_value, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError)
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-TOP_TRIALS = 10
-TOP_CONFIGURATIONS = 5
 RUNS = Path("runs")  # the default parent of run folders, relative to the working directory
 
 RUN_EXAMPLES = """\
@@ -156,24 +154,24 @@ def enable_compilation_cache() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sweeps.config import count_trials, load_config, plan_from_config, sweep_from_config
+    from sweeps.config import load_config, plan_from_config, sweep_from_config
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)
-    if args.dry_run:
-        trials = count_trials(config)
-        print("\n".join(describe_config(config, args.config, trials)[:-1]))
-        print()
-        print(plan_from_config(config).describe())
-        print("dry run: nothing trained, nothing written")
-        return 0
     run_dir = choose_run_dir(args, config)
     config["run"]["dir"] = str(run_dir)
-    trials = count_trials(config)  # a strategy or space that cannot ask fails here, before the data loads
+    planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
+    data, sweep_plan = planned
+    if args.dry_run:
+        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))[:-1]))
+        print()
+        print(sweep_plan.describe())
+        print("dry run: nothing trained, nothing written")
+        return 0
     if not args.quiet:
-        print("\n".join(describe_config(config, args.config, trials)), flush=True)
+        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))), flush=True)
         print(flush=True)
-    result = sweep_from_config(config, progress=not args.quiet)
+    result = sweep_from_config(config, progress=not args.quiet, planned=planned)
     if args.quiet:
         print(show_path(run_dir))
         return 0
@@ -229,9 +227,9 @@ def describe_config(config: dict, config_path: str, trials: int) -> list[str]:
         if isinstance(axis, Float):
             axes.append(f"{key} {'loguniform' if axis.log else 'uniform'} [{axis.low:g}, {axis.high:g}]")
         elif len(axis.values) == 1:
-            axes.append(f"{key} = {_value(axis.values[0])}")
+            axes.append(f"{key} = {format_value(axis.values[0])}")
         else:
-            axes.append(f"{key} in [{', '.join(_value(v) for v in axis.values)}]")
+            axes.append(f"{key} in [{', '.join(format_value(v) for v in axis.values)}]")
     seeds = config["train"]["seeds"]
     count = f"{trials} trial{'s' * (trials != 1)}"
     if seeds > 1:
@@ -281,119 +279,7 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- the summary both commands print -------------------------------------------------
-
-
-def summary_lines(result) -> list[str]:
-    """The top trials, the counts, the best trial (and per-configuration means when seeds > 1)."""
-    table = result.table
-    objective = result.objective
-    better = "lower" if result.direction == "minimize" else "higher"
-    top = result.top(TOP_TRIALS)
-    lines = [
-        f"top {len(top)} of {len(table)} trials by {objective} ({better} is better), "
-        f"metrics at each trial's best epoch:",
-        _format_frame(_readable(top, objective)),
-        "",
-        _counts_line(result),
-    ]
-    seeds = int(table["seed"].nunique()) if "seed" in table else 1
-    if seeds > 1:
-        lines += ["", _configurations(result, seeds), ""]
-    lines += _best_lines(result)
-    return lines
-
-
-def _readable(frame: pd.DataFrame, objective: str) -> pd.DataFrame:
-    """Shorter column names for the screen: `params_learning_rate` -> `learning_rate`,
-    `best_val_loss` -> `val_loss`, `number` -> `trial`; `value` dropped when it repeats the objective."""
-    if f"best_{objective}" in frame and "value" in frame:
-        frame = frame.drop(columns="value")
-    names = {}
-    for column in frame.columns:
-        if column == "number":
-            names[column] = "trial"
-        elif column.startswith("params_"):
-            names[column] = column[len("params_"):]
-        elif column.startswith("best_") and column != "best_epoch":
-            names[column] = column[len("best_"):]
-    return frame.rename(columns=names)
-
-
-def _format_frame(frame: pd.DataFrame) -> str:
-    return frame.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-")
-
-
-def _counts_line(result) -> str:
-    table = result.table
-    states = table["state"].value_counts()
-    parts = [f"{int(states.get('complete', 0))} complete", f"{int(states.get('diverged', 0))} diverged"]
-    parts += [f"{int(n)} {state}" for state, n in states.items() if state not in ("complete", "diverged")]
-    line = f"{len(table)} trials: {', '.join(parts)}"
-    lr = "params_learning_rate"
-    diverged = table[table["state"] == "diverged"]
-    if len(diverged) and lr in table and pd.api.types.is_numeric_dtype(table[lr]):
-        low, high = diverged[lr].min(), diverged[lr].max()
-        rest = table.loc[table["state"] != "diverged", lr]
-        if low == high:
-            line += f" (at learning_rate {low:.4g})"
-        elif rest.empty or low > rest.max():
-            line += f": the largest learning rates, {low:.4g} to {high:.4g}"
-        else:
-            line += f" (at learning rates between {low:.4g} and {high:.4g})"
-    return line
-
-
-def _configurations(result, seeds: int) -> str:
-    """The best configurations by the mean objective over their seeds."""
-    summary = result.summary().head(TOP_CONFIGURATIONS)
-    objective = result.objective
-    params = [c for c in summary.columns if c.startswith("params_")]
-    metrics = [objective] + [m for m in _headline_metrics(result) if m != objective]
-    columns = params + ["seeds", "diverged"]
-    for m in metrics:
-        columns += [c for c in (f"best_{m}_mean", f"best_{m}_std") if c in summary]
-    shown = _readable(summary[columns], objective)
-    return (
-        f"top {len(shown)} configurations by mean {objective} over {seeds} seeds (mean and std at the best epoch):\n"
-        + _format_frame(shown)
-    )
-
-
-def _headline_metrics(result) -> list[str]:
-    """The metrics a reader looks at first: accuracy and AUC, or RMSE."""
-    task = result.config.get("data", {}).get("task")
-    wanted = ["val_rmse"] if task == "regression" else ["val_accuracy", "val_auc"]
-    return [m for m in wanted if f"best_{m}" in result.table]
-
-
-def _best_lines(result) -> list[str]:
-    try:
-        best = result.best()
-    except ValueError as e:  # every trial diverged: the run is still written down
-        return [f"best: none; {e}"]
-    swept = [c for c in result.table.columns if c.startswith("params_")]
-    params = ", ".join(f"{c[len('params_'):]} {_value(best[c])}" for c in swept)
-    metrics = [result.objective] + [m for m in _headline_metrics(result) if m != result.objective]
-    values = ", ".join(f"{m} {best[f'best_{m}']:.4g}" for m in metrics if f"best_{m}" in best)
-    epochs = f"epoch {best['best_epoch']} of {best['epochs']}"
-    lines = [f"best: trial {best['number']}{f' ({params})' if params else ''}, {epochs}: {values}"]
-    majority = result.config.get("data", {}).get("majority_class_fraction")
-    if majority is not None:
-        lines.append(f"      (always predicting the most common class would give val_accuracy {majority:.4g})")
-    return lines
-
-
 # --- small helpers ---------------------------------------------------------------------
-
-
-def show_path(path) -> str:
-    """A path relative to the working directory when it lies below it, else as it is."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
-    except ValueError:
-        return str(path)
 
 
 def folder_files(run_dir: Path) -> list[str]:
@@ -401,14 +287,6 @@ def folder_files(run_dir: Path) -> list[str]:
     names = [n for n in ("table.csv", "history.csv", "config.json") if (run_dir / n).is_file()]
     plots = sorted((run_dir / "plots").glob("*.png"))
     return names + [f"plots/{p.name}" for p in plots]
-
-
-def _value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, tuple):
-        return str(list(value))
-    return str(value)
 
 
 if __name__ == "__main__":

@@ -34,156 +34,25 @@ Examples:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
-import inspect
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from models import MLP
-from sweeps import hparams
-from sweeps.data import load_csv
+from sweeps.config_schema import (
+    DEFAULTS, NULLABLE_TRAIN, REQUIRED, SECTIONS, STRATEGIES, check_early_stopping_keys, check_key, check_keys,
+    strategy_options,
+)
+from sweeps.data import Dataset, load_csv
+from sweeps.planning import Plan, plan
 from sweeps.results import Result
 from sweeps.space import Axis, axis_from_config
-from sweeps.strategies import STRATEGIES, Strategy, make_strategy
-from sweeps.sweep import EARLY_STOPPING_KEYS, plan, run
+from sweeps.strategies import Strategy, make_strategy
+from sweeps.sweep import execute
 
-SECTIONS = ("data", "model", "space", "strategy", "train", "run")
-REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
-
-# Arguments of sweeps.run that other sections (or the CLI) supply.
-_NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata")
-_MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
 _DEFAULT_STRATEGY = "grid"
-
-
-def _plain(value: Any) -> Any:
-    """A default as a config value: tuples become lists (TOML and JSON have no tuples)."""
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _keyword_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
-    """name -> default (or REQUIRED) for the parameters of `fn`."""
-    out = {}
-    for name, p in inspect.signature(fn).parameters.items():
-        if name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        out[name] = REQUIRED if p.default is p.empty else _plain(p.default)
-    return out
-
-
-def _nullable(fn, skip: Sequence[str] = ()) -> tuple[str, ...]:
-    """The parameters of `fn` that take None (TOML has no null: a config writes `false`)."""
-    return tuple(
-        name
-        for name, p in inspect.signature(fn).parameters.items()
-        if name not in skip and (p.default is None or "None" in str(p.annotation))
-    )
-
-
-def _strategy_options(name: str) -> dict[str, Any]:
-    """The options of a strategy class, with their defaults."""
-    return _keyword_defaults(STRATEGIES[name])
-
-
-def _defaults() -> dict[str, dict[str, Any]]:
-    """Each fixed section's keys and defaults (`[space]` is open; `[strategy]` depends on its name)."""
-    model_fields = {f.name: f.default for f in dataclasses.fields(MLP)}
-    return {
-        "data": _keyword_defaults(load_csv),
-        "model": {k: _plain(model_fields[k]) for k in _MODEL_KEYS},
-        "train": _keyword_defaults(run, skip=_NOT_TRAIN),
-        "run": {"dir": None},
-    }
-
-
-DEFAULTS = _defaults()
-NULLABLE_TRAIN = _nullable(run, skip=_NOT_TRAIN)
-
-
-def _strategy_keys() -> list[str]:
-    keys = ["name"]
-    for name in STRATEGIES:
-        keys += [k for k in _strategy_options(name) if k not in keys]
-    return keys
-
-
-def section_keys(section: str) -> list[str]:
-    """The valid keys of a section (`[space]` takes hyperparameter names: `sweeps.hparams.HPARAMS`)."""
-    if section == "space":
-        return list(hparams.HPARAMS)
-    if section == "strategy":
-        return _strategy_keys()
-    return list(DEFAULTS[section])
-
-
-# --- unknown names -------------------------------------------------------------------
-
-
-def _unknown_section(section: str, where: str) -> ValueError:
-    near = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.6)
-    hint = f"; did you mean [{near[0]}]?" if near else ""
-    return ValueError(
-        f"unknown section [{section}] in {where}{hint} sections: {', '.join(f'[{s}]' for s in SECTIONS)}"
-    )
-
-
-def _unknown_key(section: str, key: str, where: str) -> ValueError:
-    """An unknown `section.key`, with the nearest valid key: in this section, elsewhere, or in [space]."""
-    valid = section_keys(section)
-    suggestion = None
-    if key in hparams.HPARAMS:
-        suggestion = f"space.{key}"  # a hyperparameter: one value or an axis in [space]
-    else:
-        for other in SECTIONS:
-            if other not in ("space", section) and key in section_keys(other):
-                suggestion = f"{other}.{key}"
-                break
-    if suggestion is None:
-        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-        if near:
-            suggestion = f"{section}.{near[0]}"
-    if suggestion is None:
-        every = [f"{s}.{k}" for s in SECTIONS if s != "space" for k in section_keys(s)]
-        near = difflib.get_close_matches(f"{section}.{key}", every, n=1, cutoff=0.6)
-        suggestion = near[0] if near else None
-    hint = f"; did you mean {suggestion!r}?" if suggestion else ";"
-    return ValueError(f"unknown key '{section}.{key}' in {where}{hint} [{section}] keys: {', '.join(valid)}")
-
-
-def check_key(section: str, key: str, where: str) -> None:
-    """Refuses an unknown section or key, naming `where` it was written and the nearest valid name."""
-    if section not in SECTIONS:
-        raise _unknown_section(section, where)
-    if section == "space":
-        hparams.check_name(key, where=where if where.startswith("--set") else f"[space] of {where}")
-    elif key not in section_keys(section):
-        raise _unknown_key(section, key, where)
-
-
-def check_keys(raw: Mapping[str, Any], where: str) -> None:
-    """Checks every section and key of a parsed file."""
-    for section, table in raw.items():
-        if section not in SECTIONS:
-            if not isinstance(table, Mapping):  # a key above the first [section]
-                sections = [s for s in SECTIONS if s != "space" and section in section_keys(s)]
-                hint = f"; did you mean '{sections[0]}.{section}' (under [{sections[0]}])?" if sections else ""
-                raise ValueError(
-                    f"unknown key {section!r} at the top of {where}{hint} every key belongs to a section: "
-                    f"{', '.join(f'[{s}]' for s in SECTIONS)}"
-                )
-            raise _unknown_section(section, where)
-        if not isinstance(table, Mapping):
-            raise ValueError(
-                f"{section} in {where} must be a section ([{section}] with keys below it), but got {table!r}"
-            )
-        for key in table:
-            check_key(section, key, where)
-
 
 # --- overrides -----------------------------------------------------------------------
 
@@ -223,7 +92,7 @@ def apply_override(config: Mapping[str, Any], text: str) -> dict[str, Any]:
         )
     check_key(parts[0], parts[1], where)
     if parts[:2] == ["train", "early_stopping"] and len(parts) > 2:
-        _check_early_stopping_keys({parts[2]: None}, where)
+        check_early_stopping_keys({parts[2]: None}, where)
     out = copy.deepcopy(dict(config))
     node = out
     for depth, part in enumerate(parts[:-1]):
@@ -341,7 +210,7 @@ def resolve(raw: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
     if train.get("early_stopping") is True:
         train["early_stopping"] = {}  # sweeps.run's defaults: val_loss, patience 5
     if isinstance(train.get("early_stopping"), Mapping):
-        _check_early_stopping_keys(train["early_stopping"], where)
+        check_early_stopping_keys(train["early_stopping"], where)
     config["train"] = train
 
     run_section = {**defaults["run"], **raw.get("run", {})}
@@ -359,7 +228,7 @@ def _resolve_strategy(strategy: dict[str, Any], where: str) -> dict[str, Any]:
         near = difflib.get_close_matches(str(name), list(STRATEGIES), n=1, cutoff=0.5)
         hint = f"; did you mean {near[0]!r}?" if near else ";"
         raise ValueError(f"unknown strategy {name!r} in {where}{hint} choose one of {sorted(STRATEGIES)}")
-    options = _strategy_options(name)
+    options = strategy_options(name)
     for key in strategy:
         if key not in options:
             raise ValueError(
@@ -367,17 +236,6 @@ def _resolve_strategy(strategy: dict[str, Any], where: str) -> dict[str, Any]:
                 f"{', '.join(options) or 'none'}"
             )
     return {"name": name, **options, **strategy}
-
-
-def _check_early_stopping_keys(stop: Mapping[str, Any], where: str) -> None:
-    for key in stop:
-        if key not in EARLY_STOPPING_KEYS:
-            near = difflib.get_close_matches(key, EARLY_STOPPING_KEYS, n=1, cutoff=0.6)
-            hint = f"; did you mean 'train.early_stopping.{near[0]}'?" if near else ";"
-            raise ValueError(
-                f"unknown key 'train.early_stopping.{key}' in {where}{hint} early_stopping keys: "
-                f"{', '.join(EARLY_STOPPING_KEYS)}"
-            )
 
 
 def _find_data(text: str, config_path: Path) -> Path:
@@ -429,47 +287,47 @@ def strategy_from_config(config: Mapping[str, Any]) -> Strategy:
     return make_strategy(options.pop("name"), **options)
 
 
-def count_trials(config: Mapping[str, Any]) -> int:
-    """How many trials the config asks for (configurations x seeds), without reading the data."""
-    return len(strategy_from_config(config).ask(space_from_config(config))) * config["train"]["seeds"]
+def load_data(config: Mapping[str, Any]) -> Dataset:
+    """The data set a resolved config's `[data]` section describes."""
+    options = dict(config["data"])
+    options["drop"] = tuple(options["drop"])
+    return load_csv(**options)
 
 
-def _sweep_arguments(config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The data set and the keyword arguments of `sweeps.run` / `sweeps.plan` a resolved config describes."""
-    data_options = dict(config["data"])
-    data_options["drop"] = tuple(data_options["drop"])
-    data = load_csv(**data_options)
-    arguments = dict(
-        model=model_from_config(config),
-        space=space_from_config(config),
-        strategy=strategy_from_config(config),
-        **config["train"],
+def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> tuple[Dataset, Plan]:
+    """The data and the `sweeps.Plan` of a resolved config: groups, populations, memory; nothing trains.
+
+    The strategy is asked once, here; pass the plan on to `sweep_from_config`.
+    """
+    data = load_data(config) if data is None else data
+    train = {k: v for k, v in config["train"].items() if k != "seed"}
+    sweep_plan = plan(
+        data, model=model_from_config(config), space=space_from_config(config),
+        strategy=strategy_from_config(config), **train,
     )
-    return data, arguments
+    return data, sweep_plan
 
 
-def plan_from_config(config: Mapping[str, Any]):
-    """The `sweeps.Plan` of a resolved config: groups, populations, memory; nothing trains."""
-    data, arguments = _sweep_arguments(config)
-    arguments.pop("seed")
-    return plan(data, **arguments)
-
-
-def sweep_from_config(config: Mapping[str, Any], progress: bool = False) -> Result:
+def sweep_from_config(
+    config: Mapping[str, Any], progress: bool = False, planned: tuple[Dataset, Plan] | None = None
+) -> Result:
     """Loads the data and runs the sweep a resolved config (from `load_config`) describes.
 
-    With `[run] dir` set, the run folder's config.json also holds `config_file` (the TOML file's
-    path) and `sweep_config` (this resolved config, enough to run the sweep again).
+    `planned` is what `plan_from_config(config)` returned, when the caller has planned already
+    (the CLI prints the plan first); the strategy is then not asked again. With `[run] dir` set,
+    the run folder's config.json also holds `config_file` (the TOML file's path) and
+    `sweep_config` (this resolved config, enough to run the sweep again).
 
     Examples:
       >>> from sweeps.config import load_config, sweep_from_config
       >>> config = load_config("data/examples/churn_lr.toml", ["train.epochs=2", "run.dir=runs/try"])  # doctest: +SKIP
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """
-    data, arguments = _sweep_arguments(config)
-    return run(
+    data, sweep_plan = plan_from_config(config) if planned is None else planned
+    return execute(
+        sweep_plan,
         data,
-        **arguments,
+        seed=config["train"]["seed"],
         run_dir=config["run"]["dir"],
         progress=progress,
         metadata={"config_file": config.get("config_file"), "sweep_config": copy.deepcopy(dict(config))},

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweeps.metrics import direction
+from sweeps.engine.metrics import direction
 
 TABLE_FILES = ("table.parquet", "table.csv")
 HISTORY_FILES = ("history.parquet", "history.csv")
@@ -161,7 +161,7 @@ def build_frames(
     """The table and the history from per-trial records.
 
     Args:
-      trials: one dict per trial: `number`, `config`, `seed`, `params` (resolved hyperparameters).
+      trials: one dict per trial: `number`, `config`, `seed`, `hparams` (resolved hyperparameters).
       swept: the hyperparameter names of the space, in order.
       records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values}.
       objective: the metric that picks `best_epoch`.
@@ -175,13 +175,13 @@ def build_frames(
         curve = record[objective]
         epochs = len(curve)
         row = {"number": number, "config": trial["config"], "seed": trial["seed"]}
-        row.update({f"params_{name}": _cell(trial["params"][name]) for name in swept})
+        row.update({f"params_{name}": _cell(trial["hparams"][name]) for name in swept})
         finite = np.isfinite(curve)
         best = int(np.argmin(np.where(finite, sign * curve, np.inf))) if finite.any() else None
         row.update(
             state="diverged" if record["diverged"] else "complete",
             epochs=epochs,
-            stopped_early=bool(not record["diverged"] and epochs < trial["params"]["epochs"]),
+            stopped_early=bool(not record["diverged"] and epochs < trial["hparams"]["epochs"]),
             best_epoch=best + 1 if best is not None else None,
             value=float(curve[best]) if best is not None else math.nan,
         )

@@ -18,6 +18,7 @@ import pytest
 import sweeps.config
 from sweeps.cli import main
 from sweeps.config import apply_override, load_config, parse_value
+from helpers import EPOCH, log_compilations
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHURN = ROOT / "data" / "telco_customer_churn.csv"
@@ -225,16 +226,14 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     example = ROOT / "data" / "examples" / "churn_three.toml"
     out_dir = tmp_path / "never"
-    from sweeps import train
-
-    before = train.compilations()
-    code, out, err = run_cli(["run", example, "--dry-run", "--out", out_dir])
+    with log_compilations() as compiled:
+        code, out, err = run_cli(["run", example, "--dry-run", "--out", out_dir])
     assert code == 0, err
     assert "90 trials in 5 structure groups: 5 compiled programs to build" in out
     for batch in (16, 32, 64, 128, 256):
         assert f"batch {batch}," in out
     assert "memory_mb" in out and "dry run: nothing trained" in out
-    assert train.compilations() == before and not out_dir.exists()
+    assert compiled.count(EPOCH) == 0 and not out_dir.exists()
 
 
 # --- sweeps report ---------------------------------------------------------------------

@@ -10,35 +10,13 @@ from jax.flatten_util import ravel_pytree
 
 import sweeps
 from models import MLP, loss_fn
-from sweeps import keys, space
-from sweeps.hparams import resolve
-from sweeps.population import Structure, init_population, stack_hparams
-from sweeps.train import Controls, Split, batch_indices, compilations, make_train_epoch
+from sweeps import space
+from sweeps.engine import keys
+from sweeps.engine.hparams import resolve
+from sweeps.engine import Controls, Split, Structure, init_population, make_train_epoch, stack_hparams
+from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 0
-
-
-def train_alone(data, params, number, epochs, seed=SEED):
-    """Reference: one trial with plain Flax + optax, the same init key and minibatch order."""
-    model = MLP(hidden=params["hidden"], activation=params["activation"], outputs=data.n_outputs)
-    init_key = keys.init_keys(seed, np.array([number]))[0]
-    tree = model.init(init_key, jnp.zeros((1, data.n_features)))["params"]
-    opt = optax.adam(params["learning_rate"], b1=params["b1"], b2=params["b2"], eps=params["eps"])
-    state = opt.init(tree)
-    loss = loss_fn(data.task)
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-
-    @jax.jit
-    def step(tree, state, xb, yb, wb):
-        grads = jax.grad(lambda t: jnp.sum(loss(model.apply({"params": t}, xb), yb) * wb) / jnp.sum(wb))(tree)
-        updates, state = opt.update(grads, state, tree)
-        return optax.apply_updates(tree, updates), state
-
-    for epoch in range(epochs):
-        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, params["batch_size"]), len(x), params["batch_size"])
-        for idx, w in zip(indices, weights):
-            tree, state = step(tree, state, x[idx], y[idx], w)
-    return np.asarray(ravel_pytree(tree)[0])
 
 
 def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf):
@@ -57,14 +35,12 @@ def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_member_matches_training_alone(task):
-    from conftest import synthetic
-
     data = synthetic(task)
     learning_rates = [1e-4, 1e-3, 3e-3, 1e-2]
     pop, params, _ = train_population(data, learning_rates, epochs=1)
     assert pop.params.shape[0] == len(learning_rates)
     for i, p in enumerate(params):
-        alone = train_alone(data, p, number=i, epochs=1)
+        alone = train_alone(data, p, key_index=i, seed=SEED, epochs=1)
         error = np.abs(np.asarray(pop.params[i]) - alone).max()
         print(f"{task} lr={p['learning_rate']:g}: max |vmapped - alone| = {error:.2e}")
         assert error <= 1e-5
@@ -91,9 +67,9 @@ def test_population_order_and_size_do_not_change_a_trial(binary_data):
 def test_same_structure_compiles_once(binary_data):
     search = {"learning_rate": [1e-3, 1e-2]}
     sweeps.run(binary_data, space=search, epochs=1, batch_size=50)
-    before = compilations()
-    sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2, batch_size=50)
-    assert compilations() == before
+    with log_compilations() as compiled:
+        sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2, batch_size=50)
+    assert compiled.count(EPOCH) == 0 and "jit(_init_members)" not in compiled, compiled
 
 
 def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):
@@ -155,16 +131,13 @@ def test_history_is_long_and_complete(binary_data):
 def test_an_unusable_run_dir_is_refused_before_training(binary_data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    before = compilations()
-    with pytest.raises(ValueError, match="is a file; pass a folder path"):
+    with log_compilations() as compiled, pytest.raises(ValueError, match="is a file; pass a folder path"):
         sweeps.run(binary_data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=blocker)
-    assert compilations() == before
+    assert compiled.count(EPOCH) == 0
 
 
 def test_divergence_is_judged_against_the_targets_own_scale():
     """An unstandardized regression target (from_arrays) must not make a sane trial look diverged."""
-    from conftest import synthetic
-
     data = synthetic("regression")
     scaled = sweeps.Dataset.from_arrays(
         data.x_train, 30.0 * data.y_train, data.x_val, 30.0 * data.y_val, task="regression"

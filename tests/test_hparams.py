@@ -8,73 +8,17 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import sweeps
-from conftest import synthetic
 from models import MLP, loss_fn
-from sweeps import keys, space
-from sweeps.hparams import OPTIMIZERS, SCHEDULES
-from sweeps.sweep import controls_for, train_chunk
-from sweeps.train import batch_indices, compilations
-from test_schedules import optax_schedule
+from sweeps import space
+from sweeps.engine import keys
+from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
+from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
+from sweeps.engine import batch_indices
+from sweeps.loop import controls_for, train_chunk
+from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 3
-
-
-def reference_optimizer(p, schedule):
-    """The member's optimizer, built by optax alone from its concrete values."""
-    family = p["optimizer"]
-    opt = {
-        "sgd": lambda: optax.sgd(schedule),
-        "momentum": lambda: optax.sgd(schedule, momentum=p["momentum"]),
-        "nesterov": lambda: optax.sgd(schedule, momentum=p["momentum"], nesterov=True),
-        "adam": lambda: optax.adam(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"]),
-        "adamw": lambda: optax.adamw(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"], weight_decay=p["weight_decay"]),
-        "rmsprop": lambda: optax.rmsprop(schedule, decay=0.9, eps=p["eps"]),
-        "adagrad": lambda: optax.adagrad(schedule, eps=p["eps"]),
-    }[family]()
-    if p["clip_norm"] is not None:
-        opt = optax.chain(optax.clip_by_global_norm(p["clip_norm"]), opt)
-    return opt
-
-
-def train_alone(data, p, number, seed=SEED):
-    """One trial with plain Flax + optax: same init key, dropout keys and minibatch order."""
-    model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs)
-    tree = model.init(keys.init_keys(seed, np.array([number]))[0], jnp.zeros((1, data.n_features)))["params"]
-    tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
-    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    steps_per_epoch = -(-len(x) // p["batch_size"])
-    schedule = optax_schedule_for(p, steps_per_epoch)
-    opt = reference_optimizer(p, schedule)
-    state = opt.init(tree)
-    dropout_key = keys.dropout_keys(seed, np.array([number]))[0]
-
-    @jax.jit
-    def step(tree, state, xb, yb, wb, t):
-        def loss(tree):
-            out = model.apply({"params": tree}, xb, p["dropout"], deterministic=False,
-                              rngs={"dropout": jax.random.fold_in(dropout_key, t)})
-            data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
-            kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
-            return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)
-
-        updates, state = opt.update(jax.grad(loss)(tree), state, tree)
-        return optax.apply_updates(tree, updates), state
-
-    t = 0
-    for epoch in range(p["epochs"]):
-        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, p["batch_size"]), len(x), p["batch_size"])
-        for idx, w in zip(indices, weights):
-            tree, state = step(tree, state, x[idx], y[idx], w, t)
-            t += 1
-    return np.asarray(ravel_pytree(tree)[0])
-
-
-def optax_schedule_for(p, steps_per_epoch):
-    import test_schedules
-
-    test_schedules.STEPS_PER_EPOCH = steps_per_epoch
-    return optax_schedule(p["schedule"], p["learning_rate"], p["warmup_fraction"], p["decay_rate"],
-                          p["final_lr_fraction"], p["epochs"])
+OPTIMIZERS, SCHEDULES = tuple(OPTIMIZER_REGISTRY), tuple(SCHEDULE_REGISTRY)
 
 
 MIXED = {
@@ -123,7 +67,7 @@ def test_every_group_of_a_mixed_sweep_matches_training_alone():
         pop, _ = train_chunk(group.structure, chunk, group.chunk_size, data, SEED, None, controls)
         for i in sorted({0, len(chunk) - 1}):
             trial = chunk[i]
-            alone = train_alone(data, trial.params, trial.number)
+            alone = train_alone(data, trial.hparams, trial.number, SEED)
             error = float(np.abs(np.asarray(pop.params[i]) - alone).max())
             worst = max(worst, error)
             assert error <= 1e-5, f"{group.structure.label()} trial {trial.number}: {error:.2e}"
@@ -143,8 +87,8 @@ def test_zero_dropout_is_the_model_without_dropout():
 
 def test_structural_grid_compiles_one_program_per_structure():
     data = synthetic("binary", rows=300)
-    before = compilations()
-    result = sweeps.run(
+    with log_compilations() as compiled:
+        result = sweeps.run(
         data,
         space={
             "batch_size": [16, 32, 64],
@@ -154,7 +98,7 @@ def test_structural_grid_compiles_one_program_per_structure():
         },
         strategy=sweeps.Grid(n=8), optimizer="adamw", epochs=1,
     )
-    assert compilations() - before == 6
+    assert compiled.count(EPOCH) == 6
     assert result.config["compilations"] == 6
     assert len(result.table) == 192
     assert result.table["number"].is_unique
@@ -163,9 +107,9 @@ def test_structural_grid_compiles_one_program_per_structure():
 
 def test_each_member_stops_at_its_own_epoch_budget():
     data = synthetic("binary")
-    before = compilations()
-    result = sweeps.run(data, space={"epochs": [1, 3, 5], "learning_rate": [1e-2]}, epochs=99)
-    assert compilations() - before <= 1, "epoch budgets are data: one program (none if compiled earlier)"
+    with log_compilations() as compiled:
+        result = sweeps.run(data, space={"epochs": [1, 3, 5], "learning_rate": [1e-2]}, epochs=99)
+    assert compiled.count(EPOCH) <= 1, "epoch budgets are data: one program (none if compiled earlier)"
     assert result.table["epochs"].tolist() == [1, 3, 5]
     for _, row in result.table.iterrows():
         curve = result.history[(result.history.trial == row["number"]) & (result.history.metric == "loss")
@@ -212,10 +156,9 @@ def test_early_stopping_stops_a_member_and_restores_its_best_epoch():
     ],
 )
 def test_impossible_values_are_refused_before_compiling(binary_data, search, message):
-    before = compilations()
-    with pytest.raises(ValueError, match=message):
+    with log_compilations() as compiled, pytest.raises(ValueError, match=message):
         sweeps.run(binary_data, space=search, epochs=1)
-    assert compilations() == before
+    assert compiled.count(EPOCH) == 0
 
 
 def test_bad_run_arguments_name_the_fix(binary_data):

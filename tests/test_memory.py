@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 import sweeps
-from conftest import synthetic
-from sweeps import keys, memory, space
-from sweeps.hparams import resolve
-from sweeps.population import Structure, init_population, stack_hparams
-from sweeps.sweep import controls_for
-from sweeps.train import Split, make_train_epoch
+from helpers import synthetic
+from sweeps import space
+from sweeps.engine import keys, memory
+from sweeps.engine.hparams import resolve
+from sweeps.engine import Structure, init_population, stack_hparams
+from sweeps.loop import controls_for
+from sweeps.engine import Split, make_train_epoch
 
 
 @pytest.mark.parametrize("hidden, optimizer, members", [((64,), "adam", 64), ((32, 16), "momentum", 256)])

@@ -6,26 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from sweeps.schedules import learning_rate_at
+from helpers import optax_schedule
+from sweeps.engine.schedules import learning_rate_at
 
 STEPS_PER_EPOCH = 7
 # (learning_rate, warmup_fraction, decay_rate, final_lr_fraction, epochs): one row per member
 MEMBERS = [(1e-2, 0.1, 0.5, 0.0, 5), (3e-3, 0.3, 0.9, 0.1, 3), (0.1, 0.0, 0.2, 0.5, 8)]
-
-
-def optax_schedule(name, lr, warmup, decay, final, epochs):
-    total = epochs * STEPS_PER_EPOCH
-    if name == "constant":
-        return optax.constant_schedule(lr)
-    if name == "cosine":
-        return optax.cosine_decay_schedule(lr, total, alpha=final)
-    if name == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, int(warmup * total), total, end_value=final * lr)
-    if name == "exponential":
-        return optax.exponential_decay(lr, transition_steps=STEPS_PER_EPOCH, decay_rate=decay)
-    if name == "onecycle":
-        return optax.cosine_onecycle_schedule(total, lr, pct_start=warmup)
-    raise AssertionError(name)
 
 
 @pytest.mark.parametrize("name", ["constant", "cosine", "warmup_cosine", "exponential", "onecycle"])
@@ -47,5 +33,5 @@ def test_traced_schedule_matches_optax(name):
 
     ours = np.asarray(rates(hp, epochs))
     for i, member in enumerate(MEMBERS):
-        reference = np.array([optax_schedule(name, *member)(int(t)) for t in steps])
+        reference = np.array([optax_schedule(name, *member, STEPS_PER_EPOCH)(int(t)) for t in steps])
         np.testing.assert_allclose(ours[i], reference, rtol=2e-5, atol=1e-6 * member[0], err_msg=f"{name} member {member}")

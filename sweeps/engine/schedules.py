@@ -13,6 +13,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# Each schedule and the traced hyperparameters it reads besides `learning_rate`.
+SCHEDULES: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "cosine": ("final_lr_fraction",),
+    "warmup_cosine": ("warmup_fraction", "final_lr_fraction"),
+    "exponential": ("decay_rate",),
+    "onecycle": ("warmup_fraction",),
+}
+
 # optax.cosine_onecycle_schedule's defaults.
 ONECYCLE_DIV_FACTOR = 25.0
 ONECYCLE_FINAL_DIV_FACTOR = 1e4

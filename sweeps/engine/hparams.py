@@ -7,7 +7,7 @@ activation, optimizer family, schedule) decides the shapes or the code, and
 so the compiled program: trials are grouped by these values.
 
 Examples:
-  >>> from sweeps.hparams import HPARAMS
+  >>> from sweeps.engine.hparams import HPARAMS
   >>> HPARAMS["learning_rate"].traced, HPARAMS["batch_size"].traced
   (True, False)
 """
@@ -20,9 +20,8 @@ import math
 from typing import Any, Callable, Mapping
 
 from models.mlp import ACTIVATIONS
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "exponential", "onecycle")
+from sweeps.engine.optimizers import OPTIMIZERS
+from sweeps.engine.schedules import SCHEDULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +118,11 @@ def check_value(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be {hp.rule}, but got {name}={value!r}")
 
 
-def resolve(params: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(hparams: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults filled in for every hyperparameter, each value checked."""
     out = {}
     for name, hp in HPARAMS.items():
-        value = normalize(name, params[name]) if name in params else hp.default
+        value = normalize(name, hparams[name]) if name in hparams else hp.default
         check_value(name, value)
         out[name] = value
     return out

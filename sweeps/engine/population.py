@@ -1,7 +1,7 @@
 """A population: the trials of one structure, every array with the trial axis first.
 
-`Structure` is everything that decides the compiled program (shapes and
-code paths); trials that share it train together. `Population` is the state
+Trials that share a `Structure` (sweeps/engine/structure.py) train together.
+`Population` is the state
 the compiled epoch carries: parameters (one flat vector per member),
 optimizer state, traced hyperparameters, step counts, keys and masks.
 Members are never removed: finished, diverged and padding members are
@@ -10,9 +10,8 @@ masked, so a population keeps its shape and its program (design item 5).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import flax.struct
 import jax
@@ -21,77 +20,12 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from models import MLP
-from sweeps import keys
-from sweeps.hparams import TRACED
-from sweeps.optimizers import make_optimizer
+from sweeps.engine import keys
+from sweeps.engine.hparams import TRACED
+from sweeps.engine.optimizers import make_optimizer
+from sweeps.engine.structure import Structure
 
 PADDING = -1  # the trial number of a padding member
-
-
-@dataclasses.dataclass(frozen=True)
-class Structure:
-    """What one compiled program is specialised to; hashable, so it keys the program cache.
-
-    `clip` and `dropout` say whether the program contains gradient clipping and dropout at
-    all: random masks cost as much as the matrix products on a CPU, so a group in which no
-    member uses dropout draws none. Within a group the values themselves are traced.
-    """
-
-    hidden: tuple[int, ...]
-    activation: str
-    batch_size: int
-    optimizer: str
-    schedule: str
-    clip: bool
-    dropout: bool
-    task: str
-    n_features: int
-    n_outputs: int
-
-    @property
-    def model(self) -> MLP:
-        return MLP(hidden=self.hidden, activation=self.activation, outputs=self.n_outputs)
-
-    def label(self) -> str:
-        """A short human-readable name, for progress bars and dry runs."""
-        extras = "".join(f", {name}" for name, on in (("clip", self.clip), ("dropout", self.dropout)) if on)
-        return (
-            f"hidden={list(self.hidden)} {self.activation}, batch {self.batch_size}, "
-            f"{self.optimizer}/{self.schedule}{extras}"
-        )
-
-
-def structure_of(params: Mapping[str, Any], data) -> Structure:
-    """The structure key of one trial's resolved hyperparameters on `data`."""
-    return Structure(
-        hidden=tuple(params["hidden"]),
-        activation=params["activation"],
-        batch_size=int(params["batch_size"]),
-        optimizer=params["optimizer"],
-        schedule=params["schedule"],
-        clip=params["clip_norm"] is not None,
-        dropout=params["dropout"] > 0,
-        task=data.task,
-        n_features=int(data.n_features),
-        n_outputs=int(data.n_outputs),
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def flat_layout(structure: Structure) -> tuple[int, Callable, jax.Array]:
-    """(parameter count, unravel: (n_params,) -> param tree, kernel mask (n_params,)).
-
-    The mask is 1.0 on dense kernels and 0.0 on biases; the L2 penalty uses it.
-    """
-    shapes = jax.eval_shape(structure.model.init, jax.random.PRNGKey(0), jnp.zeros((1, structure.n_features)))
-    with jax.ensure_compile_time_eval():  # may be first called while tracing: keep these concrete
-        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["params"])
-        flat, unravel = ravel_pytree(template)
-        mask_tree = jax.tree_util.tree_map_with_path(
-            lambda path, leaf: jnp.full(leaf.shape, path[-1].key == "kernel", jnp.float32), template
-        )
-        kernel_mask = ravel_pytree(mask_tree)[0]
-    return int(flat.size), unravel, kernel_mask
 
 
 @flax.struct.dataclass
@@ -129,9 +63,9 @@ class Population:
         return int(self.numbers.shape[0])
 
 
-def stack_hparams(trial_params: list[Mapping[str, Any]], size: int) -> dict[str, np.ndarray]:
+def stack_hparams(trial_hparams: list[Mapping[str, Any]], size: int) -> dict[str, np.ndarray]:
     """Traced hyperparameters of the trials as (size,) arrays; rows past the trials repeat the first (padding)."""
-    rows = list(trial_params) + [trial_params[0]] * (size - len(trial_params))
+    rows = list(trial_hparams) + [trial_hparams[0]] * (size - len(trial_hparams))
     out = {}
     for name in TRACED:
         if name == "epochs":

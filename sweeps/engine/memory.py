@@ -14,18 +14,18 @@ import os
 
 import jax
 
-from sweeps.population import Structure, flat_layout
-from sweeps.train import EVAL_ROWS
+from sweeps.engine.epoch import EVAL_ROWS
+from sweeps.engine.optimizers import state_size
+from sweeps.engine.structure import Structure, flat_layout
 
 BYTES = 4  # float32 everywhere
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2, "rmsprop": 1, "adagrad": 1}
 MEMORY_FRACTION = 0.5  # the share of the device's memory a population may plan to use
 
 
 def population_bytes(structure: Structure, members: int, n_train: int, n_val: int) -> int:
     """Estimated peak bytes of one compiled epoch over `members` members, data included."""
     n_params = flat_layout(structure)[0]
-    slots = OPTIMIZER_SLOTS[structure.optimizer]
+    slots = state_size(structure.optimizer, structure.clip, n_params) // n_params  # moments per parameter
     state = members * n_params * (1 + slots)
     step_temporaries = members * n_params * (3 + slots)  # grads, updates, new params, new slots
     widths = sum(structure.hidden) + structure.n_outputs

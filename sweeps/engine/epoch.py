@@ -25,20 +25,13 @@ import jax
 import jax.numpy as jnp
 
 from models.losses import loss_fn
-from sweeps.metrics import METRICS, direction, evaluate
-from sweeps.optimizers import make_optimizer
-from sweeps.population import Population, Structure, flat_layout
-from sweeps.schedules import learning_rate_at
+from sweeps.engine.metrics import direction, evaluate, metric_names
+from sweeps.engine.optimizers import make_optimizer
+from sweeps.engine.population import Population
+from sweeps.engine.schedules import learning_rate_at
+from sweeps.engine.structure import Structure, flat_layout
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
-
-_traces = 0
-
-
-def compilations() -> int:
-    """How many epoch programs have been traced (and so compiled) in this process."""
-    return _traces
-
 
 class Split(NamedTuple):
     """One split on the device: x (rows, features) float32, y (rows,)."""
@@ -154,11 +147,10 @@ def train_epoch(
 
     Returns:
       The new population and a dict of (trials,) arrays: `train_loss`, `val_<metric>`
-      for the task's metrics, and bools: `trained` (the member trained in this epoch),
-      `diverged`, `active` (it will train in the next epoch).
+      for the task's metrics, bools `trained` (the member trained in this epoch),
+      `diverged`, `active` (it will train in the next epoch), and `number`, the trial each
+      slot holds (records are kept by trial number, never by position).
     """
-    global _traces
-    _traces += 1
     n_rows = train.x.shape[0]
     indices, weights = batch_indices(order_key, n_rows, structure.batch_size)
     steps_per_epoch = indices.shape[0]
@@ -207,7 +199,7 @@ def train_epoch(
         best=best,
         since_best=since_best,
     )
-    return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active}
+    return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active, "number": pop.numbers}
 
 
 @functools.lru_cache(maxsize=None)
@@ -217,7 +209,7 @@ def make_train_epoch(structure: Structure, stop_metric: str | None = None):
     The population's buffers are donated: the old state is consumed by the call.
     """
     if stop_metric is not None:
-        valid = [f"val_{m}" for m in METRICS[structure.task]] + ["train_loss"]
+        valid = metric_names(structure.task)
         if stop_metric not in valid:
             raise ValueError(f"early_stopping metric {stop_metric!r} is not computed for a {structure.task} task; use one of {valid}")
     return jax.jit(functools.partial(train_epoch, structure, stop_metric), donate_argnums=(0,))

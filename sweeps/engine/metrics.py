@@ -22,6 +22,16 @@ METRICS = {
 MAXIMIZE = frozenset({"accuracy", "auc"})
 
 
+def metric_names(task: str) -> list[str]:
+    """Every metric name a `task`'s sweep records: the objectives and early-stopping metrics one may name.
+
+    Examples:
+      >>> metric_names("binary")
+      ['train_loss', 'val_loss', 'val_accuracy', 'val_auc']
+    """
+    return ["train_loss"] + [f"val_{m}" for m in METRICS[task]]
+
+
 def direction(metric: str) -> str:
     """"maximize" for accuracy and AUC, "minimize" for losses and errors (prefix `val_`/`train_` ignored)."""
     return "maximize" if metric.split("_", 1)[-1] in MAXIMIZE else "minimize"

@@ -1,0 +1,166 @@
+"""The config file's schema: its sections, their keys and defaults, and the checks on names.
+
+Every key but `[data] path` and `target` has a default, taken from the
+signatures of `load_csv`, `models.MLP`, the strategy and `sweeps.run`, so the
+schema follows the API it configures. An unknown section or key is refused
+with the nearest valid name (in its section, elsewhere, or in `[space]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from typing import Any, Mapping, Sequence
+
+from models import MLP
+from sweeps.data import load_csv
+from sweeps.engine import hparams
+from sweeps.planning import EARLY_STOPPING_KEYS
+from sweeps.strategies import STRATEGIES
+from sweeps.sweep import run
+
+SECTIONS = ("data", "model", "space", "strategy", "train", "run")
+REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
+
+# Arguments of sweeps.run that other sections (or the CLI) supply.
+_NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata")
+_MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
+
+
+
+def _plain(value: Any) -> Any:
+    """A default as a config value: tuples become lists (TOML and JSON have no tuples)."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _keyword_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """name -> default (or REQUIRED) for the parameters of `fn`."""
+    out = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if name in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[name] = REQUIRED if p.default is p.empty else _plain(p.default)
+    return out
+
+
+def _nullable(fn, skip: Sequence[str] = ()) -> tuple[str, ...]:
+    """The parameters of `fn` that take None (TOML has no null: a config writes `false`)."""
+    return tuple(
+        name
+        for name, p in inspect.signature(fn).parameters.items()
+        if name not in skip and (p.default is None or "None" in str(p.annotation))
+    )
+
+
+def strategy_options(name: str) -> dict[str, Any]:
+    """The options of a strategy class, with their defaults."""
+    return _keyword_defaults(STRATEGIES[name])
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    """Each fixed section's keys and defaults (`[space]` is open; `[strategy]` depends on its name)."""
+    model_fields = {f.name: f.default for f in dataclasses.fields(MLP)}
+    return {
+        "data": _keyword_defaults(load_csv),
+        "model": {k: _plain(model_fields[k]) for k in _MODEL_KEYS},
+        "train": _keyword_defaults(run, skip=_NOT_TRAIN),
+        "run": {"dir": None},
+    }
+
+
+DEFAULTS = _defaults()
+NULLABLE_TRAIN = _nullable(run, skip=_NOT_TRAIN)
+
+
+def _strategy_keys() -> list[str]:
+    keys = ["name"]
+    for name in STRATEGIES:
+        keys += [k for k in strategy_options(name) if k not in keys]
+    return keys
+
+
+def section_keys(section: str) -> list[str]:
+    """The valid keys of a section (`[space]` takes hyperparameter names: `sweeps.engine.hparams.HPARAMS`)."""
+    if section == "space":
+        return list(hparams.HPARAMS)
+    if section == "strategy":
+        return _strategy_keys()
+    return list(DEFAULTS[section])
+
+
+# --- unknown names -------------------------------------------------------------------
+
+
+def _unknown_section(section: str, where: str) -> ValueError:
+    near = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.6)
+    hint = f"; did you mean [{near[0]}]?" if near else ""
+    return ValueError(
+        f"unknown section [{section}] in {where}{hint} sections: {', '.join(f'[{s}]' for s in SECTIONS)}"
+    )
+
+
+def _unknown_key(section: str, key: str, where: str) -> ValueError:
+    """An unknown `section.key`, with the nearest valid key: in this section, elsewhere, or in [space]."""
+    valid = section_keys(section)
+    suggestion = None
+    if key in hparams.HPARAMS:
+        suggestion = f"space.{key}"  # a hyperparameter: one value or an axis in [space]
+    else:
+        for other in SECTIONS:
+            if other not in ("space", section) and key in section_keys(other):
+                suggestion = f"{other}.{key}"
+                break
+    if suggestion is None:
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        if near:
+            suggestion = f"{section}.{near[0]}"
+    if suggestion is None:
+        every = [f"{s}.{k}" for s in SECTIONS if s != "space" for k in section_keys(s)]
+        near = difflib.get_close_matches(f"{section}.{key}", every, n=1, cutoff=0.6)
+        suggestion = near[0] if near else None
+    hint = f"; did you mean {suggestion!r}?" if suggestion else ";"
+    return ValueError(f"unknown key '{section}.{key}' in {where}{hint} [{section}] keys: {', '.join(valid)}")
+
+
+def check_key(section: str, key: str, where: str) -> None:
+    """Refuses an unknown section or key, naming `where` it was written and the nearest valid name."""
+    if section not in SECTIONS:
+        raise _unknown_section(section, where)
+    if section == "space":
+        hparams.check_name(key, where=where if where.startswith("--set") else f"[space] of {where}")
+    elif key not in section_keys(section):
+        raise _unknown_key(section, key, where)
+
+
+def check_keys(raw: Mapping[str, Any], where: str) -> None:
+    """Checks every section and key of a parsed file."""
+    for section, table in raw.items():
+        if section not in SECTIONS:
+            if not isinstance(table, Mapping):  # a key above the first [section]
+                sections = [s for s in SECTIONS if s != "space" and section in section_keys(s)]
+                hint = f"; did you mean '{sections[0]}.{section}' (under [{sections[0]}])?" if sections else ""
+                raise ValueError(
+                    f"unknown key {section!r} at the top of {where}{hint} every key belongs to a section: "
+                    f"{', '.join(f'[{s}]' for s in SECTIONS)}"
+                )
+            raise _unknown_section(section, where)
+        if not isinstance(table, Mapping):
+            raise ValueError(
+                f"{section} in {where} must be a section ([{section}] with keys below it), but got {table!r}"
+            )
+        for key in table:
+            check_key(section, key, where)
+
+
+def check_early_stopping_keys(stop: Mapping[str, Any], where: str) -> None:
+    for key in stop:
+        if key not in EARLY_STOPPING_KEYS:
+            near = difflib.get_close_matches(key, EARLY_STOPPING_KEYS, n=1, cutoff=0.6)
+            hint = f"; did you mean 'train.early_stopping.{near[0]}'?" if near else ";"
+            raise ValueError(
+                f"unknown key 'train.early_stopping.{key}' in {where}{hint} early_stopping keys: "
+                f"{', '.join(EARLY_STOPPING_KEYS)}"
+            )

@@ -1,0 +1,82 @@
+"""Population edits between epochs: small jitted functions over the trial axis.
+
+Strategies that act inside a training population (halving, slot recycling,
+population based training) decide *which* members change; these functions
+apply the decisions. Every argument has the population's shape, (trials,) or
+(trials, ...), so each edit compiles once per population size, whatever the
+decision, and the compiled epoch never learns that strategies exist. Each
+edit consumes (donates) the population it is given and returns the new one.
+
+Examples:
+  >>> import numpy as np
+  >>> from sweeps.engine import edits
+  >>> # member 2 takes member 0's weights and optimizer state; the others keep theirs:
+  >>> # pop = edits.copy_members(pop, np.array([0, 1, 0, 3]))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from sweeps.engine.population import Population
+
+# What a member's training has produced; `copy_members` moves these and nothing else.
+TRAINING_STATE = ("params", "opt_state", "step", "epochs_done", "active", "diverged", "best", "since_best")
+
+
+def _select(where: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    """Per member: `new` where `where` (trials,) holds, else `old`; leaves (trials, ...)."""
+    return jnp.where(where.reshape(where.shape + (1,) * (old.ndim - 1)), new.astype(old.dtype), old)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def place(pop: Population, fresh: Population, where: jax.Array) -> Population:
+    """Puts fresh trials into slots: member i becomes `fresh`'s member i wherever `where[i]`.
+
+    Args:
+      pop: the population being trained.
+      fresh: a population of the same size and structure from `init_population` (initialisation
+        is separate from placement; rows of `fresh` outside `where` are ignored).
+      where: (trials,) bool, the slots that take a new trial.
+    """
+    return jax.tree.map(functools.partial(_select, where), fresh, pop)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def copy_members(pop: Population, source: jax.Array) -> Population:
+    """Member i takes the training state of member `source[i]` (`source[i] == i` keeps its own).
+
+    Copies parameters, optimizer state, step and epoch counts, masks and best-so-far
+    (`TRAINING_STATE`); a member keeps its trial number, hyperparameters and dropout key.
+
+    Args:
+      source: (trials,) int32 indices into the population.
+    """
+    copied = {name: jax.tree.map(lambda leaf: leaf[source], getattr(pop, name)) for name in TRAINING_STATE}
+    return pop.replace(**copied)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def set_hparams(pop: Population, where: jax.Array, values: Mapping[str, jax.Array]) -> Population:
+    """Member i takes `values[name][i]` for each named hyperparameter wherever `where[i]`.
+
+    Args:
+      where: (trials,) bool.
+      values: name -> (trials,) new values (a subset of the traced hyperparameters);
+        cast to the population's dtypes, so the epoch sees the same types and does not recompile.
+    """
+    unknown = set(values) - set(pop.hparams)
+    if unknown:
+        raise ValueError(f"set_hparams got unknown hyperparameters {sorted(unknown)}; known: {sorted(pop.hparams)}")
+    hparams = {name: _select(where, values[name], old) if name in values else old for name, old in pop.hparams.items()}
+    return pop.replace(hparams=hparams)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def mask_out(pop: Population, where: jax.Array) -> Population:
+    """Stops the members where `where` (trials,) holds: they train no further (pruned)."""
+    return pop.replace(active=pop.active & ~where)

@@ -1,0 +1,275 @@
+"""Planning a sweep: every argument checked, trials numbered, grouped by structure, chunked.
+
+Nothing here compiles or trains. `plan()` checks a sweep's arguments and
+plans its first round; `plan_round()` turns any round's configurations (what
+a strategy asked for) into numbered trials and structure groups, each sized
+to fit the memory budget. Every bad value is refused here, before the first
+compilation, with the name, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from models import MLP
+from sweeps.data import Dataset, check_batch_size
+from sweeps.engine import hparams as registry
+from sweeps.engine import memory
+from sweeps.engine.metrics import metric_names
+from sweeps.engine.structure import Structure, structure_of
+from sweeps.space import Axis, as_space
+from sweeps.strategies import Grid, Strategy
+
+EARLY_STOPPING_KEYS = ("metric", "patience", "min_delta")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One training run: its number (unique in the sweep), configuration, seed index, round and hyperparameters."""
+
+    number: int
+    config: int
+    seed: int
+    hparams: dict[str, Any]
+    round: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The trials of one structure, cut into chunks of `chunk_size` members (the last padded)."""
+
+    structure: Structure
+    trials: tuple[Trial, ...]
+    chunk_size: int
+    chunk_bytes: int
+
+    @property
+    def chunks(self) -> list[tuple[Trial, ...]]:
+        return [self.trials[i : i + self.chunk_size] for i in range(0, len(self.trials), self.chunk_size)]
+
+    @property
+    def padding(self) -> int:
+        return len(self.chunks) * self.chunk_size - len(self.trials)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """A sweep's checked, run-wide settings: what every round is planned with."""
+
+    model: MLP
+    strategy: Strategy
+    space: dict[str, Axis]
+    defaults: dict[str, Any]  # optimizer, epochs, batch_size, hidden, activation for trials that do not set them
+    seeds: int
+    objective: str
+    early_stopping: dict[str, Any] | None
+    max_population: int | None
+    divergence_threshold: float | None
+    budget_bytes: int
+
+    def defaults_config(self) -> dict[str, Any]:
+        """The run-wide training defaults as config.json records them."""
+        return {name: self.defaults[name] for name in ("optimizer", "epochs", "batch_size")} | {"seeds": self.seeds}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a sweep's first round will train, known before anything compiles (`sweeps run --dry-run` prints it)."""
+
+    settings: Settings
+    trials: tuple[Trial, ...]
+    groups: tuple[Group, ...]
+    swept: tuple[str, ...]  # hyperparameter names the trials set (the table's params_ columns)
+
+    @property
+    def space(self) -> dict[str, Axis]:
+        return self.settings.space
+
+    @property
+    def early_stopping(self) -> dict[str, Any] | None:
+        return self.settings.early_stopping
+
+    @property
+    def budget_bytes(self) -> int:
+        return self.settings.budget_bytes
+
+    @property
+    def programs(self) -> int:
+        """Compiled programs to build: one per structure (chunks of a group share theirs)."""
+        return len(self.groups)
+
+    def table(self) -> pd.DataFrame:
+        """One row per group: its structure, trials, chunking and memory estimate per chunk."""
+        return pd.DataFrame(
+            [
+                {
+                    "group": i,
+                    "structure": g.structure.label(),
+                    "trials": len(g.trials),
+                    "chunks": len(g.chunks),
+                    "population": g.chunk_size,
+                    "padding": g.padding,
+                    "epochs": max(t.hparams["epochs"] for t in g.trials),
+                    "memory_mb": round(g.chunk_bytes / 2**20, 1),
+                }
+                for i, g in enumerate(self.groups)
+            ]
+        )
+
+    def describe(self) -> str:
+        lines = [
+            f"{len(self.trials)} trials in {len(self.groups)} structure groups: "
+            f"{self.programs} compiled programs to build; memory budget {self.budget_bytes / 2**20:.0f} MB per population",
+            self.table().to_string(index=False),
+        ]
+        return "\n".join(lines)
+
+
+def plan(
+    data: Dataset,
+    *,
+    model: MLP | None = None,
+    space: Mapping[str, Any] | None = None,
+    strategy: Strategy | None = None,
+    optimizer: str = "adam",
+    epochs: int = 10,
+    batch_size: int = 32,
+    seeds: int = 1,
+    objective: str = "val_loss",
+    early_stopping: Mapping[str, Any] | None = None,
+    max_population: int | None = None,
+    divergence_threshold: float | None = 10.0,
+    memory_budget: int | None = None,
+) -> Plan:
+    """Checks every input, asks the strategy for its first round and plans it.
+
+    Takes `run`'s arguments; trains and compiles nothing. Every bad value is refused here,
+    before the first compilation. `memory_budget` (bytes) defaults to half the device's memory.
+    The strategy is asked exactly once.
+    """
+    settings = check_settings(
+        data, model=model, space=space, strategy=strategy, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, seeds=seeds, objective=objective, early_stopping=early_stopping,
+        max_population=max_population, divergence_threshold=divergence_threshold, memory_budget=memory_budget,
+    )
+    configs = settings.strategy.ask(settings.space)
+    if not configs:
+        raise ValueError(f"the strategy {settings.strategy!r} asked for no trials")
+    trials, groups, swept = plan_round(settings, data, configs, first_number=0, first_config=0, round_index=0)
+    return Plan(settings, tuple(trials), tuple(groups), tuple(swept))
+
+
+def check_settings(
+    data: Dataset, *, model, space, strategy, optimizer, epochs, batch_size, seeds, objective, early_stopping,
+    max_population, divergence_threshold, memory_budget,
+) -> Settings:
+    """Every run-wide argument checked (see `plan`)."""
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
+    model = MLP() if model is None else model
+    if not isinstance(model, MLP):
+        raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
+    axes = as_space(space)
+    for name in axes:
+        registry.check_name(name)
+    strategy = Grid() if strategy is None else strategy
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be sweeps.Grid(...) or sweeps.Random(...), but got {strategy!r}")
+    check_metric("objective", objective, data.task)
+    stop = check_early_stopping(early_stopping, data.task)
+    check_int("seeds", seeds, 1)
+    if max_population is not None:
+        check_int("max_population", max_population, 1)
+    if divergence_threshold is not None and not (
+        isinstance(divergence_threshold, (int, float)) and divergence_threshold > 0
+    ):
+        raise ValueError(f"divergence_threshold must be > 0 or None, but got {divergence_threshold!r}")
+    defaults = {
+        "optimizer": optimizer,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "hidden": model.hidden,
+        "activation": model.activation,
+    }
+    budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
+    return Settings(model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget)
+
+
+def plan_round(
+    settings: Settings,
+    data: Dataset,
+    configs: list[Mapping[str, Any]],
+    first_number: int,
+    first_config: int,
+    round_index: int,
+) -> tuple[list[Trial], list[Group], list[str]]:
+    """One round's configurations -> numbered trials (each configuration x `seeds`), groups, swept names.
+
+    Trial numbers continue from `first_number`, configuration indices from `first_config`,
+    so numbers stay unique across rounds.
+    """
+    trials = []
+    swept = dict.fromkeys(settings.space)  # the table's params_ columns: the space's names, then any a strategy adds
+    where = f"the trials {type(settings.strategy).__name__} asked for"
+    for index, config in enumerate(configs):
+        for name in config:
+            registry.check_name(name, where=where)
+            swept.setdefault(name)
+        hparams = registry.resolve({**settings.defaults, **config})
+        check_batch_size(data, hparams["batch_size"])
+        number = first_number + index * settings.seeds
+        trials.extend(
+            Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds)
+        )
+    groups = group_trials(trials, data, settings.max_population, settings.budget_bytes)
+    return trials, groups, list(swept)
+
+
+def group_trials(trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int) -> list[Group]:
+    """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget."""
+    by_structure: dict[Structure, list[Trial]] = {}
+    for trial in trials:
+        by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
+    groups = []
+    for structure, members in by_structure.items():
+        fits = memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
+        if max_population is not None:
+            fits = min(fits, max_population)
+        size = memory.chunk_size(len(members), fits)
+        estimate = memory.population_bytes(structure, size, data.n_train, data.n_val)
+        groups.append(Group(structure, tuple(members), size, estimate))
+    return groups
+
+
+def check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, but got {name}={value!r}")
+
+
+def check_metric(what: str, metric: str, task: str) -> None:
+    valid = metric_names(task)
+    if metric not in valid:
+        raise ValueError(f"{what} {metric!r} is not computed for a {task} task; choose one of {valid}")
+
+
+def check_early_stopping(early_stopping, task) -> dict | None:
+    if early_stopping is None or early_stopping is False:
+        return None
+    if not isinstance(early_stopping, Mapping):
+        raise TypeError(
+            f"early_stopping must be a dict like {{'metric': 'val_loss', 'patience': 5}}, but got {early_stopping!r}"
+        )
+    unknown = set(early_stopping) - set(EARLY_STOPPING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown early_stopping keys {sorted(unknown)}; known: {list(EARLY_STOPPING_KEYS)}")
+    stop = {"metric": "val_loss", "patience": 5, "min_delta": 0.0, **early_stopping}
+    check_metric("early_stopping metric", stop["metric"], task)
+    check_int("early_stopping patience", stop["patience"], 1)
+    if not (isinstance(stop["min_delta"], (int, float)) and stop["min_delta"] >= 0):
+        raise ValueError(f"early_stopping min_delta must be >= 0, but got {stop['min_delta']!r}")
+    stop["min_delta"] = float(stop["min_delta"])
+    return stop

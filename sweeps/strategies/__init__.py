@@ -1,0 +1,22 @@
+"""Search strategies: which trials to train, one module per strategy.
+
+A strategy is asked for a round of configurations, told their results, and
+decides whether another round follows (`sweeps/strategies/base.py`).
+"""
+
+from __future__ import annotations
+
+from sweeps.strategies.base import Strategy
+from sweeps.strategies.grid import Grid
+from sweeps.strategies.random import Random
+
+STRATEGIES = {"grid": Grid, "random": Random}
+
+
+def make_strategy(name: str, **options) -> Strategy:
+    """A strategy from its name, as written in a config file."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy {name!r} is not known; choose one of {sorted(STRATEGIES)}")
+    return STRATEGIES[name](**options)
+
+__all__ = ["STRATEGIES", "Grid", "Random", "Strategy", "make_strategy"]

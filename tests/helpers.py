@@ -1,0 +1,147 @@
+"""Test helpers shared by the test modules: small data sets, JAX's compile log, training alone."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+import sweeps
+from models import MLP, loss_fn
+from sweeps.engine import batch_indices, keys
+
+COMPILE_MESSAGE = "Finished XLA compilation of "
+
+
+def synthetic(task: str, rows: int = 600, features: int = 8, classes: int = 3, seed: int = 0) -> sweeps.Dataset:
+    """A learnable data set of `rows` rows, 80/20 split, built with numpy."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features)).astype(np.float32)
+    w = rng.normal(size=(features, classes))
+    logits = x @ w + 0.3 * rng.normal(size=(rows, classes))
+    if task == "binary":
+        y = (logits[:, 0] > 0).astype(np.float32)
+    elif task == "multiclass":
+        y = logits.argmax(1).astype(np.int32)
+    else:
+        y = logits[:, 0].astype(np.float32)
+    cut = int(rows * 0.8)
+    return sweeps.Dataset.from_arrays(x[:cut], y[:cut], x[cut:], y[cut:], task=task)
+
+
+class Compilations(list):
+    """Names of the programs XLA compiled, e.g. 'jit(train_epoch)', in order."""
+
+    def count(self, name: str | None = None) -> int:  # noqa: D102 - list.count with a default
+        return len(self) if name is None else sum(1 for n in self if n == name)
+
+
+@contextlib.contextmanager
+def log_compilations():
+    """Collects the compilations JAX logs while open (`jax.log_compiles`), like optax's test helper.
+
+    Examples:
+      with log_compilations() as compiled:
+          sweeps.run(...)
+      assert compiled.count("jit(train_epoch)") == 0
+    """
+    compiled = Compilations()
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if message.startswith(COMPILE_MESSAGE):
+                compiled.append(message[len(COMPILE_MESSAGE):].rsplit(" in ", 1)[0])
+
+    logger = logging.getLogger("jax._src.dispatch")
+    handler, level = Collect(level=logging.WARNING), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.WARNING, logging.WARNING))
+    try:
+        with jax.log_compiles(True):
+            yield compiled
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+EPOCH = "jit(train_epoch)"
+
+
+def optax_schedule(name, lr, warmup, decay, final, epochs, steps_per_epoch):
+    """optax's own schedule for one member's values."""
+    total = epochs * steps_per_epoch
+    if name == "constant":
+        return optax.constant_schedule(lr)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(lr, total, alpha=final)
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, int(warmup * total), total, end_value=final * lr)
+    if name == "exponential":
+        return optax.exponential_decay(lr, transition_steps=steps_per_epoch, decay_rate=decay)
+    if name == "onecycle":
+        return optax.cosine_onecycle_schedule(total, lr, pct_start=warmup)
+    raise AssertionError(name)
+
+
+def reference_optimizer(p, schedule):
+    """The member's optimizer, built by optax alone from its concrete values."""
+    family = p["optimizer"]
+    opt = {
+        "sgd": lambda: optax.sgd(schedule),
+        "momentum": lambda: optax.sgd(schedule, momentum=p["momentum"]),
+        "nesterov": lambda: optax.sgd(schedule, momentum=p["momentum"], nesterov=True),
+        "adam": lambda: optax.adam(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"]),
+        "adamw": lambda: optax.adamw(schedule, b1=p["b1"], b2=p["b2"], eps=p["eps"], weight_decay=p["weight_decay"]),
+        "rmsprop": lambda: optax.rmsprop(schedule, decay=0.9, eps=p["eps"]),
+        "adagrad": lambda: optax.adagrad(schedule, eps=p["eps"]),
+    }[family]()
+    if p["clip_norm"] is not None:
+        opt = optax.chain(optax.clip_by_global_norm(p["clip_norm"]), opt)
+    return opt
+
+
+def train_alone(data, p, key_index, seed, epochs=None):
+    """Reference: one trial with plain Flax + optax, the same init key, dropout keys and minibatch order.
+
+    Args:
+      p: the trial's resolved hyperparameters.
+      key_index: the number its keys derive from (`keys.init_keys(seed, [key_index])`).
+      epochs: epochs to train (default p["epochs"]).
+    """
+    epochs = p["epochs"] if epochs is None else epochs
+    model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs)
+    tree = model.init(keys.init_keys(seed, np.array([key_index]))[0], jnp.zeros((1, data.n_features)))["params"]
+    tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    steps_per_epoch = -(-len(x) // p["batch_size"])
+    schedule = optax_schedule(p["schedule"], p["learning_rate"], p["warmup_fraction"], p["decay_rate"],
+                              p["final_lr_fraction"], p["epochs"], steps_per_epoch)
+    opt = reference_optimizer(p, schedule)
+    state = opt.init(tree)
+    dropout_key = keys.dropout_keys(seed, np.array([key_index]))[0]
+
+    @jax.jit
+    def step(tree, state, xb, yb, wb, t):
+        def loss(tree):
+            out = model.apply({"params": tree}, xb, p["dropout"], deterministic=p["dropout"] == 0,
+                              rngs={"dropout": jax.random.fold_in(dropout_key, t)})
+            data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
+            kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
+            return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)
+
+        updates, state = opt.update(jax.grad(loss)(tree), state, tree)
+        return optax.apply_updates(tree, updates), state
+
+    t = 0
+    for epoch in range(epochs):
+        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, p["batch_size"]), len(x), p["batch_size"])
+        for idx, w in zip(indices, weights):
+            tree, state = step(tree, state, x[idx], y[idx], w, t)
+            t += 1
+    return np.asarray(ravel_pytree(tree)[0])

@@ -1,0 +1,139 @@
+"""The sweep loop and the engine's population edits: one place that calls strategies, records by number."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sweeps
+from helpers import EPOCH, log_compilations
+from sweeps.engine import Population, Structure, edits, init_population, make_train_epoch, stack_hparams
+from sweeps.engine.hparams import TRACED, resolve
+from sweeps.loop import controls_for, train_chunk
+from sweeps.planning import plan
+from sweeps.records import Records
+
+SEED = 0
+
+
+def population(data, learning_rates, numbers=None):
+    hparams = [resolve({"learning_rate": lr, "epochs": 3}) for lr in learning_rates]
+    numbers = np.arange(len(hparams)) if numbers is None else np.asarray(numbers)
+    structure = Structure((8,), "relu", 32, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs)
+    return structure, init_population(structure, stack_hparams(hparams, len(hparams)), numbers, SEED)
+
+
+def epoch(structure, data, pop, index):
+    from sweeps.engine import Split, keys
+
+    train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+    val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+    controls = controls_for(data, None, None)
+    return make_train_epoch(structure)(pop, train, val, keys.batch_order_key(SEED, index, 32), controls)
+
+
+def test_every_population_array_has_the_trial_axis_first(binary_data):
+    _, pop = population(binary_data, [1e-3, 1e-2, 3e-2])
+    assert set(pop.hparams) == set(TRACED)
+    for field in Population.__dataclass_fields__:
+        for path, leaf in jax.tree_util.tree_leaves_with_path(getattr(pop, field)):
+            assert leaf.shape[:1] == (3,), f"{field}{jax.tree_util.keystr(path)} has shape {leaf.shape}"
+
+
+def test_a_copied_member_is_bit_identical_to_its_source(binary_data):
+    structure, pop = population(binary_data, [1e-3, 1e-2, 3e-2, 1e-1])
+    pop, _ = epoch(structure, binary_data, pop, 0)
+    before = jax.device_get(pop)
+    copied = jax.device_get(edits.copy_members(pop, jnp.array([0, 1, 0, 3], jnp.int32)))
+    for name in edits.TRAINING_STATE:
+        jax.tree.map(np.testing.assert_array_equal,
+                     jax.tree.map(lambda a: a[2], getattr(copied, name)),
+                     jax.tree.map(lambda a: a[0], getattr(before, name)))
+        for member in (0, 1, 3):
+            jax.tree.map(np.testing.assert_array_equal,
+                         jax.tree.map(lambda a, m=member: a[m], getattr(copied, name)),
+                         jax.tree.map(lambda a, m=member: a[m], getattr(before, name)))
+    # the copy keeps its own identity and hyperparameters
+    np.testing.assert_array_equal(copied.numbers, before.numbers)
+    np.testing.assert_array_equal(copied.hparams["learning_rate"], before.hparams["learning_rate"])
+
+
+def test_editing_hyperparameters_between_epochs_does_not_recompile_the_epoch(binary_data):
+    structure, pop = population(binary_data, [1e-3, 1e-2, 3e-2])
+    pop, _ = epoch(structure, binary_data, pop, 0)
+    with log_compilations() as compiled:
+        for k in range(2):  # weak-typed Python floats and float64 numpy both become the population's float32
+            new = {"learning_rate": np.array([5e-3, 5e-3, 5e-3]), "b1": jnp.full((3,), 0.8)}
+            pop = edits.set_hparams(pop, jnp.array([True, False, True]), new)
+            pop, _ = epoch(structure, binary_data, pop, 1 + k)
+    assert compiled.count(EPOCH) == 0, compiled
+    np.testing.assert_allclose(np.asarray(pop.hparams["learning_rate"]), [5e-3, 1e-2, 5e-3], rtol=1e-7)
+    assert pop.hparams["learning_rate"].dtype == jnp.float32 and not pop.hparams["learning_rate"].weak_type
+
+
+def test_placing_a_fresh_trial_trains_it_as_if_it_started_there(binary_data):
+    structure, pop = population(binary_data, [1e-3, 1e-2])
+    pop, _ = epoch(structure, binary_data, pop, 0)
+    _, fresh = population(binary_data, [1e-3, 3e-3], numbers=[0, 7])
+    _, alone = population(binary_data, [3e-3], numbers=[7])
+    placed = edits.place(pop, fresh, jnp.array([False, True]))
+    assert np.asarray(placed.numbers).tolist() == [0, 7]
+    assert int(placed.step[1]) == 0 and int(placed.epochs_done[1]) == 0
+    np.testing.assert_array_equal(np.asarray(placed.params[1]), np.asarray(alone.params[0]))
+    masked = edits.mask_out(placed, jnp.array([True, False]))
+    assert np.asarray(masked.active).tolist() == [False, True]
+
+
+def test_records_follow_trial_numbers_not_slots():
+    records = Records()
+    base = {"trained": np.array([True, True]), "diverged": np.array([False, False]), "active": np.array([True, True])}
+    records.add({**base, "number": np.array([3, 5]), "val_loss": np.array([0.3, 0.5])})
+    records.add({**base, "number": np.array([9, 5]), "val_loss": np.array([0.9, 0.55])})  # slot 0 now holds trial 9
+    by_trial = records.by_trial()
+    assert by_trial[3]["val_loss"].tolist() == [0.3]
+    assert by_trial[5]["val_loss"].tolist() == [0.5, 0.55]
+    assert by_trial[9]["val_loss"].tolist() == [0.9]
+    again = Records(records.arrays()).by_trial()  # what a checkpoint would hold
+    assert again.keys() == by_trial.keys()
+
+
+class Counting(sweeps.Strategy):
+    """Records every call the loop makes: asked once per round, told each round's rows."""
+
+    def __init__(self, rounds=2):
+        self.rounds, self.asked, self.told = rounds, 0, []
+
+    def ask(self, search):
+        self.asked += 1
+        return [{"learning_rate": 1e-3 * self.asked}, {"learning_rate": 2e-3 * self.asked}]
+
+    def tell(self, table):
+        self.told.append(table)
+
+    def another_round(self):
+        return len(self.told) < self.rounds
+
+
+def test_the_loop_asks_once_per_round_tells_each_round_and_numbers_across_rounds(binary_data):
+    strategy = Counting(rounds=2)
+    result = sweeps.run(binary_data, strategy=strategy, epochs=1)
+    assert strategy.asked == 2 and len(strategy.told) == 2
+    assert strategy.told[0]["number"].tolist() == [0, 1] and strategy.told[1]["number"].tolist() == [2, 3]
+    assert result.table["number"].tolist() == [0, 1, 2, 3]
+    assert result.table["params_learning_rate"].tolist() == pytest.approx([1e-3, 2e-3, 2e-3, 4e-3])
+    assert result.config["rounds"] == 2
+    assert (strategy.told[1]["state"] == "complete").all()
+
+
+def test_plan_asks_the_strategy_once(binary_data):
+    strategy = Counting(rounds=1)
+    plan(binary_data, strategy=strategy, epochs=1)
+    assert strategy.asked == 1
+
+
+def test_train_chunk_metrics_carry_trial_numbers(binary_data):
+    sweep = plan(binary_data, space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, max_population=2)
+    group = sweep.groups[0]
+    _, history = train_chunk(group.structure, group.chunks[1], group.chunk_size, binary_data, SEED, None,
+                             controls_for(binary_data, None, None))
+    assert np.asarray(history[0]["number"]).tolist() == [2, -1]  # the padded last chunk: trial 2, then padding
