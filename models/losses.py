@@ -7,7 +7,7 @@ padded rows out of a minibatch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,7 @@ to the structure key: members that differ there train in different programs.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -66,17 +66,13 @@ class MLP(nn.Module):
         if not all(w >= 1 for w in self.hidden):
             raise ValueError(f"hidden widths must be >= 1, but got hidden={self.hidden}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation={self.activation!r} is not known; choose one of {sorted(ACTIVATIONS)}"
-            )
+            raise ValueError(f"activation={self.activation!r} is not known; choose one of {sorted(ACTIVATIONS)}")
         if self.outputs < 1:
             raise ValueError(f"outputs must be >= 1, but got outputs={self.outputs}")
         super().__post_init__()
 
     @nn.compact
-    def __call__(
-        self, x: jax.Array, dropout_rate: jax.Array | float = 0.0, deterministic: bool = True
-    ) -> jax.Array:
+    def __call__(self, x: jax.Array, dropout_rate: jax.Array | float = 0.0, deterministic: bool = True) -> jax.Array:
         """Maps `x` of shape (batch, features) to (batch, outputs).
 
         With `deterministic=False` the caller passes a `'dropout'` rng

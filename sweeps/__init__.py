@@ -11,9 +11,9 @@ Examples:
 
 from sweeps import space
 from sweeps.data import Dataset, load_csv
+from sweeps.planning import Plan, plan
 from sweeps.results import Result, load_result
 from sweeps.strategies import Grid, Random, Strategy
-from sweeps.planning import Plan, plan
 from sweeps.sweep import run
 
 __all__ = ["Dataset", "Grid", "Random", "Result", "Strategy", "load_csv", "load_result", "plan", "Plan", "run", "space"]

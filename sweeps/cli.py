@@ -16,8 +16,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from sweeps.summary import format_value, show_path, summary_lines
 
@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("config", metavar="CONFIG.toml", help="the sweep's config file")
     run_parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one config value, e.g. train.epochs=5 or model.hidden=[128,64]; "
         "the value is read as TOML, else as plain text; repeat for more",
     )
@@ -93,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no progress bar or summary; print only the run folder's path"
     )
     run_parser.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="check everything and print the structure groups, their population sizes, the programs "
         "to compile and the memory estimate per group; train nothing, write nothing",
     )
@@ -177,8 +182,10 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     print()
     print("\n".join(summary_lines(result)))
-    print(f"wall time: {time.perf_counter() - started:.1f} s in all, "
-          f"{result.config.get('wall_s', math.nan):.1f} s of it compiling and training")
+    print(
+        f"wall time: {time.perf_counter() - started:.1f} s in all, "
+        f"{result.config.get('wall_s', math.nan):.1f} s of it compiling and training"
+    )
     print(f"results: {', '.join(folder_files(run_dir))}")
     print(f"run folder: {show_path(run_dir)}")
     return 0

@@ -37,12 +37,20 @@ import copy
 import difflib
 import json
 import tomllib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from models import MLP
 from sweeps.config_schema import (
-    DEFAULTS, NULLABLE_TRAIN, REQUIRED, SECTIONS, STRATEGIES, check_early_stopping_keys, check_key, check_keys,
+    DEFAULTS,
+    NULLABLE_TRAIN,
+    REQUIRED,
+    SECTIONS,
+    STRATEGIES,
+    check_early_stopping_keys,
+    check_key,
+    check_keys,
     strategy_options,
 )
 from sweeps.data import Dataset, load_csv
@@ -81,9 +89,7 @@ def apply_override(config: Mapping[str, Any], text: str) -> dict[str, Any]:
     key, sep, value_text = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ValueError(
-            f"--set needs section.key=value, e.g. --set train.epochs=5, but got {text!r}"
-        )
+        raise ValueError(f"--set needs section.key=value, e.g. --set train.epochs=5, but got {text!r}")
     parts = key.split(".")
     if len(parts) < 2 or not all(parts):
         raise ValueError(
@@ -232,8 +238,7 @@ def _resolve_strategy(strategy: dict[str, Any], where: str) -> dict[str, Any]:
     for key in strategy:
         if key not in options:
             raise ValueError(
-                f"strategy {name!r} has no option {key!r} (in {where}); its options: "
-                f"{', '.join(options) or 'none'}"
+                f"strategy {name!r} has no option {key!r} (in {where}); its options: {', '.join(options) or 'none'}"
             )
     return {"name": name, **options, **strategy}
 
@@ -257,6 +262,7 @@ def _find_data(text: str, config_path: Path) -> Path:
 
 def _check_json(config: Mapping[str, Any], where: str) -> None:
     """Refuses TOML values JSON cannot hold (dates, times), naming the key."""
+
     def walk(value, key):
         if isinstance(value, Mapping):
             for k, v in value.items():
@@ -302,8 +308,11 @@ def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> 
     data = load_data(config) if data is None else data
     train = {k: v for k, v in config["train"].items() if k != "seed"}
     sweep_plan = plan(
-        data, model=model_from_config(config), space=space_from_config(config),
-        strategy=strategy_from_config(config), **train,
+        data,
+        model=model_from_config(config),
+        space=space_from_config(config),
+        strategy=strategy_from_config(config),
+        **train,
     )
     return data, sweep_plan
 

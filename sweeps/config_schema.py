@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from models import MLP
 from sweeps.data import load_csv
@@ -26,7 +27,6 @@ REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
 # Arguments of sweeps.run that other sections (or the CLI) supply.
 _NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata")
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
-
 
 
 def _plain(value: Any) -> Any:
@@ -97,9 +97,7 @@ def section_keys(section: str) -> list[str]:
 def _unknown_section(section: str, where: str) -> ValueError:
     near = difflib.get_close_matches(section, SECTIONS, n=1, cutoff=0.6)
     hint = f"; did you mean [{near[0]}]?" if near else ""
-    return ValueError(
-        f"unknown section [{section}] in {where}{hint} sections: {', '.join(f'[{s}]' for s in SECTIONS)}"
-    )
+    return ValueError(f"unknown section [{section}] in {where}{hint} sections: {', '.join(f'[{s}]' for s in SECTIONS)}")
 
 
 def _unknown_key(section: str, key: str, where: str) -> ValueError:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -170,8 +171,12 @@ class SweepLoop:
             raise ValueError(f"the strategy {self.settings.strategy!r} asked for no trials in round {round_index}")
         done = self.trials
         trials, groups, swept = plan_round(
-            self.settings, self.data, configs,
-            first_number=done[-1].number + 1, first_config=done[-1].config + 1, round_index=round_index,
+            self.settings,
+            self.data,
+            configs,
+            first_number=done[-1].number + 1,
+            first_config=done[-1].config + 1,
+            round_index=round_index,
         )
         self.swept.update(dict.fromkeys(swept))
         self.rounds.append((trials, groups))

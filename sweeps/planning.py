@@ -10,7 +10,8 @@ compilation, with the name, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,8 @@ class Plan:
     def describe(self) -> str:
         lines = [
             f"{len(self.trials)} trials in {len(self.groups)} structure groups: "
-            f"{self.programs} compiled programs to build; memory budget {self.budget_bytes / 2**20:.0f} MB per population",
+            f"{self.programs} compiled programs to build; "
+            f"memory budget {self.budget_bytes / 2**20:.0f} MB per population",
             self.table().to_string(index=False),
         ]
         return "\n".join(lines)
@@ -152,9 +154,19 @@ def plan(
     The strategy is asked exactly once.
     """
     settings = check_settings(
-        data, model=model, space=space, strategy=strategy, optimizer=optimizer, epochs=epochs,
-        batch_size=batch_size, seeds=seeds, objective=objective, early_stopping=early_stopping,
-        max_population=max_population, divergence_threshold=divergence_threshold, memory_budget=memory_budget,
+        data,
+        model=model,
+        space=space,
+        strategy=strategy,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=batch_size,
+        seeds=seeds,
+        objective=objective,
+        early_stopping=early_stopping,
+        max_population=max_population,
+        divergence_threshold=divergence_threshold,
+        memory_budget=memory_budget,
     )
     configs = settings.strategy.ask(settings.space)
     if not configs:
@@ -164,8 +176,20 @@ def plan(
 
 
 def check_settings(
-    data: Dataset, *, model, space, strategy, optimizer, epochs, batch_size, seeds, objective, early_stopping,
-    max_population, divergence_threshold, memory_budget,
+    data: Dataset,
+    *,
+    model,
+    space,
+    strategy,
+    optimizer,
+    epochs,
+    batch_size,
+    seeds,
+    objective,
+    early_stopping,
+    max_population,
+    divergence_threshold,
+    memory_budget,
 ) -> Settings:
     """Every run-wide argument checked (see `plan`)."""
     if not isinstance(data, Dataset):
@@ -196,7 +220,9 @@ def check_settings(
         "activation": model.activation,
     }
     budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
-    return Settings(model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget)
+    return Settings(
+        model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget
+    )
 
 
 def plan_round(
@@ -222,9 +248,7 @@ def plan_round(
         hparams = registry.resolve({**settings.defaults, **config})
         check_batch_size(data, hparams["batch_size"])
         number = first_number + index * settings.seeds
-        trials.extend(
-            Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds)
-        )
+        trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
     groups = group_trials(trials, data, settings.max_population, settings.budget_bytes)
     return trials, groups, list(swept)
 

@@ -64,7 +64,7 @@ class Result:
         metric = metric or self.objective
         column = f"best_{metric}"
         if column not in self.table:
-            known = [c[len("best_"):] for c in self.table.columns if c.startswith("best_") and c != "best_epoch"]
+            known = [c[len("best_") :] for c in self.table.columns if c.startswith("best_") and c != "best_epoch"]
             raise ValueError(f"metric {metric!r} is not in this sweep's table; choose one of {known}")
         complete = self.table[(self.table["state"] == "complete") & self.table[column].notna()]
         if complete.empty:
@@ -79,7 +79,7 @@ class Result:
     def best_params(self) -> dict[str, Any]:
         """The best trial's swept hyperparameters, as in Optuna's `study.best_params`."""
         row = self.best()
-        return {c[len("params_"):]: row[c] for c in self.table.columns if c.startswith("params_")}
+        return {c[len("params_") :]: row[c] for c in self.table.columns if c.startswith("params_")}
 
     @property
     def best_value(self) -> float:

@@ -40,9 +40,9 @@ def _readable(frame: pd.DataFrame, objective: str) -> pd.DataFrame:
         if column == "number":
             names[column] = "trial"
         elif column.startswith("params_"):
-            names[column] = column[len("params_"):]
+            names[column] = column[len("params_") :]
         elif column.startswith("best_") and column != "best_epoch":
-            names[column] = column[len("best_"):]
+            names[column] = column[len("best_") :]
     return frame.rename(columns=names)
 
 
@@ -99,7 +99,7 @@ def _best_lines(result) -> list[str]:
     except ValueError as e:  # every trial diverged: the run is still written down
         return [f"best: none; {e}"]
     swept = [c for c in result.table.columns if c.startswith("params_")]
-    params = ", ".join(f"{c[len('params_'):]} {format_value(best[c])}" for c in swept)
+    params = ", ".join(f"{c[len('params_') :]} {format_value(best[c])}" for c in swept)
     metrics = [result.objective] + [m for m in _headline_metrics(result) if m != result.objective]
     values = ", ".join(f"{m} {best[f'best_{m}']:.4g}" for m in metrics if f"best_{m}" in best)
     epochs = f"epoch {best['best_epoch']} of {best['epochs']}"

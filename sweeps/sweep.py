@@ -13,8 +13,9 @@ import datetime
 import importlib.metadata
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np
@@ -88,9 +89,18 @@ def run(
     """
     model = MLP() if model is None else model
     sweep_plan = plan(
-        data, model=model, space=space, strategy=strategy, optimizer=optimizer, epochs=epochs,
-        batch_size=batch_size, seeds=seeds, objective=objective, early_stopping=early_stopping,
-        max_population=max_population, divergence_threshold=divergence_threshold,
+        data,
+        model=model,
+        space=space,
+        strategy=strategy,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=batch_size,
+        seeds=seeds,
+        objective=objective,
+        early_stopping=early_stopping,
+        max_population=max_population,
+        divergence_threshold=divergence_threshold,
     )
     return execute(sweep_plan, data, seed=seed, run_dir=run_dir, progress=progress, metadata=metadata)
 
@@ -116,24 +126,31 @@ def execute(
         [dataclasses.asdict(t) for t in loop.trials], list(loop.swept), records.by_trial(), settings.objective
     )
     config = {
-        "data": {"source": str(data.source), "target": data.target, "task": data.task,
-                 "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
-                 "features": data.n_features, "majority_class_fraction": data.majority_class_fraction,
-                 "preprocessing": list(data.preprocessing)},
+        "data": {
+            "source": str(data.source),
+            "target": data.target,
+            "task": data.task,
+            "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
+            "features": data.n_features,
+            "majority_class_fraction": data.majority_class_fraction,
+            "preprocessing": list(data.preprocessing),
+        },
         "model": {"hidden": list(settings.model.hidden), "activation": settings.model.activation},
         "space": {name: axis_to_config(axis) for name, axis in settings.space.items()},
         "strategy": _strategy_config(settings.strategy),
         **settings.defaults_config(),
         "seed": seed,
-        "objective": settings.objective, "direction": direction(settings.objective),
+        "objective": settings.objective,
+        "direction": direction(settings.objective),
         "early_stopping": dict(settings.early_stopping) if settings.early_stopping else None,
-        "max_population": settings.max_population, "divergence_threshold": settings.divergence_threshold,
+        "max_population": settings.max_population,
+        "divergence_threshold": settings.divergence_threshold,
         "groups": sweep_plan.table().to_dict(orient="records"),
         "rounds": len(loop.rounds),
         "wall_s": round(time.perf_counter() - started, 3),
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         **dict(metadata or {}),
     }
@@ -144,8 +161,10 @@ def execute(
 
 
 def _strategy_config(strategy: Strategy) -> dict[str, Any]:
-    return {"name": type(strategy).__name__.lower(),
-            **(dataclasses.asdict(strategy) if dataclasses.is_dataclass(strategy) else {})}
+    return {
+        "name": type(strategy).__name__.lower(),
+        **(dataclasses.asdict(strategy) if dataclasses.is_dataclass(strategy) else {}),
+    }
 
 
 def _prepare_run_dir(run_dir: Path) -> None:

@@ -4,10 +4,10 @@ import os
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
 
 import sweeps
+
 from helpers import synthetic
 
 # Silent rank promotion hides shape bugs in vectorized code: make it an error in tests.

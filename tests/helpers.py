@@ -56,7 +56,7 @@ def log_compilations():
         def emit(self, record):
             message = record.getMessage()
             if message.startswith(COMPILE_MESSAGE):
-                compiled.append(message[len(COMPILE_MESSAGE):].rsplit(" in ", 1)[0])
+                compiled.append(message[len(COMPILE_MESSAGE) :].rsplit(" in ", 1)[0])
 
     logger = logging.getLogger("jax._src.dispatch")
     handler, level = Collect(level=logging.WARNING), logger.level
@@ -120,8 +120,15 @@ def train_alone(data, p, key_index, seed, epochs=None):
     tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     steps_per_epoch = -(-len(x) // p["batch_size"])
-    schedule = optax_schedule(p["schedule"], p["learning_rate"], p["warmup_fraction"], p["decay_rate"],
-                              p["final_lr_fraction"], p["epochs"], steps_per_epoch)
+    schedule = optax_schedule(
+        p["schedule"],
+        p["learning_rate"],
+        p["warmup_fraction"],
+        p["decay_rate"],
+        p["final_lr_fraction"],
+        p["epochs"],
+        steps_per_epoch,
+    )
     opt = reference_optimizer(p, schedule)
     state = opt.init(tree)
     dropout_key = keys.dropout_keys(seed, np.array([key_index]))[0]
@@ -129,8 +136,13 @@ def train_alone(data, p, key_index, seed, epochs=None):
     @jax.jit
     def step(tree, state, xb, yb, wb, t):
         def loss(tree):
-            out = model.apply({"params": tree}, xb, p["dropout"], deterministic=p["dropout"] == 0,
-                              rngs={"dropout": jax.random.fold_in(dropout_key, t)})
+            out = model.apply(
+                {"params": tree},
+                xb,
+                p["dropout"],
+                deterministic=p["dropout"] == 0,
+                rngs={"dropout": jax.random.fold_in(dropout_key, t)},
+            )
             data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
             kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
             return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)

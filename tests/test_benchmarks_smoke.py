@@ -7,9 +7,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
-    "device", "workload", "mode", "n", "epochs", "model_epochs_per_s", "sweep_s", "compile_s", "peak_mem_mb",
-    "gflops", "flops_source", "peak_fraction", "bandwidth_fraction", "matmul_peak_gflops", "mem_bandwidth_gbs",
-    "timed_trials", "extrapolated",
+    "device",
+    "workload",
+    "mode",
+    "n",
+    "epochs",
+    "model_epochs_per_s",
+    "sweep_s",
+    "compile_s",
+    "peak_mem_mb",
+    "gflops",
+    "flops_source",
+    "peak_fraction",
+    "bandwidth_fraction",
+    "matmul_peak_gflops",
+    "mem_bandwidth_gbs",
+    "timed_trials",
+    "extrapolated",
 }
 
 
@@ -17,7 +31,10 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
     out = tmp_path / "quick.jsonl"
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -18,6 +18,7 @@ import pytest
 import sweeps.config
 from sweeps.cli import main
 from sweeps.config import apply_override, load_config, parse_value
+
 from helpers import EPOCH, log_compilations
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -129,8 +130,18 @@ def test_set_epochs_quiet_and_the_numbered_default_folder(tmp_path, monkeypatch,
 def test_seeds_print_the_configuration_summary(tmp_path):
     config = write_config(tmp_path)
     code, out, err = run_cli(
-        ["run", config, "--set", "train.seeds=2", "--set", "strategy.n=2", "--set", "train.epochs=1",
-         "--out", tmp_path / "run"]
+        [
+            "run",
+            config,
+            "--set",
+            "train.seeds=2",
+            "--set",
+            "strategy.n=2",
+            "--set",
+            "train.epochs=1",
+            "--out",
+            tmp_path / "run",
+        ]
     )
     assert code == 0, err
     assert "4 trials (2 configurations x 2 seeds)" in out
@@ -213,9 +224,7 @@ def test_overwrite_replaces_a_finished_run_and_set_strategy_n(finished, tmp_path
 def test_the_shipped_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # its data path is relative to the repository root
     out_dir = tmp_path / "example"
-    code, out, err = run_cli(
-        ["run", EXAMPLE, "--set", "train.epochs=2", "--set", "strategy.n=8", "--out", out_dir]
-    )
+    code, out, err = run_cli(["run", EXAMPLE, "--set", "train.epochs=2", "--set", "strategy.n=8", "--out", out_dir])
     assert code == 0, err
     table = table_of(out_dir)
     assert len(table) == 8 and (table["epochs"] <= 2).all()
@@ -347,10 +356,15 @@ def test_data_path_found_nowhere_names_both_places(tmp_path, monkeypatch):
         ('[data]\ntarget = "Churn"\n', r"\[data\] path is missing"),
         (f'[data]\npath = "{CHURN.as_posix()}"\n', r"\[data\] target is missing"),
         (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[model]\nhidden = "wide"\n', "list of layer widths"),
-        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[space]\nlearning_rate = {{loguniform = [1, 0.1]}}\n',
-         r"\[space\] learning_rate .*low <= high"),
-        (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[strategy]\nseed = 1\n',
-         "strategy 'grid' has no option 'seed'"),
+        (
+            f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n'
+            "[space]\nlearning_rate = {loguniform = [1, 0.1]}\n",
+            r"\[space\] learning_rate .*low <= high",
+        ),
+        (
+            f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[strategy]\nseed = 1\n',
+            "strategy 'grid' has no option 'seed'",
+        ),
         (f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[run]\ndir = 2024-01-01\n', r"\[run\] dir"),
     ],
     ids=["no-path", "no-target", "hidden", "axis", "strategy-option", "date"],

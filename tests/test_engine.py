@@ -1,19 +1,16 @@
 """The engine's contract: a member trains as it would alone, and nothing leaks between members."""
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from jax.flatten_util import ravel_pytree
 
 import sweeps
-from models import MLP, loss_fn
+from models import MLP
 from sweeps import space
-from sweeps.engine import keys
+from sweeps.engine import Controls, Split, Structure, init_population, keys, make_train_epoch, stack_hparams
 from sweeps.engine.hparams import resolve
-from sweeps.engine import Controls, Split, Structure, init_population, make_train_epoch, stack_hparams
+
 from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 0
@@ -22,7 +19,9 @@ SEED = 0
 def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf):
     params = [resolve({"learning_rate": lr, "batch_size": batch_size, "epochs": epochs}) for lr in learning_rates]
     numbers = np.arange(len(params)) if numbers is None else np.asarray(numbers)
-    structure = Structure((64,), "relu", batch_size, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs)
+    structure = Structure(
+        (64,), "relu", batch_size, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs
+    )
     pop = init_population(structure, stack_hparams(params, len(params)), numbers, SEED)
     epoch_fn = make_train_epoch(structure)
     controls = Controls(jnp.float32(divergence_limit), jnp.int32(1), jnp.float32(0), jnp.float32(1))
@@ -74,12 +73,20 @@ def test_same_structure_compiles_once(binary_data):
 
 def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):
     result = sweeps.run(
-        churn, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=6),
-        epochs=8, batch_size=32, objective="val_loss", run_dir=tmp_path / "run",
+        churn,
+        space={"learning_rate": space.loguniform(1e-4, 1e-1)},
+        strategy=sweeps.Grid(n=6),
+        epochs=8,
+        batch_size=32,
+        objective="val_loss",
+        run_dir=tmp_path / "run",
     )
     best = result.best("val_accuracy")
     majority = churn.majority_class_fraction
-    print(f"best val_accuracy {best['best_val_accuracy']:.4f} (lr {best['params_learning_rate']:.2e}); majority class {majority:.4f}")
+    print(
+        f"best val_accuracy {best['best_val_accuracy']:.4f} (lr {best['params_learning_rate']:.2e}); "
+        f"majority class {majority:.4f}"
+    )
     assert majority == pytest.approx(0.735, abs=0.002)
     assert best["best_val_accuracy"] >= 0.78
     assert 0.8 < result.best()["best_val_auc"] <= 1.0
@@ -96,11 +103,22 @@ def test_top_learning_rates_diverge_and_are_results(binary_data):
 
 def test_run_folder_round_trips(binary_data, tmp_path):
     result = sweeps.run(
-        binary_data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.Grid(n=3),
-        epochs=2, seeds=2, run_dir=tmp_path / "run",
+        binary_data,
+        space={"learning_rate": space.loguniform(1e-3, 1e-1)},
+        strategy=sweeps.Grid(n=3),
+        epochs=2,
+        seeds=2,
+        run_dir=tmp_path / "run",
     )
-    for name in ("config.json", "table.parquet", "table.csv", "history.parquet", "history.csv",
-                 "plots/learning_curves.png", "plots/val_loss_vs_learning_rate.png"):
+    for name in (
+        "config.json",
+        "table.parquet",
+        "table.csv",
+        "history.parquet",
+        "history.csv",
+        "plots/learning_curves.png",
+        "plots/val_loss_vs_learning_rate.png",
+    ):
         assert (tmp_path / "run" / name).is_file(), name
     loaded = sweeps.load_result(tmp_path / "run")
     assert len(loaded.table) == 6

@@ -3,18 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
-from jax.flatten_util import ravel_pytree
 
 import sweeps
-from models import MLP, loss_fn
+from models import MLP
 from sweeps import space
-from sweeps.engine import keys
 from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
-from sweeps.engine import batch_indices
 from sweeps.loop import controls_for, train_chunk
+
 from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 3
@@ -50,8 +47,15 @@ class EveryOptimizerAndSchedule(sweeps.Strategy):
         for k, (optimizer, schedule) in enumerate(pairs):
             for _ in range(2):
                 values = {name: axis.sample(rng) for name, axis in search.items()}
-                trials.append({**values, "optimizer": optimizer, "schedule": schedule,
-                               "clip_norm": 0.5 if k % 2 else None, "dropout": 0.3 if k % 3 else 0.0})
+                trials.append(
+                    {
+                        **values,
+                        "optimizer": optimizer,
+                        "schedule": schedule,
+                        "clip_norm": 0.5 if k % 2 else None,
+                        "dropout": 0.3 if k % 3 else 0.0,
+                    }
+                )
         return trials
 
 
@@ -89,15 +93,17 @@ def test_structural_grid_compiles_one_program_per_structure():
     data = synthetic("binary", rows=300)
     with log_compilations() as compiled:
         result = sweeps.run(
-        data,
-        space={
-            "batch_size": [16, 32, 64],
-            "hidden": space.choice([(16,), (16, 8)]),
-            "learning_rate": space.loguniform(1e-3, 1e-1),
-            "weight_decay": [0.0, 1e-4, 1e-3, 1e-2],
-        },
-        strategy=sweeps.Grid(n=8), optimizer="adamw", epochs=1,
-    )
+            data,
+            space={
+                "batch_size": [16, 32, 64],
+                "hidden": space.choice([(16,), (16, 8)]),
+                "learning_rate": space.loguniform(1e-3, 1e-1),
+                "weight_decay": [0.0, 1e-4, 1e-3, 1e-2],
+            },
+            strategy=sweeps.Grid(n=8),
+            optimizer="adamw",
+            epochs=1,
+        )
     assert compiled.count(EPOCH) == 6
     assert result.config["compilations"] == 6
     assert len(result.table) == 192
@@ -112,8 +118,11 @@ def test_each_member_stops_at_its_own_epoch_budget():
     assert compiled.count(EPOCH) <= 1, "epoch budgets are data: one program (none if compiled earlier)"
     assert result.table["epochs"].tolist() == [1, 3, 5]
     for _, row in result.table.iterrows():
-        curve = result.history[(result.history.trial == row["number"]) & (result.history.metric == "loss")
-                               & (result.history.split == "val")]
+        curve = result.history[
+            (result.history.trial == row["number"])
+            & (result.history.metric == "loss")
+            & (result.history.split == "val")
+        ]
         assert curve["epoch"].max() == row["params_epochs"]
         assert row["final_val_loss"] == pytest.approx(curve["value"].iloc[-1])
     assert not result.table["stopped_early"].any()
@@ -123,15 +132,21 @@ def test_early_stopping_stops_a_member_and_restores_its_best_epoch():
     data = synthetic("binary", rows=200)
     patience = 2
     result = sweeps.run(
-        data, space={"learning_rate": [3e-3, 0.3]}, epochs=40, batch_size=8,
+        data,
+        space={"learning_rate": [3e-3, 0.3]},
+        epochs=40,
+        batch_size=8,
         early_stopping={"metric": "val_loss", "patience": patience},
     )
     stopped = result.table[result.table["stopped_early"]]
     assert len(stopped) >= 1
     for _, row in stopped.iterrows():
         assert row["epochs"] < 40
-        curve = result.history[(result.history.trial == row["number"]) & (result.history.metric == "loss")
-                               & (result.history.split == "val")]["value"].to_numpy()
+        curve = result.history[
+            (result.history.trial == row["number"])
+            & (result.history.metric == "loss")
+            & (result.history.split == "val")
+        ]["value"].to_numpy()
         assert len(curve) == row["epochs"]
         best = int(np.argmin(curve))
         assert row["best_epoch"] == best + 1

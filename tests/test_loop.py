@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 import sweeps
-from helpers import EPOCH, log_compilations
 from sweeps.engine import Population, Structure, edits, init_population, make_train_epoch, stack_hparams
 from sweeps.engine.hparams import TRACED, resolve
 from sweeps.loop import controls_for, train_chunk
 from sweeps.planning import plan
 from sweeps.records import Records
+
+from helpers import EPOCH, log_compilations
 
 SEED = 0
 
@@ -19,7 +20,9 @@ SEED = 0
 def population(data, learning_rates, numbers=None):
     hparams = [resolve({"learning_rate": lr, "epochs": 3}) for lr in learning_rates]
     numbers = np.arange(len(hparams)) if numbers is None else np.asarray(numbers)
-    structure = Structure((8,), "relu", 32, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs)
+    structure = Structure(
+        (8,), "relu", 32, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs
+    )
     return structure, init_population(structure, stack_hparams(hparams, len(hparams)), numbers, SEED)
 
 
@@ -46,13 +49,17 @@ def test_a_copied_member_is_bit_identical_to_its_source(binary_data):
     before = jax.device_get(pop)
     copied = jax.device_get(edits.copy_members(pop, jnp.array([0, 1, 0, 3], jnp.int32)))
     for name in edits.TRAINING_STATE:
-        jax.tree.map(np.testing.assert_array_equal,
-                     jax.tree.map(lambda a: a[2], getattr(copied, name)),
-                     jax.tree.map(lambda a: a[0], getattr(before, name)))
+        jax.tree.map(
+            np.testing.assert_array_equal,
+            jax.tree.map(lambda a: a[2], getattr(copied, name)),
+            jax.tree.map(lambda a: a[0], getattr(before, name)),
+        )
         for member in (0, 1, 3):
-            jax.tree.map(np.testing.assert_array_equal,
-                         jax.tree.map(lambda a, m=member: a[m], getattr(copied, name)),
-                         jax.tree.map(lambda a, m=member: a[m], getattr(before, name)))
+            jax.tree.map(
+                np.testing.assert_array_equal,
+                jax.tree.map(lambda a, m=member: a[m], getattr(copied, name)),
+                jax.tree.map(lambda a, m=member: a[m], getattr(before, name)),
+            )
     # the copy keeps its own identity and hyperparameters
     np.testing.assert_array_equal(copied.numbers, before.numbers)
     np.testing.assert_array_equal(copied.hparams["learning_rate"], before.hparams["learning_rate"])
@@ -134,6 +141,13 @@ def test_plan_asks_the_strategy_once(binary_data):
 def test_train_chunk_metrics_carry_trial_numbers(binary_data):
     sweep = plan(binary_data, space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, max_population=2)
     group = sweep.groups[0]
-    _, history = train_chunk(group.structure, group.chunks[1], group.chunk_size, binary_data, SEED, None,
-                             controls_for(binary_data, None, None))
+    _, history = train_chunk(
+        group.structure,
+        group.chunks[1],
+        group.chunk_size,
+        binary_data,
+        SEED,
+        None,
+        controls_for(binary_data, None, None),
+    )
     assert np.asarray(history[0]["number"]).tolist() == [2, -1]  # the padded last chunk: trial 2, then padding

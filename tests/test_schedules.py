@@ -3,11 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from helpers import optax_schedule
 from sweeps.engine.schedules import learning_rate_at
+
+from helpers import optax_schedule
 
 STEPS_PER_EPOCH = 7
 # (learning_rate, warmup_fraction, decay_rate, final_lr_fraction, epochs): one row per member
@@ -28,10 +28,14 @@ def test_traced_schedule_matches_optax(name):
 
     @jax.jit
     def rates(hp, epochs):  # (members, steps), one compiled program for all members
-        per_member = lambda h, e: jax.vmap(lambda t: learning_rate_at(name, t, h, STEPS_PER_EPOCH, e * STEPS_PER_EPOCH))(steps)
+        def per_member(h, e):
+            return jax.vmap(lambda t: learning_rate_at(name, t, h, STEPS_PER_EPOCH, e * STEPS_PER_EPOCH))(steps)
+
         return jax.vmap(per_member)(hp, epochs)
 
     ours = np.asarray(rates(hp, epochs))
     for i, member in enumerate(MEMBERS):
         reference = np.array([optax_schedule(name, *member, STEPS_PER_EPOCH)(int(t)) for t in steps])
-        np.testing.assert_allclose(ours[i], reference, rtol=2e-5, atol=1e-6 * member[0], err_msg=f"{name} member {member}")
+        np.testing.assert_allclose(
+            ours[i], reference, rtol=2e-5, atol=1e-6 * member[0], err_msg=f"{name} member {member}"
+        )

@@ -17,7 +17,9 @@ def test_grid_is_log_spaced_on_a_log_axis_and_linear_otherwise():
 
 
 def test_grid_takes_the_cross_product_of_discrete_axes():
-    trials = sweeps.Grid().ask({"batch_size": space.powers_of_two(16, 64), "hidden": space.choice([(64,), (32, 32)]), "lr": [1, 2]})
+    trials = sweeps.Grid().ask(
+        {"batch_size": space.powers_of_two(16, 64), "hidden": space.choice([(64,), (32, 32)]), "lr": [1, 2]}
+    )
     assert len(trials) == 3 * 2 * 2
     assert {t["batch_size"] for t in trials} == {16, 32, 64}
     assert {t["hidden"] for t in trials} == {(64,), (32, 32)}

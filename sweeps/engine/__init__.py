@@ -24,7 +24,22 @@ from sweeps.engine.population import PADDING, Population, init_population, stack
 from sweeps.engine.structure import Structure, flat_layout, structure_of
 
 __all__ = [
-    "PADDING", "CompileLog", "Controls", "Population", "Split", "Structure", "batch_indices", "compile_log",
-    "edits", "flat_layout", "hparams", "init_population", "keys", "make_train_epoch", "memory", "metrics",
-    "stack_hparams", "structure_of",
+    "PADDING",
+    "CompileLog",
+    "Controls",
+    "Population",
+    "Split",
+    "Structure",
+    "batch_indices",
+    "compile_log",
+    "edits",
+    "flat_layout",
+    "hparams",
+    "init_population",
+    "keys",
+    "make_train_epoch",
+    "memory",
+    "metrics",
+    "stack_hparams",
+    "structure_of",
 ]

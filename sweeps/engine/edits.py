@@ -9,15 +9,15 @@ edit consumes (donates) the population it is given and returns the new one.
 
 Examples:
   >>> import numpy as np
-  >>> from sweeps.engine import edits
-  >>> # member 2 takes member 0's weights and optimizer state; the others keep theirs:
-  >>> # pop = edits.copy_members(pop, np.array([0, 1, 0, 3]))  # doctest: +SKIP
+  >>> source = np.array([0, 1, 0, 3])  # member 2 takes member 0's weights and optimizer state
+  >>> source[2], source[3]  # copy_members(pop, source) leaves members 0, 1 and 3 as they are
+  (np.int64(0), np.int64(3))
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

@@ -33,6 +33,7 @@ from sweeps.engine.structure import Structure, flat_layout
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
 
+
 class Split(NamedTuple):
     """One split on the device: x (rows, features) float32, y (rows,)."""
 
@@ -202,7 +203,7 @@ def train_epoch(
     return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active, "number": pop.numbers}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def make_train_epoch(structure: Structure, stop_metric: str | None = None):
     """The jitted epoch of `structure`, built once per (structure, early-stopping metric).
 
@@ -211,5 +212,7 @@ def make_train_epoch(structure: Structure, stop_metric: str | None = None):
     if stop_metric is not None:
         valid = metric_names(structure.task)
         if stop_metric not in valid:
-            raise ValueError(f"early_stopping metric {stop_metric!r} is not computed for a {structure.task} task; use one of {valid}")
+            raise ValueError(
+                f"early_stopping metric {stop_metric!r} is not computed for a {structure.task} task; use one of {valid}"
+            )
     return jax.jit(functools.partial(train_epoch, structure, stop_metric), donate_argnums=(0,))

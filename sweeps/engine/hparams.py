@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from models.mlp import ACTIVATIONS
 from sweeps.engine.optimizers import OPTIMIZERS
@@ -70,10 +71,22 @@ _SPECS = [
     ("l2", 0.0, True, ">= 0", _real(0), "L2 penalty `l2 * sum(kernel**2)` added to the loss"),
     ("dropout", 0.0, True, "in [0, 1)", _real(0, 1, high_open=True), "dropout rate after each hidden layer"),
     ("init_scale", 1.0, True, "> 0", _real(0, low_open=True), "multiplies the default initialisation"),
-    ("clip_norm", None, True, "> 0 (absent = off)", lambda v: v is None or _real(0, low_open=True)(v),
-     "global gradient-norm clipping"),
-    ("warmup_fraction", 0.1, True, "in [0, 1)", _real(0, 1, high_open=True),
-     "share of the steps spent warming up (warmup_cosine, onecycle)"),
+    (
+        "clip_norm",
+        None,
+        True,
+        "> 0 (absent = off)",
+        lambda v: v is None or _real(0, low_open=True)(v),
+        "global gradient-norm clipping",
+    ),
+    (
+        "warmup_fraction",
+        0.1,
+        True,
+        "in [0, 1)",
+        _real(0, 1, high_open=True),
+        "share of the steps spent warming up (warmup_cosine, onecycle)",
+    ),
     ("decay_rate", 0.5, True, "in (0, 1]", _real(0, 1, low_open=True), "learning-rate factor per epoch (exponential)"),
     ("final_lr_fraction", 0.0, True, "in [0, 1]", _real(0, 1), "final learning rate over the peak (cosine schedules)"),
     ("epochs", 10, True, "an integer >= 1", _whole(1), "training epochs; a member stops at its own budget"),

@@ -33,7 +33,7 @@ def metric_names(task: str) -> list[str]:
 
 
 def direction(metric: str) -> str:
-    """"maximize" for accuracy and AUC, "minimize" for losses and errors (prefix `val_`/`train_` ignored)."""
+    """ "maximize" for accuracy and AUC, "minimize" for losses and errors (prefix `val_`/`train_` ignored)."""
     return "maximize" if metric.split("_", 1)[-1] in MAXIMIZE else "minimize"
 
 

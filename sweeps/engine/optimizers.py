@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -84,14 +84,12 @@ def make_optimizer(
     return opt
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def state_size(family: str, clip: bool, n_params: int) -> int:
     """Elements in one member's optimizer state for `n_params` parameters, from `jax.eval_shape`."""
     from sweeps.engine.hparams import TRACED  # the names a member's hp dict holds
 
     hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in TRACED}
     params = jax.ShapeDtypeStruct((n_params,), jnp.float32)
-    state = jax.eval_shape(
-        lambda hp, p: make_optimizer(family, hp, hp["learning_rate"], clip).init(p), hp, params
-    )
+    state = jax.eval_shape(lambda hp, p: make_optimizer(family, hp, hp["learning_rate"], clip).init(p), hp, params)
     return int(sum(leaf.size for leaf in jax.tree.leaves(state)))

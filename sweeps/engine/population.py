@@ -11,7 +11,8 @@ masked, so a population keeps its shape and its program (design item 5).
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import flax.struct
 import jax
@@ -91,8 +92,14 @@ def init_population(
     hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
     numbers = jnp.asarray(numbers, jnp.int32)
     safe_numbers = jnp.maximum(numbers, 0)
-    init = _init_members(structure.hidden, structure.activation, structure.n_features, structure.n_outputs,
-                         structure.optimizer, structure.clip)
+    init = _init_members(
+        structure.hidden,
+        structure.activation,
+        structure.n_features,
+        structure.n_outputs,
+        structure.optimizer,
+        structure.clip,
+    )
     params, opt_state = init(keys.init_keys(seed, safe_numbers), hparams)
     size = numbers.shape[0]
     return Population(
@@ -110,8 +117,10 @@ def init_population(
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _init_members(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, optimizer: str, clip: bool):
+@functools.cache
+def _init_members(
+    hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, optimizer: str, clip: bool
+):
     """The jitted, vmapped initialisation: (keys (trials, 2), hparams) -> (params, opt_state).
 
     Keyed by what the initial state depends on (the model's shapes and the optimizer's state),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -66,7 +67,7 @@ def structure_of(hparams: Mapping[str, Any], data) -> Structure:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def flat_layout(structure: Structure) -> tuple[int, Callable, jax.Array]:
     """(parameter count, unravel: (n_params,) -> param tree, kernel mask (n_params,)).
 
@@ -81,5 +82,3 @@ def flat_layout(structure: Structure) -> tuple[int, Callable, jax.Array]:
         )
         kernel_mask = ravel_pytree(mask_tree)[0]
     return int(flat.size), unravel, kernel_mask
-
-

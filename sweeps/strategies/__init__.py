@@ -19,4 +19,5 @@ def make_strategy(name: str, **options) -> Strategy:
         raise ValueError(f"strategy {name!r} is not known; choose one of {sorted(STRATEGIES)}")
     return STRATEGIES[name](**options)
 
+
 __all__ = ["STRATEGIES", "Grid", "Random", "Strategy", "make_strategy"]

@@ -10,7 +10,8 @@ population will add a between-epochs `decide`; the loop is where it plugs in.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sweeps.space import Axis
 
@@ -26,7 +27,7 @@ class Strategy(abc.ABC):
         what a configuration leaves out takes the sweep's defaults.
         """
 
-    def tell(self, table) -> None:
+    def tell(self, table) -> None:  # noqa: B027 - optional: a strategy that learns nothing from results skips it
         """The results of the round just trained: its rows of the trial table (pandas), one per trial."""
 
     def another_round(self) -> bool:
