@@ -21,8 +21,13 @@ Where later capabilities plug in (each is a method here, trivial today):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
+import signal
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,15 +35,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweeps.checkpoints import Checkpoints, Snapshot
 from sweeps.data import Dataset
 from sweeps.engine import keys
 from sweeps.engine.epoch import Controls, Split, make_train_epoch
-from sweeps.engine.metrics import direction
 from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
 from sweeps.engine.structure import Structure
 from sweeps.planning import Group, Plan, Trial, plan_round
+from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
+from sweeps.trained import KeptModels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,16 +116,34 @@ def train_chunk(
 class _ChunkRunner:
     """One structure's compiled epoch with the data on the device."""
 
-    def __init__(self, structure: Structure, data: Dataset, seed: int, stop_metric: str | None, controls: Controls):
+    def __init__(
+        self,
+        structure: Structure,
+        data: Dataset,
+        seed: int,
+        stop_metric: str | None,
+        controls: Controls,
+        objective: str = "val_loss",
+    ):
         self.structure, self.seed, self.controls = structure, seed, controls
         self.train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
         self.val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
-        self.epoch_fn = make_train_epoch(structure, stop_metric)
+        self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
 
     def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
         order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
         pop, metrics = self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
         return pop, jax.device_get(metrics)
+
+
+class Interrupted(Exception):
+    """The sweep stopped on a signal (Ctrl-C, SIGTERM) after saving a checkpoint; `sweeps resume` continues it."""
+
+    def __init__(self, signum: int, run_dir: str | None, step: int | None):
+        self.signum, self.run_dir, self.step = signum, run_dir, step
+        name = signal.Signals(signum).name
+        where = f"checkpoint {step} saved; continue with: sweeps resume {run_dir}" if step else "no checkpoint"
+        super().__init__(f"interrupted by {name} after the current epoch: {where}")
 
 
 class SweepLoop:
@@ -129,18 +154,36 @@ class SweepLoop:
       data: the data set the plan was made for.
       seed: the sweep seed.
       progress: show a progress bar.
+      checkpoints: where checkpoints go (`sweeps.checkpoints.Checkpoints`), or None for none.
+      fingerprints: the configuration's and the data's, recorded in each checkpoint.
+      keep_models: how many of the best trials' best-epoch parameters to keep.
     """
 
-    def __init__(self, plan: Plan, data: Dataset, seed: int, progress: bool = False):
+    def __init__(
+        self,
+        plan: Plan,
+        data: Dataset,
+        seed: int,
+        progress: bool = False,
+        checkpoints: Checkpoints | None = None,
+        fingerprints: Mapping[str, str] | None = None,
+        keep_models: int = 0,
+    ):
         self.settings = plan.settings
         self.data, self.seed = data, seed
         self.rounds: list[tuple[list[Trial], list[Group]]] = [(list(plan.trials), list(plan.groups))]
+        self.configs: list[list[dict]] = [_configs_of(plan.trials, self.settings.seeds)]
         self.swept: dict[str, None] = dict.fromkeys(plan.swept)
         self.records = Records()
         stop = self.settings.early_stopping
         self.stop_metric = stop["metric"] if stop else None
         self.controls = controls_for(data, stop, self.settings.divergence_threshold)
-        self.progress = _Progress(self.settings.objective, progress)
+        self.progress = Progress(self.settings.objective, progress)
+        self.checkpoints = checkpoints
+        self.fingerprints = dict(fingerprints or {})
+        self.kept = KeptModels(keep_models)
+        self.position = LoopPosition()
+        self._signal: int | None = None
 
     @property
     def trials(self) -> list[Trial]:
@@ -148,27 +191,34 @@ class SweepLoop:
         return [t for trials, _ in self.rounds for t in trials]
 
     def run(self) -> Records:
-        """Trains every round; returns the records of every trial."""
+        """Trains every round (from the newest checkpoint, when there is one); returns the records."""
         strategy = self.settings.strategy
+        population = self.restore()
         try:
-            round_index = 0
-            while True:
-                trials, groups = self.rounds[round_index]
-                self.train_round(groups)
-                strategy.tell(self.table(trials))
-                if not strategy.another_round():
-                    break
-                round_index += 1
-                self.plan_next_round(round_index)
+            with self._signals():
+                while True:
+                    round_index = self.position.round
+                    trials, groups = self.rounds[round_index]
+                    self.train_round(groups, population)
+                    population = None
+                    strategy.tell(self.table(trials))
+                    if not strategy.another_round():
+                        break
+                    self.plan_next_round(round_index + 1)
+                    self.position = LoopPosition(round_index + 1)
+                    self.save()
+            if self.checkpoints is not None:
+                self.checkpoints.wait()
         finally:
             self.progress.close()
         return self.records
 
-    def plan_next_round(self, round_index: int) -> None:
-        """Asks the strategy once for the next round and plans it, numbering on from the last trial."""
-        configs = self.settings.strategy.ask(self.settings.space)
-        if not configs:
-            raise ValueError(f"the strategy {self.settings.strategy!r} asked for no trials in round {round_index}")
+    def plan_next_round(self, round_index: int, configs: list[dict] | None = None) -> None:
+        """Asks the strategy once for the next round (or takes a restored round's configurations) and plans it."""
+        if configs is None:
+            configs = self.settings.strategy.ask(self.settings.space)
+            if not configs:
+                raise ValueError(f"the strategy {self.settings.strategy!r} asked for no trials in round {round_index}")
         done = self.trials
         trials, groups, swept = plan_round(
             self.settings,
@@ -180,29 +230,47 @@ class SweepLoop:
         )
         self.swept.update(dict.fromkeys(swept))
         self.rounds.append((trials, groups))
+        self.configs.append([dict(c) for c in configs])
 
-    def train_round(self, groups: list[Group]) -> None:
+    def train_round(self, groups: list[Group], population: Population | None) -> None:
+        """Trains the round's chunks from the current position; `population` is a restored chunk's state."""
         work = [(g, chunk) for g in groups for chunk in g.chunks]
-        self.progress.add_total(sum(_epochs(chunk) for _, chunk in work))
-        for group, chunk in work:
-            runner = _ChunkRunner(group.structure, self.data, self.seed, self.stop_metric, self.controls)
-            pop = self.place(new_population(group.structure, chunk, group.chunk_size, self.seed))
+        self.progress.add_total(sum(_epochs(chunk) for _, chunk in work[self.position.work :]), self.position.epoch)
+        while self.position.work < len(work):
+            group, chunk = work[self.position.work]
+            runner = _ChunkRunner(
+                group.structure, self.data, self.seed, self.stop_metric, self.controls, self.settings.objective
+            )
+            pop = (
+                population
+                if population is not None
+                else new_population(group.structure, chunk, group.chunk_size, self.seed)
+            )
+            pop, population = self.place(pop), None
             epochs = _epochs(chunk)
-            for epoch in range(epochs):
-                pop, metrics = runner.epoch(pop, epoch)
+            while self.position.epoch < epochs:
+                pop, metrics = runner.epoch(pop, self.position.epoch)
                 self.records.add(metrics)
-                self.progress.epoch(metrics, group.structure.label())
+                self.position = dataclasses.replace(self.position, epoch=self.position.epoch + 1)
+                self.progress.epoch(metrics, group.structure.label(), self.position.epoch, epochs, self.checkpoints)
                 pop = self.after_epoch(pop, metrics)
                 if not metrics["active"].any():
-                    self.progress.skip(epochs - epoch - 1)  # all members stopped early
+                    self.progress.skip(epochs - self.position.epoch)  # every member stopped early
                     break
+                if self._signal is None and self.checkpoints is not None and self.checkpoints.due():
+                    self.save(pop)
+                self._check_signal(pop)
+            self.kept.offer(pop)
+            self.position = LoopPosition(self.position.round, self.position.work + 1)
+            self.save()
+            self._check_signal(None)
 
     def place(self, pop: Population) -> Population:
         """Device placement seam: where a population is put onto devices (one device today)."""
         return pop
 
     def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray]) -> Population:
-        """Between-epochs seam: a checkpoint is written and a strategy's decisions are applied here."""
+        """Between-epochs seam: a strategy's decisions (prune, refill, copy) are applied here."""
         return pop
 
     def table(self, trials: list[Trial]):
@@ -212,42 +280,116 @@ class SweepLoop:
         )
         return table
 
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def snapshot(self, pop: Population | None) -> Snapshot:
+        meta = {
+            "position": dataclasses.asdict(self.position),
+            "rounds": self.configs,
+            "strategy": self.settings.strategy.state_dict(),
+            "fingerprints": self.fingerprints,
+            "kept": self.kept.meta(),
+        }
+        return Snapshot(meta=meta, records=self.records.arrays(), population=pop, kept=self.kept.arrays())
+
+    def save(self, pop: Population | None = None) -> int | None:
+        """Writes a checkpoint of the current position (with the chunk's population when mid-chunk)."""
+        if self.checkpoints is None:
+            return None
+        return self.checkpoints.save(self.snapshot(pop))
+
+    def restore(self) -> Population | None:
+        """Continues from the newest usable checkpoint, if any: position, rounds, records, kept models.
+
+        Returns the restored chunk's population when the checkpoint was taken mid-chunk.
+        """
+        if self.checkpoints is None:
+            return None
+        snapshot = self.checkpoints.restore_latest(self._population_target)
+        if snapshot is None:
+            return None
+        meta = snapshot.meta
+        stored = meta["fingerprints"]
+        if stored.get("data") != self.fingerprints.get("data"):
+            raise ValueError(
+                f"the data changed since this run's checkpoint {snapshot.step} was written (fingerprint "
+                f"{stored.get('data')} -> {self.fingerprints.get('data')}); resume with the data the run started "
+                f"with, or start a new run from this checkpoint under the new data with --fork NEW_DIR"
+            )
+        self._replan(meta["rounds"])
+        self.settings.strategy.load_state_dict(meta["strategy"])
+        self.records = Records(snapshot.records)
+        self.kept.load(meta["kept"], snapshot.kept)
+        self.position = LoopPosition(**meta["position"])
+        return snapshot.population
+
+    def _replan(self, rounds: list[list[dict]]) -> None:
+        """The stored rounds planned again (the strategy is not asked); they must match what was trained."""
+        first = _configs_of(self.rounds[0][0], self.settings.seeds)
+        if _canonical(first) != _canonical(rounds[0]):
+            raise ValueError(
+                "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
+                "changed since the run started; resume with the original configuration, or start a new run"
+            )
+        del self.rounds[1:], self.configs[1:]
+        for index, configs in enumerate(rounds[1:], start=1):
+            self.plan_next_round(index, configs)
+
+    def _population_target(self, meta: dict) -> Any:
+        """The abstract population of the checkpoint's work item, for orbax to restore into."""
+        self._replan(meta["rounds"])
+        position = LoopPosition(**meta["position"])
+        _, groups = self.rounds[position.round]
+        group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
+        return jax.eval_shape(lambda: new_population(group.structure, chunk, group.chunk_size, self.seed))
+
+    # --- signals -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """Ctrl-C and SIGTERM finish the epoch, save, and stop; a second Ctrl-C stops at once."""
+        if self.checkpoints is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal is not None:  # the second one: stop now, the newest checkpoint stays intact
+                raise KeyboardInterrupt
+            self._signal = signum
+            print(
+                f"\n{signal.Signals(signum).name}: finishing the epoch and saving a checkpoint "
+                "(press Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _check_signal(self, pop: Population | None) -> None:
+        if self._signal is None:
+            return
+        step = self.save(pop)
+        self.checkpoints.wait()
+        raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
+
+
+def _configs_of(trials: list[Trial], seeds: int) -> list[dict]:
+    """A round's configurations as planned (one per `seeds` trials), JSON-ready."""
+    return [_jsonable(t.hparams) for t in trials[::seeds]]
+
+
+def _jsonable(hparams: Mapping[str, Any]) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()}
+
+
+def _canonical(configs: list[dict]) -> str:
+    return json.dumps([_jsonable(c) for c in configs], sort_keys=True)
+
 
 def _epochs(chunk: tuple[Trial, ...]) -> int:
     return max(t.hparams["epochs"] for t in chunk)
-
-
-class _Progress:
-    """The progress bar: epochs done, the structure training, the best objective so far."""
-
-    def __init__(self, objective: str, enabled: bool):
-        self.objective = objective
-        self.sign = 1.0 if direction(objective) == "minimize" else -1.0
-        self.best = math.inf
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=0, unit="epoch", dynamic_ncols=True, disable=None)  # no bar when not a terminal
-
-    def add_total(self, epochs: int) -> None:
-        if self.bar is not None:
-            self.bar.total += epochs
-            self.bar.refresh()
-
-    def epoch(self, metrics: dict[str, np.ndarray], label: str) -> None:
-        value = self.sign * metrics[self.objective][metrics["trained"] & ~metrics["diverged"]]
-        if value.size and np.isfinite(value).any():
-            self.best = min(self.best, float(np.nanmin(value)))
-        if self.bar is not None:
-            shown = f" | best {self.objective} {self.sign * self.best:.4f}" if math.isfinite(self.best) else ""
-            self.bar.set_postfix_str(label + shown)
-            self.bar.update(1)
-
-    def skip(self, epochs: int) -> None:
-        if self.bar is not None and epochs:
-            self.bar.update(epochs)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -25,7 +25,10 @@ import jax.numpy as jnp
 from sweeps.engine.population import Population
 
 # What a member's training has produced; `copy_members` moves these and nothing else.
-TRAINING_STATE = ("params", "opt_state", "step", "epochs_done", "active", "diverged", "best", "since_best")
+TRAINING_STATE = (
+    "params", "opt_state", "step", "epochs_done", "active", "diverged", "best", "since_best", "best_params",
+    "best_objective",
+)
 
 
 def _select(where: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:

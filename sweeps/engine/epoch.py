@@ -142,7 +142,14 @@ def predict(structure: Structure, params: jax.Array, x: jax.Array) -> jax.Array:
 
 
 def train_epoch(
-    structure: Structure, stop_metric: str | None, pop: Population, train: Split, val: Split, order_key, controls
+    structure: Structure,
+    stop_metric: str | None,
+    objective: str,
+    pop: Population,
+    train: Split,
+    val: Split,
+    order_key,
+    controls,
 ):
     """One epoch of every member: `(population, data, key) -> (population, metrics)`.
 
@@ -190,7 +197,14 @@ def train_epoch(
         since_best = jnp.where(improved, 0, since_best + trains.astype(jnp.int32))
         active = active & (since_best < controls.patience)
 
+    # The model a user keeps: each member's parameters at its best epoch by the objective, a masked
+    # copy on the device (the same epoch the table reports as best_epoch: the first of equal values).
+    score = (-1.0 if direction(objective) == "maximize" else 1.0) * metrics[objective]
+    better = trains & (score < pop.best_objective)
+
     pop = pop.replace(
+        best_params=jnp.where(better[:, None], carry.params, pop.best_params),
+        best_objective=jnp.where(better, score, pop.best_objective),
         params=carry.params,
         opt_state=carry.opt_state,
         step=carry.step,
@@ -204,15 +218,13 @@ def train_epoch(
 
 
 @functools.cache
-def make_train_epoch(structure: Structure, stop_metric: str | None = None):
-    """The jitted epoch of `structure`, built once per (structure, early-stopping metric).
+def make_train_epoch(structure: Structure, stop_metric: str | None = None, objective: str = "val_loss"):
+    """The jitted epoch of `structure`, built once per (structure, early-stopping metric, objective).
 
     The population's buffers are donated: the old state is consumed by the call.
     """
-    if stop_metric is not None:
-        valid = metric_names(structure.task)
-        if stop_metric not in valid:
-            raise ValueError(
-                f"early_stopping metric {stop_metric!r} is not computed for a {structure.task} task; use one of {valid}"
-            )
-    return jax.jit(functools.partial(train_epoch, structure, stop_metric), donate_argnums=(0,))
+    valid = metric_names(structure.task)
+    for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
+        if metric is not None and metric not in valid:
+            raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")
+    return jax.jit(functools.partial(train_epoch, structure, stop_metric, objective), donate_argnums=(0,))

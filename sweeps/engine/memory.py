@@ -26,7 +26,7 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
     """Estimated peak bytes of one compiled epoch over `members` members, data included."""
     n_params = flat_layout(structure)[0]
     slots = state_size(structure.optimizer, structure.clip, n_params) // n_params  # moments per parameter
-    state = members * n_params * (1 + slots)
+    state = members * n_params * (2 + slots)  # parameters, best-epoch parameters, optimizer moments
     step_temporaries = members * n_params * (3 + slots)  # grads, updates, new params, new slots
     widths = sum(structure.hidden) + structure.n_outputs
     activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient

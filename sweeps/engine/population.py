@@ -45,6 +45,9 @@ class Population:
       diverged: (trials,) bool.
       best: (trials,) float32, best value so far of the early-stopping metric (minimized).
       since_best: (trials,) int32, epochs since `best` last improved.
+      best_params: (trials, n_params) float32, the parameters at the member's best epoch by the
+        sweep's objective (the model a user keeps).
+      best_objective: (trials,) float32, that epoch's objective, sign-adjusted so lower is better.
     """
 
     params: jax.Array
@@ -58,6 +61,8 @@ class Population:
     diverged: jax.Array
     best: jax.Array
     since_best: jax.Array
+    best_params: jax.Array
+    best_objective: jax.Array
 
     @property
     def size(self) -> int:
@@ -114,6 +119,8 @@ def init_population(
         diverged=jnp.zeros(size, bool),
         best=jnp.full(size, jnp.inf, jnp.float32),
         since_best=jnp.zeros(size, jnp.int32),
+        best_params=jnp.copy(params),  # its own buffer: the epoch donates both
+        best_objective=jnp.full(size, jnp.inf, jnp.float32),
     )
 
 

@@ -33,3 +33,10 @@ class Strategy(abc.ABC):
     def another_round(self) -> bool:
         """Whether the loop asks again after `tell`; one round by default."""
         return False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the strategy has learned so far, as JSON values: saved in every checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - a stateless strategy has none
+        """Restores `state_dict()`'s output when a run resumes."""

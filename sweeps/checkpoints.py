@@ -1,0 +1,189 @@
+"""Checkpoints of a running sweep, written with orbax-checkpoint into RUN_DIR/checkpoints/.
+
+One numbered folder per save (orbax's `CheckpointManager` layout), the last
+`keep` kept. A checkpoint holds everything the sweep loop needs to continue
+exactly where it stopped:
+
+  meta        JSON: the format version, the loop's position (round, work item, epoch),
+              every round's configurations, the strategy's state, the fingerprints of
+              the configuration and the data, what the array items hold
+  records     the per-epoch metrics of every trial so far (flat arrays, by trial number)
+  population  the chunk in training (parameters, optimizer state, hyperparameters,
+              steps, keys, masks, best-so-far), absent between chunks
+  kept        the best-epoch parameters of the best trials so far (the models a user keeps)
+
+Saves are asynchronous: `save` returns once orbax has copied the arrays off
+the device, so the next epoch may consume (donate) the population's buffers
+while the files are written. A save killed half-way leaves a temporary folder
+that restore ignores; a damaged newest checkpoint is reported and the
+previous one used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+FORMAT = "sweepax-checkpoint/1"
+FOLDER = "checkpoints"
+DEFAULT_EVERY_SECONDS = 60.0
+
+# orbax logs every save at INFO and warns about things a user cannot act on.
+logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be written or read; the message says what to do."""
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What one checkpoint holds, as the loop gives and takes it."""
+
+    meta: dict[str, Any]
+    records: dict[str, np.ndarray]
+    population: Any = None
+    kept: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    step: int | None = None
+
+
+def _abstract(arrays: dict[str, np.ndarray] | None) -> dict[str, list]:
+    """Shapes and dtypes of flat arrays, for the restore target (JSON)."""
+    return {name: [list(a.shape), str(a.dtype)] for name, a in (arrays or {}).items()}
+
+
+def _target(shapes: dict[str, list]) -> dict[str, jax.ShapeDtypeStruct]:
+    return {name: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype)) for name, (shape, dtype) in shapes.items()}
+
+
+class Checkpoints:
+    """The checkpoints of one run folder.
+
+    Args:
+      run_dir: the run folder; checkpoints go into `run_dir/checkpoints`.
+      keep: how many checkpoints to keep (the newest).
+      every: save every `every` epochs; None saves at least every 60 seconds of training.
+        The loop also saves at the end of every chunk and round, and on an interrupt.
+    """
+
+    def __init__(self, run_dir: str | Path, keep: int = 2, every: int | None = None):
+        self.folder = Path(run_dir).absolute() / FOLDER
+        self.keep, self.every = keep, every
+        self.epochs_since, self.last_save = 0, time.monotonic()
+        self.last_saved_at: float | None = None  # wall time of the newest save, for the progress bar
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=True, cleanup_tmp_directories=True, create=True
+        )
+        self.manager = ocp.CheckpointManager(self.folder, options=options)
+
+    def due(self) -> bool:
+        """After an epoch: whether `every` epochs (or 60 seconds, when `every` is None) have passed."""
+        self.epochs_since += 1
+        if self.every is not None:
+            return self.epochs_since >= self.every
+        return time.monotonic() - self.last_save >= DEFAULT_EVERY_SECONDS
+
+    def save(self, snapshot: Snapshot) -> int:
+        """Writes a checkpoint (asynchronously); returns its step number.
+
+        Raises:
+          CheckpointError: when the disk is full or the folder cannot be written; the previous
+            checkpoint stays usable.
+        """
+        step = (self.manager.latest_step() or 0) + 1
+        meta = dict(
+            snapshot.meta,
+            format=FORMAT,
+            records_shapes=_abstract(snapshot.records),
+            kept_shapes=_abstract(snapshot.kept),
+            has_population=snapshot.population is not None,
+        )
+        items = {"meta": ocp.args.JsonSave(meta)}
+        if snapshot.records and next(iter(snapshot.records.values())).size:
+            items["records"] = ocp.args.StandardSave(snapshot.records)
+        else:
+            meta["records_shapes"] = {}
+        if snapshot.kept:
+            items["kept"] = ocp.args.StandardSave(snapshot.kept)
+        if snapshot.population is not None:
+            items["population"] = ocp.args.StandardSave(snapshot.population)
+        try:
+            self.manager.save(step, args=ocp.args.Composite(**items))
+        except OSError as e:
+            raise self._write_error(e) from e
+        self.epochs_since, self.last_save, self.last_saved_at = 0, time.monotonic(), time.time()
+        return step
+
+    def wait(self) -> None:
+        """Blocks until every asynchronous save is on disk."""
+        try:
+            self.manager.wait_until_finished()
+        except OSError as e:
+            raise self._write_error(e) from e
+
+    def _write_error(self, e: OSError) -> CheckpointError:
+        previous = self.manager.latest_step()
+        kept = f"checkpoint {previous} in {self.folder} stays usable" if previous else "no earlier checkpoint exists"
+        if e.errno == errno.ENOSPC:
+            what = "the disk is full (no space left on device)"
+        else:
+            what = f"{e.strerror or e}"
+        return CheckpointError(
+            f"could not write a checkpoint into {self.folder}: {what}; {kept}. Free space (or fix the folder) "
+            f"and continue with `sweeps resume {self.folder.parent}`"
+        )
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def restore_latest(self, population_target: Callable[[dict], Any]) -> Snapshot | None:
+        """The newest checkpoint that reads back whole; None when there is none.
+
+        A damaged checkpoint (truncated, corrupted, half written) is named in a warning and the
+        previous one is tried. `population_target(meta)` gives the abstract population
+        (`jax.eval_shape`) to restore into, so optimizer states keep their types.
+        """
+        for step in reversed(self.steps()):
+            try:
+                return self._restore(step, population_target)
+            except Exception as e:  # noqa: BLE001 - any failure to read means this checkpoint is unusable
+                warnings.warn(
+                    f"checkpoint {step} in {self.folder} is damaged and was skipped ({type(e).__name__}: "
+                    f"{str(e)[:200]}); resuming from the one before it",
+                    stacklevel=2,
+                )
+        return None
+
+    def _restore(self, step: int, population_target: Callable[[dict], Any]) -> Snapshot:
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CheckpointError(f"format {meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT}")
+        items = {}
+        if meta["records_shapes"]:
+            items["records"] = ocp.args.StandardRestore(_target(meta["records_shapes"]))
+        if meta["kept_shapes"]:
+            items["kept"] = ocp.args.StandardRestore(_target(meta["kept_shapes"]))
+        if meta["has_population"]:
+            items["population"] = ocp.args.StandardRestore(population_target(meta))
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
+        return Snapshot(
+            meta=meta,
+            records={k: np.asarray(v) for k, v in (restored.get("records") or {}).items()},
+            population=restored.get("population"),
+            kept={k: np.asarray(v) for k, v in (restored.get("kept") or {}).items()},
+            step=step,
+        )
+
+    def close(self) -> None:
+        self.wait()
+        self.manager.close()

@@ -1,0 +1,52 @@
+"""The progress bar of a sweep: epochs, an ETA, the structure training, the best objective, the last checkpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from sweeps.engine.metrics import direction
+
+
+class Progress:
+    """A tqdm bar over every epoch of every chunk (its ETA is tqdm's), or nothing when disabled."""
+
+    def __init__(self, objective: str, enabled: bool):
+        self.objective = objective
+        self.sign = 1.0 if direction(objective) == "minimize" else -1.0
+        self.best = math.inf
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=0, unit="epoch", dynamic_ncols=True, disable=None)  # no bar when not a terminal
+
+    def add_total(self, epochs: int, done: int = 0) -> None:
+        """More epochs to come (a round); `done` of them already trained before a resume."""
+        if self.bar is not None:
+            self.bar.total += epochs
+            self.bar.update(done)
+            self.bar.refresh()
+
+    def epoch(self, metrics: dict[str, np.ndarray], label: str, epoch: int, epochs: int, checkpoints=None) -> None:
+        value = self.sign * metrics[self.objective][metrics["trained"] & ~metrics["diverged"]]
+        if value.size and np.isfinite(value).any():
+            self.best = min(self.best, float(np.nanmin(value)))
+        if self.bar is not None:
+            parts = [f"epoch {epoch}/{epochs}", label]
+            if math.isfinite(self.best):
+                parts.append(f"best {self.objective} {self.sign * self.best:.4f}")
+            if checkpoints is not None and checkpoints.last_saved_at is not None:
+                parts.append(f"checkpoint {time.time() - checkpoints.last_saved_at:.0f}s ago")
+            self.bar.set_postfix_str(" | ".join(parts))
+            self.bar.update(1)
+
+    def skip(self, epochs: int) -> None:
+        if self.bar is not None and epochs:
+            self.bar.update(epochs)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
