@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sweeps
-from sweeps import keys, space
+from sweeps import keys, memory, space
 from sweeps.hparams import resolve
 from sweeps.population import Population, init_population, stack_hparams, structure_of
 from sweeps.train import Controls, Split, make_train_epoch
@@ -397,6 +397,20 @@ def bench_vmap(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
         "rss_before_mb": rss_before,
         **cost,
     }
+
+
+def memory_check(workload: Workload, n: int) -> dict[str, Any]:
+    """The engine's estimate for a population of `n` (sweeps.memory.population_bytes, the figure
+    `sweeps.run` plans chunks with) against the memory free on the device now (sweeps.memory.available_bytes:
+    an accelerator's bytes_limit - bytes_in_use, or the host's available RAM on CPU)."""
+    data = workload.data
+    estimate = memory.population_bytes(workload.structure(), n, data.n_train, data.n_val)
+    return {"memory_estimate_mb": estimate / 2**20, "memory_available_mb": memory.available_bytes() / 2**20}
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    text = f"{type(error).__name__}: {error}"
+    return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower() or isinstance(error, MemoryError)
 
 
 def bench_sequential(engine: Engine, trials: int, epochs: int, budget_s: float) -> list[dict[str, Any]]:
@@ -818,15 +832,37 @@ def main(argv=None) -> int:
             print(f"{name} / {mode}")
             if mode == "vmap":
                 last = None  # (n, seconds per member-epoch, compile seconds) of the last measured N
+                out_of_memory_at = None  # the N that ran out of memory despite its estimate: larger ones are not tried
                 for n in ns:
+                    fit = memory_check(workload, n)
+                    gib = fit["memory_estimate_mb"] / 1024, fit["memory_available_mb"] / 1024
+                    if fit["memory_estimate_mb"] > fit["memory_available_mb"]:
+                        emit({**base, "mode": mode, "n": n, **fit,
+                              "skipped": f"memory estimate {gib[0]:.3g} GiB > available {gib[1]:.3g} GiB"})
+                        continue
+                    if out_of_memory_at is not None:
+                        emit({**base, "mode": mode, "n": n, **fit,
+                              "skipped": f"not tried: N={out_of_memory_at} ran out of memory"})
+                        continue
                     if last is not None:
                         predicted = last[2] + (args.epochs + 1) * n * last[1]
                         if predicted > budget:
-                            emit({**base, "mode": mode, "n": n, "skipped": f"predicted {predicted:.0f} s > budget {budget:.0f} s"})
+                            emit({**base, "mode": mode, "n": n, **fit,
+                                  "skipped": f"predicted {predicted:.0f} s > budget {budget:.0f} s"})
                             continue
-                    row = bench_vmap(engine, n, args.epochs)
+                    try:
+                        row = bench_vmap(engine, n, args.epochs)
+                    except Exception as error:  # the estimate said it fits, the allocator disagreed
+                        if not is_out_of_memory(error):
+                            raise
+                        out_of_memory_at = n
+                        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].replace("|", "/")
+                        print(f"  out of memory at N={n}: {first_line}")
+                        emit({**base, "mode": mode, "n": n, **fit, "skipped": f"out of memory at run time (memory "
+                              f"estimate {gib[0]:.3g} GiB, available {gib[1]:.3g} GiB): {first_line}"})
+                        continue
                     last = (n, 1 / row["model_epochs_per_s"], row["compile_s"])
-                    emit({**base, "mode": mode, **row})
+                    emit({**base, "mode": mode, **fit, **row})
             elif mode == "sequential":
                 records = bench_sequential(engine, min(max(ns), args.sequential_trials), args.epochs, budget)
                 engine_cost = {k: records[0][k] for k in COST_KEYS}
@@ -863,7 +899,10 @@ def main(argv=None) -> int:
     print()
     print(markdown_table(rows))
     png = out.with_suffix(".png")
-    plot(rows, png, device)
+    try:
+        plot(rows, png, device)
+    except ImportError as error:  # matplotlib is a dependency of the project, but a bare machine may lack it
+        print(f"note: no plot ({type(error).__name__}: {error})")
     total = time.perf_counter() - started
     print(f"\n{len(rows)} rows -> {out}" + (f", plot -> {png}" if png.exists() else "") + f"; total {total:.0f} s")
     return 0

@@ -49,3 +49,24 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
         assert row["extrapolated"] == (row["timed_trials"] < row["n"])
     assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
     assert out.with_suffix(".png").stat().st_size > 0  # the plot
+
+
+def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import throughput
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    lesson = throughput.make_workloads()["lesson"]
+    sizes = {n: throughput.memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val)
+             for n in (1, 8)}
+    free = (sizes[1] + sizes[8]) // 2  # room for N=1, not for N=8
+    monkeypatch.setattr(throughput.memory, "available_bytes", lambda device=None: free)
+    monkeypatch.setattr(throughput, "plot", lambda *a, **k: None)
+    out = tmp_path / "fit.jsonl"
+    assert throughput.main(["--quick", "--out", str(out)]) == 0
+    rows = {(r["mode"], r["n"]): r for r in map(json.loads, out.read_text().splitlines())}
+    assert "skipped" not in rows["vmap", 1] and rows["vmap", 1]["memory_estimate_mb"] == sizes[1] / 2**20
+    skip = rows["vmap", 8]["skipped"]
+    assert skip.startswith("memory estimate ") and " GiB > available " in skip and skip.endswith(" GiB"), skip
+    assert "skipped" not in rows["sequential", 8]  # one member at a time: no population of 8 is built

@@ -49,3 +49,37 @@ def test_chunked_sweep_gives_the_same_table_as_one_population(binary_data):
     assert chunked.config["compilations"] <= 1, "the padded last chunk reuses the program"
     np.testing.assert_allclose(chunked.table["value"], whole.table["value"], rtol=1e-5)
     assert (chunked.table["state"] == whole.table["state"]).all()
+
+
+class FakeAccelerator:
+    """A device whose allocator reports a limit and the bytes already in use, as a GPU's does."""
+
+    platform = "gpu"
+
+    def __init__(self, limit, in_use):
+        self.stats = {"bytes_limit": limit, "bytes_in_use": in_use, "peak_bytes_in_use": in_use}
+
+    def memory_stats(self):
+        return self.stats
+
+
+def test_available_bytes_on_an_accelerator_is_what_is_free_not_the_limit(monkeypatch):
+    gpu = FakeAccelerator(limit=60 * 2**30, in_use=45 * 2**30)
+    assert memory.available_bytes(gpu) == 15 * 2**30
+    monkeypatch.setattr(memory.jax, "devices", lambda *a: [gpu])  # the default device is the first
+    assert memory.available_bytes() == 15 * 2**30
+    gpu.stats["bytes_in_use"] = 70 * 2**30  # more in use than the limit (stats read mid-change): nothing is free
+    assert memory.available_bytes(gpu) == 0
+
+
+def test_available_bytes_without_allocator_stats_is_the_hosts_free_ram(monkeypatch):
+    class HostOnly:
+        platform = "cpu"
+
+        def memory_stats(self):
+            return None  # what jax's CPU device reports
+
+    page, pages = 4096, 3 * 2**18  # 3 GiB
+    monkeypatch.setattr(memory.os, "sysconf", lambda name: {"SC_PAGE_SIZE": page, "SC_AVPHYS_PAGES": pages}[name])
+    assert memory.available_bytes(HostOnly()) == 3 * 2**30
+    assert memory.available_bytes(FakeAccelerator(limit=0, in_use=0)) == 3 * 2**30  # no limit reported: the host's

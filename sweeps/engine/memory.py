@@ -37,11 +37,17 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
 
 
 def available_bytes(device: jax.Device | None = None) -> int:
-    """The memory of `device` (default: the first): the accelerator's limit, or the host's RAM on CPU."""
+    """The memory free for a new population on `device` (default: the first).
+
+    On an accelerator: what its allocator can still hand out, `bytes_limit -
+    bytes_in_use` from `device.memory_stats()` (the limit alone would count
+    buffers already live, data and other populations included, as free). On
+    CPU, or where the device reports no limit: the host's available RAM.
+    """
     device = device or jax.devices()[0]
     stats = device.memory_stats() if hasattr(device, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"])
+        return max(int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0)), 0)
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
     except (ValueError, OSError, AttributeError):
