@@ -46,10 +46,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import sweeps
-from sweeps import keys, memory, space
-from sweeps.hparams import resolve
-from sweeps.population import Population, init_population, stack_hparams, structure_of
-from sweeps.train import Controls, Split, make_train_epoch
+from sweeps import space
+from sweeps.engine import keys, memory
+from sweeps.engine.epoch import Controls, Split, make_train_epoch
+from sweeps.engine.hparams import resolve
+from sweeps.engine.population import Population, init_population, stack_hparams
+from sweeps.engine.structure import structure_of
 
 ROOT = Path(__file__).resolve().parents[1]
 CHURN = ROOT / "data" / "telco_customer_churn.csv"
@@ -267,8 +269,8 @@ def xla_cost(workload: Workload, pop: Population, train: Split, val: Split, traf
     minibatch gather is charged for the rows it reads instead of the whole
     training set.
     """
-    from sweeps.population import flat_layout
-    from sweeps.train import StepCarry, minibatch_step
+    from sweeps.engine.epoch import StepCarry, minibatch_step
+    from sweeps.engine.structure import flat_layout
 
     structure = workload.structure()
     steps = workload.steps_per_epoch
