@@ -21,12 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LR = "params_learning_rate"
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -82,6 +83,11 @@ def _axis_positions(result, name: str, values):
 
 
 def plot_parallel_coordinates(result, path: Path) -> Path:
+    return _save(draw_parallel_coordinates(result), path)
+
+
+def draw_parallel_coordinates(result) -> Figure:
+    """The figure `plot_parallel_coordinates` writes, left open for the caller."""
     table = result.table[result.table["state"] == "complete"]
     names = swept(result)
     columns = [(n, f"params_{n}") for n in names] + [(result.objective, "value")]
@@ -106,10 +112,15 @@ def plot_parallel_coordinates(result, path: Path) -> Path:
     diverged = int((result.table["state"] != "complete").sum())
     ax.set_title(f"parallel coordinates: {len(table)} complete trials (colour: {result.objective}, "
                  f"brighter is better; {diverged} diverged not shown)", fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def plot_marginal(result, name: str, path: Path) -> Path:
+    return _save(draw_marginal(result, name), path)
+
+
+def draw_marginal(result, name: str) -> Figure:
+    """The figure `plot_marginal` writes, left open for the caller."""
     table = result.table
     column = f"params_{name}"
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -136,10 +147,15 @@ def plot_marginal(result, name: str, path: Path) -> Path:
     ax.set_ylabel(f"{result.objective} (best epoch)")
     ax.set_title(f"{result.objective} against {name}")
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) -> Path:
+    return _save(draw_metric_vs_learning_rate(result, metric), path)
+
+
+def draw_metric_vs_learning_rate(result, metric: str | None = None) -> Figure:
+    """The figure `plot_metric_vs_learning_rate` writes, left open for the caller."""
     metric = metric or result.objective
     table = result.table
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -166,7 +182,7 @@ def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) 
     ax.set_title(f"{metric} against learning rate ({len(table)} trials)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    return _save(fig, path)
+    return fig
 
 
 def ax_top(curves) -> float:
@@ -179,6 +195,11 @@ def ax_top(curves) -> float:
 
 
 def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
+    return _save(draw_learning_curves(result, metric), path)
+
+
+def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
+    """The figure `plot_learning_curves` writes, left open for the caller."""
     split, name = metric.split("_", 1)
     history = result.history
     curves = history[(history["split"] == split) & (history["metric"] == name)]
@@ -207,4 +228,4 @@ def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
     ax.set_ylabel(metric)
     ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; x: diverged, at its last epoch)")
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return fig
