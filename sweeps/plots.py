@@ -25,6 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LR = "params_learning_rate"
+MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -61,25 +62,66 @@ def is_log(result, name: str) -> bool:
     return isinstance(written, dict) and ("loguniform" in written or bool(written.get("log")))
 
 
+def is_discrete(result, name: str) -> bool:
+    """Whether `name` took values from a list (a choice, integers, powers of two), not from a range.
+
+    A name the space does not describe (added by a strategy) is discrete when its values are not
+    numbers or are at most `MAX_TICKS` distinct ones.
+    """
+    written = result.config.get("space", {}).get(name)
+    if isinstance(written, dict):
+        return not {"uniform", "loguniform"} & set(written)
+    values = result.table[f"params_{name}"]
+    return not _numeric(values.tolist()) or values.nunique() <= MAX_TICKS
+
+
+def categories(result, name: str) -> list[str]:
+    """The order of a categorical hyperparameter's values in every plot: the space's order, then others sorted.
+
+    Values are compared as the table writes them (`str`, so the layout (128, 64) is "[128, 64]").
+    """
+    present = {str(v) for v in result.table[f"params_{name}"]}
+    written = result.config.get("space", {}).get(name)
+    listed = written.get("choice", []) if isinstance(written, dict) else []
+    order = list(dict.fromkeys(str(v) for v in listed if str(v) in present))
+    return order + sorted(present - set(order))
+
+
 def _numeric(values) -> bool:
     return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
 
 
-def _axis_positions(result, name: str, values):
-    """Values mapped to [0, 1] for a shared axis, with tick positions and labels."""
-    if _numeric(values):
-        x = np.asarray(values, float)
-        log = is_log(result, name) and (x > 0).all()
-        t = np.log10(x) if log else x
-        low, high = t.min(), t.max()
-        span = high - low if high > low else 1.0
+def _axis(values, log: bool = False, discrete: bool = False, order: list[str] | None = None):
+    """A shared [0, 1] axis for `values`: a function placing values on it, tick positions and labels.
+
+    Discrete numbers are ticked at the values they took (up to `MAX_TICKS`), a range at its ends and
+    middle; categories (`order`) are evenly spaced in that order.
+    """
+    if order is not None:
+        span = max(len(order) - 1, 1)
+        index = {c: i / span for i, c in enumerate(order)}
+        return (lambda v: np.array([index[str(x)] for x in v])), np.arange(len(order)) / span, list(order)
+    x = np.asarray(values, float)
+    log = log and bool((x > 0).all())
+    warp = np.log10 if log else np.asarray
+    t = warp(x)
+    low, high = (t.min(), t.max()) if len(t) else (0.0, 1.0)
+    span = high - low if high > low else 1.0
+    distinct = np.unique(x)
+    if discrete and len(distinct) <= MAX_TICKS:
+        ticks, labels = warp(distinct), [f"{v:g}" for v in distinct]
+    else:
         ticks = np.linspace(low, high, 3) if high > low else np.array([low])
         labels = [f"{10**v:.3g}" if log else f"{v:.3g}" for v in ticks]
-        return (t - low) / span, (ticks - low) / span, labels
-    categories = sorted({str(v) for v in values})
-    index = {c: i for i, c in enumerate(categories)}
-    span = max(len(categories) - 1, 1)
-    return np.array([index[str(v)] / span for v in values]), np.arange(len(categories)) / span, categories
+    return (lambda v: (warp(np.asarray(v, float)) - low) / span), (np.asarray(ticks) - low) / span, labels
+
+
+def _param_axis(result, name: str):
+    """`_axis` for a swept hyperparameter, over every trial's value (so diverged ones keep their ticks)."""
+    values = result.table[f"params_{name}"].tolist()
+    if not _numeric(values):
+        return _axis(values, order=categories(result, name))
+    return _axis(values, log=is_log(result, name), discrete=is_discrete(result, name))
 
 
 def plot_parallel_coordinates(result, path: Path) -> Path:
@@ -94,8 +136,8 @@ def draw_parallel_coordinates(result) -> Figure:
     fig, ax = plt.subplots(figsize=(max(7, 1.8 * len(columns)), 4.8))
     positions = []
     for k, (name, column) in enumerate(columns):
-        pos, ticks, labels = _axis_positions(result, name, table[column].tolist())
-        positions.append(pos)
+        place, ticks, labels = _param_axis(result, name) if column != "value" else _axis(table[column])
+        positions.append(place(table[column].tolist()))
         ax.axvline(k, color="black", lw=0.8)
         for tick, label in zip(ticks, labels):
             ax.text(k + 0.03, tick, label, fontsize=7, va="center")
@@ -131,15 +173,15 @@ def draw_marginal(result, name: str) -> Figure:
         if is_log(result, name):
             ax.set_xscale("log")
         distinct = sorted(set(values))
-        if len(distinct) <= 12:  # a discrete axis: label its values, not a generic scale
+        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:  # label its values, not a generic scale
             ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
             ax.xaxis.set_minor_locator(plt.NullLocator())
     else:
-        categories = sorted({str(v) for v in values})
+        order = categories(result, name)
         rng = np.random.default_rng(0)
-        x = np.array([categories.index(str(v)) for v in ok[column]], float)
+        x = np.array([order.index(str(v)) for v in ok[column]], float)
         ax.scatter(x + rng.uniform(-0.15, 0.15, len(x)), ok["value"], s=18, alpha=0.7, label="complete")
-        ax.set_xticks(range(len(categories)), categories)
+        ax.set_xticks(range(len(order)), order)
     bad = table[table["state"] != "complete"]
     if len(bad):
         ax.text(0.99, 0.98, f"{len(bad)} diverged not shown", transform=ax.transAxes, ha="right", va="top", fontsize=8, color="red")

@@ -1,0 +1,98 @@
+"""The plots read what the sweep did: checked through the matplotlib objects they draw.
+
+Results are built by hand (no training), so every value a plot shows is known here.
+"""
+
+import itertools
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweeps import plots
+from sweeps.results import Result
+from sweeps.space import as_axis, axis_to_config, choice, loguniform
+
+
+def make_result(params, space, curves=None, diverged=(), seeds=1):
+    """A Result whose trials take `params` (name -> values, crossed) and `seeds` seeds.
+
+    Args:
+      params: name -> the values tried; every combination is a configuration.
+      space: name -> axis (as given to sweeps.run); fixed values may be plain scalars.
+      curves: trial number -> val_loss by epoch; default: three epochs falling from 0.9 by trial.
+      diverged: trial numbers marked diverged.
+    """
+    names = list(params)
+    configs = list(itertools.product(*params.values()))
+    rows, history = [], []
+    for c, values in enumerate(configs):
+        for s in range(seeds):
+            number = c * seeds + s
+            curve = np.asarray(curves[number] if curves else [0.9 - 0.01 * number - 0.1 * e for e in range(3)], float)
+            finite = np.where(np.isfinite(curve), curve, np.inf)
+            best = int(np.argmin(finite))
+            row = {"number": number, "config": c, "seed": s}
+            row.update({f"params_{n}": v for n, v in zip(names, values)})
+            row.update(state="diverged" if number in diverged else "complete", epochs=len(curve),
+                       best_epoch=best + 1, value=curve[best], best_val_loss=curve[best], final_val_loss=curve[-1])
+            rows.append(row)
+            history += [(number, e + 1, "val", "loss", v) for e, v in enumerate(curve)]
+    config = {"space": {n: axis_to_config(as_axis(a)) for n, a in space.items()},
+              "objective": "val_loss", "data": {"task": "binary"}}
+    history = pd.DataFrame(history, columns=["trial", "epoch", "split", "metric", "value"])
+    return Result(pd.DataFrame(rows), history, config)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def colorbar_axes(fig):
+    """The colour bars' axes (every axes but the first, the plot's own)."""
+    return fig.axes[1:]
+
+
+def legend_texts(ax):
+    legend = ax.get_legend()
+    return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+def axis_labels(ax, k):
+    """The tick labels written beside the k-th axis of a parallel-coordinates plot, bottom to top."""
+    texts = [t for t in ax.texts if round(t.get_position()[0]) == k]
+    return [t.get_text() for t in sorted(texts, key=lambda t: t.get_position()[1])]
+
+
+def shown_text(ax):
+    return " ".join([ax.get_title(), *(t.get_text() for t in ax.texts)])
+
+
+# --- 13: discrete axes are ticked at their values; categories keep one order ------------------------
+
+
+def test_parallel_coordinates_tick_discrete_axes_at_their_values_only():
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": [32, 128], "epochs": [2, 3]}
+    result = make_result({"learning_rate": [1e-4, 1e-2], "batch_size": [32, 128], "epochs": [2, 3]}, space)
+    ax = plots.draw_parallel_coordinates(result).axes[0]
+    assert axis_labels(ax, 1) == ["32", "128"]
+    assert axis_labels(ax, 2) == ["2", "3"]
+
+
+def test_categorical_values_keep_the_space_order_in_every_plot():
+    layouts = ["[64]", "[128, 64]", "[32, 32]"]  # as the table writes tuples
+    space = {"hidden": choice([(64,), (128, 64), (32, 32)]), "learning_rate": loguniform(1e-4, 1e-2)}
+    result = make_result({"hidden": layouts, "learning_rate": [1e-4, 1e-2]}, space)
+    assert axis_labels(plots.draw_parallel_coordinates(result).axes[0], 0) == layouts
+    marginal = plots.draw_marginal(result, "hidden").axes[0]
+    assert [t.get_text() for t in marginal.get_xticklabels()] == layouts
+
+
+def test_categorical_values_not_in_the_space_are_sorted_the_same_way_everywhere():
+    result = make_result({"activation": ["tanh", "relu"], "dropout": [0.0, 0.5]}, {})
+    assert axis_labels(plots.draw_parallel_coordinates(result).axes[0], 0) == ["relu", "tanh"]
+    marginal = plots.draw_marginal(result, "activation").axes[0]
+    assert [t.get_text() for t in marginal.get_xticklabels()] == ["relu", "tanh"]
