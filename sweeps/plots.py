@@ -22,10 +22,46 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 LR = "params_learning_rate"
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
+
+
+def colouring(result, name: str):
+    """Colours trials by hyperparameter `name`: trial number -> colour, and `add_key(fig, ax)` that says so.
+
+    Numbers get viridis (log-scaled where the space is log) and a colour bar labelled `name`, ticked at
+    the values tried when the axis is discrete; categories get one colour each and a legend titled
+    `name`, in `categories` order.
+    """
+    column = result.table.set_index("number")[f"params_{name}"]
+    if not _numeric(column.tolist()):
+        order = categories(result, name)
+        palette = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(order)}
+
+        def add_legend(fig, ax):
+            handles = [Line2D([], [], color=palette[c], label=c) for c in order]
+            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="best")
+
+        return {trial: palette[str(v)] for trial, v in column.items()}, add_legend
+    values = column.astype(float)
+    low, high = values.min(), values.max()
+    if is_log(result, name) and low > 0:
+        norm = LogNorm(low, high if high > low else low * 10)
+    else:
+        norm = Normalize(low, high if high > low else low + 1)
+    cmap = plt.get_cmap("viridis")
+    distinct = np.unique(values)
+
+    def add_colour_bar(fig, ax):
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=name)
+        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:
+            bar.set_ticks(distinct, labels=[f"{v:g}" for v in distinct])
+            bar.minorticks_off()
+
+    return {trial: cmap(norm(v)) for trial, v in values.items()}, add_colour_bar
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -247,20 +283,17 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
     curves = history[(history["split"] == split) & (history["metric"] == name)]
     table = result.table.set_index("number")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colour = LR if LR in table else None
-    if colour is not None:
-        values = table[colour].astype(float)
-        norm = LogNorm(values.min(), values.max()) if values.min() > 0 and values.max() > values.min() else Normalize(values.min(), values.max() + 1e-12)
-        cmap = plt.get_cmap("viridis")
+    names = swept(result)
+    colour_of, add_key = colouring(result, names[0]) if names else ({}, None)
     finite = curves["value"][np.isfinite(curves["value"])]
     for trial, rows in curves.groupby("trial"):
-        c = cmap(norm(table.loc[trial, colour])) if colour is not None else None
+        c = colour_of.get(trial, "C0")
         diverged = table.loc[trial, "state"] != "complete"
         ax.plot(rows["epoch"], rows["value"], "--" if diverged else "-", color=c, lw=1, alpha=0.8)
         if diverged:
             ax.plot(rows["epoch"].iloc[-1], min(rows["value"].iloc[-1], ax_top(curves)), "x", color="red", ms=6)
-    if colour is not None:
-        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="learning rate")
+    if add_key is not None:
+        add_key(fig, ax)
     if len(finite):
         # Keep the plot readable when diverged trials explode: clip the y range to the bulk of the curves.
         low, high = np.percentile(finite, [0, 95])
@@ -268,6 +301,7 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; x: diverged, at its last epoch)")
+    colour = f"colour: {names[0]}; " if names else ""
+    ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; {colour}x: diverged, at its last epoch)")
     ax.grid(True, alpha=0.3)
     return fig

@@ -12,7 +12,7 @@ import pytest
 
 from sweeps import plots
 from sweeps.results import Result
-from sweeps.space import as_axis, axis_to_config, choice, loguniform
+from sweeps.space import as_axis, axis_to_config, choice, loguniform, powers_of_two, uniform
 
 
 def make_result(params, space, curves=None, diverged=(), seeds=1):
@@ -71,6 +71,45 @@ def shown_text(ax):
     return " ".join([ax.get_title(), *(t.get_text() for t in ax.texts)])
 
 
+# --- 11: learning curves are coloured by the first swept hyperparameter, and say so --------------
+
+
+@pytest.mark.parametrize(
+    "params, space, name, scale",
+    [
+        ({"dropout": [0.0, 0.2, 0.4]}, {"dropout": uniform(0.0, 0.5)}, "dropout", "linear"),
+        # a fixed learning rate is a params_ column with one value: it must not take the colour
+        ({"learning_rate": [0.01], "dropout": [0.0, 0.2, 0.4]},
+         {"learning_rate": 0.01, "dropout": uniform(0.0, 0.5)}, "dropout", "linear"),
+        ({"learning_rate": [1e-4, 1e-3, 1e-2]}, {"learning_rate": loguniform(1e-4, 1e-2)}, "learning_rate", "log"),
+        ({"batch_size": [16, 64, 256]}, {"batch_size": powers_of_two(16, 256)}, "batch_size", "log"),
+    ],
+)
+def test_learning_curves_colour_bar_names_the_first_swept_hyperparameter(params, space, name, scale):
+    fig = plots.draw_learning_curves(make_result(params, space))
+    (bar,) = colorbar_axes(fig)
+    assert bar.get_ylabel() == name
+    assert bar.get_yscale() == scale
+    colours = {tuple(line.get_color()) for line in fig.axes[0].lines if len(line.get_xdata()) > 1}
+    assert len(colours) == 3, "each value its own colour"
+    assert name in fig.axes[0].get_title()
+
+
+def test_learning_curves_colour_bar_of_a_discrete_axis_has_its_values_as_ticks():
+    fig = plots.draw_learning_curves(make_result({"batch_size": [32, 128]}, {"batch_size": [32, 128]}))
+    (bar,) = colorbar_axes(fig)
+    np.testing.assert_allclose(bar.get_yticks(), [32, 128])
+
+
+def test_learning_curves_of_a_categorical_hyperparameter_have_a_legend():
+    space = {"activation": choice(["tanh", "relu", "gelu"])}
+    fig = plots.draw_learning_curves(make_result({"activation": ["relu", "tanh", "gelu"]}, space))
+    assert colorbar_axes(fig) == []
+    ax = fig.axes[0]
+    assert legend_texts(ax) == ["tanh", "relu", "gelu"], "the space's order"
+    assert ax.get_legend().get_title().get_text() == "activation"
+
+
 # --- 13: discrete axes are ticked at their values; categories keep one order ------------------------
 
 
@@ -89,6 +128,7 @@ def test_categorical_values_keep_the_space_order_in_every_plot():
     assert axis_labels(plots.draw_parallel_coordinates(result).axes[0], 0) == layouts
     marginal = plots.draw_marginal(result, "hidden").axes[0]
     assert [t.get_text() for t in marginal.get_xticklabels()] == layouts
+    assert legend_texts(plots.draw_learning_curves(result).axes[0]) == layouts
 
 
 def test_categorical_values_not_in_the_space_are_sorted_the_same_way_everywhere():
