@@ -43,7 +43,7 @@ def colouring(result, name: str):
 
         def add_legend(fig, ax):
             handles = [Line2D([], [], color=palette[c], label=c) for c in order]
-            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="best")
+            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
 
         return {trial: palette[str(v)] for trial, v in column.items()}, add_legend
     values = column.astype(float)
@@ -263,13 +263,20 @@ def draw_metric_vs_learning_rate(result, metric: str | None = None) -> Figure:
     return fig
 
 
-def ax_top(curves) -> float:
-    """The top of the learning-curve plot: the 95th percentile of the finite values, plus a margin."""
-    finite = curves["value"][np.isfinite(curves["value"])]
-    if not len(finite):
-        return 1.0
-    low, high = np.percentile(finite, [0, 95])
-    return high + 0.1 * (high - low + 1e-9)
+def y_range(values) -> tuple[float, float]:
+    """The y range of the bulk of `values`: all their finite values unless a few lie far out.
+
+    Far out is beyond three interquartile ranges from the quartiles (Tukey's far fence), the range
+    taken as at least a quarter of the median's size, so curves that nearly agree are not clipped at
+    their noise. Returns (low, high), each a value of the data or a fence.
+    """
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return 0.0, 1.0
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    spread = max(q3 - q1, 0.25 * abs(median), 1e-9)
+    return max(values.min(), q1 - 3 * spread), min(values.max(), q3 + 3 * spread)
 
 
 def plot_learning_curves(result, path: Path, metric: str = "val_loss") -> Path:
@@ -285,23 +292,42 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = swept(result)
     colour_of, add_key = colouring(result, names[0]) if names else ({}, None)
-    finite = curves["value"][np.isfinite(curves["value"])]
+    complete = table.index[table["state"] == "complete"]
+    bulk = curves[curves["trial"].isin(complete)] if len(complete) else curves  # the diverged ones set no scale
+    low, high = y_range(bulk["value"])
+    pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1e-3)
+    bottom, top = low - pad, high + pad
+    above = below = diverged = 0
     for trial, rows in curves.groupby("trial"):
         c = colour_of.get(trial, "C0")
-        diverged = table.loc[trial, "state"] != "complete"
-        ax.plot(rows["epoch"], rows["value"], "--" if diverged else "-", color=c, lw=1, alpha=0.8)
-        if diverged:
-            ax.plot(rows["epoch"].iloc[-1], min(rows["value"].iloc[-1], ax_top(curves)), "x", color="red", ms=6)
+        values = rows["value"].to_numpy(float)
+        epochs = rows["epoch"].to_numpy()
+        high_, low_ = ~np.isfinite(values) | (values > top), values < bottom
+        above, below = above + bool(high_.any()), below + bool(low_.any())
+        if table.loc[trial, "state"] != "complete":
+            diverged += 1
+            ax.plot(epochs, values, "--", color=c, lw=1, alpha=0.8)
+            finite = values[np.isfinite(values)]
+            last = np.clip(finite[-1], bottom, top) if len(finite) else top
+            ax.plot(epochs[-1], last, "x", color="red", ms=6, clip_on=False)
+        else:
+            ax.plot(epochs, values, "-", color=c, lw=1, alpha=0.8)
+            for out, edge, mark in ((high_, top, "^"), (low_, bottom, "v")):  # where it leaves: a mark on the edge
+                if out.any():
+                    ax.plot(epochs[np.argmax(out)], edge, mark, color=c, ms=6, clip_on=False)
     if add_key is not None:
         add_key(fig, ax)
-    if len(finite):
-        # Keep the plot readable when diverged trials explode: clip the y range to the bulk of the curves.
-        low, high = np.percentile(finite, [0, 95])
-        ax.set_ylim(low - 0.05 * (high - low + 1e-9), ax_top(curves))
+    ax.set_ylim(bottom, top)
+    notes = [f"{diverged} diverged: dashed, x at its last epoch"] if diverged else []
+    for count, side, edge in ((above, "above", top), (below, "below", bottom)):
+        if count:
+            notes.append(f"y clipped: {count} curve{'s' if count > 1 else ''} go{'' if count > 1 else 'es'} "
+                         f"{side} {edge:.3g}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    colour = f"colour: {names[0]}; " if names else ""
-    ax.set_title(f"learning curves ({curves['trial'].nunique()} trials; {colour}x: diverged, at its last epoch)")
+    colour = f"; colour: {names[0]}" if names else ""
+    title = f"learning curves ({curves['trial'].nunique()} trials{colour})"
+    ax.set_title("\n".join([title, "; ".join(notes)]) if notes else title, fontsize=10)
     ax.grid(True, alpha=0.3)
     return fig

@@ -4,6 +4,7 @@ Results are built by hand (no training), so every value a plot shows is known he
 """
 
 import itertools
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -136,3 +137,30 @@ def test_categorical_values_not_in_the_space_are_sorted_the_same_way_everywhere(
     assert axis_labels(plots.draw_parallel_coordinates(result).axes[0], 0) == ["relu", "tanh"]
     marginal = plots.draw_marginal(result, "activation").axes[0]
     assert [t.get_text() for t in marginal.get_xticklabels()] == ["relu", "tanh"]
+
+
+# --- 14: learning curves: a y range chosen from the data, clipping and divergence said ---------------
+
+
+def test_learning_curves_with_nothing_diverged_or_clipped_say_neither_and_show_every_point():
+    result = make_result({"dropout": [0.0, 0.2, 0.4]}, {"dropout": uniform(0.0, 0.5)})
+    ax = plots.draw_learning_curves(result).axes[0]
+    assert "diverged" not in shown_text(ax)
+    assert "clipped" not in shown_text(ax)
+    low, high = ax.get_ylim()
+    values = result.history["value"]
+    assert low <= values.min() and values.max() <= high
+
+
+def test_learning_curves_clip_to_the_complete_trials_and_count_the_curves_beyond():
+    curves = {n: [0.8 - 0.02 * n - 0.1 * e for e in range(3)] for n in range(8)}
+    curves[6] = [40.0, 0.5, 0.4]           # a complete trial with a first-epoch spike
+    curves[7] = [300.0, math.inf]          # a diverged trial
+    space = {"learning_rate": loguniform(1e-4, 1.0)}
+    result = make_result({"learning_rate": list(np.geomspace(1e-4, 1.0, 8))}, space, curves=curves, diverged={7})
+    ax = plots.draw_learning_curves(result).axes[0]
+    low, high = ax.get_ylim()
+    assert 0.8 <= high < 2.0, "the range comes from the complete trials' bulk, not the spike or the diverged trial"
+    text = shown_text(ax)
+    assert "clipped" in text and "2 curves" in text
+    assert "1 diverged" in text
