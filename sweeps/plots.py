@@ -1,18 +1,24 @@
 """Plots of a sweep, drawn from its table and history (so `sweeps report` redraws them from disk).
 
-- `val_loss_vs_learning_rate.png`: the objective's best value against the learning rate,
-  log x axis; diverged trials marked with a red x at the top.
-- `learning_curves.png`: validation loss by epoch, one line per trial, coloured by
-  learning rate on a log colour scale.
+- `<objective>_vs_learning_rate.png` (when the learning rate was swept): the objective's best value
+  against the learning rate, log x axis; one colour per value of the other discrete hyperparameters
+  (batch size, layout, ...), joined by a line unless a continuous one also varies; diverged trials
+  marked with a red x at the top.
+- `learning_curves.png`: validation loss by epoch, one line per trial, coloured by the first swept
+  hyperparameter (a colour bar, log where its space is log; a legend for categories); the y range
+  is the complete trials' bulk, and the title says how many curves leave it and how many diverged.
 - `parallel_coordinates.png` (two or more swept hyperparameters): one line per trial
   across the hyperparameters' axes and the objective, coloured by the objective.
 - `marginal_<name>.png`, one per swept hyperparameter but the learning rate (which has its
-  own plot above): the objective against its values,
-  log x axis where the space is log, categories side by side.
+  own plot above): the objective against its values, drawn as the learning-rate plot is.
+
+Discrete axes are ticked at the values tried; categories keep the space's order in every plot.
+Each `plot_*` writes a file; the `draw_*` beside it returns the open `Figure` instead.
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -20,13 +26,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-LR = "params_learning_rate"
+from sweeps.metrics import direction  # noqa: E402
+
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
+MAX_LINES = 10  # the most lines (one per value of the other hyperparameters) in a plot against one of them
+STRUCTURAL = ("batch_size", "hidden", "activation", "optimizer", "schedule")  # one compiled program per value
 
 
 def colouring(result, name: str):
@@ -76,13 +86,13 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = [plot_learning_curves(result, folder / "learning_curves.png")]
-    if LR in result.table:
+    if "learning_rate" in swept(result):  # otherwise the marginals show the objective against what was swept
         written.append(plot_metric_vs_learning_rate(result, folder / f"{result.objective}_vs_learning_rate.png"))
     names = swept(result)
     if len(names) >= 2:
         written.append(plot_parallel_coordinates(result, folder / "parallel_coordinates.png"))
     for name in names:
-        if name != "learning_rate":  # the learning-rate plot above is its marginal, with diverged trials marked
+        if name != "learning_rate":  # the learning-rate plot above is its marginal
             written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
     return written
 
@@ -198,34 +208,8 @@ def plot_marginal(result, name: str, path: Path) -> Path:
 
 
 def draw_marginal(result, name: str) -> Figure:
-    """The figure `plot_marginal` writes, left open for the caller."""
-    table = result.table
-    column = f"params_{name}"
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ok = table[table["state"] == "complete"]
-    values = table[column].tolist()
-    if _numeric(values):
-        ax.scatter(ok[column], ok["value"], s=18, alpha=0.7, label="complete")
-        if is_log(result, name):
-            ax.set_xscale("log")
-        distinct = sorted(set(values))
-        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:  # label its values, not a generic scale
-            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
-    else:
-        order = categories(result, name)
-        rng = np.random.default_rng(0)
-        x = np.array([order.index(str(v)) for v in ok[column]], float)
-        ax.scatter(x + rng.uniform(-0.15, 0.15, len(x)), ok["value"], s=18, alpha=0.7, label="complete")
-        ax.set_xticks(range(len(order)), order)
-    bad = table[table["state"] != "complete"]
-    if len(bad):
-        ax.text(0.99, 0.98, f"{len(bad)} diverged not shown", transform=ax.transAxes, ha="right", va="top", fontsize=8, color="red")
-    ax.set_xlabel(name)
-    ax.set_ylabel(f"{result.objective} (best epoch)")
-    ax.set_title(f"{result.objective} against {name}")
-    ax.grid(True, alpha=0.3)
-    return fig
+    """The figure `plot_marginal` writes (`draw_objective_against`), left open for the caller."""
+    return draw_objective_against(result, name)
 
 
 def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) -> Path:
@@ -233,33 +217,104 @@ def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) 
 
 
 def draw_metric_vs_learning_rate(result, metric: str | None = None) -> Figure:
-    """The figure `plot_metric_vs_learning_rate` writes, left open for the caller."""
+    """The figure `plot_metric_vs_learning_rate` writes (`draw_objective_against`), left open for the caller."""
+    return draw_objective_against(result, "learning_rate", metric)
+
+
+def line_groups(result, name: str) -> tuple[list[str], list[str], bool]:
+    """How a plot against `name` splits the trials: (grouped, ungrouped, joined).
+
+    The other swept hyperparameters that are discrete give one line per combination of their values,
+    structural ones (`STRUCTURAL`) first; the last are left ungrouped while that makes more than
+    `MAX_LINES` lines. A group's trials are joined by a line only when none of the others is continuous,
+    so a line's points differ in `name` alone (a line goes through the mean over seeds, and through the
+    best over the ungrouped hyperparameters); otherwise they are points.
+    """
+    others = [n for n in swept(result) if n != name]
+    discrete = sorted((n for n in others if is_discrete(result, n)), key=lambda n: n not in STRUCTURAL)
+    grouped = list(discrete)
+    while grouped and len(result.table.groupby([f"params_{n}" for n in grouped])) > MAX_LINES:
+        grouped.pop()
+    return grouped, [n for n in discrete if n not in grouped], len(discrete) == len(others)
+
+
+def _order(result, name: str) -> list:
+    """The values of `name` in plotting order: numbers ascending, categories in `categories` order."""
+    values = result.table[f"params_{name}"]
+    return sorted(values.unique()) if _numeric(values.tolist()) else categories(result, name)
+
+
+def draw_objective_against(result, name: str, metric: str | None = None) -> Figure:
+    """`metric` (default: the objective) at each trial's best epoch against hyperparameter `name`.
+
+    One colour per combination of the other discrete hyperparameters (`line_groups`), joined by a line
+    when nothing else varies along it; a log x axis where the space is log, discrete values as ticks,
+    categories side by side; diverged trials a red x above the rest; the best trial marked.
+    """
     metric = metric or result.objective
-    table = result.table
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ok = table[table["state"] == "complete"]
+    table, column, y = result.table, f"params_{name}", f"best_{metric}"
+    numeric = _numeric(table[column].tolist())
+    order = None if numeric else categories(result, name)
+    at = (lambda v: np.asarray(v, float)) if numeric else (lambda v: np.array([order.index(str(x)) for x in v], float))
+    ok = table[(table["state"] == "complete") & np.isfinite(table[y].astype(float))]
     bad = table[table["state"] != "complete"]
-    for seed, rows in ok.groupby("seed"):
-        rows = rows.sort_values(LR)
-        ax.plot(rows[LR], rows[f"best_{metric}"], "o-", ms=4, lw=1, label=f"seed {seed}" if table["seed"].nunique() > 1 else "complete")
-    finite = ok[f"best_{metric}"].to_numpy(dtype=float)
-    finite = finite[np.isfinite(finite)]
-    top = finite.max() if finite.size else 1.0
-    bottom = finite.min() if finite.size else 0.0
+    grouped, ungrouped, joined = line_groups(result, name)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    spread = 0.0 if numeric else 0.15  # categories: points side by side, not on top of each other
+    jitter = pd.Series(np.random.default_rng(0).uniform(-spread, spread, len(table)), index=table.index)
+    handles, combos = [], list(itertools.product(*(_order(result, n) for n in grouped)))
+    for k, combo in enumerate(combos):
+        rows = ok
+        for n, v in zip(grouped, combo):
+            values = rows[f"params_{n}"]
+            rows = rows[(values == v) if _numeric([v]) else (values.astype(str) == v)]
+        if rows.empty:
+            continue
+        colour = f"C{k % 10}"
+        label = ", ".join(f"{v:g}" if _numeric([v]) else str(v) for v in combo) or "complete"
+        ax.scatter(at(rows[column]) + jitter[rows.index].to_numpy(), rows[y], s=18, alpha=0.7, color=colour, zorder=2)
+        if joined:
+            per = rows.groupby([column, *(f"params_{n}" for n in ungrouped)], sort=False)[y].mean()  # over seeds
+            per = per.groupby(level=0).agg("min" if direction(metric) == "minimize" else "max")
+            per = per.iloc[np.argsort(at(per.index))]
+            ax.plot(at(per.index), per.to_numpy(), "-", lw=1.2, color=colour, label=label)
+        handles.append(Line2D([], [], color=colour, marker="o", ms=4, ls="-" if joined else "none", label=label))
+    finite = ok[y].to_numpy(float)
+    top, bottom = (finite.max(), finite.min()) if finite.size else (1.0, 0.0)
     if len(bad):
         y_top = top + 0.08 * max(top - bottom, 1e-3)
-        ax.scatter(bad[LR], np.full(len(bad), y_top), marker="x", color="red", s=40, label=f"diverged ({len(bad)})", zorder=3)
+        handles.append(ax.scatter(at(bad[column]) + jitter[bad.index].to_numpy(), np.full(len(bad), y_top), marker="x",
+                                  color="red", s=40, label=f"diverged ({len(bad)})", zorder=3))
     if finite.size:
         best = result.best(metric)
-        ax.axvline(best[LR], color="grey", ls=":", lw=1)
-        ax.annotate(f"best lr {best[LR]:.3g}", (best[LR], best[f"best_{metric}"]), textcoords="offset points",
+        ax.axvline(at([best[column]])[0], color="grey", ls=":", lw=1)
+        shown = f"{best[column]:.3g}" if numeric else str(best[column])
+        ax.annotate(f"best {name} {shown}", (at([best[column]])[0], best[y]), textcoords="offset points",
                     xytext=(6, 10), fontsize=9)
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
+    if numeric:
+        if is_log(result, name) and (table[column] > 0).all():
+            ax.set_xscale("log")
+        distinct = sorted(table[column].unique())
+        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:  # label its values, not a generic scale
+            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
+            ax.xaxis.set_minor_locator(plt.NullLocator())
+    else:
+        ax.set_xticks(range(len(order)), order)
+    seeds = table["seed"].nunique()
+    if joined:
+        notes = [f"line: mean over {seeds} seeds"] if seeds > 1 else []
+        notes += [f"line: best over {', '.join(ungrouped)}"] if ungrouped else []
+    else:
+        notes = [f"points differ in {', '.join(n for n in swept(result) if n != name and not is_discrete(result, n))}"]
+    if not grouped and handles and handles[0].get_label() == "complete":
+        handles = handles[1:]  # a single group needs no entry of its own
+    if handles or notes:
+        ax.legend(handles=handles, title="\n".join([", ".join(grouped), *notes]).strip() or None, fontsize=8,
+                  title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    ax.set_xlabel(name)
     ax.set_ylabel(f"{metric} (best epoch)")
-    ax.set_title(f"{metric} against learning rate ({len(table)} trials)")
+    ax.set_title(f"{metric} against {name} ({len(table)} trials)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
     return fig
 
 

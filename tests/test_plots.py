@@ -111,6 +111,52 @@ def test_learning_curves_of_a_categorical_hyperparameter_have_a_legend():
     assert ax.get_legend().get_title().get_text() == "activation"
 
 
+# --- 12: the objective against the learning rate: one line per value of the other hyperparameters --
+
+
+def curve_lines(ax):
+    """The labelled lines with more than one point (not the best trial's marker line)."""
+    return [line for line in ax.lines if not line.get_label().startswith("_") and len(line.get_xdata()) > 1]
+
+
+def test_objective_against_learning_rate_draws_one_line_per_batch_size():
+    lrs = [1e-4, 1e-3, 1e-2]
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": [32, 128]}
+    fig = plots.draw_metric_vs_learning_rate(make_result({"learning_rate": lrs, "batch_size": [32, 128]}, space))
+    ax = fig.axes[0]
+    lines = curve_lines(ax)
+    assert len(lines) == 2
+    for line in lines:
+        np.testing.assert_allclose(line.get_xdata(), lrs)
+    assert legend_texts(ax) == ["32", "128"]
+    assert ax.get_legend().get_title().get_text() == "batch_size"
+    assert ax.get_xscale() == "log"
+
+
+def test_objective_against_learning_rate_with_two_discrete_others_names_both():
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": [32, 128], "epochs": [2, 3]}
+    result = make_result({"learning_rate": [1e-4, 1e-2], "batch_size": [32, 128], "epochs": [2, 3]}, space)
+    ax = plots.draw_metric_vs_learning_rate(result).axes[0]
+    assert len(curve_lines(ax)) == 4
+    assert legend_texts(ax) == ["32, 2", "32, 3", "128, 2", "128, 3"]
+    assert ax.get_legend().get_title().get_text() == "batch_size, epochs"
+
+
+def test_objective_against_learning_rate_with_a_continuous_other_is_points_not_a_line():
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "dropout": uniform(0.0, 0.5)}
+    result = make_result({"learning_rate": [1e-4, 1e-3, 1e-2], "dropout": [0.1, 0.3]}, space)
+    ax = plots.draw_metric_vs_learning_rate(result).axes[0]
+    assert curve_lines(ax) == [], "no line joins trials that differ in a continuous hyperparameter"
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 6
+
+
+def test_plot_run_draws_no_learning_rate_plot_when_the_learning_rate_is_fixed(tmp_path):
+    space = {"learning_rate": 0.01, "dropout": uniform(0.0, 0.5)}
+    result = make_result({"learning_rate": [0.01], "dropout": [0.0, 0.2, 0.4]}, space)
+    written = sorted(p.name for p in plots.plot_run(result, tmp_path))
+    assert written == ["learning_curves.png", "marginal_dropout.png"]
+
+
 # --- 13: discrete axes are ticked at their values; categories keep one order ------------------------
 
 
