@@ -1,16 +1,14 @@
 """Plots of a sweep, drawn from its table and history (so `sweeps report` redraws them from disk).
 
 - `<objective>_vs_learning_rate.png` (when the learning rate was swept): the objective's best value
-  against the learning rate, log x axis; one colour per value of the other discrete hyperparameters
-  (batch size, layout, ...), joined by a line unless a continuous one also varies; diverged trials
-  marked with a red x at the top.
+  against the learning rate, log x axis; one colour per value of the other discrete hyperparameters,
+  joined by a line unless a continuous one also varies; diverged trials a red x at the top.
 - `learning_curves.png`: validation loss by epoch, one line per trial, coloured by the first swept
-  hyperparameter (a colour bar, log where its space is log; a legend for categories); the y range
-  is the complete trials' bulk, and the title says how many curves leave it and how many diverged.
+  hyperparameter; the y range is the complete trials' bulk, the title says what leaves it.
 - `parallel_coordinates.png` (two or more swept hyperparameters): one line per trial
   across the hyperparameters' axes and the objective, coloured by the objective.
-- `marginal_<name>.png`, one per swept hyperparameter but the learning rate (which has its
-  own plot above): the objective against its values, drawn as the learning-rate plot is.
+- `marginal_<name>.png`, one per swept hyperparameter but the learning rate: the objective
+  against its values, drawn as the learning-rate plot is.
 
 Discrete axes are ticked at the values tried; categories keep the space's order in every plot.
 Each `plot_*` writes a file; the `draw_*` beside it returns the open `Figure` instead.
@@ -26,7 +24,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
@@ -37,41 +34,6 @@ from sweeps.metrics import direction  # noqa: E402
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
 MAX_LINES = 10  # the most lines (one per value of the other hyperparameters) in a plot against one of them
 STRUCTURAL = ("batch_size", "hidden", "activation", "optimizer", "schedule")  # one compiled program per value
-
-
-def colouring(result, name: str):
-    """Colours trials by hyperparameter `name`: trial number -> colour, and `add_key(fig, ax)` that says so.
-
-    Numbers get viridis (log-scaled where the space is log) and a colour bar labelled `name`, ticked at
-    the values tried when the axis is discrete; categories get one colour each and a legend titled
-    `name`, in `categories` order.
-    """
-    column = result.table.set_index("number")[f"params_{name}"]
-    if not _numeric(column.tolist()):
-        order = categories(result, name)
-        palette = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(order)}
-
-        def add_legend(fig, ax):
-            handles = [Line2D([], [], color=palette[c], label=c) for c in order]
-            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-
-        return {trial: palette[str(v)] for trial, v in column.items()}, add_legend
-    values = column.astype(float)
-    low, high = values.min(), values.max()
-    if is_log(result, name) and low > 0:
-        norm = LogNorm(low, high if high > low else low * 10)
-    else:
-        norm = Normalize(low, high if high > low else low + 1)
-    cmap = plt.get_cmap("viridis")
-    distinct = np.unique(values)
-
-    def add_colour_bar(fig, ax):
-        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=name)
-        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:
-            bar.set_ticks(distinct, labels=[f"{v:g}" for v in distinct])
-            bar.minorticks_off()
-
-    return {trial: cmap(norm(v)) for trial, v in values.items()}, add_colour_bar
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -85,10 +47,9 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     """Draws every plot that applies to this sweep into `folder`; returns the files written."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = [plot_learning_curves(result, folder / "learning_curves.png")]
-    if "learning_rate" in swept(result):  # otherwise the marginals show the objective against what was swept
+    written, names = [plot_learning_curves(result, folder / "learning_curves.png")], swept(result)
+    if "learning_rate" in names:  # otherwise the marginals show the objective against what was swept
         written.append(plot_metric_vs_learning_rate(result, folder / f"{result.objective}_vs_learning_rate.png"))
-    names = swept(result)
     if len(names) >= 2:
         written.append(plot_parallel_coordinates(result, folder / "parallel_coordinates.png"))
     for name in names:
@@ -99,7 +60,8 @@ def plot_run(result, folder: str | Path) -> list[Path]:
 
 def swept(result) -> list[str]:
     """The hyperparameters that took more than one value in this sweep."""
-    return [c[len("params_"):] for c in result.table.columns if c.startswith("params_") and result.table[c].nunique() > 1]
+    table = result.table
+    return [c[len("params_"):] for c in table.columns if c.startswith("params_") and table[c].nunique() > 1]
 
 
 def is_log(result, name: str) -> bool:
@@ -135,6 +97,48 @@ def categories(result, name: str) -> list[str]:
 
 def _numeric(values) -> bool:
     return all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+
+
+def _order(result, name: str) -> list:
+    """The values of `name` in plotting order: numbers ascending, categories in `categories` order."""
+    values = result.table[f"params_{name}"]
+    return sorted(values.unique()) if _numeric(values.tolist()) else categories(result, name)
+
+
+def colouring(result, name: str):
+    """Colours trials by hyperparameter `name`: trial number -> colour, and `add_key(fig, ax)` that says so.
+
+    Numbers get viridis (log-scaled where the space is log) and a colour bar labelled `name`, ticked at
+    the values tried when the axis is discrete; categories get one colour each and a legend titled
+    `name`, in `categories` order.
+    """
+    column = result.table.set_index("number")[f"params_{name}"]
+    if not _numeric(column.tolist()):
+        order = categories(result, name)
+        palette = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(order)}
+
+        def add_legend(fig, ax):
+            handles = [Line2D([], [], color=palette[c], label=c) for c in order]
+            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="center left",
+                      bbox_to_anchor=(1.02, 0.5))
+
+        return {trial: palette[str(v)] for trial, v in column.items()}, add_legend
+    values = column.astype(float)
+    low, high = values.min(), values.max()
+    if is_log(result, name) and low > 0:
+        norm = LogNorm(low, high if high > low else low * 10)
+    else:
+        norm = Normalize(low, high if high > low else low + 1)
+    cmap = plt.get_cmap("viridis")
+    distinct = np.unique(values)
+
+    def add_colour_bar(fig, ax):
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=name)
+        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:
+            bar.set_ticks(distinct, labels=[f"{v:g}" for v in distinct])
+            bar.minorticks_off()
+
+    return {trial: cmap(norm(v)) for trial, v in values.items()}, add_colour_bar
 
 
 def _axis(values, log: bool = False, discrete: bool = False, order: list[str] | None = None):
@@ -186,30 +190,24 @@ def draw_parallel_coordinates(result) -> Figure:
         positions.append(place(table[column].tolist()))
         ax.axvline(k, color="black", lw=0.8)
         for tick, label in zip(ticks, labels):
-            ax.text(k + 0.03, tick, label, fontsize=7, va="center")
+            ax.text(k + 0.03, tick, label, fontsize=7, va="center", zorder=3,
+                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
     values = table["value"].to_numpy(float)
-    good = values if result.direction == "minimize" else -values
-    norm = Normalize(np.nanmin(good), np.nanmax(good)) if len(good) else Normalize(0, 1)
-    cmap = plt.get_cmap("viridis_r")
+    norm = Normalize(np.nanmin(values), np.nanmax(values)) if len(values) else Normalize(0, 1)
+    sign = 1.0 if result.direction == "minimize" else -1.0
+    cmap = plt.get_cmap("viridis_r" if sign > 0 else "viridis")  # brighter is better
     lines = np.stack(positions, axis=1) if positions and len(table) else np.zeros((0, len(columns)))
-    for row, score in sorted(zip(lines, good), key=lambda item: -item[1]):  # best drawn last, on top
-        ax.plot(range(len(columns)), row, color=cmap(norm(score)), alpha=0.6, lw=1)
+    for row, value in sorted(zip(lines, values), key=lambda item: -sign * item[1]):  # best drawn last, on top
+        ax.plot(range(len(columns)), row, color=cmap(norm(value)), alpha=0.6, lw=1)
     ax.set_xticks(range(len(columns)), [name for name, _ in columns])
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(columns) - 0.6)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02,
+                 label=f"{result.objective} (brighter is better)")
     diverged = int((result.table["state"] != "complete").sum())
-    ax.set_title(f"parallel coordinates: {len(table)} complete trials (colour: {result.objective}, "
-                 f"brighter is better; {diverged} diverged not shown)", fontsize=10)
+    shown = f"; {diverged} diverged not shown" if diverged else ""
+    ax.set_title(f"parallel coordinates: {len(table)} complete trials{shown}", fontsize=10)
     return fig
-
-
-def plot_marginal(result, name: str, path: Path) -> Path:
-    return _save(draw_marginal(result, name), path)
-
-
-def draw_marginal(result, name: str) -> Figure:
-    """The figure `plot_marginal` writes (`draw_objective_against`), left open for the caller."""
-    return draw_objective_against(result, name)
 
 
 def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) -> Path:
@@ -217,8 +215,15 @@ def plot_metric_vs_learning_rate(result, path: Path, metric: str | None = None) 
 
 
 def draw_metric_vs_learning_rate(result, metric: str | None = None) -> Figure:
-    """The figure `plot_metric_vs_learning_rate` writes (`draw_objective_against`), left open for the caller."""
-    return draw_objective_against(result, "learning_rate", metric)
+    return draw_objective_against(result, "learning_rate", metric)  # what plot_metric_vs_learning_rate writes
+
+
+def plot_marginal(result, name: str, path: Path) -> Path:
+    return _save(draw_marginal(result, name), path)
+
+
+def draw_marginal(result, name: str) -> Figure:
+    return draw_objective_against(result, name)  # what plot_marginal writes
 
 
 def line_groups(result, name: str) -> tuple[list[str], list[str], bool]:
@@ -238,12 +243,6 @@ def line_groups(result, name: str) -> tuple[list[str], list[str], bool]:
     return grouped, [n for n in discrete if n not in grouped], len(discrete) == len(others)
 
 
-def _order(result, name: str) -> list:
-    """The values of `name` in plotting order: numbers ascending, categories in `categories` order."""
-    values = result.table[f"params_{name}"]
-    return sorted(values.unique()) if _numeric(values.tolist()) else categories(result, name)
-
-
 def draw_objective_against(result, name: str, metric: str | None = None) -> Figure:
     """`metric` (default: the objective) at each trial's best epoch against hyperparameter `name`.
 
@@ -255,14 +254,30 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
     table, column, y = result.table, f"params_{name}", f"best_{metric}"
     numeric = _numeric(table[column].tolist())
     order = None if numeric else categories(result, name)
-    at = (lambda v: np.asarray(v, float)) if numeric else (lambda v: np.array([order.index(str(x)) for x in v], float))
+    log = numeric and is_log(result, name) and bool((table[column] > 0).all())
     ok = table[(table["state"] == "complete") & np.isfinite(table[y].astype(float))]
     bad = table[table["state"] != "complete"]
     grouped, ungrouped, joined = line_groups(result, name)
+    combos = list(itertools.product(*(_order(result, n) for n in grouped)))
+
+    def warp(v):  # x in the axis' own units: log10 on a log axis, the index of a category
+        if not numeric:
+            return np.array([order.index(str(x)) for x in v], float)
+        return np.log10(np.asarray(v, float)) if log else np.asarray(v, float)
+
+    distinct = np.unique(warp(table[column]))
+    # On a discrete axis the groups stand side by side within 30% of the gap between its values.
+    discrete = not numeric or (is_discrete(result, name) and len(distinct) <= MAX_TICKS)
+    width = 0.3 * (np.diff(distinct).min() if len(distinct) > 1 else 1.0) / len(combos) if discrete else 0.0
+    rng = np.random.default_rng(0)
+
+    def at(v, k=None, jitter=False):
+        t = warp(v) + (0.0 if k is None else (k - (len(combos) - 1) / 2) * width)
+        t = t + (rng.uniform(-0.3, 0.3, len(t)) * width if jitter else 0.0)
+        return 10**t if log else t
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    spread = 0.0 if numeric else 0.15  # categories: points side by side, not on top of each other
-    jitter = pd.Series(np.random.default_rng(0).uniform(-spread, spread, len(table)), index=table.index)
-    handles, combos = [], list(itertools.product(*(_order(result, n) for n in grouped)))
+    handles = []
     for k, combo in enumerate(combos):
         rows = ok
         for n, v in zip(grouped, combo):
@@ -272,34 +287,33 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
             continue
         colour = f"C{k % 10}"
         label = ", ".join(f"{v:g}" if _numeric([v]) else str(v) for v in combo) or "complete"
-        ax.scatter(at(rows[column]) + jitter[rows.index].to_numpy(), rows[y], s=18, alpha=0.7, color=colour, zorder=2)
+        ax.scatter(at(rows[column], k, jitter=not joined), rows[y], s=18, alpha=0.7, color=colour, zorder=2)
         if joined:
             per = rows.groupby([column, *(f"params_{n}" for n in ungrouped)], sort=False)[y].mean()  # over seeds
             per = per.groupby(level=0).agg("min" if direction(metric) == "minimize" else "max")
-            per = per.iloc[np.argsort(at(per.index))]
-            ax.plot(at(per.index), per.to_numpy(), "-", lw=1.2, color=colour, label=label)
+            per = per.iloc[np.argsort(warp(per.index))]
+            ax.plot(at(per.index, k), per.to_numpy(), "-", lw=1.2, color=colour, label=label)
         handles.append(Line2D([], [], color=colour, marker="o", ms=4, ls="-" if joined else "none", label=label))
     finite = ok[y].to_numpy(float)
     top, bottom = (finite.max(), finite.min()) if finite.size else (1.0, 0.0)
     if len(bad):
         y_top = top + 0.08 * max(top - bottom, 1e-3)
-        handles.append(ax.scatter(at(bad[column]) + jitter[bad.index].to_numpy(), np.full(len(bad), y_top), marker="x",
-                                  color="red", s=40, label=f"diverged ({len(bad)})", zorder=3))
+        handles.append(ax.scatter(at(bad[column]), np.full(len(bad), y_top), marker="x", color="red", s=40,
+                                  label=f"diverged ({len(bad)})", zorder=3))
     if finite.size:
         best = result.best(metric)
-        ax.axvline(at([best[column]])[0], color="grey", ls=":", lw=1)
-        shown = f"{best[column]:.3g}" if numeric else str(best[column])
-        ax.annotate(f"best {name} {shown}", (at([best[column]])[0], best[y]), textcoords="offset points",
-                    xytext=(6, 10), fontsize=9)
-    if numeric:
-        if is_log(result, name) and (table[column] > 0).all():
-            ax.set_xscale("log")
-        distinct = sorted(table[column].unique())
-        if is_discrete(result, name) and len(distinct) <= MAX_TICKS:  # label its values, not a generic scale
-            ax.set_xticks(distinct, [f"{v:g}" for v in distinct])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
-    else:
-        ax.set_xticks(range(len(order)), order)
+        x = at([best[column]])[0]
+        right = warp([best[column]])[0] > distinct.min() + 0.6 * np.ptp(distinct)  # label on its left, inside
+        ax.axvline(x, color="grey", ls=":", lw=1)
+        ax.annotate(f"best {name} {best[column]:.3g}" if numeric else f"best {name} {best[column]}", (x, best[y]),
+                    textcoords="offset points", xytext=(-6 if right else 6, 10), ha="right" if right else "left",
+                    fontsize=9, bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1})
+    if log:
+        ax.set_xscale("log")
+    if discrete:  # label the values tried, not a generic scale
+        ticks = sorted(table[column].unique()) if numeric else order
+        ax.set_xticks(at(ticks) if numeric else range(len(order)), [f"{v:g}" for v in ticks] if numeric else order)
+        ax.xaxis.set_minor_locator(plt.NullLocator())
     seeds = table["seed"].nunique()
     if joined:
         notes = [f"line: mean over {seeds} seeds"] if seeds > 1 else []
@@ -321,12 +335,10 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
 def y_range(values) -> tuple[float, float]:
     """The y range of the bulk of `values`: all their finite values unless a few lie far out.
 
-    Far out is beyond three interquartile ranges from the quartiles (Tukey's far fence), the range
-    taken as at least a quarter of the median's size, so curves that nearly agree are not clipped at
-    their noise. Returns (low, high), each a value of the data or a fence.
+    Far out is beyond three interquartile ranges from the quartiles (Tukey's far fence), that range
+    taken as at least a quarter of the median's size so curves that nearly agree keep their noise.
     """
-    values = np.asarray(values, float)
-    values = values[np.isfinite(values)]
+    values = np.asarray(values, float)[np.isfinite(np.asarray(values, float))]
     if not len(values):
         return 0.0, 1.0
     q1, median, q3 = np.percentile(values, [25, 50, 75])

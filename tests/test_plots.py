@@ -150,6 +150,19 @@ def test_objective_against_learning_rate_with_a_continuous_other_is_points_not_a
     assert sum(len(c.get_offsets()) for c in ax.collections) == 6
 
 
+def test_objective_against_learning_rate_with_too_many_combinations_keeps_the_structural_one():
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": powers_of_two(16, 256), "epochs": [1, 2, 3]}
+    result = make_result({"learning_rate": [1e-4, 1e-2], "batch_size": [16, 32, 64, 128, 256], "epochs": [1, 2, 3]},
+                         space)
+    assert plots.line_groups(result, "learning_rate") == (["batch_size"], ["epochs"], True)
+    ax = plots.draw_metric_vs_learning_rate(result).axes[0]
+    assert legend_texts(ax) == ["16", "32", "64", "128", "256"]
+    assert "best over epochs" in ax.get_legend().get_title().get_text()
+    line = curve_lines(ax)[0]  # batch size 16: the lowest of its three epoch budgets at each learning rate
+    rows = result.table[result.table["params_batch_size"] == 16]
+    np.testing.assert_allclose(line.get_ydata(), rows.groupby("params_learning_rate")["value"].min())
+
+
 def test_plot_run_draws_no_learning_rate_plot_when_the_learning_rate_is_fixed(tmp_path):
     space = {"learning_rate": 0.01, "dropout": uniform(0.0, 0.5)}
     result = make_result({"learning_rate": [0.01], "dropout": [0.0, 0.2, 0.4]}, space)
@@ -166,6 +179,17 @@ def test_parallel_coordinates_tick_discrete_axes_at_their_values_only():
     ax = plots.draw_parallel_coordinates(result).axes[0]
     assert axis_labels(ax, 1) == ["32", "128"]
     assert axis_labels(ax, 2) == ["2", "3"]
+
+
+def test_parallel_coordinates_name_the_colour_and_mention_diverged_trials_only_when_some_did():
+    space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": [32, 128]}
+    params = {"learning_rate": [1e-4, 1e-2], "batch_size": [32, 128]}
+    fig = plots.draw_parallel_coordinates(make_result(params, space))
+    assert "diverged" not in fig.axes[0].get_title()
+    (bar,) = colorbar_axes(fig)
+    assert bar.get_ylabel().startswith("val_loss")
+    fig = plots.draw_parallel_coordinates(make_result(params, space, diverged={3}))
+    assert "1 diverged" in fig.axes[0].get_title()
 
 
 def test_categorical_values_keep_the_space_order_in_every_plot():
