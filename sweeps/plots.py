@@ -373,9 +373,8 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
         above, below = above + bool(high_.any()), below + bool(low_.any())
         if table.loc[trial, "state"] != "complete":
             diverged += 1
-            ax.plot(epochs, values, "--", color=c, lw=1, alpha=0.8)
-            finite = values[np.isfinite(values)]
-            last = np.clip(finite[-1], bottom, top) if len(finite) else top
+            ax.plot(epochs, values, "--.", color=c, lw=1, ms=4, alpha=0.8)  # dots: a one-epoch curve shows
+            last = np.clip(values[-1], bottom, top) if np.isfinite(values[-1]) else top  # not finite: off the top
             ax.plot(epochs[-1], last, "x", color="red", ms=6, clip_on=False)
         else:
             ax.plot(epochs, values, "-", color=c, lw=1, alpha=0.8)

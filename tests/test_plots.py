@@ -234,3 +234,12 @@ def test_learning_curves_clip_to_the_complete_trials_and_count_the_curves_beyond
     text = shown_text(ax)
     assert "clipped" in text and "2 curves" in text
     assert "1 diverged" in text
+
+
+def test_a_diverged_curve_that_ends_off_the_scale_is_marked_on_the_top_edge():
+    curves = {0: [0.7, 0.6, 0.5], 1: [0.8, 0.7, 0.6], 2: [0.9, math.inf]}
+    space = {"learning_rate": loguniform(1e-3, 1.0)}
+    result = make_result({"learning_rate": [1e-3, 1e-2, 1.0]}, space, curves=curves, diverged={2})
+    ax = plots.draw_learning_curves(result).axes[0]
+    (cross,) = [line for line in ax.lines if line.get_marker() == "x"]
+    assert (cross.get_xdata()[0], cross.get_ydata()[0]) == (2, ax.get_ylim()[1])
