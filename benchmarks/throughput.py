@@ -402,8 +402,8 @@ def bench_vmap(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
 
 
 def memory_check(workload: Workload, n: int) -> dict[str, Any]:
-    """The engine's estimate for a population of `n` (sweeps.memory.population_bytes, the figure
-    `sweeps.run` plans chunks with) against the memory free on the device now (sweeps.memory.available_bytes:
+    """The engine's estimate for a population of `n` (sweeps.engine.memory.population_bytes, the figure
+    `sweeps.run` plans chunks with) against the memory free on the device now (sweeps.engine.memory.available_bytes:
     an accelerator's bytes_limit - bytes_in_use, or the host's available RAM on CPU)."""
     data = workload.data
     estimate = memory.population_bytes(workload.structure(), n, data.n_train, data.n_val)

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sweeps.metrics import direction  # noqa: E402
+from sweeps.engine.metrics import direction  # noqa: E402
 
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
 MAX_LINES = 10  # the most lines (one per value of the other hyperparameters) in a plot against one of them
