@@ -16,12 +16,20 @@ like categories first seen in val/test, they encode as all-zero indicators.
 `Dataset.from_arrays` builds a `Dataset` from in-memory arrays for tests and
 benchmarks, with the same shape and dtype checks and no preprocessing.
 
+`Dataset.preprocessing_fit` is the fitted `Preprocessing`: it turns new rows
+(a DataFrame) into features exactly as the training rows were
+(`transform`), maps model outputs back to labels or target units
+(`decode_labels`, `decode_target`), and saves as plain JSON (`to_json`,
+`from_json`).
+
 Modules, one idea each:
     reading        the file to a DataFrame; target= and drop= names checked
-    columns        each column's kind: numeric text, id-like, empty
+    columns        helpers on one column: missing cells, numeric text, ids
     target         the task and the labels' encoding
     splitting      train / val / test rows
-    preprocessing  imputation, encoding, standardization (train statistics)
+    fitting        each column's kind, and its statistics fitted on train
+    encoding       fitted columns applied to a table: raw features, report
+    preprocessing  `Preprocessing`: transform new rows, JSON, decoding
     dataset        `Dataset`, `check_batch_size`
     checks         argument checks and the invariants of a `Dataset`
     loading        `load_csv`: the steps in order
@@ -37,7 +45,9 @@ Example:
 from sweeps.data.checks import TASKS
 from sweeps.data.columns import ID_MIN_ROWS, NUMERIC_TEXT_SHARE
 from sweeps.data.dataset import Dataset, check_batch_size
+from sweeps.data.encoding import FittedColumn, TransformReport
 from sweeps.data.loading import load_csv
+from sweeps.data.preprocessing import Preprocessing
 from sweeps.data.target import MAX_INFERRED_CLASSES
 
 __all__ = [
@@ -46,6 +56,9 @@ __all__ = [
     "NUMERIC_TEXT_SHARE",
     "TASKS",
     "Dataset",
+    "FittedColumn",
+    "Preprocessing",
+    "TransformReport",
     "check_batch_size",
     "load_csv",
 ]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweeps.data.messages import short_list
+from sweeps.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from sweeps.data.dataset import Dataset
@@ -170,6 +171,7 @@ def validate_dataset(data: Dataset) -> None:
             f"{len(data.feature_names)} names for {xs['train'].shape[1]} features"
         )
     validate_classes(data, ys)
+    validate_preprocessing_fit(data)
 
 
 def validate_classes(data: Dataset, ys: dict[str, np.ndarray]) -> None:
@@ -200,3 +202,26 @@ def validate_classes(data: Dataset, ys: dict[str, np.ndarray]) -> None:
                     f"class name), but got values from {y.min()} to {y.max()}; give "
                     "class_names for every class"
                 )
+
+
+def validate_preprocessing_fit(data: Dataset) -> None:
+    """The fitted preprocessing, if any, describes this data set's features
+    and labels."""
+    fit = data.preprocessing_fit
+    if fit is None:
+        return
+    if not isinstance(fit, Preprocessing):
+        raise TypeError(
+            f"preprocessing_fit must be a sweeps.data.Preprocessing or None, but got "
+            f"{type(fit).__name__}"
+        )
+    for name in ("feature_names", "task", "target", "class_names", "y_mean", "y_std"):
+        if getattr(fit, name) != getattr(data, name):
+            raise ValueError(
+                f"preprocessing_fit.{name} must equal the data set's {name}, but got "
+                f"{_short(getattr(fit, name))} and {_short(getattr(data, name))}"
+            )
+
+
+def _short(value: Any) -> str:
+    return short_list(list(value), limit=5) if isinstance(value, tuple) else repr(value)

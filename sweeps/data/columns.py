@@ -1,9 +1,10 @@
-"""The kind of each feature column, decided on the whole file.
+"""Helpers on one column of a table: missing cells, numeric-looking text,
+id-like and empty columns.
 
 Column *types* (is this column numeric-looking text? an id?) describe the
 schema, not the values the model learns, so they are decided on every row;
 the statistics the model learns (medians, categories, means) come from the
-training split only (`sweeps.data.preprocessing`).
+training split only (`sweeps.data.fitting`).
 
 Missing values: a cell is missing when it is NaN/None or, in a text column,
 empty or blank.
@@ -63,19 +64,6 @@ def looks_numeric(column: pd.Series) -> bool:
         return False
     parses = pd.to_numeric(counts.index.to_series(), errors="coerce").notna().to_numpy()
     return bool(counts.to_numpy()[parses].sum() >= NUMERIC_TEXT_SHARE * counts.sum())
-
-
-def coerce_numeric_text(features: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
-    """Reads numeric-looking text columns as numbers; returns their names too."""
-    coerced = {
-        name
-        for name, column in features.items()
-        if is_text(column) and looks_numeric(column)
-    }
-    features = features.assign(
-        **{name: parse_numbers(features[name]) for name in coerced}
-    )
-    return features, coerced
 
 
 def drop_columns(

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from sweeps.data.checks import as_features, as_labels, check_task, validate_dataset
+from sweeps.data.preprocessing import Preprocessing
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -45,6 +46,11 @@ class Dataset:
             otherwise.
         preprocessing: human readable notes of every step applied.
         source: where the data came from (the path as given to `load_csv`).
+        preprocessing_fit: the fitted `Preprocessing` (`load_csv`): turns
+            new rows into features exactly as the training rows were, and
+            model outputs back into labels or target units; it serialises
+            with `to_json`. None for `Dataset.from_arrays`, whose arrays are
+            used as given.
     """
 
     x_train: np.ndarray
@@ -61,6 +67,7 @@ class Dataset:
     y_std: float = 1.0
     preprocessing: tuple[str, ...] = ()
     source: str = "<arrays>"
+    preprocessing_fit: Preprocessing | None = None
 
     def __post_init__(self):
         validate_dataset(self)
@@ -89,7 +96,8 @@ class Dataset:
         """Builds a `Dataset` from arrays already numeric and split.
 
         The arrays are copied: x to float32, y to float32 ("binary",
-        "regression") or int32 ("multiclass"). Nothing is standardized.
+        "regression") or int32 ("multiclass"). Nothing is standardized, and
+        there is no fitted preprocessing: `preprocessing_fit` is None.
 
         Args:
             x_train: (train_rows, features) numbers.

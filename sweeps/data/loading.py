@@ -6,13 +6,14 @@
 4. turn numeric-looking text columns into numbers;
 5. encode the target and settle the task (inferred unless given);
 6. split the rows (stratified by class for classification);
-7. impute missing numbers with the train median;
-8. one-hot encode text columns (categories seen in train), booleans to 0/1;
-9. standardize every feature with the train mean and std, and a regression
-   target likewise.
+7. fit the preprocessing on the training rows (`fitting`) and apply it to
+   every split (`encoding`): impute missing numbers with the train median,
+   one-hot encode text columns (categories seen in train), booleans to 0/1,
+   standardize every feature with the train mean and std; a regression
+   target is standardized likewise (`target`).
 
-Each step lives in the module named for it: `reading`, `target`, `columns`,
-`splitting`, `preprocessing`.
+The fitted `Preprocessing` is kept as `Dataset.preprocessing_fit`: it applies
+the same steps to new rows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from sweeps.data import columns, preprocessing, reading
+from sweeps.data import columns, fitting, reading
 from sweeps.data import target as targets
 from sweeps.data.checks import check_fractions, check_seed, check_task
 from sweeps.data.dataset import Dataset
@@ -81,7 +82,7 @@ def load_csv(
     features = columns.drop_columns(frame.drop(columns=[target]), drop, notes)
     features = columns.drop_id_columns(features, notes)
     columns.check_no_empty_columns(features, source)
-    features, coerced = columns.coerce_numeric_text(features)
+    described, coerced = fitting.describe_columns(features)
     if features.shape[1] == 0:
         raise ValueError(
             f"no feature columns are left in {source} after dropping "
@@ -93,13 +94,25 @@ def load_csv(
     rows = split_rows(
         labels, task, val_fraction, test_fraction, seed, target, source, notes
     )
-    parts = [features.iloc[index].reset_index(drop=True) for index in rows]
-    parts = preprocessing.impute_numeric(parts, coerced, source, notes)
-    parts, feature_names = preprocessing.encode_features(parts, notes)
-    xs = preprocessing.standardize(parts, notes)
+    target_notes: list[str] = []
     ys, y_mean, y_std = targets.finish_labels(
-        [labels[index] for index in rows], task, target, notes
+        [labels[index] for index in rows], task, target, target_notes
     )
+    fit, xs, feature_notes = fitting.fit_preprocessing(
+        described,
+        coerced,
+        [features.iloc[index].reset_index(drop=True) for index in rows],
+        dropped=tuple(
+            name for name in frame.columns if name != target and name not in features
+        ),
+        target=target,
+        task=task,
+        class_names=class_names,
+        y_mean=y_mean,
+        y_std=y_std,
+        source=source,
+    )
+    notes += feature_notes + target_notes
 
     return Dataset(
         x_train=xs[0],
@@ -110,10 +123,11 @@ def load_csv(
         y_test=ys[2],
         task=task,
         target=target,
-        feature_names=feature_names,
+        feature_names=fit.feature_names,
         class_names=class_names,
         y_mean=y_mean,
         y_std=y_std,
         preprocessing=tuple(notes),
         source=source,
+        preprocessing_fit=fit,
     )
