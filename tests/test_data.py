@@ -326,6 +326,36 @@ def test_rare_class_gets_a_val_row(tmp_path):
     assert (data.y_train == rare).sum() == 1
 
 
+def test_multiclass_on_a_continuous_column_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=2000).round(6)
+    y[1] = y[0]  # 1,999 distinct values in 2,000 rows
+    path = write_csv(tmp_path, {"x": rng.normal(size=2000), "y": y})
+    with pytest.raises(
+        ValueError,
+        match=r"task='multiclass' on target 'y' in .* gives 1999 classes for 2000 rows, "
+        r"1998 of them with a single row.*use task='regression'",
+    ):
+        load_csv(path, target="y", task="multiclass")
+    assert load_csv(path, target="y").task == "regression"
+
+
+def test_text_target_of_mostly_single_rows_is_refused(tmp_path):
+    names = [f"customer {i}" for i in range(300)] + ["customer 0"] * 10
+    path = write_csv(tmp_path, {"x": np.arange(310.0), "name": names})
+    with pytest.raises(
+        ValueError, match=r"300 classes for 310 rows.*id or free text: pick another target="
+    ):
+        load_csv(path, target="name")
+
+
+def test_many_classes_with_rows_each_are_accepted(tmp_path):
+    y = np.repeat(np.arange(40), 5)  # 40 classes, 5 rows each
+    path = write_csv(tmp_path, {"x": np.arange(200.0), "y": y})
+    data = load_csv(path, target="y", task="multiclass")
+    assert data.n_outputs == 40
+
+
 # --- errors -----------------------------------------------------------------------------
 
 

@@ -48,7 +48,10 @@ def load_csv(
             target: text or bool -> "binary" with 2 classes, else
             "multiclass"; numbers with 2 distinct values -> "binary";
             integers with at most 20 distinct values -> "multiclass";
-            other numbers -> "regression".
+            other numbers -> "regression". A multiclass target (given or
+            inferred) with more than 20 classes, over half of them a single
+            row, is refused (ValueError, not a warning): it is a continuous
+            number (use "regression"), an id or free text.
         val_fraction: share of rows for validation, 0 < val_fraction < 1.
         test_fraction: share of rows held out for testing, 0 <= test_fraction
             < 1, with val_fraction + test_fraction < 1.

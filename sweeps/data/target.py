@@ -23,6 +23,11 @@ from sweeps.data.messages import label_list, label_text, short_list
 # An integer-valued numeric target with at most this many distinct values
 # is read as class labels (multiclass); with more, as a regression target.
 MAX_INFERRED_CLASSES = 20
+# A multiclass target with more than MAX_INFERRED_CLASSES classes is refused
+# when more than this share of its classes have a single row: such a class
+# can be learned or scored, not both, so the column is not a set of classes
+# (a continuous number, an id, free text).
+MAX_SINGLE_ROW_CLASS_SHARE = 0.5
 
 
 def drop_missing_target(
@@ -93,6 +98,8 @@ def encode_target(
             + ("" if not numeric else " or task='regression'")
         )
     labels = np.searchsorted(distinct, values).astype(np.int64)
+    if task == "multiclass":
+        _check_plausible_classes(labels, numeric, name, source)
     class_names = tuple(label_text(value) for value in distinct)
     how = "given" if given else "inferred"
     notes.append(f"task {task!r} ({how}, {len(class_names)} classes)")
@@ -101,6 +108,27 @@ def encode_target(
         f"{short_list(list(range(len(distinct))))}"
     )
     return task, labels, class_names
+
+
+def _check_plausible_classes(
+    labels: np.ndarray, numeric: bool, name: str, source: str
+) -> None:
+    """Refuses a multiclass target whose classes are mostly single rows."""
+    counts = np.bincount(labels)
+    singles = int((counts == 1).sum())
+    if len(counts) <= MAX_INFERRED_CLASSES or singles <= MAX_SINGLE_ROW_CLASS_SHARE * len(counts):
+        return
+    fix = (
+        "this looks like a continuous number: use task='regression'"
+        if numeric
+        else "this looks like an id or free text: pick another target=, or group the "
+        "rare labels into one class first"
+    )
+    raise ValueError(
+        f"task='multiclass' on target {name!r} in {source} gives {len(counts)} classes "
+        f"for {len(labels)} rows, {singles} of them with a single row; a class needs "
+        f"rows in both train and validation to be learned and scored, so {fix}"
+    )
 
 
 def infer_task(numeric: bool, values: np.ndarray, distinct: np.ndarray) -> str:
