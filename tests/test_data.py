@@ -356,6 +356,82 @@ def test_many_classes_with_rows_each_are_accepted(tmp_path):
     assert data.n_outputs == 40
 
 
+# --- dates -------------------------------------------------------------------------------
+
+
+def _dates_table(n=2000):
+    """300 distinct dates repeated over 2,000 rows, a few blank or unreadable;
+    the target is the row number, so the split can be undone."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2019-06-01", periods=300).strftime("%Y-%m-%d")
+    when = rng.choice(days, n).astype(object)
+    when[:4] = ["", None, "unknown", " "]
+    return pd.DataFrame({"when": when, "x": rng.normal(size=n), "row": np.arange(n)})
+
+
+def test_repeated_dates_become_numbers(tmp_path):
+    table = _dates_table()
+    data = load_csv(write_csv(tmp_path, table), target="row")
+    assert data.feature_names == (
+        "when:days", "when:year", "when:month", "when:weekday", "x"
+    )
+    assert (
+        "read 'when' as dates (format 'ISO8601') into 4 features: days since "
+        "1970-01-01, year, month, weekday; 4 blank or unparseable values imputed with "
+        "the train median date"
+    ) in "\n".join(data.preprocessing)
+
+    rows = np.rint(data.y_train.astype(np.float64) * data.y_std + data.y_mean).astype(int)
+    fit = data.preprocessing_fit
+    raw = data.x_train.astype(np.float64) * fit.scale + fit.mean
+    when = pd.to_datetime(table["when"].iloc[rows], format="ISO8601", errors="coerce")
+    known = when.notna().to_numpy()
+    expected = np.stack(
+        [
+            (when - pd.Timestamp("1970-01-01")).dt.days,
+            when.dt.year,
+            when.dt.month,
+            when.dt.day_of_week,
+        ],
+        axis=1,
+    )[known]
+    np.testing.assert_allclose(raw[known, :4], expected, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "values, fmt",
+    [
+        (["03/04/2021", "12/01/2020", "01/02/2019"], "%m/%d/%Y"),  # month first on a tie
+        (["13/04/2021", "12/01/2020", "01/02/2019"], "%d/%m/%Y"),  # a day over 12
+        (["2021-03-04 10:30:00", "2020-01-05T08:00:00Z", "2019-02-01"], "ISO8601"),
+        (["4 Mar 2021", "1 Dec 2020", "30 Jan 2019"], "%d %b %Y"),
+    ],
+)
+def test_date_formats(tmp_path, values, fmt):
+    table = {"when": [values[i % 3] for i in range(60)], "y": [0, 1] * 30}
+    data = load_csv(write_csv(tmp_path, table), target="y")
+    assert data.feature_names[0] == "when:days"
+    assert data.preprocessing_fit.columns[0].date_format == fmt
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["May", "June", "July"], ["A1", "B2", "C3"], ["One year", "Two year", "Month-to-month"]],
+)
+def test_text_that_is_not_dates_stays_categorical(tmp_path, values):
+    table = {"when": [values[i % 3] for i in range(60)], "y": [0, 1] * 30}
+    data = load_csv(write_csv(tmp_path, table), target="y")
+    assert data.preprocessing_fit.columns[0].kind == "categorical"
+    assert data.n_features == 3
+
+
+def test_distinct_time_stamps_are_kept_not_dropped_as_ids(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=40, freq="h").strftime("%Y-%m-%d %H:%M")
+    data = load_csv(write_csv(tmp_path, {"at": stamps, "y": [0, 1] * 20}), target="y")
+    assert data.feature_names[0] == "at:days"
+    assert not any("id-like" in note for note in data.preprocessing)
+
+
 # --- errors -----------------------------------------------------------------------------
 
 

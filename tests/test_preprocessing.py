@@ -270,3 +270,43 @@ def test_dataset_refuses_a_preprocessing_of_other_data(churn, mixed):
             class_names=churn.class_names,
             preprocessing_fit=mixed[0].preprocessing_fit,
         )
+
+
+# --- dates ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dated(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    when = rng.choice(pd.date_range("2019-06-01", periods=300).strftime("%Y-%m-%d"), 400)
+    when = when.astype(object)
+    when[:3] = ["", "unknown", None]
+    table = pd.DataFrame({"when": when, "x": rng.normal(size=400), "y": [0, 1] * 200})
+    path = tmp_path_factory.mktemp("dated") / "dated.csv"
+    table.to_csv(path, index=False)
+    return load_csv(path, target="y"), pd.read_csv(path)
+
+
+def test_dates_in_new_rows_convert_as_in_training(dated):
+    data, frame = dated
+    fit = data.preprocessing_fit
+    same = Preprocessing.from_json(json.loads(json.dumps(fit.to_json())))
+    assert same == fit and same.columns[0].date_format == "ISO8601"
+    np.testing.assert_array_equal(same.transform(frame), fit.transform(frame))
+    text = pd.DataFrame({"when": ["2019-07-04", "2020-01-01", "", "unknown"], "x": 0.0})
+    stamps = text.assign(when=pd.to_datetime(text["when"], errors="coerce"))
+    x, report = fit.transform_with_report(text)
+    np.testing.assert_array_equal(fit.transform(stamps), x)
+    assert report.imputed == {"when": 2}
+    raw = x[:2, :4].astype(np.float64) * fit.scale[:4] + fit.mean[:4]
+    np.testing.assert_allclose(raw, [[18081, 2019, 7, 3], [18262, 2020, 1, 2]], atol=0.01)
+
+
+def test_unreadable_date_in_new_rows_names_the_format(dated):
+    rows = pd.DataFrame({"when": ["2019-07-04", "July 4th"], "x": 0.0})
+    with pytest.raises(
+        ValueError,
+        match=r"column 'when' holds 'July 4th' in row 1, but 'when' is a date column "
+        r"read with format 'ISO8601'; give a date such as '2019-",
+    ):
+        dated[0].preprocessing_fit.transform(rows)

@@ -7,8 +7,8 @@ order, are listed in `sweeps.data.loading`).
 
 Every statistic (median, categories, mean, std) comes from the training
 split only, so validation and test rows never leak into the preprocessing.
-Column *types* (is this column numeric-looking text? an id?) are decided on
-the whole file: they describe the schema, not the values the model learns.
+Column *types* (is this column numeric-looking text? dates? an id?) are
+decided on the whole file: they describe the schema, not the values the model learns.
 
 Missing text values (empty or blank cells) are not a category of their own:
 like categories first seen in val/test, they encode as all-zero indicators.
@@ -25,6 +25,7 @@ benchmarks, with the same shape and dtype checks and no preprocessing.
 Modules, one idea each:
     reading        the file to a DataFrame; target= and drop= names checked
     columns        helpers on one column: missing cells, numeric text, ids
+    dates          date-like text: its format, days, year, month, weekday
     target         the task and the labels' encoding
     splitting      train / val / test rows
     fitting        each column's kind, and its statistics fitted on train

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sweeps.data.dates import date_format
 from sweeps.data.messages import name_list
 
 # A text column is read as numbers when at least this share of its non-blank
@@ -76,7 +77,8 @@ def drop_columns(
 
 
 def drop_id_columns(features: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """Drops text columns whose values are all distinct (identifiers)."""
+    """Drops text columns whose values are all distinct (identifiers); dates
+    all distinct (time stamps) are kept."""
     if len(features) <= ID_MIN_ROWS:
         return features
     ids = [
@@ -85,6 +87,7 @@ def drop_id_columns(features: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         if is_text(column)
         and not looks_numeric(column)
         and column.nunique(dropna=False) == len(column)
+        and date_format(column) is None
     ]
     for name in ids:
         notes.append(

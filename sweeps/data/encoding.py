@@ -12,6 +12,9 @@ Kinds of column and their features:
     boolean      one 0/1 feature
     categorical  one 0/1 indicator per train category ("name=category");
                  missing cells and unseen categories are all zero
+    date         four features: "name:days" (since 1970-01-01), "name:year",
+                 "name:month", "name:weekday"; missing or known unparseable
+                 cells get the train median date
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from sweeps.data.columns import as_text, is_text, missing_mask, parse_numbers
+from sweeps.data.dates import DATE_FEATURES, date_features, day_text, parse_days
 from sweeps.data.messages import short_list
 
-KINDS = ("numeric", "boolean", "categorical")
+KINDS = ("numeric", "boolean", "categorical", "date")
 # Text that means "no value" in a numeric or boolean cell of new rows (as
 # pandas.read_csv reads it), compared case-blind after stripping blanks.
 NA_TEXT = frozenset({"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"})
@@ -38,13 +42,16 @@ class FittedColumn:
 
     Attributes:
         name: the column's name in the table.
-        kind: "numeric", "boolean" or "categorical".
-        median: numeric: the train median that fills missing cells; else None.
-        missing_values: numeric: non-numeric text the training file held in
-            this column (e.g. "?"), read as missing; any other non-numeric
-            text in new rows is an error. () otherwise.
+        kind: "numeric", "boolean", "categorical" or "date".
+        median: numeric: the train median that fills missing cells; date:
+            the train median date, in days since 1970-01-01; else None.
+        missing_values: numeric and date: text the training file held in
+            this column that does not parse (e.g. "?"), read as missing; any
+            other such text in new rows is an error. () otherwise.
         categories: categorical: the train categories, sorted, one indicator
             feature each. () otherwise.
+        date_format: date: the format that parses the column (one of
+            `sweeps.data.dates.DATE_FORMATS`); else None.
     """
 
     name: str
@@ -52,12 +59,15 @@ class FittedColumn:
     median: float | None = None
     missing_values: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    date_format: str | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The names of the features this column becomes, in order."""
         if self.kind == "categorical":
             return tuple(f"{self.name}={category}" for category in self.categories)
+        if self.kind == "date":
+            return tuple(f"{self.name}:{feature}" for feature in DATE_FEATURES)
         return (self.name,)
 
 
@@ -68,8 +78,8 @@ class TransformReport:
 
     Attributes:
         rows: the number of rows transformed.
-        imputed: numeric columns: missing, infinite or known non-numeric
-            cells replaced by the train median.
+        imputed: numeric and date columns: missing, infinite or known
+            unparseable cells replaced by the train median.
         missing: categorical columns: missing or blank cells, encoded as all
             zeros.
         unseen: categorical columns: present values that are not a train
@@ -116,7 +126,8 @@ def encode_columns(
         ((rows, features) float64 raw features, the report).
 
     Raises:
-        ValueError: for a non-numeric value in a numeric column, or a value
+        ValueError: for a non-numeric value in a numeric column, text that
+            is not a date of the column's format in a date column, or a value
             that is not True/False in a boolean column; the message names
             the column, the row and the value.
     """
@@ -127,6 +138,11 @@ def encode_columns(
         if fitted.kind == "numeric":
             values, n_imputed = _numeric(fitted, column)
             blocks.append(values[:, None])
+            if n_imputed:
+                report.imputed[fitted.name] = n_imputed
+        elif fitted.kind == "date":
+            features, n_imputed = _date(fitted, column)
+            blocks.append(features)
             if n_imputed:
                 report.imputed[fitted.name] = n_imputed
         elif fitted.kind == "boolean":
@@ -157,13 +173,7 @@ def _numeric(fitted: FittedColumn, column: pd.Series) -> tuple[np.ndarray, int]:
     """The column as numbers, bad cells filled with the median; and their count."""
     values = numbers_of(column)
     if is_text(column):
-        text = as_text(column).str.strip()
-        known = (
-            missing_mask(column)
-            | text.str.lower().isin(NA_TEXT).to_numpy()
-            | text.isin(fitted.missing_values).to_numpy()
-        )
-        bad = np.isnan(values) & ~known
+        bad = np.isnan(values) & ~_known_missing(fitted, column)
         if bad.any():
             _refuse(
                 fitted, column, bad,
@@ -172,6 +182,33 @@ def _numeric(fitted: FittedColumn, column: pd.Series) -> tuple[np.ndarray, int]:
             )
     bad = ~np.isfinite(values)
     return np.where(bad, fitted.median, values), int(bad.sum())
+
+
+def _date(fitted: FittedColumn, column: pd.Series) -> tuple[np.ndarray, int]:
+    """The column's four date features, bad cells filled with the median
+    date; and their count."""
+    days = parse_days(column, fitted.date_format)
+    if not pd.api.types.is_datetime64_any_dtype(column):
+        bad = np.isnan(days) & ~_known_missing(fitted, column)
+        if bad.any():
+            _refuse(
+                fitted, column, bad,
+                f"is a date column read with format {fitted.date_format!r}; give a "
+                f"date such as {day_text(fitted.median)!r}, or leave the cell blank "
+                "to impute the train median date",
+            )
+    bad = ~np.isfinite(days)
+    return date_features(np.where(bad, fitted.median, days)), int(bad.sum())
+
+
+def _known_missing(fitted: FittedColumn, column: pd.Series) -> np.ndarray:
+    """(rows,) bool: blank, NaN, NA text, or unparseable text seen in training."""
+    text = as_text(column).str.strip()
+    return (
+        missing_mask(column)
+        | text.str.lower().isin(NA_TEXT).to_numpy()
+        | text.isin(fitted.missing_values).to_numpy()
+    )
 
 
 def _boolean(fitted: FittedColumn, column: pd.Series) -> np.ndarray:

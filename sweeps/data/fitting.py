@@ -10,6 +10,8 @@ new rows go through the same code.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -20,6 +22,7 @@ from sweeps.data.columns import (
     missing_mask,
     parse_numbers,
 )
+from sweeps.data.dates import date_format, day_text, parse_days
 from sweeps.data.encoding import (
     FittedColumn,
     TransformReport,
@@ -33,7 +36,8 @@ def describe_columns(features: pd.DataFrame) -> tuple[list[FittedColumn], set[st
     """Each column's kind, decided on all rows (nothing fitted yet).
 
     Booleans are "boolean"; numbers and numeric-looking text (see
-    `columns.looks_numeric`) are "numeric"; other text is "categorical".
+    `columns.looks_numeric`) are "numeric"; datetimes and date-like text
+    (see `dates.date_format`) are "date"; other text is "categorical".
 
     Returns:
         (one unfitted `FittedColumn` per column, in order; the names of the
@@ -45,10 +49,19 @@ def describe_columns(features: pd.DataFrame) -> tuple[list[FittedColumn], set[st
             described.append(FittedColumn(name, "boolean"))
         elif not is_text(column):
             described.append(FittedColumn(name, "numeric"))
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            described.append(FittedColumn(name, "date", date_format="ISO8601"))
         elif looks_numeric(column):
             coerced.add(name)
             described.append(
                 FittedColumn(name, "numeric", missing_values=_non_numeric_text(column))
+            )
+        elif (fmt := date_format(column)) is not None:
+            described.append(
+                FittedColumn(
+                    name, "date", missing_values=_unparsed_dates(column, fmt),
+                    date_format=fmt,
+                )
             )
         else:
             described.append(FittedColumn(name, "categorical"))
@@ -58,6 +71,12 @@ def describe_columns(features: pd.DataFrame) -> tuple[list[FittedColumn], set[st
 def _non_numeric_text(column: pd.Series) -> tuple[str, ...]:
     """The distinct present values (stripped) that do not parse as numbers."""
     unparsed = parse_numbers(column).isna().to_numpy() & ~missing_mask(column)
+    return tuple(sorted(set(as_text(column).str.strip()[unparsed].tolist())))
+
+
+def _unparsed_dates(column: pd.Series, fmt: str) -> tuple[str, ...]:
+    """The distinct present values (stripped) that do not parse as dates."""
+    unparsed = np.isnan(parse_days(column, fmt)) & ~missing_mask(column)
     return tuple(sorted(set(as_text(column).str.strip()[unparsed].tolist())))
 
 
@@ -132,6 +151,16 @@ def _fit_column(fitted: FittedColumn, train: pd.DataFrame, source: str) -> Fitte
         return FittedColumn(
             fitted.name, "numeric", float(np.median(values)), fitted.missing_values
         )
+    if fitted.kind == "date":
+        days = parse_days(column, fitted.date_format)
+        days = days[np.isfinite(days)]
+        if days.size == 0:
+            raise ValueError(
+                f"date column {fitted.name!r} in {source} has no dates in the training "
+                f"split ({len(train)} rows), so it has no median to impute; leave it "
+                f"out with drop=[{fitted.name!r}]"
+            )
+        return dataclasses.replace(fitted, median=float(np.median(days)))
     if fitted.kind == "categorical":
         present = as_text(column)[~missing_mask(column)]
         return FittedColumn(
@@ -152,6 +181,8 @@ def _notes(
 
     notes = []
     for column in columns:
+        if column.kind == "date":
+            notes.append(_date_note(column, total("imputed", column.name)))
         if column.kind != "numeric":
             continue
         name, n_bad = column.name, total("imputed", column.name)
@@ -190,3 +221,17 @@ def _notes(
             "(categories from train)"
         )
     return notes
+
+
+def _date_note(column: FittedColumn, n_bad: int) -> str:
+    """What reading a date column did."""
+    note = (
+        f"read {column.name!r} as dates (format {column.date_format!r}) into "
+        "4 features: days since 1970-01-01, year, month, weekday"
+    )
+    if n_bad:
+        note += (
+            f"; {n_bad} blank or unparseable values imputed with the train median "
+            f"date {day_text(column.median)}"
+        )
+    return note

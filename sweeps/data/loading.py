@@ -2,13 +2,17 @@
 
 1. read the file (pandas);
 2. check the target and `drop` names; drop rows whose target is missing;
-3. drop the `drop` columns and id-like text columns (all values distinct);
-4. turn numeric-looking text columns into numbers;
+3. drop the `drop` columns and id-like text columns (all values distinct,
+   not dates);
+4. decide each column's kind on all rows: numeric (numbers, and text that
+   mostly parses as numbers), boolean, date (text that mostly parses as
+   dates of one format, `dates`), categorical (other text);
 5. encode the target and settle the task (inferred unless given);
 6. split the rows (stratified by class for classification);
 7. fit the preprocessing on the training rows (`fitting`) and apply it to
    every split (`encoding`): impute missing numbers with the train median,
    one-hot encode text columns (categories seen in train), booleans to 0/1,
+   dates to days since 1970-01-01, year, month and weekday,
    standardize every feature with the train mean and std; a regression
    target is standardized likewise (`target`).
 

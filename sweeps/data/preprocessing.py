@@ -46,9 +46,10 @@ class Preprocessing:
 
     Attributes:
         columns: one `FittedColumn` per input column, in feature order: its
-            name, kind ("numeric", "boolean", "categorical"), the train
-            median that imputes it (numeric), the text read as missing
-            (numeric), the one-hot categories (categorical).
+            name, kind ("numeric", "boolean", "categorical", "date"), the
+            train median that imputes it (numeric, date), the text read as
+            missing (numeric, date), the one-hot categories (categorical),
+            the date format (date).
         feature_names: one name per feature (model input), e.g. "tenure",
             "Contract=Month-to-month".
         mean: per feature, the train mean subtracted.
@@ -81,11 +82,11 @@ class Preprocessing:
                     f"column {fitted.name!r} has kind {fitted.kind!r}, but the kind "
                     f"must be one of {name_list(KINDS)}"
                 )
-            if fitted.kind == "numeric" and (
+            if fitted.kind in ("numeric", "date") and (
                 fitted.median is None or not np.isfinite(fitted.median)
             ):
                 raise ValueError(
-                    f"numeric column {fitted.name!r} needs a finite train median to "
+                    f"{fitted.kind} column {fitted.name!r} needs a finite train median to "
                     f"impute with, but got median={fitted.median!r}"
                 )
         names = tuple(name for fitted in self.columns for name in fitted.feature_names)
@@ -123,8 +124,9 @@ class Preprocessing:
         Raises:
             TypeError: when frame is not a pandas DataFrame.
             ValueError: for missing or duplicated columns, a non-numeric
-                value in a numeric column or a non-boolean one in a boolean
-                column (naming the column, the row and the value).
+                value in a numeric column, text that is not a date of the
+                column's format in a date column, or a non-boolean value in
+                a boolean column (naming the column, the row and the value).
         """
         return self.transform_with_report(frame)[0]
 
@@ -132,7 +134,7 @@ class Preprocessing:
         self, frame: pd.DataFrame
     ) -> tuple[np.ndarray, TransformReport]:
         """`transform`, and a `TransformReport` counting per column the cells
-        imputed (numeric), missing (categorical) and unseen (categorical:
+        imputed (numeric, date), missing (categorical) and unseen (categorical:
         values not among the train categories, encoded as all zeros)."""
         frame = self._checked_frame(frame)
         raw, report = encode_columns(self.columns, frame)
@@ -205,6 +207,7 @@ class Preprocessing:
                     "median": fitted.median,
                     "missing_values": list(fitted.missing_values),
                     "categories": list(fitted.categories),
+                    "date_format": fitted.date_format,
                 }
                 for fitted in self.columns
             ],
@@ -247,6 +250,7 @@ class Preprocessing:
                     median=None if column["median"] is None else float(column["median"]),
                     missing_values=tuple(column["missing_values"]),
                     categories=tuple(column["categories"]),
+                    date_format=column["date_format"],
                 )
                 for column in data["columns"]
             )
