@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sweeps
+from sweeps.config import load_config, section_keys
 from sweeps.data import Dataset, check_batch_size, load_csv
 
 CHURN = (
@@ -430,6 +432,126 @@ def test_distinct_time_stamps_are_kept_not_dropped_as_ids(tmp_path):
     data = load_csv(write_csv(tmp_path, {"at": stamps, "y": [0, 1] * 20}), target="y")
     assert data.feature_names[0] == "at:days"
     assert not any("id-like" in note for note in data.preprocessing)
+
+
+# --- reading: DataFrames, separators, encodings, duplicate names ----------------------------
+
+
+def test_data_frame_is_preprocessed_like_the_file(churn):
+    frame = pd.read_csv(CHURN)
+    before = frame.copy()
+    data = sweeps.load_csv(frame, target="Churn")
+    assert data.source == "<DataFrame>"
+    assert data.preprocessing == churn.preprocessing
+    assert data.feature_names == churn.feature_names
+    for name in ("x_train", "x_val", "y_train", "y_val"):
+        np.testing.assert_array_equal(getattr(data, name), getattr(churn, name))
+    pd.testing.assert_frame_equal(frame, before)  # the caller's frame is not changed
+
+
+def test_data_frame_with_its_own_index_and_names():
+    frame = pd.DataFrame(
+        {0: np.arange(40.0), "y": ["a", "b"] * 20}, index=np.arange(40) * 7 + 3
+    )
+    data = load_csv(frame, target="y")
+    assert data.feature_names == ("0",) and data.n_train + data.n_val == 40
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(3, "int 3"), (None, "NoneType None"), ({"y": [1]}, "dict"), (np.zeros((3, 2)), "numpy.ndarray")],
+)
+def test_load_csv_of_another_type_is_a_type_error(value, shown):
+    with pytest.raises(
+        TypeError,
+        match=r"reads a CSV file path \(str or os.PathLike\) or a pandas DataFrame, "
+        f"but got {shown}",
+    ):
+        sweeps.load_csv(value, target="y")
+
+
+def test_sep_and_encoding_with_a_data_frame_are_refused():
+    frame = pd.DataFrame(_target_table([0, 1]))
+    with pytest.raises(ValueError, match="apply to reading a file.*leave them out"):
+        load_csv(frame, target="y", sep=";")
+
+
+def _semicolon_text(sep=";"):
+    rows = "".join(f"{i}{sep}{i % 7}{sep}{'xyz'[i % 3]}{sep}{i % 2}\n" for i in range(40))
+    return f"a{sep}b{sep}c{sep}y\n" + rows
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_separator_is_detected(tmp_path, sep):
+    data = load_csv(write_csv(tmp_path, _semicolon_text(sep)), target="y")
+    commas = load_csv(write_csv(tmp_path, _semicolon_text(","), "commas.csv"), target="y")
+    assert data.feature_names == ("a", "b", "c=x", "c=y", "c=z")
+    assert data.preprocessing[0] == f"read with sep={sep!r} (detected from the header)"
+    assert data.preprocessing[1:] == commas.preprocessing
+    np.testing.assert_array_equal(data.x_train, commas.x_train)
+
+
+def test_separator_given(tmp_path):
+    data = load_csv(write_csv(tmp_path, _semicolon_text()), target="y", sep=";")
+    assert data.preprocessing[0] == "read with sep=';' (given)"
+
+
+def test_header_read_as_one_column_names_sep(tmp_path):
+    path = write_csv(tmp_path, _semicolon_text())
+    with pytest.raises(
+        ValueError,
+        match=r"target column 'y' not found in .*the header was read as the single "
+        r"column 'a;b;c;y', names joined by ';': pass sep=';'",
+    ):
+        load_csv(path, target="y", sep=",")
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"sep": 5}, TypeError, "sep must be None .* but got sep=5"),
+        ({"encoding": "klingon"}, ValueError, "encoding='klingon' is not an encoding"),
+    ],
+)
+def test_bad_reading_options(tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        load_csv(write_csv(tmp_path, _semicolon_text()), target="y", **options)
+
+
+def test_encoding(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(
+        ("town,y\n" + "".join(f"Zürich{i % 3},{i % 2}\n" for i in range(30))).encode("latin-1")
+    )
+    with pytest.raises(ValueError, match=r"is not UTF-8 text.*encoding='latin-1'"):
+        load_csv(path, target="y")
+    data = load_csv(path, target="y", encoding="latin-1")
+    assert data.feature_names == ("town=Zürich0", "town=Zürich1", "town=Zürich2")
+    assert "read with encoding='latin-1' (given)" in data.preprocessing
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    text = "x1,x2,x1,y\n" + "".join(f"{i},{i % 5},{-i},{i % 2}\n" for i in range(30))
+    with pytest.raises(
+        ValueError,
+        match=r"duplicate column names: 'x1' \(columns 1 and 3\); pandas would rename "
+        r"the copies \('x1' -> 'x1.1'\).*rename the columns",
+    ):
+        load_csv(write_csv(tmp_path, text), target="y")
+    frame = pd.DataFrame(np.zeros((4, 3)), columns=["a", "y", "a"])
+    with pytest.raises(ValueError, match=r"the DataFrame has duplicate column names: 'a'"):
+        load_csv(frame, target="y")
+
+
+def test_config_data_section_takes_sep(tmp_path):
+    path = write_csv(tmp_path, _semicolon_text())
+    config_file = tmp_path / "sweep.toml"
+    config_file.write_text(f'[data]\npath = "{path.as_posix()}"\ntarget = "y"\nsep = ";"\n')
+    config = load_config(config_file)
+    assert "sep" in section_keys("data") and "encoding" in section_keys("data")
+    assert config["data"]["sep"] == ";" and config["data"]["encoding"] is None
+    data = load_csv(**config["data"])
+    assert data.preprocessing[0] == "read with sep=';' (given)"
 
 
 # --- errors -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`load_csv`: the steps from a CSV file to a `Dataset`, in order.
 
-1. read the file (pandas);
+1. read the file (pandas; the separator detected unless `sep=` is given),
+   or take the DataFrame given;
 2. check the target and `drop` names; drop rows whose target is missing;
 3. drop the `drop` columns and id-like text columns (all values distinct,
    not dates);
@@ -25,6 +26,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+import pandas as pd
+
 from sweeps.data import columns, fitting, reading
 from sweeps.data import target as targets
 from sweeps.data.checks import check_fractions, check_seed, check_task
@@ -34,7 +37,7 @@ from sweeps.data.splitting import split_rows
 
 
 def load_csv(
-    path: str | os.PathLike,
+    path: str | os.PathLike | pd.DataFrame,
     target: str,
     *,
     task: str | None = None,
@@ -42,11 +45,16 @@ def load_csv(
     test_fraction: float = 0.0,
     seed: int = 0,
     drop: Iterable[str] | str = (),
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> Dataset:
-    """Reads a CSV file into a preprocessed, split `Dataset`.
+    """Reads a CSV file (or a pandas DataFrame) into a preprocessed, split
+    `Dataset`.
 
     Args:
-        path: the CSV file (str or pathlib.Path), with a header row.
+        path: the CSV file (str or pathlib.Path), with a header row; or a
+            pandas DataFrame, preprocessed the same way (`source` is then
+            "<DataFrame>").
         target: name of the column to predict.
         task: "binary", "multiclass" or "regression"; None infers it from the
             target: text or bool -> "binary" with 2 classes, else
@@ -61,16 +69,23 @@ def load_csv(
             < 1, with val_fraction + test_fraction < 1.
         seed: seed of the shuffle (`np.random.default_rng(seed)`).
         drop: column names to leave out (a single name may be a str).
+        sep: the file's separator, e.g. ";" or "\t"; None detects it from
+            the header row (",", ";", tab or "|": the one that splits it into
+            the most names).
+        encoding: the file's text encoding, e.g. "latin-1"; None is UTF-8.
 
     Returns:
         A `Dataset` whose x arrays are (rows, features) float32 and y arrays
         (rows,) as described there; `preprocessing` lists every step.
 
     Raises:
-        ValueError: when the file is missing or empty, a name is not a
-            column, the target has one class, a column has no values, the
-            fractions are out of range, or a split would be too small. The
-            message names the value and the fix.
+        TypeError: when path is neither a path nor a DataFrame, or sep or
+            encoding is not a str.
+        ValueError: when the file is missing, empty or unreadable, a column
+            name is used twice, a name is not a column, the target has one
+            class, a column has no values, the fractions are out of range,
+            or a split would be too small. The message names the value and
+            the fix.
 
     Example:
         >>> data = load_csv("data/telco_customer_churn.csv", target="Churn")
@@ -80,10 +95,10 @@ def load_csv(
     check_fractions(val_fraction, test_fraction)
     check_task(task, allow_none=True)
     check_seed(seed)
-    source = str(path)
+    source = reading.source_of(path)
     notes: list[str] = []
 
-    frame = reading.read_csv(path, source)
+    frame = reading.read_table(path, source, sep=sep, encoding=encoding, notes=notes)
     drop = reading.check_names(frame, target, drop, source)
     frame = targets.drop_missing_target(frame, target, source, notes)
     features = columns.drop_columns(frame.drop(columns=[target]), drop, notes)
