@@ -1,6 +1,6 @@
 """Tabular data for a sweep: read a CSV into numeric train/val/test arrays.
 
-`load_csv` turns a CSV file into a `Dataset`: float32 feature matrices, one
+`load_csv` turns a CSV file (or a pandas DataFrame) into a `Dataset`: float32 feature matrices, one
 label vector per split, the task ("binary", "multiclass" or "regression"),
 and a plain-language record of every preprocessing step (the steps, in
 order, are listed in `sweeps.data.loading`).
@@ -8,7 +8,8 @@ order, are listed in `sweeps.data.loading`).
 Every statistic (median, categories, mean, std) comes from the training
 split only, so validation and test rows never leak into the preprocessing.
 Column *types* (is this column numeric-looking text? dates? an id?) are
-decided on the whole file: they describe the schema, not the values the model learns.
+decided on the whole file: they describe the schema, not the values the
+model learns.
 
 Missing text values (empty or blank cells) are not a category of their own:
 like categories first seen in val/test, they encode as all-zero indicators.
@@ -23,7 +24,8 @@ benchmarks, with the same shape and dtype checks and no preprocessing.
 `from_json`).
 
 Modules, one idea each:
-    reading        the file to a DataFrame; target= and drop= names checked
+    reading        the file (separator, encoding) or DataFrame to a table;
+                   duplicate names refused; target= and drop= checked
     columns        helpers on one column: missing cells, numeric text, ids
     dates          date-like text: its format, days, year, month, weekday
     target         the task and the labels' encoding

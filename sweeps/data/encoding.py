@@ -131,31 +131,28 @@ def encode_columns(
             that is not True/False in a boolean column; the message names
             the column, the row and the value.
     """
-    report = TransformReport(rows=len(frame))
+    imputed, missing, unseen, unseen_values = {}, {}, {}, {}
     blocks = []
     for fitted in columns:
         column = frame[fitted.name]
-        if fitted.kind == "numeric":
-            values, n_imputed = _numeric(fitted, column)
-            blocks.append(values[:, None])
+        if fitted.kind in ("numeric", "date"):
+            encode = _numeric if fitted.kind == "numeric" else _date
+            features, n_imputed = encode(fitted, column)
+            blocks.append(features if features.ndim == 2 else features[:, None])
             if n_imputed:
-                report.imputed[fitted.name] = n_imputed
-        elif fitted.kind == "date":
-            features, n_imputed = _date(fitted, column)
-            blocks.append(features)
-            if n_imputed:
-                report.imputed[fitted.name] = n_imputed
+                imputed[fitted.name] = n_imputed
         elif fitted.kind == "boolean":
             blocks.append(_boolean(fitted, column)[:, None])
         else:
-            indicators, unseen = _one_hot(column, fitted.categories)
+            indicators, outside = _one_hot(column, fitted.categories)
             blocks.append(indicators)
             n_missing = int(missing_mask(column).sum())
             if n_missing:
-                report.missing[fitted.name] = n_missing
-            if unseen:
-                report.unseen[fitted.name] = len(unseen)
-                report.unseen_values[fitted.name] = tuple(sorted(set(unseen)))
+                missing[fitted.name] = n_missing
+            if outside:
+                unseen[fitted.name] = len(outside)
+                unseen_values[fitted.name] = tuple(sorted(set(outside)))
+    report = TransformReport(len(frame), imputed, missing, unseen, unseen_values)
     if not blocks:
         return np.zeros((len(frame), 0)), report
     return np.concatenate(blocks, axis=1), report
