@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import sweeps
+from sweeps.config import load_config, section_keys
 from sweeps.data import Dataset, check_batch_size, load_csv
 
 CHURN = (
@@ -324,6 +326,232 @@ def test_rare_class_gets_a_val_row(tmp_path):
     rare = data.class_names.index("rare")
     assert (data.y_val == rare).sum() == 1
     assert (data.y_train == rare).sum() == 1
+
+
+def test_multiclass_on_a_continuous_column_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=2000).round(6)
+    y[1] = y[0]  # 1,999 distinct values in 2,000 rows
+    path = write_csv(tmp_path, {"x": rng.normal(size=2000), "y": y})
+    with pytest.raises(
+        ValueError,
+        match=r"task='multiclass' on target 'y' in .* gives 1999 classes for 2000 rows, "
+        r"1998 of them with a single row.*use task='regression'",
+    ):
+        load_csv(path, target="y", task="multiclass")
+    assert load_csv(path, target="y").task == "regression"
+
+
+def test_text_target_of_mostly_single_rows_is_refused(tmp_path):
+    names = [f"customer {i}" for i in range(300)] + ["customer 0"] * 10
+    path = write_csv(tmp_path, {"x": np.arange(310.0), "name": names})
+    with pytest.raises(
+        ValueError, match=r"300 classes for 310 rows.*id or free text: pick another target="
+    ):
+        load_csv(path, target="name")
+
+
+def test_many_classes_with_rows_each_are_accepted(tmp_path):
+    y = np.repeat(np.arange(40), 5)  # 40 classes, 5 rows each
+    path = write_csv(tmp_path, {"x": np.arange(200.0), "y": y})
+    data = load_csv(path, target="y", task="multiclass")
+    assert data.n_outputs == 40
+
+
+# --- dates -------------------------------------------------------------------------------
+
+
+def _dates_table(n=2000):
+    """300 distinct dates repeated over 2,000 rows, a few blank or unreadable;
+    the target is the row number, so the split can be undone."""
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2019-06-01", periods=300).strftime("%Y-%m-%d")
+    when = rng.choice(days, n).astype(object)
+    when[:4] = ["", None, "unknown", " "]
+    return pd.DataFrame({"when": when, "x": rng.normal(size=n), "row": np.arange(n)})
+
+
+def test_repeated_dates_become_numbers(tmp_path):
+    table = _dates_table()
+    data = load_csv(write_csv(tmp_path, table), target="row")
+    assert data.feature_names == (
+        "when:days", "when:year", "when:month", "when:weekday", "x"
+    )
+    assert (
+        "read 'when' as dates (format 'ISO8601') into 4 features: days since "
+        "1970-01-01, year, month, weekday; 4 blank or unparseable values imputed with "
+        "the train median date"
+    ) in "\n".join(data.preprocessing)
+
+    rows = np.rint(data.y_train.astype(np.float64) * data.y_std + data.y_mean).astype(int)
+    fit = data.preprocessing_fit
+    raw = data.x_train.astype(np.float64) * fit.scale + fit.mean
+    when = pd.to_datetime(table["when"].iloc[rows], format="ISO8601", errors="coerce")
+    known = when.notna().to_numpy()
+    expected = np.stack(
+        [
+            (when - pd.Timestamp("1970-01-01")).dt.days,
+            when.dt.year,
+            when.dt.month,
+            when.dt.day_of_week,
+        ],
+        axis=1,
+    )[known]
+    np.testing.assert_allclose(raw[known, :4], expected, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "values, fmt",
+    [
+        (["03/04/2021", "12/01/2020", "01/02/2019"], "%m/%d/%Y"),  # month first on a tie
+        (["13/04/2021", "12/01/2020", "01/02/2019"], "%d/%m/%Y"),  # a day over 12
+        (["2021-03-04 10:30:00", "2020-01-05T08:00:00Z", "2019-02-01"], "ISO8601"),
+        (["4 Mar 2021", "1 Dec 2020", "30 Jan 2019"], "%d %b %Y"),
+    ],
+)
+def test_date_formats(tmp_path, values, fmt):
+    table = {"when": [values[i % 3] for i in range(60)], "y": [0, 1] * 30}
+    data = load_csv(write_csv(tmp_path, table), target="y")
+    assert data.feature_names[0] == "when:days"
+    assert data.preprocessing_fit.columns[0].date_format == fmt
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["May", "June", "July"], ["A1", "B2", "C3"], ["One year", "Two year", "Month-to-month"]],
+)
+def test_text_that_is_not_dates_stays_categorical(tmp_path, values):
+    table = {"when": [values[i % 3] for i in range(60)], "y": [0, 1] * 30}
+    data = load_csv(write_csv(tmp_path, table), target="y")
+    assert data.preprocessing_fit.columns[0].kind == "categorical"
+    assert data.n_features == 3
+
+
+def test_distinct_time_stamps_are_kept_not_dropped_as_ids(tmp_path):
+    stamps = pd.date_range("2024-01-01", periods=40, freq="h").strftime("%Y-%m-%d %H:%M")
+    data = load_csv(write_csv(tmp_path, {"at": stamps, "y": [0, 1] * 20}), target="y")
+    assert data.feature_names[0] == "at:days"
+    assert not any("id-like" in note for note in data.preprocessing)
+
+
+# --- reading: DataFrames, separators, encodings, duplicate names ----------------------------
+
+
+def test_data_frame_is_preprocessed_like_the_file(churn):
+    frame = pd.read_csv(CHURN)
+    before = frame.copy()
+    data = sweeps.load_csv(frame, target="Churn")
+    assert data.source == "<DataFrame>"
+    assert data.preprocessing == churn.preprocessing
+    assert data.feature_names == churn.feature_names
+    for name in ("x_train", "x_val", "y_train", "y_val"):
+        np.testing.assert_array_equal(getattr(data, name), getattr(churn, name))
+    pd.testing.assert_frame_equal(frame, before)  # the caller's frame is not changed
+
+
+def test_data_frame_with_its_own_index_and_names():
+    frame = pd.DataFrame(
+        {0: np.arange(40.0), "y": ["a", "b"] * 20}, index=np.arange(40) * 7 + 3
+    )
+    data = load_csv(frame, target="y")
+    assert data.feature_names == ("0",) and data.n_train + data.n_val == 40
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [(3, "int 3"), (None, "NoneType None"), ({"y": [1]}, "dict"), (np.zeros((3, 2)), "numpy.ndarray")],
+)
+def test_load_csv_of_another_type_is_a_type_error(value, shown):
+    with pytest.raises(
+        TypeError,
+        match=r"reads a CSV file path \(str or os.PathLike\) or a pandas DataFrame, "
+        f"but got {shown}",
+    ):
+        sweeps.load_csv(value, target="y")
+
+
+def test_sep_and_encoding_with_a_data_frame_are_refused():
+    frame = pd.DataFrame(_target_table([0, 1]))
+    with pytest.raises(ValueError, match="apply to reading a file.*leave them out"):
+        load_csv(frame, target="y", sep=";")
+
+
+def _semicolon_text(sep=";"):
+    rows = "".join(f"{i}{sep}{i % 7}{sep}{'xyz'[i % 3]}{sep}{i % 2}\n" for i in range(40))
+    return f"a{sep}b{sep}c{sep}y\n" + rows
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_separator_is_detected(tmp_path, sep):
+    data = load_csv(write_csv(tmp_path, _semicolon_text(sep)), target="y")
+    commas = load_csv(write_csv(tmp_path, _semicolon_text(","), "commas.csv"), target="y")
+    assert data.feature_names == ("a", "b", "c=x", "c=y", "c=z")
+    assert data.preprocessing[0] == f"read with sep={sep!r} (detected from the header)"
+    assert data.preprocessing[1:] == commas.preprocessing
+    np.testing.assert_array_equal(data.x_train, commas.x_train)
+
+
+def test_separator_given(tmp_path):
+    data = load_csv(write_csv(tmp_path, _semicolon_text()), target="y", sep=";")
+    assert data.preprocessing[0] == "read with sep=';' (given)"
+
+
+def test_header_read_as_one_column_names_sep(tmp_path):
+    path = write_csv(tmp_path, _semicolon_text())
+    with pytest.raises(
+        ValueError,
+        match=r"target column 'y' not found in .*the header was read as the single "
+        r"column 'a;b;c;y', names joined by ';': pass sep=';'",
+    ):
+        load_csv(path, target="y", sep=",")
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"sep": 5}, TypeError, "sep must be None .* but got sep=5"),
+        ({"encoding": "klingon"}, ValueError, "encoding='klingon' is not an encoding"),
+    ],
+)
+def test_bad_reading_options(tmp_path, options, error, message):
+    with pytest.raises(error, match=message):
+        load_csv(write_csv(tmp_path, _semicolon_text()), target="y", **options)
+
+
+def test_encoding(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(
+        ("town,y\n" + "".join(f"Zürich{i % 3},{i % 2}\n" for i in range(30))).encode("latin-1")
+    )
+    with pytest.raises(ValueError, match=r"is not UTF-8 text.*encoding='latin-1'"):
+        load_csv(path, target="y")
+    data = load_csv(path, target="y", encoding="latin-1")
+    assert data.feature_names == ("town=Zürich0", "town=Zürich1", "town=Zürich2")
+    assert "read with encoding='latin-1' (given)" in data.preprocessing
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    text = "x1,x2,x1,y\n" + "".join(f"{i},{i % 5},{-i},{i % 2}\n" for i in range(30))
+    with pytest.raises(
+        ValueError,
+        match=r"duplicate column names: 'x1' \(columns 1 and 3\); pandas would rename "
+        r"the copies \('x1' -> 'x1.1'\).*rename the columns",
+    ):
+        load_csv(write_csv(tmp_path, text), target="y")
+    frame = pd.DataFrame(np.zeros((4, 3)), columns=["a", "y", "a"])
+    with pytest.raises(ValueError, match=r"the DataFrame has duplicate column names: 'a'"):
+        load_csv(frame, target="y")
+
+
+def test_config_data_section_takes_sep(tmp_path):
+    path = write_csv(tmp_path, _semicolon_text())
+    config_file = tmp_path / "sweep.toml"
+    config_file.write_text(f'[data]\npath = "{path.as_posix()}"\ntarget = "y"\nsep = ";"\n')
+    config = load_config(config_file)
+    assert "sep" in section_keys("data") and "encoding" in section_keys("data")
+    assert config["data"]["sep"] == ";" and config["data"]["encoding"] is None
+    data = load_csv(**config["data"])
+    assert data.preprocessing[0] == "read with sep=';' (given)"
 
 
 # --- errors -----------------------------------------------------------------------------
