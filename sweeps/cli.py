@@ -19,11 +19,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sweeps.commands import predict_command, resume_command
+from sweeps.loop import Interrupted
 from sweeps.summary import format_value, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError)
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_SIGNAL_BASE = 128  # a run stopped by signal N after saving a checkpoint exits 128 + N (130 Ctrl-C, 143 SIGTERM)
 RUNS = Path("runs")  # the default parent of run folders, relative to the working directory
 
 RUN_EXAMPLES = """\
@@ -91,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_parser.add_argument("--out", metavar="DIR", help="the run folder (beats [run] dir)")
     run_parser.add_argument(
-        "--overwrite", action="store_true", help="write over a run folder that already holds a finished run"
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in the run folder (everything it wrote is removed first)",
     )
     run_parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary; print only the run folder's path"
@@ -113,6 +118,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `sweeps run`")
     report_parser.set_defaults(handler=report_command)
+
+    resume_parser = commands.add_parser(
+        "resume",
+        help="continue a run folder from its newest checkpoint",
+        description="Continue a sweep that stopped (killed, pre-empted, Ctrl-C) from its newest checkpoint. "
+        "The result equals that of an uninterrupted run. The run's config file is read again: when it or the "
+        "data changed since the start, the differences are listed and nothing runs (--fork runs them in a "
+        "new folder).",
+        epilog="examples:\n  sweeps resume runs/churn_three\n  sweeps resume runs/churn_three --fork runs/longer "
+        "--set train.divergence_threshold=20",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    resume_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `sweeps run`")
+    resume_parser.add_argument(
+        "--fork",
+        metavar="NEW_DIR",
+        help="start a new run in NEW_DIR from RUN_DIR's newest checkpoint, under the "
+        "configuration as it is now (with --set)",
+    )
+    resume_parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value (with --fork)",
+    )
+    resume_parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    resume_parser.set_defaults(handler=resume_command)
+
+    predict_parser = commands.add_parser(
+        "predict",
+        help="apply a run's saved best model to new rows",
+        description="Predict the target of every row of a CSV file with a run's best model (or --trial N's), "
+        "after the preprocessing fitted on the run's training split.",
+        epilog="example:\n  sweeps predict runs/churn_lr new_customers.csv --out predictions.csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    predict_parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder with saved models")
+    predict_parser.add_argument("csv", metavar="ROWS.csv", help="the rows to predict (the target column may be absent)")
+    predict_parser.add_argument(
+        "--out", metavar="FILE", help="where to write the predictions (default ROWS.predictions.csv)"
+    )
+    predict_parser.add_argument("--trial", type=int, help="a saved trial's number instead of the best")
+    predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
+    predict_parser.set_defaults(handler=predict_command)
     return parser
 
 
@@ -131,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Interrupted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + e.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -176,7 +230,7 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.quiet:
         print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))), flush=True)
         print(flush=True)
-    result = sweep_from_config(config, progress=not args.quiet, planned=planned)
+    result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
     if args.quiet:
         print(show_path(run_dir))
         return 0
@@ -195,10 +249,10 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     """--out, else [run] dir, else runs/<config stem> (or the first free runs/<stem>-2, -3, ...).
 
     Raises:
-      ValueError: when a folder named by --out or [run] dir already holds a finished run and
-        --overwrite was not given.
+      ValueError: when a folder named by --out or [run] dir already holds a run (finished or not)
+        and --overwrite was not given.
     """
-    from sweeps.results import CONFIG_FILE
+    from sweeps.run_folder import holds_run, is_finished
 
     if args.out:
         chosen, source = Path(args.out), "--out"
@@ -207,14 +261,19 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     else:
         stem = Path(args.config).stem
         chosen, n = RUNS / stem, 1
-        while (chosen / CONFIG_FILE).exists() and not args.overwrite:
+        while holds_run(chosen) and not args.overwrite:
             n += 1
             chosen = RUNS / f"{stem}-{n}"
         return chosen
-    if (chosen / CONFIG_FILE).exists() and not args.overwrite:
+    if holds_run(chosen) and not args.overwrite:
+        where = show_path(chosen)
+        if is_finished(chosen):
+            state, way = "a finished run", f"`sweeps report {where}` shows it"
+        else:
+            state, way = "an unfinished run", f"continue it with `sweeps resume {where}`"
         raise ValueError(
-            f"{show_path(chosen)} (from {source}) already holds a finished run; "
-            f"pass --overwrite to replace it, or --out DIR to write the run somewhere else"
+            f"{where} (from {source}) already holds {state}; {way}; replace it with --overwrite, "
+            f"or write elsewhere with --out DIR"
         )
     if chosen.exists() and not chosen.is_dir():
         raise ValueError(f"the run folder {show_path(chosen)} (from {source}) is a file; choose another with --out DIR")

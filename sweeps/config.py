@@ -10,7 +10,7 @@ and `sweeps.run`, so the file says only what differs:
     [strategy]  name ("grid" or "random") and its options: n, seed            (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
                 early_stopping, max_population, divergence_threshold          (sweeps.run)
-    [run]       dir: the run folder
+    [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models
 
 `load_config` reads, checks and resolves a file: unknown sections and keys
 are refused with the nearest valid name, every default is filled in, and a
@@ -44,6 +44,7 @@ from typing import Any
 from models import MLP
 from sweeps.config_schema import (
     DEFAULTS,
+    NULLABLE_RUN,
     NULLABLE_TRAIN,
     REQUIRED,
     SECTIONS,
@@ -159,7 +160,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     check_keys(raw, str(path))
     for text in overrides:
         raw = apply_override(raw, text)
-    return resolve(raw, path)
+    config = resolve(raw, path)
+    config["overrides"] = list(overrides)
+    return config
 
 
 def resolve(raw: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
@@ -220,6 +223,9 @@ def resolve(raw: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
     config["train"] = train
 
     run_section = {**defaults["run"], **raw.get("run", {})}
+    for key in NULLABLE_RUN:
+        if run_section.get(key) is False:
+            run_section[key] = None
     if run_section["dir"] is not None and (not isinstance(run_section["dir"], str) or not run_section["dir"]):
         raise ValueError(f"[run] dir in {where} must be a folder path (a string), but got {run_section['dir']!r}")
     config["run"] = run_section
@@ -318,7 +324,11 @@ def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> 
 
 
 def sweep_from_config(
-    config: Mapping[str, Any], progress: bool = False, planned: tuple[Dataset, Plan] | None = None
+    config: Mapping[str, Any],
+    progress: bool = False,
+    planned: tuple[Dataset, Plan] | None = None,
+    resume: bool | str = False,
+    overwrite: bool = False,
 ) -> Result:
     """Loads the data and runs the sweep a resolved config (from `load_config`) describes.
 
@@ -333,11 +343,15 @@ def sweep_from_config(
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """
     data, sweep_plan = plan_from_config(config) if planned is None else planned
+    run_options = {k: v for k, v in config["run"].items() if k != "dir"}
     return execute(
         sweep_plan,
         data,
         seed=config["train"]["seed"],
         run_dir=config["run"]["dir"],
+        resume=resume,
+        overwrite=overwrite,
         progress=progress,
         metadata={"config_file": config.get("config_file"), "sweep_config": copy.deepcopy(dict(config))},
+        **run_options,
     )

@@ -25,7 +25,9 @@ SECTIONS = ("data", "model", "space", "strategy", "train", "run")
 REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
 
 # Arguments of sweeps.run that other sections (or the CLI) supply.
-_NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata")
+_NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata", "resume", "overwrite")
+# Arguments of sweeps.run that belong to the run folder: the [run] section (besides `dir`).
+RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "keep_models")
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
 
 
@@ -66,13 +68,14 @@ def _defaults() -> dict[str, dict[str, Any]]:
     return {
         "data": _keyword_defaults(load_csv),
         "model": {k: _plain(model_fields[k]) for k in _MODEL_KEYS},
-        "train": _keyword_defaults(run, skip=_NOT_TRAIN),
-        "run": {"dir": None},
+        "train": _keyword_defaults(run, skip=_NOT_TRAIN + RUN_KEYS),
+        "run": {"dir": None, **{k: v for k, v in _keyword_defaults(run).items() if k in RUN_KEYS}},
     }
 
 
 DEFAULTS = _defaults()
-NULLABLE_TRAIN = _nullable(run, skip=_NOT_TRAIN)
+NULLABLE_TRAIN = _nullable(run, skip=_NOT_TRAIN + RUN_KEYS)
+NULLABLE_RUN = tuple(k for k in _nullable(run) if k in RUN_KEYS)
 
 
 def _strategy_keys() -> list[str]:

@@ -121,6 +121,12 @@ class Plan:
             ]
         )
 
+    def with_budget(self, budget_bytes: int, data: Dataset) -> Plan:
+        """The same trials chunked for another memory budget (a resumed run plans as it first did)."""
+        settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes))
+        groups = group_trials(list(self.trials), data, settings.max_population, settings.budget_bytes)
+        return dataclasses.replace(self, settings=settings, groups=tuple(groups))
+
     def describe(self) -> str:
         lines = [
             f"{len(self.trials)} trials in {len(self.groups)} structure groups: "

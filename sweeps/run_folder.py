@@ -49,10 +49,13 @@ def claim(run_dir: Path, overwrite: bool) -> None:
         raise ValueError(f"run_dir {run_dir} is a file; pass a folder path (it is created if missing)")
     if holds_run(run_dir):
         if not overwrite:
-            state = "a finished run" if is_finished(run_dir) else "an unfinished run (it has a manifest, run.json)"
+            if is_finished(run_dir):
+                state, way = "a finished run", "sweeps.load_result reads it"
+            else:
+                state, way = "an unfinished run", f"continue it with resume=True (shell: sweeps resume {run_dir})"
             raise ValueError(
-                f"{run_dir} already holds {state}; continue it with `sweeps resume {run_dir}` "
-                f"(API: resume=True), replace it with --overwrite (API: overwrite=True), or choose another folder"
+                f"{run_dir} already holds {state}; {way}; replace it with overwrite=True (shell: --overwrite), "
+                f"or choose another folder"
             )
         clear(run_dir)
     try:

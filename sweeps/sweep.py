@@ -12,6 +12,8 @@ import dataclasses
 import datetime
 import importlib.metadata
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,12 +23,14 @@ import jax
 import numpy as np
 
 from models import MLP
+from sweeps import checkpoints as checkpoints_lib
+from sweeps import run_folder, trained
 from sweeps.data import Dataset
 from sweeps.engine.compiles import compile_log
 from sweeps.engine.metrics import direction
 from sweeps.loop import SweepLoop
-from sweeps.planning import Plan, plan
-from sweeps.results import Result, build_frames
+from sweeps.planning import Plan, check_int, plan
+from sweeps.results import Result, build_frames, load_result
 from sweeps.space import axis_to_config
 from sweeps.strategies import Strategy
 
@@ -49,6 +53,11 @@ def run(
     max_population: int | None = None,
     divergence_threshold: float | None = 10.0,
     run_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    keep_models: int = 5,
+    resume: bool | str | Path = False,
+    overwrite: bool = False,
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
@@ -72,7 +81,17 @@ def run(
       divergence_threshold: a member whose epoch train loss exceeds this many times the loss of
         predicting the training prior (or is not finite) is frozen and marked `diverged`;
         None keeps only the non-finite test.
-      run_dir: where to write the run folder (config, table, history, plots); None writes nothing.
+      run_dir: where to write the run folder (config, table, history, plots, checkpoints, the kept
+        models); None writes nothing. A folder that holds a run is refused unless `resume` or `overwrite`.
+      checkpoint_every: save a checkpoint every this many epochs; None (default) saves at least every
+        60 seconds of training. A checkpoint is also saved at the end of every chunk and round.
+      keep_checkpoints: how many checkpoints to keep, the newest.
+      keep_models: the best trials whose best-epoch parameters are saved in `run_dir/models`
+        (`sweeps.load_model`); 0 keeps none.
+      resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
+        data are required; a finished run is returned as it is). A path forks: a new run in `run_dir`
+        starts from that run's newest checkpoint under these settings.
+      overwrite: replace a run already in `run_dir` (everything it wrote is removed first).
       progress: show a progress bar.
       metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
         the config file it ran).
@@ -102,7 +121,19 @@ def run(
         max_population=max_population,
         divergence_threshold=divergence_threshold,
     )
-    return execute(sweep_plan, data, seed=seed, run_dir=run_dir, progress=progress, metadata=metadata)
+    return execute(
+        sweep_plan,
+        data,
+        seed=seed,
+        run_dir=run_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        keep_models=keep_models,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        metadata=metadata,
+    )
 
 
 def execute(
@@ -111,21 +142,87 @@ def execute(
     *,
     seed: int = 0,
     run_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    keep_models: int = 5,
+    resume: bool | str | Path = False,
+    overwrite: bool = False,
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
     """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; see `run`."""
     started = time.perf_counter()
+    check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
+    settings_now = describe(sweep_plan, data, seed)
+    fingerprints = {"settings": run_folder.fingerprint(settings_now), "data": run_folder.data_fingerprint(data)}
+    checkpoints = None
     if run_dir is not None:
-        _prepare_run_dir(Path(run_dir))  # fail now, not after the training it would have to hold
-    loop = SweepLoop(sweep_plan, data, seed, progress)
-    with compile_log() as compiled:
-        records = loop.run()
+        run_dir = Path(run_dir)
+        if resume is True:
+            manifest = run_folder.read_manifest(run_dir)
+            if run_folder.is_finished(run_dir):
+                return load_result(run_dir)
+            _refuse_changes(manifest, settings_now, fingerprints, run_dir)
+        else:
+            run_folder.claim(run_dir, overwrite)  # fail now, not after the training it would have to hold
+            manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
+            if resume:  # a fork: continue another run's newest checkpoint under these settings
+                old = run_folder.read_manifest(Path(resume))
+                manifest["forked_from"] = str(Path(resume).absolute())
+                manifest["memory_budget"] = old["memory_budget"]
+                shutil.copytree(Path(resume) / checkpoints_lib.FOLDER, run_dir / checkpoints_lib.FOLDER)
+                fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
+            else:
+                manifest["memory_budget"] = sweep_plan.budget_bytes
+            run_folder.write_manifest(run_dir, manifest)
+        if manifest["memory_budget"] != sweep_plan.budget_bytes:  # plan the chunks as the run first did
+            sweep_plan = sweep_plan.with_budget(manifest["memory_budget"], data)
+        checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=keep_checkpoints, every=checkpoint_every)
+    loop = SweepLoop(
+        sweep_plan,
+        data,
+        seed,
+        progress,
+        checkpoints=checkpoints,
+        fingerprints=fingerprints,
+        keep_models=keep_models if run_dir is not None else 0,
+    )
+    try:
+        with compile_log() as compiled:
+            records = loop.run()
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
     settings = sweep_plan.settings
     table, history = build_frames(
         [dataclasses.asdict(t) for t in loop.trials], list(loop.swept), records.by_trial(), settings.objective
     )
     config = {
+        **settings_now,
+        "groups": sweep_plan.table().to_dict(orient="records"),
+        "rounds": len(loop.rounds),
+        "wall_s": round(time.perf_counter() - started, 3),
+        "compilations": compiled.count(EPOCH_PROGRAM),
+        "compile_s": round(compiled.seconds(), 3),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "versions": versions(),
+        **dict(metadata or {}),
+    }
+    result = Result(table=table, history=history, config=config)
+    if run_dir is not None:
+        models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+        result.config["models"] = models
+        test = trained.test_metrics(run_dir / trained.FOLDER, data)
+        if test is not None:
+            result.config["test_metrics"] = test
+        write_run_folder(result, run_dir)
+    return result
+
+
+def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
+    """The settings that decide a sweep's results, as config.json records them (and resume compares)."""
+    settings = sweep_plan.settings
+    return {
         "data": {
             "source": str(data.source),
             "target": data.target,
@@ -145,19 +242,42 @@ def execute(
         "early_stopping": dict(settings.early_stopping) if settings.early_stopping else None,
         "max_population": settings.max_population,
         "divergence_threshold": settings.divergence_threshold,
-        "groups": sweep_plan.table().to_dict(orient="records"),
-        "rounds": len(loop.rounds),
-        "wall_s": round(time.perf_counter() - started, 3),
-        "compilations": compiled.count(EPOCH_PROGRAM),
-        "compile_s": round(compiled.seconds(), 3),
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "versions": versions(),
-        **dict(metadata or {}),
     }
-    result = Result(table=table, history=history, config=config)
-    if run_dir is not None:
-        write_run_folder(result, run_dir)
-    return result
+
+
+def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite) -> None:
+    """The run-folder arguments of `run`, refused with the rule and the value before anything trains."""
+    if checkpoint_every is not None:
+        check_int("checkpoint_every", checkpoint_every, 1)
+    check_int("keep_checkpoints", keep_checkpoints, 1)
+    check_int("keep_models", keep_models, 0)
+    if resume is not False and run_dir is None:
+        raise ValueError("resume needs run_dir: the folder of the run to continue (or, with resume=PATH, the new one)")
+    if resume is True and overwrite:
+        raise ValueError("resume=True continues the run in run_dir and overwrite=True would erase it: pass one")
+    if not isinstance(resume, bool) and not Path(resume).is_dir():
+        raise ValueError(f"resume={str(resume)!r}: no such run folder to fork from; pass True or a run folder")
+
+
+def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
+    """Resuming under other settings or other data would mix two sweeps: name what differs, and the way out."""
+    changed = run_folder.differences(manifest["settings"], now)
+    if manifest["fingerprints"]["data"] != fingerprints["data"]:
+        changed.append(
+            f"data: the arrays differ (fingerprint {manifest['fingerprints']['data']} -> {fingerprints['data']})"
+        )
+    if changed:
+        raise ValueError(
+            f"{run_dir} was started with other settings; what differs now:\n  "
+            + "\n  ".join(changed)
+            + f"\nresume with the run's own configuration (sweeps resume {run_dir}), or start a new run from its "
+            f"newest checkpoint under the new one: sweeps resume {run_dir} --fork NEW_DIR (API: run_dir=NEW_DIR, "
+            f"resume={str(run_dir)!r})"
+        )
+
+
+def _checkpoint_data_fingerprint(old_run: Path) -> str:
+    return run_folder.read_manifest(old_run)["fingerprints"]["data"]
 
 
 def _strategy_config(strategy: Strategy) -> dict[str, Any]:
@@ -167,21 +287,25 @@ def _strategy_config(strategy: Strategy) -> dict[str, Any]:
     }
 
 
-def _prepare_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"run_dir {run_dir} is a file; pass a folder path (it is created if missing)")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"cannot create run_dir {run_dir}: {e.strerror}; pass a folder you can write to") from e
-
-
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:
-    """Saves the result and draws its plots into `run_dir`."""
+    """Saves the result and draws its plots into `run_dir`.
+
+    When the folder cannot be written at the end anyway (a disk that filled up, permissions
+    changed), the results go into a new temporary folder and the error names it: nothing
+    computed is lost.
+    """
     from sweeps import plots  # matplotlib only when a folder is written
 
-    path = result.save(run_dir)
-    plots.plot_run(result, path / "plots")
+    try:
+        path = result.save(run_dir)
+        plots.plot_run(result, path / "plots")
+    except OSError as e:
+        rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
+        result.save(rescue)
+        raise ValueError(
+            f"could not write the results into {run_dir} ({e.strerror or e}); they were saved in {rescue} instead "
+            f"(table, history, config.json): copy them where you want them"
+        ) from e
     return path
 
 

@@ -11,12 +11,25 @@ run folder someone else made cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
+import pandas as pd
 
+from models import MLP
+from sweeps.data import Preprocessing
+from sweeps.data.encoding import TransformReport
+from sweeps.data.reading import read_csv
+from sweeps.engine.metrics import evaluate
 from sweeps.engine.population import PADDING, Population
+from sweeps.engine.structure import Structure, flat_layout, structure_of
 
 
 class KeptModels:
@@ -56,3 +69,222 @@ class KeptModels:
 
     def load(self, meta: Mapping[str, float], arrays: Mapping[str, np.ndarray]) -> None:
         self.entries = {int(n): (float(s), np.asarray(arrays[f"trial_{n}"])) for n, s in meta.items()}
+
+
+FOLDER = "models"
+INDEX = "models.json"
+FORMAT = "sweepax-models/1"
+
+
+def _structure_json(structure: Structure) -> dict[str, Any]:
+    return {
+        "hidden": list(structure.hidden),
+        "activation": structure.activation,
+        "n_features": structure.n_features,
+        "n_outputs": structure.n_outputs,
+        "task": structure.task,
+    }
+
+
+def _model(info: Mapping[str, Any]) -> MLP:
+    s = info["structure"]
+    return MLP(hidden=tuple(s["hidden"]), activation=s["activation"], outputs=s["n_outputs"])
+
+
+def _tree(structure: Structure, flat: np.ndarray):
+    """A member's flat parameter vector as the flax parameter tree (what `MLP.apply` takes)."""
+    _, unravel, _ = flat_layout(structure)
+    return jax.tree.map(np.asarray, unravel(jnp.asarray(flat)))
+
+
+def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> list[dict[str, Any]]:
+    """Writes the kept trials' best-epoch parameters (orbax) and how to apply them (JSON) into `folder`.
+
+    Returns one entry per saved trial, best first (what config.json records under "models").
+    """
+    by_number = {t.number: t for t in trials}
+    rows = result.table.set_index("number")
+    entries, trees = [], {}
+    for rank, number in enumerate(kept.ranked()):
+        trial = by_number[number]
+        structure = structure_of(trial.hparams, data)
+        trees[f"trial_{number}"] = _tree(structure, kept.params(number))
+        row = rows.loc[number]
+        entries.append(
+            {
+                "trial": number,
+                "rank": rank,
+                "hparams": {k: list(v) if isinstance(v, tuple) else v for k, v in trial.hparams.items()},
+                "structure": _structure_json(structure),
+                "best_epoch": int(row["best_epoch"]),
+                "value": float(row["value"]),
+                "metrics": {c: float(row[c]) for c in rows.columns if c.startswith("best_") and c != "best_epoch"},
+            }
+        )
+    if not entries:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpointer = ocp.StandardCheckpointer()
+    for name, tree in trees.items():  # one orbax folder per trial: a model loads alone
+        checkpointer.save((folder / name).absolute(), tree, force=True)
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    fit = getattr(data, "preprocessing_fit", None)
+    index = {
+        "format": FORMAT,
+        "objective": result.objective,
+        "direction": result.direction,
+        "task": data.task,
+        "target": data.target,
+        "class_names": list(data.class_names),
+        "y_mean": float(data.y_mean),
+        "y_std": float(data.y_std),
+        "preprocessing": fit.to_json() if fit is not None else None,
+        "trials": entries,
+    }
+    (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
+
+
+def test_metrics(folder: Path, data) -> dict[str, float] | None:
+    """The best saved model's metrics on the test split, computed once at the end; None without a test split.
+
+    Never used to pick anything: the best trial is chosen on validation before this runs.
+    """
+    if data.x_test.shape[0] == 0 or not (folder / INDEX).is_file():
+        return None
+    model = load_model(folder.parent)
+    outputs = model.outputs(np.asarray(data.x_test))
+    values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_test), jnp.float32(data.y_std))
+    return {"trial": model.trial, **{f"test_{name}": float(v) for name, v in values.items()}}
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """One saved trial's model at its best epoch, with the preprocessing fitted on the training split.
+
+    Attributes:
+      trial: the trial number.
+      hparams: its hyperparameters.
+      info: its entry in models.json (best epoch, objective value, metrics).
+      params: the flax parameter tree.
+      preprocessing: the fitted `sweeps.data.Preprocessing` (None for a `Dataset.from_arrays` sweep:
+        then `predict` takes feature arrays as the sweep had them).
+    """
+
+    trial: int
+    hparams: dict[str, Any]
+    info: dict[str, Any]
+    params: Any
+    preprocessing: Preprocessing | None
+    task: str
+    class_names: tuple[str, ...]
+    y_mean: float
+    y_std: float
+    last_report: TransformReport | None = None
+
+    def features(self, rows) -> np.ndarray:
+        """(rows, features) float32 from a DataFrame, a CSV path, or an array already preprocessed."""
+        if isinstance(rows, np.ndarray):
+            return rows.astype(np.float32)
+        if isinstance(rows, str | Path):
+            rows = read_csv(rows, str(rows))
+        if not isinstance(rows, pd.DataFrame):
+            raise TypeError(
+                f"predict takes a pandas DataFrame, a CSV path or a feature array, not {type(rows).__name__}"
+            )
+        if self.preprocessing is None:
+            raise ValueError(
+                "this run was trained on arrays (Dataset.from_arrays), so it keeps no preprocessing: "
+                "pass a feature array shaped like the sweep's x arrays"
+            )
+        x, self.last_report = self.preprocessing.transform_with_report(rows)
+        return x
+
+    def outputs(self, rows) -> np.ndarray:
+        """The model's raw outputs: logits (rows, outputs), or standardized regression values."""
+        x = self.features(rows)
+        model = _model(self.info)
+        return np.asarray(model.apply({"params": self.params}, jnp.asarray(x)))
+
+    def predict_proba(self, rows) -> np.ndarray:
+        """Class probabilities (rows, classes), columns in `class_names` order (classification only)."""
+        if self.task == "regression":
+            raise ValueError("predict_proba is for classification; this model predicts a number: use predict")
+        out = self.outputs(rows)
+        if self.task == "binary":
+            p = np.asarray(jax.nn.sigmoid(out[:, 0]), np.float64)
+            return np.stack([1.0 - p, p], axis=1)
+        return np.asarray(jax.nn.softmax(out, axis=-1), np.float64)
+
+    def predict(self, rows) -> np.ndarray:
+        """Labels (classification, as the target's own values) or values in the target's units (regression)."""
+        if self.task == "regression":
+            return self.outputs(rows)[:, 0].astype(np.float64) * self.y_std + self.y_mean
+        index = self.predict_proba(rows).argmax(axis=1)
+        if self.preprocessing is not None:
+            return self.preprocessing.decode_labels(index)
+        return np.asarray(self.class_names, dtype=object)[index]
+
+
+def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
+    """A saved model of a run folder: the best trial's (or the named trial's), at its best epoch.
+
+    Args:
+      run_dir: a folder written by `sweeps run` / `sweeps.run(..., run_dir=...)`.
+      trial: a trial number among the saved ones (`keep_models` best); None for the best.
+
+    Raises:
+      ValueError: no saved models there, or the trial is not among them.
+
+    Examples:
+      >>> model = sweeps.load_model("runs/churn_lr")  # doctest: +SKIP
+      >>> model.predict("data/telco_customer_churn.csv")[:3]  # doctest: +SKIP
+      array(['No', 'No', 'Yes'], dtype=object)
+    """
+    folder = Path(run_dir) / FOLDER
+    if not (folder / INDEX).is_file():
+        raise ValueError(
+            f"{run_dir} has no saved models ({FOLDER}/{INDEX} is missing): pass a run folder that finished with "
+            f"keep_models >= 1 (the default keeps 5)"
+        )
+    index = json.loads((folder / INDEX).read_text())
+    if index.get("format") != FORMAT:
+        raise ValueError(f"{folder / INDEX} is not a sweepax models index (format {index.get('format')!r})")
+    saved = {e["trial"]: e for e in index["trials"]}
+    if trial is None:
+        trial = index["trials"][0]["trial"]
+    if trial not in saved:
+        raise ValueError(
+            f"trial {trial} was not saved in {folder}: it holds trials {sorted(saved)} (the best by "
+            f"{index['objective']}); raise keep_models to keep more"
+        )
+    info = saved[trial]
+    structure = Structure(
+        hidden=tuple(info["structure"]["hidden"]),
+        activation=info["structure"]["activation"],
+        batch_size=1,
+        optimizer="sgd",
+        schedule="constant",
+        clip=False,
+        dropout=False,
+        task=index["task"],
+        n_features=info["structure"]["n_features"],
+        n_outputs=info["structure"]["n_outputs"],
+    )
+    shapes = jax.eval_shape(_model(info).init, jax.random.PRNGKey(0), jnp.zeros((1, structure.n_features)))["params"]
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore((folder / f"trial_{trial}").absolute(), shapes)
+    restored = jax.tree.map(np.asarray, restored)
+    fit = index["preprocessing"]
+    return TrainedModel(
+        trial=trial,
+        hparams=info["hparams"],
+        info=info,
+        params=restored,
+        preprocessing=Preprocessing.from_json(fit) if fit is not None else None,
+        task=index["task"],
+        class_names=tuple(index["class_names"]),
+        y_mean=index["y_mean"],
+        y_std=index["y_std"],
+    )

@@ -1,0 +1,114 @@
+"""`sweeps resume` and `sweeps predict`: continue a run folder, apply its saved model to new rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sweeps.summary import show_path, summary_lines
+
+PREVIEW_ROWS = 5
+
+
+# --- sweeps resume ---------------------------------------------------------------------
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    from sweeps import run_folder
+    from sweeps.config import load_config, plan_from_config, resolve, sweep_from_config
+    from sweeps.results import load_result
+
+    started = time.perf_counter()
+    run_dir = Path(args.run_dir)
+    manifest = run_folder.read_manifest(run_dir)
+    if run_folder.is_finished(run_dir) and not args.fork:
+        print(
+            f"{show_path(run_dir)} already finished: nothing to resume (`sweeps report {show_path(run_dir)}` shows it)"
+        )
+        return 0
+    stored = manifest.get("metadata", {}).get("sweep_config")
+    if stored is None:
+        raise ValueError(
+            f"{run_dir} was started from Python (sweeps.run), not from a config file: resume it there with "
+            f"sweeps.run(..., run_dir={str(run_dir)!r}, resume=True)"
+        )
+    config_file = stored.get("config_file")
+    overrides = list(stored.get("overrides", [])) + list(args.overrides)
+    if config_file and Path(config_file).is_file():
+        config = load_config(config_file, overrides)  # a file edited since the start shows up as a difference
+    else:
+        config = resolve({k: v for k, v in stored.items() if k not in ("config_file", "overrides")}, config_file or ".")
+        config["overrides"] = overrides
+    target = Path(args.fork) if args.fork else run_dir
+    config["run"]["dir"] = str(target)
+    planned = plan_from_config(config)
+    what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
+    print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
+    result = sweep_from_config(
+        config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True
+    )
+    result = load_result(target) if result.run_dir is None else result
+    if args.quiet:
+        print(show_path(target))
+        return 0
+    print()
+    print("\n".join(summary_lines(result)))
+    print(f"wall time: {time.perf_counter() - started:.1f} s")
+    print(f"run folder: {show_path(target)}")
+    return 0
+
+
+# --- sweeps predict --------------------------------------------------------------------
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from sweeps.data.reading import read_csv
+    from sweeps.trained import load_model
+
+    model = load_model(args.run_dir, trial=args.trial)
+    frame = read_csv(args.csv, str(args.csv), sep=args.sep)
+    predictions = predictions_frame(model, frame)
+    out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
+    predictions.to_csv(out, index=False)
+    info = model.info
+    print(
+        f"model: trial {model.trial} of {show_path(args.run_dir)} at its best epoch {info['best_epoch']} "
+        f"({json.dumps({k: round(v, 4) for k, v in info['metrics'].items() if k.startswith('best_val')})})"
+    )
+    if model.last_report is not None and model.last_report.summary():
+        print(f"note: {model.last_report.summary()}")
+    print(f"{len(predictions)} rows predicted; the first {min(PREVIEW_ROWS, len(predictions))}:")
+    print(predictions.head(PREVIEW_ROWS).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    score = agreement(model, frame, predictions)
+    if score:
+        print(score)
+    print(f"predictions: {show_path(out)}")
+    return 0
+
+
+def predictions_frame(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per input row: `prediction`, and for classification `p_<class>` per class."""
+    out = pd.DataFrame({"prediction": model.predict(frame)})
+    if model.task != "regression":
+        for name, column in zip(model.class_names, model.predict_proba(frame).T):
+            out[f"p_{name}"] = column
+    return out
+
+
+def agreement(model, frame: pd.DataFrame, predictions: pd.DataFrame) -> str | None:
+    """When the rows carry the target, how well the predictions match it (accuracy or RMSE)."""
+    target = model.preprocessing.target if model.preprocessing is not None else None
+    if target is None or target not in frame:
+        return None
+    truth = frame[target]
+    known = truth.notna().to_numpy()
+    if model.task == "regression":
+        error = predictions["prediction"].to_numpy()[known] - pd.to_numeric(truth[known]).to_numpy()
+        return f"against the file's {target!r} column: RMSE {np.sqrt(np.mean(error**2)):.4g} over {known.sum()} rows"
+    hits = predictions["prediction"].astype(str).to_numpy()[known] == truth[known].astype(str).to_numpy()
+    return f"against the file's {target!r} column: accuracy {hits.mean():.4f} over {known.sum()} rows"

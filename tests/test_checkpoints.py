@@ -1,0 +1,319 @@
+"""Checkpoints: a sweep killed anywhere resumes to the same table, history and saved models."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pandas as pd
+import pytest
+
+import sweeps
+from helpers import synthetic
+from sweeps import space
+from sweeps.checkpoints import CheckpointError
+from sweeps.trained import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+# Two structures (batch sizes), three chunks each (max_population 3 over 5 rates, padded), early stopping:
+# every kind of position a checkpoint can hold.
+SWEEP = dict(
+    space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
+    strategy=sweeps.Grid(n=5),
+    epochs=4,
+    max_population=3,
+    early_stopping={"patience": 2},
+    checkpoint_every=1,
+    keep_models=3,
+)
+SCRIPT = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import sweeps
+from sweeps import space, checkpoints
+from helpers import synthetic
+
+KILL_AT, MODE = int(sys.argv[2]), sys.argv[3]
+saves = 0
+original = checkpoints.Checkpoints.save
+
+def save(self, snapshot):
+    global saves
+    step = original(self, snapshot)  # asynchronous: the files are still being written when it returns
+    saves += 1
+    at_chunk_end = snapshot.population is None
+    if saves >= KILL_AT and (MODE != "between_chunks" or at_chunk_end):
+        if MODE != "during_write":
+            self.wait()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return step
+
+checkpoints.Checkpoints.save = save
+sweep = dict(
+    space={{"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]}},
+    strategy=sweeps.Grid(n=5), epochs=4, max_population=3, early_stopping={{"patience": 2}},
+    checkpoint_every=1, keep_models=3,
+)
+sweeps.run(synthetic("binary", rows=400), run_dir=sys.argv[1], **sweep)
+"""
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic("binary", rows=400)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full") / "run"
+    return sweeps.run(data, run_dir=run_dir, **SWEEP), run_dir
+
+
+def assert_same_run(a_dir: Path, b_dir: Path) -> None:
+    a, b = sweeps.load_result(a_dir), sweeps.load_result(b_dir)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    pd.testing.assert_frame_equal(a.history, b.history)
+    assert a.config["models"] == b.config["models"]
+    for entry in a.config["models"]:
+        pa, pb = load_model(a_dir, entry["trial"]).params, load_model(b_dir, entry["trial"]).params
+        jax.tree.map(np.testing.assert_array_equal, pa, pb)
+
+
+@pytest.mark.parametrize(("kill_at", "mode"), [(2, "early"), (7, "between_chunks"), (11, "during_write")])
+def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(data, uninterrupted, tmp_path, kill_at, mode):
+    run_dir = tmp_path / "run"
+    script = tmp_path / "sweep.py"
+    script.write_text(SCRIPT.format(tests=str(ROOT / "tests")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script), str(run_dir), str(kill_at), mode], env=env, capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    assert not (run_dir / "config.json").exists(), "the run was killed before it finished"
+    sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
+    assert_same_run(uninterrupted[1], run_dir)
+
+
+class Stop(Exception):
+    """Stands for a crash at a chosen checkpoint."""
+
+
+def crash_after_saves(monkeypatch, count):
+    """The next run raises Stop right after its `count`-th checkpoint is on disk."""
+    from sweeps import checkpoints
+
+    original, saves = checkpoints.Checkpoints.save, []
+
+    def save(self, snapshot):
+        step = original(self, snapshot)
+        saves.append(step)
+        if len(saves) == count:
+            self.wait()
+            raise Stop()
+        return step
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
+    return lambda: monkeypatch.setattr(checkpoints.Checkpoints, "save", original)
+
+
+def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    undo = crash_after_saves(monkeypatch, 6)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=run_dir, **SWEEP)
+    undo()
+    newest = max(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit())
+    for path in (run_dir / "checkpoints" / str(newest)).rglob("*"):
+        if path.is_file() and path.stat().st_size > 0:
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])  # truncated
+    with pytest.warns(UserWarning, match=rf"checkpoint {newest} in .* is damaged and was skipped"):
+        sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
+    assert_same_run(uninterrupted[1], run_dir)
+
+
+def test_a_full_disk_during_a_save_says_so_and_the_previous_checkpoint_stays_usable(
+    data, uninterrupted, tmp_path, monkeypatch
+):
+    run_dir = tmp_path / "run"
+    original, calls = ocp.CheckpointManager.save, []
+
+    def save(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+    with pytest.raises(CheckpointError, match=r"the disk is full .*checkpoint 3 in .* stays usable.*sweeps resume"):
+        sweeps.run(data, run_dir=run_dir, **SWEEP)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", original)
+    sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
+    assert_same_run(uninterrupted[1], run_dir)
+
+
+def test_resuming_under_changed_settings_or_data_lists_what_differs(data, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    undo = crash_after_saves(monkeypatch, 3)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=run_dir, **SWEEP)
+    undo()
+    with pytest.raises(ValueError, match=r"started with other settings.*\n  epochs: 4 -> 5.*--fork NEW_DIR"):
+        sweeps.run(data, run_dir=run_dir, resume=True, **{**SWEEP, "epochs": 5})
+    other = synthetic("binary", rows=400, seed=1)
+    with pytest.raises(ValueError, match=r"data: the arrays differ"):
+        sweeps.run(other, run_dir=run_dir, resume=True, **SWEEP)
+    # a fork continues the checkpoint under the new settings, in a new folder, and leaves the old one alone
+    forked = sweeps.run(data, run_dir=tmp_path / "fork", resume=run_dir, **{**SWEEP, "divergence_threshold": 20.0})
+    assert len(forked.table) == 10 and forked.config["divergence_threshold"] == 20.0
+    assert not (run_dir / "config.json").exists()
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run_and_returns_a_finished_one(data, uninterrupted, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a sweepax run folder that can be resumed"):
+        sweeps.run(data, run_dir=tmp_path / "empty", resume=True, **SWEEP)
+    with pytest.raises(ValueError, match="does not exist"):
+        sweeps.run(data, run_dir=tmp_path / "nothing", resume=True, **SWEEP)
+    result, run_dir = uninterrupted
+    again = sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
+    pd.testing.assert_frame_equal(again.table, result.table)
+
+
+def test_a_folder_holding_a_run_is_refused_and_overwrite_leaves_nothing_of_the_old_run(data, tmp_path):
+    run_dir = tmp_path / "run"
+    sweeps.run(data, space={"learning_rate": [1e-3, 1e-2], "batch_size": [16, 32]}, epochs=1, run_dir=run_dir)
+    assert (run_dir / "plots" / "marginal_batch_size.png").is_file()
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds a finished run.*overwrite=True"):
+        sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=run_dir)
+    assert len(sweeps.load_result(run_dir).table) == 4, "the refused run changed nothing"
+    sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=run_dir, overwrite=True)
+    assert len(sweeps.load_result(run_dir).table) == 1
+    assert not (run_dir / "plots" / "marginal_batch_size.png").exists(), "the old run's plots are gone"
+    assert (run_dir / "notes.txt").read_text() == "mine", "files a run did not write are left alone"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_unwritable_run_dir_is_refused_before_training(data, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    with pytest.raises(ValueError, match="cannot write into run_dir"):
+        sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir=locked)
+
+
+def test_results_that_cannot_be_written_at_the_end_are_saved_elsewhere(data, tmp_path, monkeypatch):
+    from sweeps.results import Result
+
+    original = Result.save
+
+    def save(self, run_dir):
+        if Path(run_dir) == tmp_path / "run":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return original(self, run_dir)
+
+    monkeypatch.setattr(Result, "save", save)
+    with pytest.raises(ValueError, match=r"could not write the results into .*saved in (\S+) instead") as error:
+        sweeps.run(data, space={"learning_rate": [1e-3, 1e-2]}, epochs=1, run_dir=tmp_path / "run")
+    rescue = str(error.value).split("saved in ")[1].split(" instead")[0]
+    assert len(pd.read_csv(Path(rescue) / "table.csv")) == 2
+
+
+CLI_CONFIG = """
+[data]
+path = "{csv}"
+target = "Churn"
+[space]
+learning_rate = {{loguniform = [1e-4, 1e-1]}}
+batch_size = [32, 64]
+[strategy]
+name = "grid"
+n = 4
+[train]
+epochs = 3
+max_population = 2
+[run]
+checkpoint_every = 1
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_finishes_the_epoch_saves_and_names_the_resume_command(tmp_path, signum, code):
+    config = tmp_path / "sweep.toml"
+    config.write_text(CLI_CONFIG.format(csv=(ROOT / "data" / "telco_customer_churn.csv").as_posix()))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
+    command = [sys.executable, "-m", "sweeps", "run", str(config), "--out", str(run_dir), "--quiet"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == code, err[-2000:]
+    assert f"sweeps resume {run_dir}" in err
+    assert not (run_dir / "config.json").exists()
+    from sweeps.cli import main
+
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    table = pd.read_csv(run_dir / "table.csv")
+    assert len(table) == 8 and set(table["state"]) <= {"complete", "diverged"}
+
+
+def test_the_saved_model_reproduces_its_recorded_metrics_and_predicts_new_rows(churn_models):
+    run_dir, data, result = churn_models
+    best = result.best()
+    model = sweeps.load_model(run_dir)
+    assert model.trial == int(best["number"])
+    p = model.predict_proba(np.asarray(data.x_val))
+    y = np.asarray(data.y_val)
+    loss = -np.mean(y * np.log(p[:, 1]) + (1 - y) * np.log(p[:, 0]))
+    accuracy = np.mean((p[:, 1] > 0.5) == (y > 0.5))
+    assert loss == pytest.approx(best["best_val_loss"], abs=1e-5)
+    assert accuracy == pytest.approx(best["best_val_accuracy"], abs=1e-5)
+    assert set(result.config["test_metrics"]) >= {"test_loss", "test_accuracy", "test_auc"}
+
+
+def test_predictions_ignore_column_order_and_bad_rows_get_clear_errors(churn_models, tmp_path):
+    run_dir, _, _ = churn_models
+    model = sweeps.load_model(run_dir)
+    rows = pd.read_csv(ROOT / "data" / "telco_customer_churn.csv").head(50)
+    shuffled = rows[list(reversed(rows.columns))]
+    np.testing.assert_array_equal(model.predict(rows), model.predict(shuffled))
+    with pytest.raises(ValueError, match="Contract"):
+        model.predict(rows.drop(columns=["Contract"]))
+    unseen = rows.assign(Contract="Decade-long")
+    model.predict(unseen)
+    assert "Contract" in model.last_report.summary()
+    with pytest.raises(ValueError, match=r"tenure.*lots"):
+        model.predict(rows.assign(tenure=["lots"] + list(rows["tenure"][1:])))
+    with pytest.raises(ValueError, match="trial 999 was not saved"):
+        sweeps.load_model(run_dir, trial=999)
+    with pytest.raises(ValueError, match="has no saved models"):
+        sweeps.load_model(tmp_path)
+
+
+def test_sweeps_predict_writes_predictions_and_scores_them(churn_models, tmp_path, capsys):
+    from sweeps.cli import main
+
+    run_dir, _, _ = churn_models
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", str(run_dir), str(ROOT / "data" / "telco_customer_churn.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["prediction", "p_No", "p_Yes"] and len(predictions) == 7043
+    assert "accuracy 0." in printed
+
+
+@pytest.fixture(scope="module")
+def churn_models(tmp_path_factory):
+    data = sweeps.load_csv(ROOT / "data" / "telco_customer_churn.csv", target="Churn", test_fraction=0.1)
+    run_dir = tmp_path_factory.mktemp("churn") / "run"
+    result = sweeps.run(data, space={"learning_rate": [1e-3, 3e-3, 1e-2]}, epochs=3, run_dir=run_dir, keep_models=2)
+    return run_dir, data, result
