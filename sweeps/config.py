@@ -158,17 +158,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     path = Path(path)
     raw = read_toml(path)
     check_keys(raw, str(path))
-    for text in overrides:
+    config = resolve(raw, path)  # the file's own values first: an error there names the file
+    for text in overrides:  # then each --set in turn: an error names the override that caused it
         raw = apply_override(raw, text)
-    config = resolve(raw, path)
+        config = resolve(raw, path, where=f"--set {text}")
     config["overrides"] = list(overrides)
     return config
 
 
-def resolve(raw: Mapping[str, Any], path: str | Path) -> dict[str, Any]:
-    """Fills defaults and checks the kinds of values of a parsed (and overridden) config from `path`."""
+def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) -> dict[str, Any]:
+    """Fills defaults and checks the kinds of values of a parsed (and overridden) config from `path`.
+
+    `where` names the source in error messages (default: the file).
+    """
     path = Path(path)
-    where = str(path)
+    where = str(path) if where is None else where
     defaults = DEFAULTS
     config: dict[str, Any] = {"config_file": str(path.resolve())}
 

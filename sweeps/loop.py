@@ -78,11 +78,20 @@ def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_thres
     )
 
 
-def new_population(structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int) -> Population:
-    """A fresh population of `size` members for the chunk's trials (padding members past them)."""
+def new_population(
+    structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str = "shared"
+) -> Population:
+    """A fresh population of `size` members for the chunk's trials (padding members past them).
+
+    `init="shared"`: keys from each trial's seed index (common random numbers: configurations with
+    the same seed index start from the same weights and draw the same dropout masks);
+    `"per_trial"`: keys from the trial number.
+    """
     numbers = np.full(size, PADDING, np.int64)
     numbers[: len(chunk)] = [t.number for t in chunk]
-    return init_population(structure, stack_hparams([t.hparams for t in chunk], size), numbers, seed)
+    key_indices = np.zeros(size, np.int64)
+    key_indices[: len(chunk)] = [t.seed if init == "shared" else t.number for t in chunk]
+    return init_population(structure, stack_hparams([t.hparams for t in chunk], size), numbers, seed, key_indices)
 
 
 def train_chunk(
@@ -94,6 +103,7 @@ def train_chunk(
     stop_metric: str | None,
     controls: Controls,
     after_epoch: Callable[[dict[str, np.ndarray]], None] | None = None,
+    init: str = "shared",
 ) -> tuple[Population, list[dict[str, np.ndarray]]]:
     """Trains one chunk as a population of `size` members (padded) until every member is done.
 
@@ -101,7 +111,7 @@ def train_chunk(
     per-epoch metrics ((size,) arrays per name, `number` among them).
     """
     loop = _ChunkRunner(structure, data, seed, stop_metric, controls)
-    pop = new_population(structure, chunk, size, seed)
+    pop = new_population(structure, chunk, size, seed, init)
     history = []
     for epoch in range(max(t.hparams["epochs"] for t in chunk)):
         pop, metrics = loop.epoch(pop, epoch)
@@ -244,7 +254,7 @@ class SweepLoop:
             pop = (
                 population
                 if population is not None
-                else new_population(group.structure, chunk, group.chunk_size, self.seed)
+                else new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
             )
             pop, population = self.place(pop), None
             epochs = _epochs(chunk)
@@ -341,7 +351,9 @@ class SweepLoop:
         position = LoopPosition(**meta["position"])
         _, groups = self.rounds[position.round]
         group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        return jax.eval_shape(lambda: new_population(group.structure, chunk, group.chunk_size, self.seed))
+        return jax.eval_shape(
+            lambda: new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
+        )
 
     # --- signals -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ compilation, with the name, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +23,13 @@ from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import metric_names
 from sweeps.engine.structure import Structure, structure_of
-from sweeps.space import Axis, as_space
+from sweeps.space import Axis, Float, as_space
 from sweeps.strategies import Grid, Strategy
 
 EARLY_STOPPING_KEYS = ("metric", "patience", "min_delta")
+# How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
+# numbers shared by every configuration, or from (sweep seed, trial number).
+INIT_MODES = ("shared", "per_trial")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +75,14 @@ class Settings:
     max_population: int | None
     divergence_threshold: float | None
     budget_bytes: int
+    init: str = "shared"
 
     def defaults_config(self) -> dict[str, Any]:
         """The run-wide training defaults as config.json records them."""
-        return {name: self.defaults[name] for name in ("optimizer", "epochs", "batch_size")} | {"seeds": self.seeds}
+        return {name: self.defaults[name] for name in ("optimizer", "epochs", "batch_size")} | {
+            "seeds": self.seeds,
+            "init": self.init,
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +159,7 @@ def plan(
     early_stopping: Mapping[str, Any] | None = None,
     max_population: int | None = None,
     divergence_threshold: float | None = 10.0,
+    init: str = "shared",
     memory_budget: int | None = None,
 ) -> Plan:
     """Checks every input, asks the strategy for its first round and plans it.
@@ -172,6 +181,7 @@ def plan(
         early_stopping=early_stopping,
         max_population=max_population,
         divergence_threshold=divergence_threshold,
+        init=init,
         memory_budget=memory_budget,
     )
     configs = settings.strategy.ask(settings.space)
@@ -196,6 +206,7 @@ def check_settings(
     max_population,
     divergence_threshold,
     memory_budget,
+    init="shared",
 ) -> Settings:
     """Every run-wide argument checked (see `plan`)."""
     if not isinstance(data, Dataset):
@@ -225,9 +236,11 @@ def check_settings(
         "hidden": model.hidden,
         "activation": model.activation,
     }
+    if init not in INIT_MODES:
+        raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={init!r}")
     budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
     return Settings(
-        model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget
+        model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget, init
     )
 
 
@@ -242,21 +255,51 @@ def plan_round(
     """One round's configurations -> numbered trials (each configuration x `seeds`), groups, swept names.
 
     Trial numbers continue from `first_number`, configuration indices from `first_config`,
-    so numbers stay unique across rounds.
+    so numbers stay unique across rounds. Conditional hyperparameters (`registry.CONDITIONAL`) are
+    handled as Optuna does: a configuration whose optimizer and schedule do not read a value is the
+    same training whatever the value, so configurations that differ only there are trained once;
+    a swept hyperparameter that no trial reads is refused, and an ignored fixed one warned about.
     """
     trials = []
     swept = dict.fromkeys(settings.space)  # the table's params_ columns: the space's names, then any a strategy adds
     where = f"the trials {type(settings.strategy).__name__} asked for"
-    for index, config in enumerate(configs):
+    seen: dict[str, Mapping[str, Any]] = {}
+    index = 0
+    for config in configs:
         for name in config:
             registry.check_name(name, where=where)
             swept.setdefault(name)
         hparams = registry.resolve({**settings.defaults, **config})
+        effective = repr(sorted((k, v) for k, v in hparams.items() if k in registry.reads(hparams)))
+        if effective in seen and seen[effective] != config:
+            continue  # the same training as an earlier configuration: only unread values differ
+        seen[effective] = config
         check_batch_size(data, hparams["batch_size"])
         number = first_number + index * settings.seeds
         trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
+        index += 1
+    check_reads(settings, trials)
     groups = group_trials(trials, data, settings.max_population, settings.budget_bytes)
     return trials, groups, list(swept)
+
+
+def check_reads(settings: Settings, trials: list[Trial]) -> None:
+    """Refuses a swept hyperparameter no trial reads; warns about a fixed one that is ignored."""
+    used = set().union(*(registry.reads(t.hparams) for t in trials))
+    for name, axis in settings.space.items():
+        if name in used:
+            continue
+        optimizers = sorted({t.hparams["optimizer"] for t in trials})
+        schedules = sorted({t.hparams["schedule"] for t in trials})
+        read = sorted(set().union(*(registry.reads(t.hparams) for t in trials)) & set(registry.CONDITIONAL))
+        message = (
+            f"{name} is set but no trial reads it: optimizer {', '.join(optimizers)} with schedule "
+            f"{', '.join(schedules)} reads {', '.join(read) or 'none of the optional ones'} besides learning_rate; "
+            f"{name} is read by {', '.join(registry.readers(name))}"
+        )
+        if isinstance(axis, Float) or len(axis.values) > 1:
+            raise ValueError(f"{message}: remove it from the space, or sweep an optimizer or schedule that reads it")
+        warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
 
 
 def group_trials(trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int) -> list[Group]:

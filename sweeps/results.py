@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeps.engine.hparams import reads
 from sweeps.engine.metrics import direction
 
 TABLE_FILES = ("table.parquet", "table.csv")
@@ -58,6 +59,10 @@ class Result:
     def best(self, metric: str | None = None) -> pd.Series:
         """The best complete trial by `metric` (default: the objective) at its best epoch.
 
+        With several seeds per configuration (`seeds > 1`), the best *configuration* is chosen first,
+        by its mean over its seeds (configurations none of whose seeds diverged come first), and the
+        row returned is that configuration's best seed: one lucky initialisation does not decide.
+
         Raises:
           ValueError: when no trial completed (all diverged), or the metric is unknown.
         """
@@ -73,11 +78,19 @@ class Result:
                 f"(the table's params_ columns show what was tried)"
             )
         ascending = direction(metric) == "minimize"
+        if "seed" in self.table and self.table["seed"].nunique() > 1:
+            by_config = self.table.groupby("config", sort=True)
+            ranking = pd.DataFrame(
+                {"mean": by_config[column].mean(), "diverged": by_config["state"].apply(lambda s: (s != "complete").any())}
+            ).dropna(subset=["mean"])
+            ranking = ranking.sort_values(["diverged", "mean"], ascending=[True, ascending], kind="stable")
+            complete = complete[complete["config"] == ranking.index[0]]
         return complete.sort_values(column, ascending=ascending, kind="stable").iloc[0]
 
     @property
     def best_params(self) -> dict[str, Any]:
-        """The best trial's swept hyperparameters, as in Optuna's `study.best_params`."""
+        """The best trial's swept hyperparameters, as in Optuna's `study.best_params` (with seeds > 1,
+        the configuration with the best mean over its seeds: see `best`)."""
         row = self.best()
         return {c[len("params_") :]: row[c] for c in self.table.columns if c.startswith("params_")}
 
@@ -96,7 +109,12 @@ class Result:
         stats = grouped[metrics].agg(["mean", "std"])
         stats.columns = [f"{col}_{stat}" for col, stat in stats.columns]
         out = out.join(stats)
-        return out.sort_values("value_mean", ascending=self.direction == "minimize").reset_index()
+        return (
+            out.assign(_diverged=out["diverged"] > 0)
+            .sort_values(["_diverged", "value_mean"], ascending=[True, self.direction == "minimize"], kind="stable")
+            .drop(columns="_diverged")
+            .reset_index()
+        )
 
     def top(self, k: int = 5) -> pd.DataFrame:
         """The k best trials, best first (diverged last), with the columns a reader wants first."""
@@ -127,14 +145,27 @@ def load_result(run_dir: str | Path) -> Result:
       ValueError: when the folder or one of its files is missing.
     """
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ValueError(f"{run_dir} does not exist; pass the folder of a finished run (e.g. runs/churn_lr)")
     needed = [CONFIG_FILE, TABLE_FILES[0], HISTORY_FILES[0]]
     missing = [name for name in needed if not (run_dir / name).is_file()]
+    if missing and (run_dir / "run.json").is_file():
+        raise ValueError(
+            f"{run_dir} holds a run that has not finished (missing {', '.join(missing)}); "
+            f"continue it with `sweeps resume {run_dir}`"
+        )
     if missing:
         raise ValueError(
             f"{run_dir} is not a finished sweepax run folder: missing {', '.join(missing)}; "
             f"pass the run_dir of a sweeps.run call (or `sweeps run --out DIR`)"
         )
-    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    try:
+        config = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(
+            f"{run_dir / CONFIG_FILE} is damaged and cannot be read ({e}); the table and history are in "
+            f"{run_dir / TABLE_FILES[1]} and {run_dir / HISTORY_FILES[1]}"
+        ) from e
     table = pd.read_parquet(run_dir / TABLE_FILES[0])
     history = pd.read_parquet(run_dir / HISTORY_FILES[0])
     return Result(table=table, history=history, config=config, run_dir=run_dir)
@@ -175,7 +206,8 @@ def build_frames(
         curve = record[objective]
         epochs = len(curve)
         row = {"number": number, "config": trial["config"], "seed": trial["seed"]}
-        row.update({f"params_{name}": _cell(trial["hparams"][name]) for name in swept})
+        used = reads(trial["hparams"])  # a conditional hyperparameter its optimizer and schedule ignore: empty
+        row.update({f"params_{name}": _cell(trial["hparams"][name]) if name in used else None for name in swept})
         finite = np.isfinite(curve)
         best = int(np.argmin(np.where(finite, sign * curve, np.inf))) if finite.any() else None
         row.update(

@@ -98,15 +98,36 @@ def _best_lines(result) -> list[str]:
         best = result.best()
     except ValueError as e:  # every trial diverged: the run is still written down
         return [f"best: none; {e}"]
-    swept = [c for c in result.table.columns if c.startswith("params_")]
+    swept = [c for c in result.table.columns if c.startswith("params_") and pd.notna(best[c])]
     params = ", ".join(f"{c[len('params_') :]} {format_value(best[c])}" for c in swept)
     metrics = [result.objective] + [m for m in _headline_metrics(result) if m != result.objective]
     values = ", ".join(f"{m} {best[f'best_{m}']:.4g}" for m in metrics if f"best_{m}" in best)
     epochs = f"epoch {best['best_epoch']} of {best['epochs']}"
-    lines = [f"best: trial {best['number']}{f' ({params})' if params else ''}, {epochs}: {values}"]
-    majority = result.config.get("data", {}).get("majority_class_fraction")
-    if majority is not None:
-        lines.append(f"      (always predicting the most common class would give val_accuracy {majority:.4g})")
+    table = result.table
+    seeds = int(table["seed"].nunique()) if "seed" in table else 1
+    if seeds > 1:  # the configuration was chosen by its mean over seeds; name it, then its best seed
+        same = table[table["config"] == best["config"]][f"best_{result.objective}"]
+        lines = [
+            f"best configuration: {params or 'the defaults'}: mean {result.objective} {same.mean():.4g} "
+            f"(std {same.std():.2g}) over {seeds} seeds",
+            f"      its best seed: trial {best['number']}, {epochs}: {values}",
+        ]
+    else:
+        lines = [f"best: trial {best['number']}{f' ({params})' if params else ''}, {epochs}: {values}"]
+    data = result.config.get("data", {})
+    if data.get("majority_class_fraction") is not None:
+        lines.append(
+            f"      (always predicting the most common class would give val_accuracy "
+            f"{data['majority_class_fraction']:.4g})"
+        )
+    if data.get("baseline_val_rmse") is not None:
+        lines.append(
+            f"      (always predicting the training mean would give val_rmse {data['baseline_val_rmse']:.4g})"
+        )
+    test = result.config.get("test_metrics")
+    if test:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "trial")
+        lines.append(f"test split, once, with trial {test['trial']}'s saved model (never used to choose): {shown}")
     return lines
 
 

@@ -52,6 +52,7 @@ def run(
     early_stopping: Mapping[str, Any] | None = None,
     max_population: int | None = None,
     divergence_threshold: float | None = 10.0,
+    init: str = "shared",
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
@@ -73,6 +74,10 @@ def run(
       optimizer, epochs, batch_size: defaults for trials whose space does not set them.
       seeds: initialisations per configuration (trials = configurations x seeds).
       seed: the sweep seed: initialisations, dropout masks and minibatch order derive from it.
+      init: "shared" (default): a trial's initialisation and dropout keys come from (seed, seed index),
+        common random numbers, so configurations with the same seed index start from the same weights
+        and see the same dropout masks, and trials differ only by their hyperparameters; `seeds=k` gives
+        k initialisations shared by every configuration. "per_trial": keys from (seed, trial number).
       objective: the metric that picks each trial's best epoch and the best trial
         (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`).
       early_stopping: `{"metric": "val_loss", "patience": 5, "min_delta": 0.0}` stops a member
@@ -120,6 +125,7 @@ def run(
         early_stopping=early_stopping,
         max_population=max_population,
         divergence_threshold=divergence_threshold,
+        init=init,
     )
     return execute(
         sweep_plan,
@@ -230,6 +236,7 @@ def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
             "rows": {"train": data.n_train, "val": int(data.x_val.shape[0]), "test": int(data.x_test.shape[0])},
             "features": data.n_features,
             "majority_class_fraction": data.majority_class_fraction,
+            "baseline_val_rmse": baseline_rmse(data),
             "preprocessing": list(data.preprocessing),
         },
         "model": {"hidden": list(settings.model.hidden), "activation": settings.model.activation},
@@ -243,6 +250,14 @@ def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
         "max_population": settings.max_population,
         "divergence_threshold": settings.divergence_threshold,
     }
+
+
+def baseline_rmse(data: Dataset) -> float | None:
+    """Regression: the validation RMSE of always predicting the training mean, in the target's units."""
+    if data.task != "regression":
+        return None
+    y_train, y_val = np.asarray(data.y_train, np.float64), np.asarray(data.y_val, np.float64)
+    return float(np.sqrt(np.mean((y_val - y_train.mean()) ** 2)) * data.y_std)
 
 
 def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite) -> None:

@@ -1,12 +1,10 @@
 """Checkpoints: a sweep killed anywhere resumes to the same table, history and saved models."""
 
 import errno
-import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,10 +15,11 @@ import pandas as pd
 import pytest
 
 import sweeps
-from helpers import synthetic
 from sweeps import space
 from sweeps.checkpoints import CheckpointError
 from sweeps.trained import load_model
+
+from helpers import synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two structures (batch sizes), three chunks each (max_population 3 over 5 rates, padded), early stopping:

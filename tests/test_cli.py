@@ -320,13 +320,14 @@ def test_apply_override_refuses_a_path_through_a_value():
 
 def test_load_config_fills_defaults_and_is_json(tmp_path):
     config = load_config(write_config(tmp_path), ["train.divergence_threshold=false", "strategy.name=random"])
-    assert set(config) == {"config_file", "data", "model", "space", "strategy", "train", "run"}
+    assert set(config) == {"config_file", "overrides", "data", "model", "space", "strategy", "train", "run"}
+    assert config["overrides"] == ["train.divergence_threshold=false", "strategy.name=random"]
     assert config["data"]["val_fraction"] == 0.2 and config["data"]["drop"] == [] and config["data"]["task"] is None
     assert config["model"] == {"hidden": [8], "activation": "relu"}
     assert config["strategy"] == {"name": "random", "n": 4, "seed": 0}
     assert config["train"]["objective"] == "val_loss" and config["train"]["seeds"] == 1
     assert config["train"]["divergence_threshold"] is None
-    assert config["run"] == {"dir": None}
+    assert config["run"] == {"dir": None, "checkpoint_every": None, "keep_checkpoints": 2, "keep_models": 5}
     assert json.loads(json.dumps(config)) == config
 
 

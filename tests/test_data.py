@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 import sweeps
-from sweeps.config import load_config, section_keys
+from sweeps.config import load_config
+from sweeps.config_schema import section_keys
 from sweeps.data import Dataset, check_batch_size, load_csv
 
 CHURN = (

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 import sweeps
-from helpers import synthetic
 from sweeps import space
-from sweeps.engine import keys, memory
+from sweeps.engine import Split, Structure, init_population, keys, make_train_epoch, memory, stack_hparams
 from sweeps.engine.hparams import resolve
-from sweeps.engine import Structure, init_population, stack_hparams
 from sweeps.loop import controls_for
-from sweeps.engine import Split, make_train_epoch
+
+from helpers import synthetic
 
 
 @pytest.mark.parametrize("hidden, optimizer, members", [((64,), "adam", 64), ((32, 16), "momentum", 256)])

@@ -100,6 +100,29 @@ _SPECS = [
 HPARAMS: dict[str, HParam] = {spec[0]: HParam(*spec) for spec in _SPECS}
 TRACED = tuple(name for name, hp in HPARAMS.items() if hp.traced)
 STRUCTURAL = tuple(name for name, hp in HPARAMS.items() if not hp.traced)
+# Read only by some optimizers or schedules: a trial whose optimizer and schedule do not read one
+# trains the same whatever its value (a conditional hyperparameter, in Optuna's words).
+CONDITIONAL = tuple(
+    dict.fromkeys(name for reads in [*(o.reads for o in OPTIMIZERS.values()), *SCHEDULES.values()] for name in reads)
+)
+
+
+def reads(hparams: Mapping[str, Any]) -> set[str]:
+    """The hyperparameters a trial with these (resolved) values actually uses.
+
+    Examples:
+      >>> sorted(reads({"optimizer": "sgd", "schedule": "constant"}) & set(CONDITIONAL))
+      []
+      >>> sorted(reads({"optimizer": "adamw", "schedule": "exponential"}) & set(CONDITIONAL))
+      ['b1', 'b2', 'decay_rate', 'eps', 'weight_decay']
+    """
+    used = set(HPARAMS) - set(CONDITIONAL)
+    return used | set(OPTIMIZERS[hparams["optimizer"]].reads) | set(SCHEDULES[hparams["schedule"]])
+
+
+def readers(name: str) -> list[str]:
+    """The optimizers and schedules that read a conditional hyperparameter, for messages."""
+    return [o.name for o in OPTIMIZERS.values() if name in o.reads] + [s for s, r in SCHEDULES.items() if name in r]
 
 
 def check_name(name: str, where: str = "space") -> None:

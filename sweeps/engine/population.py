@@ -84,19 +84,26 @@ def stack_hparams(trial_hparams: list[Mapping[str, Any]], size: int) -> dict[str
 
 
 def init_population(
-    structure: Structure, hparams: Mapping[str, np.ndarray], numbers: np.ndarray, seed: int
+    structure: Structure,
+    hparams: Mapping[str, np.ndarray],
+    numbers: np.ndarray,
+    seed: int,
+    key_indices: np.ndarray | None = None,
 ) -> Population:
-    """A fresh population: parameters from (seed, trial number), optimizer state, all masks.
+    """A fresh population: parameters from (seed, key index), optimizer state, all masks.
 
     Args:
       structure: the shared structure.
       hparams: name -> (trials,) values of every traced hyperparameter.
       numbers: (trials,) trial numbers, PADDING for padding members.
       seed: the sweep seed.
+      key_indices: (trials,) the numbers the initialisation and dropout keys derive from: each
+        trial's seed index for common random numbers (the sweep's default), or its trial number
+        (per-trial keys, also the default here when None).
     """
     hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
     numbers = jnp.asarray(numbers, jnp.int32)
-    safe_numbers = jnp.maximum(numbers, 0)
+    safe_numbers = jnp.maximum(numbers if key_indices is None else jnp.asarray(key_indices, jnp.int32), 0)
     init = _init_members(
         structure.hidden,
         structure.activation,
