@@ -38,8 +38,9 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -147,9 +148,16 @@ def engine_commit() -> str:
     import subprocess
 
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, check=True)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
@@ -257,7 +265,9 @@ def analytic_cost(workload: Workload) -> tuple[float, float]:
     return float(flops), float(workload.steps_per_epoch * step_bytes + val_bytes)
 
 
-def xla_cost(workload: Workload, pop: Population, train: Split, val: Split, traffic: bool) -> tuple[float, float | None]:
+def xla_cost(
+    workload: Workload, pop: Population, train: Split, val: Split, traffic: bool
+) -> tuple[float, float | None]:
     """(FLOPs, bytes accessed or None) of one epoch of `pop`, from XLA's cost analysis.
 
     XLA counts a loop's body once, so the epoch is costed in parts: the
@@ -276,11 +286,18 @@ def xla_cost(workload: Workload, pop: Population, train: Split, val: Split, traf
     steps = workload.steps_per_epoch
     size = pop.size
     carry = StepCarry(
-        params=pop.params, opt_state=pop.opt_state, step=pop.step, active=pop.active, diverged=pop.diverged,
-        loss_sum=jnp.zeros(size, jnp.float32), loss_steps=jnp.zeros(size, jnp.int32),
+        params=pop.params,
+        opt_state=pop.opt_state,
+        step=pop.step,
+        active=pop.active,
+        diverged=pop.diverged,
+        loss_sum=jnp.zeros(size, jnp.float32),
+        loss_steps=jnp.zeros(size, jnp.int32),
     )
     batch = (jnp.zeros(workload.batch_size, jnp.int32), jnp.ones(workload.batch_size, jnp.float32))
-    step = jax.jit(functools.partial(minibatch_step, structure, steps)).lower(pop.hparams, pop.dropout_key, train, carry, batch)
+    step = jax.jit(functools.partial(minibatch_step, structure, steps)).lower(
+        pop.hparams, pop.dropout_key, train, carry, batch
+    )
 
     _, unravel, _ = flat_layout(structure)
 
@@ -344,7 +361,9 @@ class Engine:
         """A fresh population of one member per learning rate, and the seconds it took to build."""
         params = self.workload.trial_params(lrs)
         start = time.perf_counter()
-        pop = init_population(self.workload.structure(), stack_hparams(params, len(params)), np.arange(len(params)), SEED)
+        pop = init_population(
+            self.workload.structure(), stack_hparams(params, len(params)), np.arange(len(params)), SEED
+        )
         jax.block_until_ready(pop)
         return pop, time.perf_counter() - start
 
@@ -355,7 +374,11 @@ class Engine:
             start = time.perf_counter()
             program = epoch.lower(pop, self.train, self.val, self.order_key(0), self.controls).compile()
             compile_s = time.perf_counter() - start
-            self._compiled[pop.size] = (program, compile_s, epoch_cost(self.workload, pop, self.train, self.val, self.traffic))
+            self._compiled[pop.size] = (
+                program,
+                compile_s,
+                epoch_cost(self.workload, pop, self.train, self.val, self.traffic),
+            )
         return self._compiled[pop.size]
 
     def order_key(self, epoch: int):
@@ -435,7 +458,7 @@ def bench_sequential(engine: Engine, trials: int, epochs: int, budget_s: float) 
         if records and time.perf_counter() - started > budget_s:
             break
         start = time.perf_counter()
-        pop = jax.tree.map(lambda a: a[i : i + 1], everyone)
+        pop = jax.tree.map(lambda a, i=i: a[i : i + 1], everyone)
         times = []
         for e in range(epochs + 1):
             pop, seconds = engine.run_epoch(program, pop, e)
@@ -456,7 +479,9 @@ def sequential_rows(records: list[dict[str, Any]], ns: list[int], steps: int) ->
         steady = [t for r in used for t in r["epoch_times"][1:]]  # each trial's first epoch is its warm-up
         trial_s = statistics.mean(r["trial_s"] for r in used)
         compile_s = used[0].get("compile_s", 0.0)
-        first_extra = statistics.mean(max(r["epoch_times"][0] - statistics.mean(r["epoch_times"][1:]), 0.0) for r in used)
+        first_extra = statistics.mean(
+            max(r["epoch_times"][0] - statistics.mean(r["epoch_times"][1:]), 0.0) for r in used
+        )
         rows.append(
             {
                 "n": n,
@@ -470,7 +495,11 @@ def sequential_rows(records: list[dict[str, Any]], ns: list[int], steps: int) ->
                 "trial_s": trial_s,
                 "timed_trials": len(used),
                 "extrapolated": len(used) < n,
-                **{k: used[0][k] for k in ("peak_mem_mb", "peak_mem_source", "rss_before_mb", *COST_KEYS) if k in used[0]},
+                **{
+                    k: used[0][k]
+                    for k in ("peak_mem_mb", "peak_mem_source", "rss_before_mb", *COST_KEYS)
+                    if k in used[0]
+                },
             }
         )
     return rows
@@ -520,11 +549,18 @@ def bench_keras(workload: Workload, trials: int, epochs: int, budget_s: float) -
         layers += [keras.layers.Dense(width, activation="relu") for width in workload.hidden]
         layers += [keras.layers.Dense(1, activation="sigmoid")]
         model = keras.Sequential(layers)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr), loss="binary_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=lr), loss="binary_crossentropy", metrics=["accuracy"]
+        )
         timer = EpochTimer()
         model.fit(
-            data.x_train, data.y_train, batch_size=workload.batch_size, epochs=epochs + 1,
-            validation_data=(data.x_val, data.y_val), callbacks=[timer], verbose=0,
+            data.x_train,
+            data.y_train,
+            batch_size=workload.batch_size,
+            epochs=epochs + 1,
+            validation_data=(data.x_val, data.y_val),
+            callbacks=[timer],
+            verbose=0,
         )
         return {"trial_s": time.perf_counter() - start, "epoch_times": timer.times}
 
@@ -581,13 +617,20 @@ def bench_torch(workload: Workload, trials: int, epochs: int, budget_s: float) -
             model.eval()
             with torch.no_grad():
                 logits = model(x_val).squeeze(-1)
-                val_loss, val_accuracy = loss_fn(logits, y_val).item(), ((logits > 0).float() == y_val).float().mean().item()
+                val_loss, val_accuracy = (
+                    loss_fn(logits, y_val).item(),
+                    ((logits > 0).float() == y_val).float().mean().item(),
+                )
                 del val_loss, val_accuracy  # computed, as the engine and keras do each epoch; not reported
             times.append(time.perf_counter() - epoch_start)
         return {"trial_s": time.perf_counter() - start, "epoch_times": times}
 
-    return _time_trials(one_trial, trials, budget_s, {"version": torch.__version__, "threads": torch.get_num_threads(),
-                                                        "seconds_per_20_steps_by_threads": speed})
+    return _time_trials(
+        one_trial,
+        trials,
+        budget_s,
+        {"version": torch.__version__, "threads": torch.get_num_threads(), "seconds_per_20_steps_by_threads": speed},
+    )
 
 
 def _time_trials(one_trial, trials: int, budget_s: float, info: dict) -> list[dict[str, Any]]:
@@ -604,8 +647,13 @@ def _time_trials(one_trial, trials: int, budget_s: float, info: dict) -> list[di
     peak, source = peak_memory_mb()
     for r in records:
         # compile_s: a new model is traced and compiled by its first epoch; what that costs over a steady epoch
-        r.update(compile_s=max(r["epoch_times"][0] - statistics.mean(r["epoch_times"][1:]), 0.0),
-                 peak_mem_mb=peak, peak_mem_source=source, rss_before_mb=rss_before, framework=info)
+        r.update(
+            compile_s=max(r["epoch_times"][0] - statistics.mean(r["epoch_times"][1:]), 0.0),
+            peak_mem_mb=peak,
+            peak_mem_source=source,
+            rss_before_mb=rss_before,
+            framework=info,
+        )
     return records
 
 
@@ -666,8 +714,10 @@ def bench_trials(total: int, max_population: int | None) -> dict[str, Any]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ("| workload | mode | N | model-epochs/s | µs per step | sweep s | compile s | timed trials "
-            "| GFLOP/s | % of matmul peak | % of bandwidth | peak MB |")
+    head = (
+        "| workload | mode | N | model-epochs/s | µs per step | sweep s | compile s | timed trials "
+        "| GFLOP/s | % of matmul peak | % of bandwidth | peak MB |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)] if any(r.get("mode") != "sweeps.run" for r in rows) else []
     for r in rows:
         if r.get("mode") == "sweeps.run":
@@ -683,13 +733,19 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         )
     runs = [r for r in rows if r.get("mode") == "sweeps.run"]
     if runs:
-        lines += [""] * bool(lines) + ["| trials | epochs | max_population | chunks x population | compilations | wall s | peak MB |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [""] * bool(lines) + [
+            "| trials | epochs | max_population | chunks x population | compilations | wall s | peak MB |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in runs:
-            chunking = "; ".join(f"{g.get('chunks', '?')} x {g.get('population', g.get('chunk_size', '?'))}"
-                                 for g in (r.get("groups") or []))
-            lines.append(f"| {r['n']} | {r['epochs']} | {r['max_population']} | {chunking} | {r['compilations']} "
-                         f"| {r['wall_s']:.0f} | {r['peak_mem_mb']:.0f} |")
+            chunking = "; ".join(
+                f"{g.get('chunks', '?')} x {g.get('population', g.get('chunk_size', '?'))}"
+                for g in (r.get("groups") or [])
+            )
+            lines.append(
+                f"| {r['n']} | {r['epochs']} | {r['max_population']} | {chunking} | {r['compilations']} "
+                f"| {r['wall_s']:.0f} | {r['peak_mem_mb']:.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -712,14 +768,26 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
     colors = {"vmap": "tab:green", "sequential": "tab:blue", "keras": "tab:red", "torch": "tab:orange"}
     for (workload, mode), points in sorted(lines.items()):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], styles.get(workload, ":"),
-                marker=markers.get(mode, "x"), color=colors.get(mode), label=f"{workload} / {mode}")
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            styles.get(workload, ":"),
+            marker=markers.get(mode, "x"),
+            color=colors.get(mode),
+            label=f"{workload} / {mode}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("trials N")
     ax.set_ylabel("model-epochs per second (steady state)")
-    fig.text(0.01, 0.01, "sequential, keras, torch: per-trial rates of the trials timed, the same for every N "
-             "past the number timed; skipped rows are not drawn", fontsize=7, color="0.4")
+    fig.text(
+        0.01,
+        0.01,
+        "sequential, keras, torch: per-trial rates of the trials timed, the same for every N "
+        "past the number timed; skipped rows are not drawn",
+        fontsize=7,
+        color="0.4",
+    )
     ax.set_title(f"sweepax throughput, {device}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
@@ -732,27 +800,64 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", nargs="+", default=None, choices=[*WORKLOADS, "all"],
-                        help="default: all (with --trials alone: none, only the memory run)")
-    parser.add_argument("--mode", nargs="+", default=["vmap", "sequential"], choices=[*MODES, "all"],
-                        help="default: vmap sequential; 'all' adds keras and torch where they import")
-    parser.add_argument("--n", nargs="+", type=int, default=None,
-                        help=f"population sizes (default {list(CPU_NS)} on CPU, {list(ACCELERATOR_NS)} on an accelerator)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--workload",
+        nargs="+",
+        default=None,
+        choices=[*WORKLOADS, "all"],
+        help="default: all (with --trials alone: none, only the memory run)",
+    )
+    parser.add_argument(
+        "--mode",
+        nargs="+",
+        default=["vmap", "sequential"],
+        choices=[*MODES, "all"],
+        help="default: vmap sequential; 'all' adds keras and torch where they import",
+    )
+    parser.add_argument(
+        "--n",
+        nargs="+",
+        type=int,
+        default=None,
+        help=f"population sizes (default {list(CPU_NS)} on CPU, {list(ACCELERATOR_NS)} on an accelerator)",
+    )
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch (default 3)")
-    parser.add_argument("--sequential-trials", type=int, default=8,
-                        help="most trials timed one by one in mode sequential (default 8)")
-    parser.add_argument("--framework-trials", type=int, default=4,
-                        help="most trials timed for keras and torch, after a warm-up trial (default 4)")
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help="seconds one measurement may take: a vmap N predicted to take longer is skipped, "
-                             "sequential modes stop timing new trials (default 300 on CPU, 600 on an accelerator)")
-    parser.add_argument("--out", type=Path, default=None, help="JSONL path (default benchmarks/results/<device>-<date>.jsonl)")
-    parser.add_argument("--quick", action="store_true", help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, vmap and sequential")
-    parser.add_argument("--trials", type=int, default=None,
-                        help="the memory run: this many lesson trials for one epoch through sweeps.run (e.g. 100000)")
-    parser.add_argument("--max-population", default="8192",
-                        help="max_population for --trials: a number, or 'auto' to let sweeps.run choose (default 8192)")
+    parser.add_argument(
+        "--sequential-trials", type=int, default=8, help="most trials timed one by one in mode sequential (default 8)"
+    )
+    parser.add_argument(
+        "--framework-trials",
+        type=int,
+        default=4,
+        help="most trials timed for keras and torch, after a warm-up trial (default 4)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="seconds one measurement may take: a vmap N predicted to take longer is skipped, "
+        "sequential modes stop timing new trials (default 300 on CPU, 600 on an accelerator)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSONL path (default benchmarks/results/<device>-<date>.jsonl)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, vmap and sequential"
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="the memory run: this many lesson trials for one epoch through sweeps.run (e.g. 100000)",
+    )
+    parser.add_argument(
+        "--max-population",
+        default="8192",
+        help="max_population for --trials: a number, or 'auto' to let sweeps.run choose (default 8192)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, but got {args.epochs}")
@@ -790,12 +895,19 @@ def main(argv=None) -> int:
         peak = matmul_peak_gflops(1024 if quick else (8192 if accelerator else 2048), repeats=3 if quick else 7)
         bandwidth = memory_bandwidth_gbs(64 if quick else (1024 if accelerator else 256), repeats=3 if quick else 7)
         samples.append((when, peak, bandwidth))
-        print(f"[{when}] matmul peak {peak:.1f} GFLOP/s (float32 jnp.dot), memory bandwidth {bandwidth:.1f} GB/s (x + 1 copy)")
+        print(
+            f"[{when}] matmul peak {peak:.1f} GFLOP/s (float32 jnp.dot), "
+            f"memory bandwidth {bandwidth:.1f} GB/s (x + 1 copy)"
+        )
 
     def with_machine(row: dict[str, Any]) -> dict[str, Any]:
         peak, bandwidth = max(p for _, p, _ in samples), max(b for _, _, b in samples)
-        row = {**row, "matmul_peak_gflops": peak, "mem_bandwidth_gbs": bandwidth,
-               "machine_samples": [{"when": w, "matmul_gflops": p, "copy_gbs": b} for w, p, b in samples]}
+        row = {
+            **row,
+            "matmul_peak_gflops": peak,
+            "mem_bandwidth_gbs": bandwidth,
+            "machine_samples": [{"when": w, "matmul_gflops": p, "copy_gbs": b} for w, p, b in samples],
+        }
         if not row.get("skipped") and "flops" in row:
             row["gflops"] = row["flops"] * row["model_epochs_per_s"] / 1e9
             row["peak_fraction"] = row["gflops"] / peak
@@ -803,8 +915,14 @@ def main(argv=None) -> int:
         return row
 
     measure_machine("start")
-    common = {"device": device, "backend": backend, "jax": jax.__version__, "cpus": os.cpu_count(), "date": date,
-              "engine_commit": engine_commit()}
+    common = {
+        "device": device,
+        "backend": backend,
+        "jax": jax.__version__,
+        "cpus": os.cpu_count(),
+        "date": date,
+        "engine_commit": engine_commit(),
+    }
 
     rows: list[dict[str, Any]] = []
 
@@ -816,18 +934,27 @@ def main(argv=None) -> int:
         if row.get("skipped"):
             print(f"  {row['workload']:>6} {row['mode']:>10} N={row['n']:<6} skipped: {row['skipped']}")
         elif row.get("mode") != "sweeps.run":
-            print(f"  {row['workload']:>6} {row['mode']:>10} N={row['n']:<6} {row['model_epochs_per_s']:9.3g} model-epochs/s"
-                  f"  sweep {row['sweep_s']:.3g} s  compile {row['compile_s']:.2f} s  timed trials {row['timed_trials']}"
-                  f"  {row['gflops']:.3g} GFLOP/s")
+            print(
+                f"  {row['workload']:>6} {row['mode']:>10} N={row['n']:<6} "
+                f"{row['model_epochs_per_s']:9.3g} model-epochs/s"
+                f"  sweep {row['sweep_s']:.3g} s  compile {row['compile_s']:.2f} s  timed trials {row['timed_trials']}"
+                f"  {row['gflops']:.3g} GFLOP/s"
+            )
 
     out.write_text("")  # one file per run
     for index, name in enumerate(workloads):
         if index > 0 and not quick:
             measure_machine(f"before {name}")
         workload = make_workloads()[name]
-        base = {"workload": name, "epochs": args.epochs, "batch_size": workload.batch_size,
-                "hidden": list(workload.hidden), "train_rows": workload.data.n_train, "val_rows": workload.data.n_val,
-                "steps_per_epoch": workload.steps_per_epoch}
+        base = {
+            "workload": name,
+            "epochs": args.epochs,
+            "batch_size": workload.batch_size,
+            "hidden": list(workload.hidden),
+            "train_rows": workload.data.n_train,
+            "val_rows": workload.data.n_val,
+            "steps_per_epoch": workload.steps_per_epoch,
+        }
         engine = Engine(workload, traffic=not args.quick)
         engine_cost = None
         for mode in modes:
@@ -839,18 +966,39 @@ def main(argv=None) -> int:
                     fit = memory_check(workload, n)
                     gib = fit["memory_estimate_mb"] / 1024, fit["memory_available_mb"] / 1024
                     if fit["memory_estimate_mb"] > fit["memory_available_mb"]:
-                        emit({**base, "mode": mode, "n": n, **fit,
-                              "skipped": f"memory estimate {gib[0]:.3g} GiB > available {gib[1]:.3g} GiB"})
+                        emit(
+                            {
+                                **base,
+                                "mode": mode,
+                                "n": n,
+                                **fit,
+                                "skipped": f"memory estimate {gib[0]:.3g} GiB > available {gib[1]:.3g} GiB",
+                            }
+                        )
                         continue
                     if out_of_memory_at is not None:
-                        emit({**base, "mode": mode, "n": n, **fit,
-                              "skipped": f"not tried: N={out_of_memory_at} ran out of memory"})
+                        emit(
+                            {
+                                **base,
+                                "mode": mode,
+                                "n": n,
+                                **fit,
+                                "skipped": f"not tried: N={out_of_memory_at} ran out of memory",
+                            }
+                        )
                         continue
                     if last is not None:
                         predicted = last[2] + (args.epochs + 1) * n * last[1]
                         if predicted > budget:
-                            emit({**base, "mode": mode, "n": n, **fit,
-                                  "skipped": f"predicted {predicted:.0f} s > budget {budget:.0f} s"})
+                            emit(
+                                {
+                                    **base,
+                                    "mode": mode,
+                                    "n": n,
+                                    **fit,
+                                    "skipped": f"predicted {predicted:.0f} s > budget {budget:.0f} s",
+                                }
+                            )
                             continue
                     try:
                         row = bench_vmap(engine, n, args.epochs)
@@ -858,10 +1006,20 @@ def main(argv=None) -> int:
                         if not is_out_of_memory(error):
                             raise
                         out_of_memory_at = n
-                        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].replace("|", "/")
+                        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:300].replace(
+                            "|", "/"
+                        )
                         print(f"  out of memory at N={n}: {first_line}")
-                        emit({**base, "mode": mode, "n": n, **fit, "skipped": f"out of memory at run time (memory "
-                              f"estimate {gib[0]:.3g} GiB, available {gib[1]:.3g} GiB): {first_line}"})
+                        emit(
+                            {
+                                **base,
+                                "mode": mode,
+                                "n": n,
+                                **fit,
+                                "skipped": f"out of memory at run time (memory "
+                                f"estimate {gib[0]:.3g} GiB, available {gib[1]:.3g} GiB): {first_line}",
+                            }
+                        )
                         continue
                     last = (n, 1 / row["model_epochs_per_s"], row["compile_s"])
                     emit({**base, "mode": mode, **fit, **row})
@@ -890,8 +1048,10 @@ def main(argv=None) -> int:
         print(f"memory run: {args.trials} lesson trials, 1 epoch, sweeps.run(max_population={max_population})")
         row = bench_trials(args.trials, max_population)
         emit(row)
-        print(f"  wall {row['wall_s']:.1f} s, peak memory {row['peak_mem_mb']:.0f} MB ({row['peak_mem_source']}), "
-              f"ru_maxrss {row['ru_maxrss_mb']:.0f} MB, compilations {row['compilations']}")
+        print(
+            f"  wall {row['wall_s']:.1f} s, peak memory {row['peak_mem_mb']:.0f} MB ({row['peak_mem_source']}), "
+            f"ru_maxrss {row['ru_maxrss_mb']:.0f} MB, compilations {row['compilations']}"
+        )
         print(f"  groups: {json.dumps(row['groups'])}")
 
     if not quick:

@@ -11,14 +11,26 @@ Examples:
 
 from sweeps import space
 from sweeps.data import Dataset, load_csv
+from sweeps.loop import Interrupted
 from sweeps.planning import Plan, plan
 from sweeps.results import Result, load_result
 from sweeps.strategies import Grid, Random, Strategy
-from sweeps.loop import Interrupted
 from sweeps.sweep import run
 from sweeps.trained import TrainedModel, load_model
 
 __all__ = [
-    "Dataset", "Grid", "Interrupted", "Random", "Result", "Strategy", "TrainedModel", "load_csv", "load_model",
-    "load_result", "plan", "Plan", "run", "space",
+    "Dataset",
+    "Grid",
+    "Interrupted",
+    "Random",
+    "Result",
+    "Strategy",
+    "TrainedModel",
+    "load_csv",
+    "load_model",
+    "load_result",
+    "plan",
+    "Plan",
+    "run",
+    "space",
 ]

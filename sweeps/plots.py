@@ -61,7 +61,7 @@ def plot_run(result, folder: str | Path) -> list[Path]:
 def swept(result) -> list[str]:
     """The hyperparameters that took more than one value in this sweep."""
     table = result.table
-    return [c[len("params_"):] for c in table.columns if c.startswith("params_") and table[c].nunique() > 1]
+    return [c[len("params_") :] for c in table.columns if c.startswith("params_") and table[c].nunique() > 1]
 
 
 def is_log(result, name: str) -> bool:
@@ -119,8 +119,9 @@ def colouring(result, name: str):
 
         def add_legend(fig, ax):
             handles = [Line2D([], [], color=palette[c], label=c) for c in order]
-            ax.legend(handles=handles, title=name, fontsize=8, title_fontsize=8, loc="center left",
-                      bbox_to_anchor=(1.02, 0.5))
+            ax.legend(
+                handles=handles, title=name, fontsize=8, title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5)
+            )
 
         return {trial: palette[str(v)] for trial, v in column.items()}, add_legend
     values = column.astype(float)
@@ -190,8 +191,15 @@ def draw_parallel_coordinates(result) -> Figure:
         positions.append(place(table[column].tolist()))
         ax.axvline(k, color="black", lw=0.8)
         for tick, label in zip(ticks, labels):
-            ax.text(k + 0.03, tick, label, fontsize=7, va="center", zorder=3,
-                    bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
+            ax.text(
+                k + 0.03,
+                tick,
+                label,
+                fontsize=7,
+                va="center",
+                zorder=3,
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1},
+            )
     values = table["value"].to_numpy(float)
     norm = Normalize(np.nanmin(values), np.nanmax(values)) if len(values) else Normalize(0, 1)
     sign = 1.0 if result.direction == "minimize" else -1.0
@@ -202,8 +210,9 @@ def draw_parallel_coordinates(result) -> Figure:
     ax.set_xticks(range(len(columns)), [name for name, _ in columns])
     ax.set_yticks([])
     ax.set_xlim(-0.2, len(columns) - 0.6)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02,
-                 label=f"{result.objective} (brighter is better)")
+    fig.colorbar(
+        plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, label=f"{result.objective} (brighter is better)"
+    )
     diverged = int((result.table["state"] != "complete").sum())
     shown = f"; {diverged} diverged not shown" if diverged else ""
     ax.set_title(f"parallel coordinates: {len(table)} complete trials{shown}", fontsize=10)
@@ -298,16 +307,31 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
     top, bottom = (finite.max(), finite.min()) if finite.size else (1.0, 0.0)
     if len(bad):
         y_top = top + 0.08 * max(top - bottom, 1e-3)
-        handles.append(ax.scatter(at(bad[column]), np.full(len(bad), y_top), marker="x", color="red", s=40,
-                                  label=f"diverged ({len(bad)})", zorder=3))
+        handles.append(
+            ax.scatter(
+                at(bad[column]),
+                np.full(len(bad), y_top),
+                marker="x",
+                color="red",
+                s=40,
+                label=f"diverged ({len(bad)})",
+                zorder=3,
+            )
+        )
     if finite.size:
         best = result.best(metric)
         x = at([best[column]])[0]
         right = warp([best[column]])[0] > distinct.min() + 0.6 * np.ptp(distinct)  # label on its left, inside
         ax.axvline(x, color="grey", ls=":", lw=1)
-        ax.annotate(f"best {name} {best[column]:.3g}" if numeric else f"best {name} {best[column]}", (x, best[y]),
-                    textcoords="offset points", xytext=(-6 if right else 6, 10), ha="right" if right else "left",
-                    fontsize=9, bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1})
+        ax.annotate(
+            f"best {name} {best[column]:.3g}" if numeric else f"best {name} {best[column]}",
+            (x, best[y]),
+            textcoords="offset points",
+            xytext=(-6 if right else 6, 10),
+            ha="right" if right else "left",
+            fontsize=9,
+            bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1},
+        )
     if log:
         ax.set_xscale("log")
     if discrete:  # label the values tried, not a generic scale
@@ -323,8 +347,14 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
     if not grouped and handles and handles[0].get_label() == "complete":
         handles = handles[1:]  # a single group needs no entry of its own
     if handles or notes:
-        ax.legend(handles=handles, title="\n".join([", ".join(grouped), *notes]).strip() or None, fontsize=8,
-                  title_fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+        ax.legend(
+            handles=handles,
+            title="\n".join([", ".join(grouped), *notes]).strip() or None,
+            fontsize=8,
+            title_fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.02, 0.5),
+        )
     ax.set_xlabel(name)
     ax.set_ylabel(f"{metric} (best epoch)")
     ax.set_title(f"{metric} against {name} ({len(table)} trials)")
@@ -387,8 +417,9 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
     notes = [f"{diverged} diverged: dashed, x at its last epoch"] if diverged else []
     for count, side, edge in ((above, "above", top), (below, "below", bottom)):
         if count:
-            notes.append(f"y clipped: {count} curve{'s' if count > 1 else ''} go{'' if count > 1 else 'es'} "
-                         f"{side} {edge:.3g}")
+            notes.append(
+                f"y clipped: {count} curve{'s' if count > 1 else ''} go{'' if count > 1 else 'es'} {side} {edge:.3g}"
+            )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)

@@ -81,7 +81,10 @@ class Result:
         if "seed" in self.table and self.table["seed"].nunique() > 1:
             by_config = self.table.groupby("config", sort=True)
             ranking = pd.DataFrame(
-                {"mean": by_config[column].mean(), "diverged": by_config["state"].apply(lambda s: (s != "complete").any())}
+                {
+                    "mean": by_config[column].mean(),
+                    "diverged": by_config["state"].apply(lambda s: (s != "complete").any()),
+                }
             ).dropna(subset=["mean"])
             ranking = ranking.sort_values(["diverged", "mean"], ascending=[True, ascending], kind="stable")
             complete = complete[complete["config"] == ranking.index[0]]

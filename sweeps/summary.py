@@ -121,9 +121,7 @@ def _best_lines(result) -> list[str]:
             f"{data['majority_class_fraction']:.4g})"
         )
     if data.get("baseline_val_rmse") is not None:
-        lines.append(
-            f"      (always predicting the training mean would give val_rmse {data['baseline_val_rmse']:.4g})"
-        )
+        lines.append(f"      (always predicting the training mean would give val_rmse {data['baseline_val_rmse']:.4g})")
     test = result.config.get("test_metrics")
     if test:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "trial")

@@ -12,9 +12,7 @@ from sweeps.config import load_config
 from sweeps.config_schema import section_keys
 from sweeps.data import Dataset, check_batch_size, load_csv
 
-CHURN = (
-    pathlib.Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
-)
+CHURN = pathlib.Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
 
 # Tolerances for float32 features standardized in float64.
 MEAN_ATOL = 1e-4
@@ -157,10 +155,7 @@ def test_statistics_come_from_train_only(tmp_path):
     assert data.task == "regression"
 
     # Undo the target scaling to find which rows went where.
-    rows = [
-        np.rint(y.astype(np.float64) * data.y_std + data.y_mean).astype(int)
-        for y in (data.y_train, data.y_val)
-    ]
+    rows = [np.rint(y.astype(np.float64) * data.y_std + data.y_mean).astype(int) for y in (data.y_train, data.y_val)]
     train, val = rows
     assert sorted(np.concatenate(rows).tolist()) == list(range(len(table)))
     assert data.y_mean == pytest.approx(train.mean())
@@ -176,9 +171,7 @@ def test_statistics_come_from_train_only(tmp_path):
     # a: train mean and std, which differ from those of the whole column.
     a = table["a"].to_numpy()
     assert abs(a[train].mean() - a.mean()) > 1.0
-    np.testing.assert_allclose(
-        data.x_val[:, 0], _standardized(a[train], a[val]), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(data.x_val[:, 0], _standardized(a[train], a[val]), rtol=1e-5, atol=1e-5)
 
     # b: blanks imputed with the train median, not the median of all rows.
     b = pd.to_numeric(table["b"], errors="coerce").to_numpy(dtype=float)
@@ -198,24 +191,18 @@ def test_statistics_come_from_train_only(tmp_path):
         indicator = (c == category).astype(float)
         expected = _standardized(indicator[train], indicator[val])
         np.testing.assert_allclose(data.x_val[:, 2 + k], expected, rtol=1e-5, atol=1e-5)
-    assert any(
-        "2 missing values of 'c' encoded as all-zero" in n for n in data.preprocessing
-    )
+    assert any("2 missing values of 'c' encoded as all-zero" in n for n in data.preprocessing)
 
     # flag: a boolean column is one 0/1 feature.
     flag = table["flag"].to_numpy().astype(float)
-    np.testing.assert_allclose(
-        data.x_val[:, -1], _standardized(flag[train], flag[val]), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(data.x_val[:, -1], _standardized(flag[train], flag[val]), rtol=1e-5, atol=1e-5)
 
 
 def test_unseen_category_is_all_zero(tmp_path):
     # 30 rows of "a"/"b", one "z": with stratification on y and a fixed seed,
     # find a seed where "z" lands in val, so train never saw it.
     rows = 30
-    table = pd.DataFrame(
-        {"color": ["a", "b"] * (rows // 2) + ["z"], "y": [0, 1] * (rows // 2) + [1]}
-    )
+    table = pd.DataFrame({"color": ["a", "b"] * (rows // 2) + ["z"], "y": [0, 1] * (rows // 2) + [1]})
     path = write_csv(tmp_path, table)
     for seed in range(50):
         data = load_csv(path, target="y", seed=seed)
@@ -224,10 +211,7 @@ def test_unseen_category_is_all_zero(tmp_path):
     else:
         pytest.fail("no seed put the single 'z' row in val")
     assert data.feature_names == ("color=a", "color=b")
-    assert any(
-        "1 val/test values of 'color' not seen in train" in n
-        for n in data.preprocessing
-    )
+    assert any("1 val/test values of 'color' not seen in train" in n for n in data.preprocessing)
 
 
 def test_missing_target_rows_are_dropped(tmp_path):
@@ -238,9 +222,7 @@ def test_missing_target_rows_are_dropped(tmp_path):
 
 
 def test_constant_feature_becomes_zero(tmp_path):
-    path = write_csv(
-        tmp_path, {"k": [0.1] * 40, "x": np.arange(40.0), "y": [0, 1] * 20}
-    )
+    path = write_csv(tmp_path, {"k": [0.1] * 40, "x": np.arange(40.0), "y": [0, 1] * 20})
     data = load_csv(path, target="y")
     np.testing.assert_allclose(data.x_train[:, 0], 0.0, atol=1e-6)
     assert any("1 constant in train" in note for note in data.preprocessing)
@@ -277,9 +259,7 @@ def test_task_is_inferred(tmp_path, values, task, class_names, n_outputs):
     assert data.task == task
     assert data.class_names == class_names
     assert data.n_outputs == n_outputs
-    expected = {"binary": np.float32, "multiclass": np.int32, "regression": np.float32}[
-        task
-    ]
+    expected = {"binary": np.float32, "multiclass": np.int32, "regression": np.float32}[task]
     assert data.y_train.dtype == expected
     if task == "multiclass":
         labels = np.concatenate([data.y_train, data.y_val])
@@ -300,10 +280,7 @@ def test_numeric_class_labels_keep_their_order(tmp_path):
     data = load_csv(write_csv(tmp_path, table), target="y")
     order = np.argsort(data.x_train[:, 1], kind="stable")
     assert np.all(np.diff(data.y_train[order]) >= 0)  # 1 -> 0, 2 -> 1, 3 -> 2, 10 -> 3
-    assert (
-        "mapped target 'y' labels ['1', '2', '3', '10'] to [0, 1, 2, 3]"
-        in data.preprocessing
-    )
+    assert "mapped target 'y' labels ['1', '2', '3', '10'] to [0, 1, 2, 3]" in data.preprocessing
 
 
 @pytest.mark.parametrize(
@@ -346,9 +323,7 @@ def test_multiclass_on_a_continuous_column_is_refused(tmp_path):
 def test_text_target_of_mostly_single_rows_is_refused(tmp_path):
     names = [f"customer {i}" for i in range(300)] + ["customer 0"] * 10
     path = write_csv(tmp_path, {"x": np.arange(310.0), "name": names})
-    with pytest.raises(
-        ValueError, match=r"300 classes for 310 rows.*id or free text: pick another target="
-    ):
+    with pytest.raises(ValueError, match=r"300 classes for 310 rows.*id or free text: pick another target="):
         load_csv(path, target="name")
 
 
@@ -375,9 +350,7 @@ def _dates_table(n=2000):
 def test_repeated_dates_become_numbers(tmp_path):
     table = _dates_table()
     data = load_csv(write_csv(tmp_path, table), target="row")
-    assert data.feature_names == (
-        "when:days", "when:year", "when:month", "when:weekday", "x"
-    )
+    assert data.feature_names == ("when:days", "when:year", "when:month", "when:weekday", "x")
     assert (
         "read 'when' as dates (format 'ISO8601') into 4 features: days since "
         "1970-01-01, year, month, weekday; 4 blank or unparseable values imputed with "
@@ -451,9 +424,7 @@ def test_data_frame_is_preprocessed_like_the_file(churn):
 
 
 def test_data_frame_with_its_own_index_and_names():
-    frame = pd.DataFrame(
-        {0: np.arange(40.0), "y": ["a", "b"] * 20}, index=np.arange(40) * 7 + 3
-    )
+    frame = pd.DataFrame({0: np.arange(40.0), "y": ["a", "b"] * 20}, index=np.arange(40) * 7 + 3)
     data = load_csv(frame, target="y")
     assert data.feature_names == ("0",) and data.n_train + data.n_val == 40
 
@@ -521,9 +492,7 @@ def test_bad_reading_options(tmp_path, options, error, message):
 
 def test_encoding(tmp_path):
     path = tmp_path / "latin.csv"
-    path.write_bytes(
-        ("town,y\n" + "".join(f"Zürich{i % 3},{i % 2}\n" for i in range(30))).encode("latin-1")
-    )
+    path.write_bytes(("town,y\n" + "".join(f"Zürich{i % 3},{i % 2}\n" for i in range(30))).encode("latin-1"))
     with pytest.raises(ValueError, match=r"is not UTF-8 text.*encoding='latin-1'"):
         load_csv(path, target="y")
     data = load_csv(path, target="y", encoding="latin-1")
@@ -591,9 +560,7 @@ def test_target_absent_suggests_nearest(churn):
 
 def test_target_absent_without_close_name(tmp_path):
     path = write_csv(tmp_path, _target_table([0, 1]))
-    with pytest.raises(
-        ValueError, match=r"target column 'price' not found.*columns: x, y$"
-    ):
+    with pytest.raises(ValueError, match=r"target column 'price' not found.*columns: x, y$"):
         load_csv(path, target="price")
 
 
@@ -631,9 +598,7 @@ def test_target_all_missing(tmp_path):
 def test_all_missing_column(tmp_path, fill):
     table = _target_table([0, 1])
     table["empty"] = [fill] * len(table["x"])
-    with pytest.raises(
-        ValueError, match=r"column 'empty' .* has no values.*drop=\['empty'\]"
-    ):
+    with pytest.raises(ValueError, match=r"column 'empty' .* has no values.*drop=\['empty'\]"):
         load_csv(write_csv(tmp_path, table), target="y")
 
 
@@ -658,9 +623,7 @@ def test_all_missing_column(tmp_path, fill):
 def test_bad_fractions(tmp_path, val_fraction, test_fraction, message):
     path = write_csv(tmp_path, _target_table([0, 1]))
     with pytest.raises(ValueError, match=message):
-        load_csv(
-            path, target="y", val_fraction=val_fraction, test_fraction=test_fraction
-        )
+        load_csv(path, target="y", val_fraction=val_fraction, test_fraction=test_fraction)
 
 
 def test_unknown_task(tmp_path):
@@ -674,9 +637,7 @@ def test_unknown_task(tmp_path):
 
 def test_regression_needs_numeric_target(tmp_path):
     path = write_csv(tmp_path, _target_table(["a", "b", "c"]))
-    with pytest.raises(
-        ValueError, match="task='regression' needs a numeric target.*task='multiclass'"
-    ):
+    with pytest.raises(ValueError, match="task='regression' needs a numeric target.*task='multiclass'"):
         load_csv(path, target="y", task="regression")
 
 
@@ -691,9 +652,7 @@ def test_binary_needs_two_classes(tmp_path):
 
 def test_too_few_rows(tmp_path):
     path = write_csv(tmp_path, "x,y\n1,0.5\n2,1.5\n3,2.5\n")
-    with pytest.raises(
-        ValueError, match=r"`n_train >= 2 and n_val >= 1` must hold.*n_train=1"
-    ):
+    with pytest.raises(ValueError, match=r"`n_train >= 2 and n_val >= 1` must hold.*n_train=1"):
         load_csv(path, target="y", val_fraction=0.3, test_fraction=0.3)
 
 
@@ -705,9 +664,7 @@ def test_no_features_left(tmp_path):
 
 def test_bad_seed(tmp_path):
     path = write_csv(tmp_path, _target_table([0, 1]))
-    with pytest.raises(
-        ValueError, match="seed must be a non-negative integer, but got seed=-1"
-    ):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer, but got seed=-1"):
         load_csv(path, target="y", seed=-1)
 
 

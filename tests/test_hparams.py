@@ -71,7 +71,9 @@ def test_every_group_of_a_mixed_sweep_matches_training_alone():
         pop, _ = train_chunk(group.structure, chunk, group.chunk_size, data, SEED, None, controls)
         for i in sorted({0, len(chunk) - 1}):
             trial = chunk[i]
-            alone = train_alone(data, trial.hparams, trial.seed, SEED)  # common random numbers: keys from the seed index
+            alone = train_alone(
+                data, trial.hparams, trial.seed, SEED
+            )  # common random numbers: keys from the seed index
             error = float(np.abs(np.asarray(pop.params[i]) - alone).max())
             worst = max(worst, error)
             assert error <= 1e-5, f"{group.structure.label()} trial {trial.number}: {error:.2e}"

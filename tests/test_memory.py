@@ -20,9 +20,15 @@ def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members
     pop = init_population(structure, stack_hparams([resolve({})], members), np.arange(members), 0)
     train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
-    compiled = make_train_epoch(structure).lower(pop, train, val, keys.batch_order_key(0, 0, 32), controls_for(data, None, None)).compile()
+    compiled = (
+        make_train_epoch(structure)
+        .lower(pop, train, val, keys.batch_order_key(0, 0, 32), controls_for(data, None, None))
+        .compile()
+    )
     stats = compiled.memory_analysis()
-    xla = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    xla = (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes - stats.alias_size_in_bytes
+    )
     estimate = memory.population_bytes(structure, members, data.n_train, data.n_val)
     print(f"{hidden} {optimizer} x{members}: estimate {estimate / 2**20:.1f} MB, XLA {xla / 2**20:.1f} MB")
     assert xla <= estimate <= 3 * xla
@@ -30,11 +36,17 @@ def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members
 
 def test_a_group_too_large_for_the_budget_is_chunked_with_padding_and_one_program(binary_data):
     structure_bytes = memory.population_bytes(
-        Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", binary_data.n_features, 1), 4,
-        binary_data.n_train, binary_data.n_val,
+        Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", binary_data.n_features, 1),
+        4,
+        binary_data.n_train,
+        binary_data.n_val,
     )
-    plan = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.Grid(n=10),
-                       memory_budget=structure_bytes)
+    plan = sweeps.plan(
+        binary_data,
+        space={"learning_rate": space.loguniform(1e-3, 1e-1)},
+        strategy=sweeps.Grid(n=10),
+        memory_budget=structure_bytes,
+    )
     (group,) = plan.groups
     assert group.chunk_size == 4 and len(group.chunks) == 3 and group.padding == 2
     assert group.chunk_bytes <= structure_bytes

@@ -36,12 +36,21 @@ def make_result(params, space, curves=None, diverged=(), seeds=1):
             best = int(np.argmin(finite))
             row = {"number": number, "config": c, "seed": s}
             row.update({f"params_{n}": v for n, v in zip(names, values)})
-            row.update(state="diverged" if number in diverged else "complete", epochs=len(curve),
-                       best_epoch=best + 1, value=curve[best], best_val_loss=curve[best], final_val_loss=curve[-1])
+            row.update(
+                state="diverged" if number in diverged else "complete",
+                epochs=len(curve),
+                best_epoch=best + 1,
+                value=curve[best],
+                best_val_loss=curve[best],
+                final_val_loss=curve[-1],
+            )
             rows.append(row)
             history += [(number, e + 1, "val", "loss", v) for e, v in enumerate(curve)]
-    config = {"space": {n: axis_to_config(as_axis(a)) for n, a in space.items()},
-              "objective": "val_loss", "data": {"task": "binary"}}
+    config = {
+        "space": {n: axis_to_config(as_axis(a)) for n, a in space.items()},
+        "objective": "val_loss",
+        "data": {"task": "binary"},
+    }
     history = pd.DataFrame(history, columns=["trial", "epoch", "split", "metric", "value"])
     return Result(pd.DataFrame(rows), history, config)
 
@@ -80,8 +89,12 @@ def shown_text(ax):
     [
         ({"dropout": [0.0, 0.2, 0.4]}, {"dropout": uniform(0.0, 0.5)}, "dropout", "linear"),
         # a fixed learning rate is a params_ column with one value: it must not take the colour
-        ({"learning_rate": [0.01], "dropout": [0.0, 0.2, 0.4]},
-         {"learning_rate": 0.01, "dropout": uniform(0.0, 0.5)}, "dropout", "linear"),
+        (
+            {"learning_rate": [0.01], "dropout": [0.0, 0.2, 0.4]},
+            {"learning_rate": 0.01, "dropout": uniform(0.0, 0.5)},
+            "dropout",
+            "linear",
+        ),
         ({"learning_rate": [1e-4, 1e-3, 1e-2]}, {"learning_rate": loguniform(1e-4, 1e-2)}, "learning_rate", "log"),
         ({"batch_size": [16, 64, 256]}, {"batch_size": powers_of_two(16, 256)}, "batch_size", "log"),
     ],
@@ -152,8 +165,9 @@ def test_objective_against_learning_rate_with_a_continuous_other_is_points_not_a
 
 def test_objective_against_learning_rate_with_too_many_combinations_keeps_the_structural_one():
     space = {"learning_rate": loguniform(1e-4, 1e-2), "batch_size": powers_of_two(16, 256), "epochs": [1, 2, 3]}
-    result = make_result({"learning_rate": [1e-4, 1e-2], "batch_size": [16, 32, 64, 128, 256], "epochs": [1, 2, 3]},
-                         space)
+    result = make_result(
+        {"learning_rate": [1e-4, 1e-2], "batch_size": [16, 32, 64, 128, 256], "epochs": [1, 2, 3]}, space
+    )
     assert plots.line_groups(result, "learning_rate") == (["batch_size"], ["epochs"], True)
     ax = plots.draw_metric_vs_learning_rate(result).axes[0]
     assert legend_texts(ax) == ["16", "32", "64", "128", "256"]
@@ -224,8 +238,8 @@ def test_learning_curves_with_nothing_diverged_or_clipped_say_neither_and_show_e
 
 def test_learning_curves_clip_to_the_complete_trials_and_count_the_curves_beyond():
     curves = {n: [0.8 - 0.02 * n - 0.1 * e for e in range(3)] for n in range(8)}
-    curves[6] = [40.0, 0.5, 0.4]           # a complete trial with a first-epoch spike
-    curves[7] = [300.0, math.inf]          # a diverged trial
+    curves[6] = [40.0, 0.5, 0.4]  # a complete trial with a first-epoch spike
+    curves[7] = [300.0, math.inf]  # a diverged trial
     space = {"learning_rate": loguniform(1e-4, 1.0)}
     result = make_result({"learning_rate": list(np.geomspace(1e-4, 1.0, 8))}, space, curves=curves, diverged={7})
     ax = plots.draw_learning_curves(result).axes[0]

@@ -12,9 +12,7 @@ import pytest
 from sweeps.data import Dataset, Preprocessing, TransformReport, load_csv
 from sweeps.data.splitting import split_rows
 
-CHURN = (
-    pathlib.Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
-)
+CHURN = pathlib.Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +87,7 @@ def test_column_order_and_extra_columns_do_not_matter(churn, churn_rows):
     rows = frame.iloc[train]
     shuffled = rows[list(np.random.default_rng(0).permutation(rows.columns))]
     shuffled = shuffled.assign(unrelated=1.0).drop(columns=["Churn", "customerID"])
-    np.testing.assert_array_equal(
-        churn.preprocessing_fit.transform(shuffled), churn.x_train
-    )
+    np.testing.assert_array_equal(churn.preprocessing_fit.transform(shuffled), churn.x_train)
 
 
 def test_what_was_fitted(churn, churn_rows):
@@ -199,9 +195,7 @@ def test_unseen_category_is_all_zero_and_counted(mixed):
     assert isinstance(report, TransformReport)
     assert report.unseen == {"c": 2} and report.unseen_values == {"c": ("purple",)}
     assert report.missing == {"c": 1}
-    assert "2 values of 'c' not seen in train encoded as all-zero: ['purple']" in (
-        report.summary()
-    )
+    assert "2 values of 'c' not seen in train encoded as all-zero: ['purple']" in (report.summary())
     np.testing.assert_array_equal(fit.transform(rows), x)
 
 
@@ -260,10 +254,7 @@ def test_from_arrays_has_no_fitted_preprocessing():
 def test_dataset_refuses_a_preprocessing_of_other_data(churn, mixed):
     with pytest.raises(ValueError, match="preprocessing_fit.feature_names must equal"):
         Dataset(
-            **{
-                name: getattr(churn, name)
-                for name in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test")
-            },
+            **{name: getattr(churn, name) for name in ("x_train", "x_val", "x_test", "y_train", "y_val", "y_test")},
             task="binary",
             target="Churn",
             feature_names=churn.feature_names,

@@ -25,10 +25,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         ("test_fraction", test_fraction),
     ):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(
-                f"{name} must be a number, but got {name}={value!r}; pass e.g. "
-                f"{name}=0.2"
-            )
+            raise ValueError(f"{name} must be a number, but got {name}={value!r}; pass e.g. {name}=0.2")
     if not 0 < val_fraction < 1:
         raise ValueError(
             f"`0 < val_fraction < 1` must hold, but got val_fraction={val_fraction}; "
@@ -60,23 +57,18 @@ def check_task(task: str | None, *, allow_none: bool) -> None:
 
 def check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(
-            f"seed must be a non-negative integer, but got seed={seed!r}; pass e.g. "
-            "seed=0"
-        )
+        raise ValueError(f"seed must be a non-negative integer, but got seed={seed!r}; pass e.g. seed=0")
 
 
 def as_features(name: str, value: Any) -> np.ndarray:
     array = np.asarray(value)
     if array.ndim != 2:
         raise ValueError(
-            f"{name} must be 2-D (rows, features), but got shape {array.shape}; "
-            "reshape it, e.g. x.reshape(len(x), -1)"
+            f"{name} must be 2-D (rows, features), but got shape {array.shape}; reshape it, e.g. x.reshape(len(x), -1)"
         )
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(
-            f"{name} must hold numbers, but got dtype {array.dtype}; encode text "
-            "columns first (load_csv does this)"
+            f"{name} must hold numbers, but got dtype {array.dtype}; encode text columns first (load_csv does this)"
         )
     if not np.all(np.isfinite(array.astype(np.float64))):
         raise ValueError(
@@ -90,8 +82,7 @@ def as_labels(name: str, value: Any, task: str) -> np.ndarray:
     array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(
-            f"{name} must be 1-D (rows,), but got shape {array.shape}; pass one "
-            "label per row, e.g. y.reshape(-1)"
+            f"{name} must be 1-D (rows,), but got shape {array.shape}; pass one label per row, e.g. y.reshape(-1)"
         )
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(
@@ -99,9 +90,7 @@ def as_labels(name: str, value: Any, task: str) -> np.ndarray:
             "to integers first (load_csv does this)"
         )
     if not np.all(np.isfinite(array.astype(np.float64))):
-        raise ValueError(
-            f"{name} must be finite, but it holds NaN or inf; remove those rows"
-        )
+        raise ValueError(f"{name} must be finite, but it holds NaN or inf; remove those rows")
     if task == "binary":
         if not np.all((array == 0) | (array == 1)):
             raise ValueError(
@@ -179,16 +168,13 @@ def validate_classes(data: Dataset, ys: dict[str, np.ndarray]) -> None:
     if data.task == "regression":
         if n_classes:
             raise ValueError(
-                f"task='regression' has no classes, but got class_names="
-                f"{data.class_names!r}; pass class_names=None"
+                f"task='regression' has no classes, but got class_names={data.class_names!r}; pass class_names=None"
             )
         if not (np.isfinite(data.y_std) and data.y_std > 0):
             raise ValueError(f"`y_std > 0` must hold, but got y_std={data.y_std}")
         return
     if data.task == "binary" and n_classes != 2:
-        raise ValueError(
-            f"task='binary' needs 2 class_names, but got {data.class_names!r}"
-        )
+        raise ValueError(f"task='binary' needs 2 class_names, but got {data.class_names!r}")
     if data.task == "multiclass":
         if n_classes < 2:
             raise ValueError(
@@ -211,10 +197,7 @@ def validate_preprocessing_fit(data: Dataset) -> None:
     if fit is None:
         return
     if not isinstance(fit, Preprocessing):
-        raise TypeError(
-            f"preprocessing_fit must be a sweeps.data.Preprocessing or None, but got "
-            f"{type(fit).__name__}"
-        )
+        raise TypeError(f"preprocessing_fit must be a sweeps.data.Preprocessing or None, but got {type(fit).__name__}")
     for name in ("feature_names", "task", "target", "class_names", "y_mean", "y_std"):
         if getattr(fit, name) != getattr(data, name):
             raise ValueError(

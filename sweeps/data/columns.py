@@ -34,9 +34,7 @@ ID_MIN_ROWS = 20
 
 def is_text(column: pd.Series) -> bool:
     """True for columns that are neither numbers nor booleans."""
-    return not (
-        pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)
-    )
+    return not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column))
 
 
 def as_text(column: pd.Series) -> pd.Series:
@@ -67,9 +65,7 @@ def looks_numeric(column: pd.Series) -> bool:
     return bool(counts.to_numpy()[parses].sum() >= NUMERIC_TEXT_SHARE * counts.sum())
 
 
-def drop_columns(
-    features: pd.DataFrame, drop: tuple[str, ...], notes: list[str]
-) -> pd.DataFrame:
+def drop_columns(features: pd.DataFrame, drop: tuple[str, ...], notes: list[str]) -> pd.DataFrame:
     """Drops the columns the user asked to leave out (`drop=`)."""
     if drop:
         notes.append(f"dropped {name_list(drop)} as asked (drop=)")
@@ -90,9 +86,7 @@ def drop_id_columns(features: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         and date_format(column) is None
     ]
     for name in ids:
-        notes.append(
-            f"dropped id-like column {name!r} ({len(features)} distinct text values)"
-        )
+        notes.append(f"dropped id-like column {name!r} ({len(features)} distinct text values)")
     return features.drop(columns=ids)
 
 

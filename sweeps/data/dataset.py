@@ -203,23 +203,16 @@ class Dataset:
         """A few lines for a person: rows, features, task, classes, notes."""
         lines = [
             f"{self.source}: {self.task} target {self.target!r}",
-            f"rows: {self.n_train} train / {self.n_val} val / {self.n_test} test; "
-            f"{self.n_features} features",
+            f"rows: {self.n_train} train / {self.n_val} val / {self.n_test} test; {self.n_features} features",
         ]
         if self.task == "regression":
-            lines.append(
-                f"target scale: mean {self.y_mean:.6g}, std {self.y_std:.6g} "
-                "(train statistics)"
-            )
+            lines.append(f"target scale: mean {self.y_mean:.6g}, std {self.y_std:.6g} (train statistics)")
         else:
             counts = _class_counts(self.y_train, self.task, len(self.class_names))
             shares = counts / max(counts.sum(), 1)
             lines.append(
                 "classes (share of train): "
-                + ", ".join(
-                    f"{name} {share:.1%}"
-                    for name, share in zip(self.class_names, shares)
-                )
+                + ", ".join(f"{name} {share:.1%}" for name, share in zip(self.class_names, shares))
             )
         if self.preprocessing:
             lines.append("preprocessing:")
@@ -245,11 +238,7 @@ def check_batch_size(dataset: Dataset, batch_size: int) -> None:
         ValueError: when batch_size is not a positive integer or exceeds the
             training rows.
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(
             f"`batch_size >= 1` must hold for an integer batch_size, but got "
             f"batch_size={batch_size!r}; pass a positive integer such as 32"
@@ -273,6 +262,4 @@ def _default_class_names(task: str, labels: Iterable[np.ndarray]) -> tuple[str, 
 
 
 def _class_counts(labels: np.ndarray, task: str, n_classes: int) -> np.ndarray:
-    return np.bincount(
-        labels.astype(np.int64), minlength=n_classes if task != "binary" else 2
-    )
+    return np.bincount(labels.astype(np.int64), minlength=n_classes if task != "binary" else 2)

@@ -82,9 +82,7 @@ def date_format(column: pd.Series) -> str | None:
     if with_digits < DATE_TEXT_SHARE * counts.sum():
         return None  # a date has digits: most text columns stop here
     sample = values.iloc[:_SAMPLE]  # the most common values
-    candidates = [
-        fmt for fmt in DATE_FORMATS if _to_datetime(sample, fmt).notna().mean() >= 0.5
-    ]
+    candidates = [fmt for fmt in DATE_FORMATS if _to_datetime(sample, fmt).notna().mean() >= 0.5]
     best, best_share = None, 0
     for fmt in candidates:
         share = counts.to_numpy()[_to_datetime(values, fmt).notna().to_numpy()].sum()

@@ -97,13 +97,9 @@ class TransformReport:
         """One line per column with a count, or a line saying all cells were
         used as given."""
         lines = [
-            f"{count} missing values of {name!r} imputed with the train median"
-            for name, count in self.imputed.items()
+            f"{count} missing values of {name!r} imputed with the train median" for name, count in self.imputed.items()
         ]
-        lines += [
-            f"{count} missing values of {name!r} encoded as all-zero"
-            for name, count in self.missing.items()
-        ]
+        lines += [f"{count} missing values of {name!r} encoded as all-zero" for name, count in self.missing.items()]
         lines += [
             f"{count} values of {name!r} not seen in train encoded as all-zero: "
             f"{short_list(list(self.unseen_values[name]), limit=5)}"
@@ -112,9 +108,7 @@ class TransformReport:
         return "\n".join(lines) or f"all cells of the {self.rows} rows used as given"
 
 
-def encode_columns(
-    columns: tuple[FittedColumn, ...], frame: pd.DataFrame
-) -> tuple[np.ndarray, TransformReport]:
+def encode_columns(columns: tuple[FittedColumn, ...], frame: pd.DataFrame) -> tuple[np.ndarray, TransformReport]:
     """Applies fitted columns to the matching columns of `frame`.
 
     Args:
@@ -173,7 +167,9 @@ def _numeric(fitted: FittedColumn, column: pd.Series) -> tuple[np.ndarray, int]:
         bad = np.isnan(values) & ~_known_missing(fitted, column)
         if bad.any():
             _refuse(
-                fitted, column, bad,
+                fitted,
+                column,
+                bad,
                 "is a numeric column: the model was trained on numbers here; fix the "
                 f"value, or leave the cell blank to impute the train median {fitted.median:.6g}",
             )
@@ -189,7 +185,9 @@ def _date(fitted: FittedColumn, column: pd.Series) -> tuple[np.ndarray, int]:
         bad = np.isnan(days) & ~_known_missing(fitted, column)
         if bad.any():
             _refuse(
-                fitted, column, bad,
+                fitted,
+                column,
+                bad,
                 f"is a date column read with format {fitted.date_format!r}; give a "
                 f"date such as {day_text(fitted.median)!r}, or leave the cell blank "
                 "to impute the train median date",
@@ -202,9 +200,7 @@ def _known_missing(fitted: FittedColumn, column: pd.Series) -> np.ndarray:
     """(rows,) bool: blank, NaN, NA text, or unparseable text seen in training."""
     text = as_text(column).str.strip()
     return (
-        missing_mask(column)
-        | text.str.lower().isin(NA_TEXT).to_numpy()
-        | text.isin(fitted.missing_values).to_numpy()
+        missing_mask(column) | text.str.lower().isin(NA_TEXT).to_numpy() | text.isin(fitted.missing_values).to_numpy()
     )
 
 
@@ -217,7 +213,9 @@ def _boolean(fitted: FittedColumn, column: pd.Series) -> np.ndarray:
     zeros = text.isin(_FALSE_TEXT).to_numpy()
     if not (ones | zeros).all():
         _refuse(
-            fitted, column, ~(ones | zeros),
+            fitted,
+            column,
+            ~(ones | zeros),
             "is a boolean column: every training row held True or False, so there "
             "is nothing to impute; give True or False",
         )
@@ -231,10 +229,7 @@ def _refuse(fitted: FittedColumn, column: pd.Series, bad: np.ndarray, why: str) 
     label = column.index[first]
     where = f"row {first}" + ("" if label == first else f" (index {label!r})")
     more = f" and {len(rows) - 1} more rows" if len(rows) > 1 else ""
-    raise ValueError(
-        f"column {fitted.name!r} holds {column.iloc[first]!r} in {where}{more}, "
-        f"but {fitted.name!r} {why}"
-    )
+    raise ValueError(f"column {fitted.name!r} holds {column.iloc[first]!r} in {where}{more}, but {fitted.name!r} {why}")
 
 
 def _one_hot(column: pd.Series, categories: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:

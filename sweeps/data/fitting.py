@@ -53,13 +53,13 @@ def describe_columns(features: pd.DataFrame) -> tuple[list[FittedColumn], set[st
             described.append(FittedColumn(name, "date", date_format="ISO8601"))
         elif looks_numeric(column):
             coerced.add(name)
-            described.append(
-                FittedColumn(name, "numeric", missing_values=_non_numeric_text(column))
-            )
+            described.append(FittedColumn(name, "numeric", missing_values=_non_numeric_text(column)))
         elif (fmt := date_format(column)) is not None:
             described.append(
                 FittedColumn(
-                    name, "date", missing_values=_unparsed_dates(column, fmt),
+                    name,
+                    "date",
+                    missing_values=_unparsed_dates(column, fmt),
                     date_format=fmt,
                 )
             )
@@ -148,9 +148,7 @@ def _fit_column(fitted: FittedColumn, train: pd.DataFrame, source: str) -> Fitte
                 f"split ({len(train)} rows), so it has no median to impute; leave it "
                 f"out with drop=[{fitted.name!r}]"
             )
-        return FittedColumn(
-            fitted.name, "numeric", float(np.median(values)), fitted.missing_values
-        )
+        return FittedColumn(fitted.name, "numeric", float(np.median(values)), fitted.missing_values)
     if fitted.kind == "date":
         days = parse_days(column, fitted.date_format)
         days = days[np.isfinite(days)]
@@ -163,9 +161,7 @@ def _fit_column(fitted: FittedColumn, train: pd.DataFrame, source: str) -> Fitte
         return dataclasses.replace(fitted, median=float(np.median(days)))
     if fitted.kind == "categorical":
         present = as_text(column)[~missing_mask(column)]
-        return FittedColumn(
-            fitted.name, "categorical", categories=tuple(sorted(set(present.tolist())))
-        )
+        return FittedColumn(fitted.name, "categorical", categories=tuple(sorted(set(present.tolist()))))
     return fitted
 
 
@@ -196,30 +192,21 @@ def _notes(
             )
         else:
             notes.append(
-                f"imputed {n_bad} missing or infinite values in {name!r} with the "
-                f"train median {column.median:.6g}"
+                f"imputed {n_bad} missing or infinite values in {name!r} with the train median {column.median:.6g}"
             )
     categorical = [column for column in columns if column.kind == "categorical"]
     for column in categorical:
         n_missing, n_unseen = total("missing", column.name), total("unseen", column.name)
         if n_missing:
-            notes.append(
-                f"{n_missing} missing values of {column.name!r} encoded as all-zero"
-            )
+            notes.append(f"{n_missing} missing values of {column.name!r} encoded as all-zero")
         if n_unseen:
-            notes.append(
-                f"{n_unseen} val/test values of {column.name!r} not seen in train "
-                "encoded as all-zero"
-            )
+            notes.append(f"{n_unseen} val/test values of {column.name!r} not seen in train encoded as all-zero")
     booleans = sum(column.kind == "boolean" for column in columns)
     if booleans:
         notes.append(f"converted {booleans} boolean columns to 0/1")
     if categorical:
         one_hot = sum(len(column.categories) for column in categorical)
-        notes.append(
-            f"one-hot encoded {len(categorical)} text columns into {one_hot} features "
-            "(categories from train)"
-        )
+        notes.append(f"one-hot encoded {len(categorical)} text columns into {one_hot} features (categories from train)")
     return notes
 
 
@@ -230,8 +217,5 @@ def _date_note(column: FittedColumn, n_bad: int) -> str:
         "4 features: days since 1970-01-01, year, month, weekday"
     )
     if n_bad:
-        note += (
-            f"; {n_bad} blank or unparseable values imputed with the train median "
-            f"date {day_text(column.median)}"
-        )
+        note += f"; {n_bad} blank or unparseable values imputed with the train median date {day_text(column.median)}"
     return note

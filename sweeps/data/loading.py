@@ -113,20 +113,14 @@ def load_csv(
         )
 
     task, labels, class_names = targets.encode_target(frame[target], task, source, notes)
-    rows = split_rows(
-        labels, task, val_fraction, test_fraction, seed, target, source, notes
-    )
+    rows = split_rows(labels, task, val_fraction, test_fraction, seed, target, source, notes)
     target_notes: list[str] = []
-    ys, y_mean, y_std = targets.finish_labels(
-        [labels[index] for index in rows], task, target, target_notes
-    )
+    ys, y_mean, y_std = targets.finish_labels([labels[index] for index in rows], task, target, target_notes)
     fit, xs, feature_notes = fitting.fit_preprocessing(
         described,
         coerced,
         [features.iloc[index].reset_index(drop=True) for index in rows],
-        dropped=tuple(
-            name for name in frame.columns if name != target and name not in features
-        ),
+        dropped=tuple(name for name in frame.columns if name != target and name not in features),
         target=target,
         task=task,
         class_names=class_names,

@@ -79,12 +79,9 @@ class Preprocessing:
         for fitted in self.columns:
             if fitted.kind not in KINDS:
                 raise ValueError(
-                    f"column {fitted.name!r} has kind {fitted.kind!r}, but the kind "
-                    f"must be one of {name_list(KINDS)}"
+                    f"column {fitted.name!r} has kind {fitted.kind!r}, but the kind must be one of {name_list(KINDS)}"
                 )
-            if fitted.kind in ("numeric", "date") and (
-                fitted.median is None or not np.isfinite(fitted.median)
-            ):
+            if fitted.kind in ("numeric", "date") and (fitted.median is None or not np.isfinite(fitted.median)):
                 raise ValueError(
                     f"{fitted.kind} column {fitted.name!r} needs a finite train median to "
                     f"impute with, but got median={fitted.median!r}"
@@ -130,9 +127,7 @@ class Preprocessing:
         """
         return self.transform_with_report(frame)[0]
 
-    def transform_with_report(
-        self, frame: pd.DataFrame
-    ) -> tuple[np.ndarray, TransformReport]:
+    def transform_with_report(self, frame: pd.DataFrame) -> tuple[np.ndarray, TransformReport]:
         """`transform`, and a `TransformReport` counting per column the cells
         imputed (numeric, date), missing (categorical) and unseen (categorical:
         values not among the train categories, encoded as all zeros)."""
@@ -158,15 +153,13 @@ class Preprocessing:
         """
         if self.task == "regression":
             raise ValueError(
-                "decode_labels maps class indices to labels, but the task is "
-                "'regression'; use decode_target(values)"
+                "decode_labels maps class indices to labels, but the task is 'regression'; use decode_target(values)"
             )
         indices = np.asarray(class_indices)
         n = len(self.class_names)
         if not (np.issubdtype(indices.dtype, np.number) or indices.dtype == bool):
             raise ValueError(
-                f"class_indices must be integers, but got dtype {indices.dtype}; pass "
-                "e.g. outputs.argmax(axis=-1)"
+                f"class_indices must be integers, but got dtype {indices.dtype}; pass e.g. outputs.argmax(axis=-1)"
             )
         bad = (indices != np.round(indices)) | (indices < 0) | (indices >= n)
         if bad.any():
@@ -282,8 +275,7 @@ class Preprocessing:
         duplicated = sorted(name for name, n in collections.Counter(names).items() if n > 1)
         if duplicated:
             raise ValueError(
-                f"the new rows have duplicate column names {name_list(duplicated)}; "
-                "give each column one name"
+                f"the new rows have duplicate column names {name_list(duplicated)}; give each column one name"
             )
         frame = frame.set_axis(names, axis=1)
         missing = [name for name in self.input_columns if name not in names]

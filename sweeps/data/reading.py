@@ -46,8 +46,7 @@ def source_of(data: Any) -> str:
     tabular = hasattr(data, "columns") or hasattr(data, "shape") or isinstance(data, (dict, list))
     raise TypeError(
         f"load_csv reads a CSV file path (str or os.PathLike) or a pandas DataFrame, "
-        f"but got {what}"
-        + ("; convert it with pandas.DataFrame(...)" if tabular else "")
+        f"but got {what}" + ("; convert it with pandas.DataFrame(...)" if tabular else "")
     )
 
 
@@ -99,13 +98,10 @@ def read_csv(
             f"{os.getcwd()}); check the path, or give an absolute one"
         )
     if os.path.isdir(path):
-        raise ValueError(
-            f"data path {source} is a directory; pass the CSV file inside it"
-        )
+        raise ValueError(f"data path {source} is a directory; pass the CSV file inside it")
     if os.path.getsize(path) == 0:
         raise ValueError(
-            f"data file {source} is empty (0 bytes); pass a CSV file with a header "
-            "row and at least one data row"
+            f"data file {source} is empty (0 bytes); pass a CSV file with a header row and at least one data row"
         )
     given = sep is not None
     header, sep = _header(path, sep, encoding)
@@ -113,8 +109,7 @@ def read_csv(
         frame = pd.read_csv(path, sep=sep, encoding=encoding)
     except pd.errors.EmptyDataError:
         raise ValueError(
-            f"data file {source} holds no columns; pass a CSV file with a header "
-            "row and at least one data row"
+            f"data file {source} holds no columns; pass a CSV file with a header row and at least one data row"
         ) from None
     except UnicodeDecodeError as error:
         raise ValueError(
@@ -128,10 +123,7 @@ def read_csv(
         ) from None
     _check_unique_names(header, f"data file {source}")
     if len(frame) == 0:
-        raise ValueError(
-            f"data file {source} has a header but no rows; pass a CSV file with at "
-            "least one data row"
-        )
+        raise ValueError(f"data file {source} has a header but no rows; pass a CSV file with at least one data row")
     if notes is not None and sep != ",":
         notes.append(f"read with sep={sep!r} ({'given' if given else 'detected from the header'})")
     if notes is not None and encoding is not None:
@@ -142,16 +134,10 @@ def read_csv(
 
 def _check_reading_options(sep: Any, encoding: Any) -> None:
     if sep is not None and (not isinstance(sep, str) or sep == ""):
-        raise TypeError(
-            f"sep must be None (detect it) or a separator such as ',' or ';', but "
-            f"got sep={sep!r}"
-        )
+        raise TypeError(f"sep must be None (detect it) or a separator such as ',' or ';', but got sep={sep!r}")
     if encoding is not None:
         if not isinstance(encoding, str):
-            raise TypeError(
-                f"encoding must be None (UTF-8) or a name such as 'latin-1', but got "
-                f"encoding={encoding!r}"
-            )
+            raise TypeError(f"encoding must be None (UTF-8) or a name such as 'latin-1', but got encoding={encoding!r}")
         try:
             codecs.lookup(encoding)
         except LookupError:
@@ -161,9 +147,7 @@ def _check_reading_options(sep: Any, encoding: Any) -> None:
             ) from None
 
 
-def _header(
-    path: str | os.PathLike, sep: str | None, encoding: str | None
-) -> tuple[list[str] | None, str]:
+def _header(path: str | os.PathLike, sep: str | None, encoding: str | None) -> tuple[list[str] | None, str]:
     """The header row as written (None if it cannot be read) and the
     separator: `sep`, or the one of SEPARATORS that splits the header into
     the most names."""
@@ -180,7 +164,12 @@ def _header(
 def _first_row(path: str | os.PathLike, sep: str, encoding: str | None) -> list[str] | None:
     try:
         row = pd.read_csv(
-            path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str,
+            path,
+            sep=sep,
+            encoding=encoding,
+            header=None,
+            nrows=1,
+            dtype=str,
             keep_default_na=False,
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
@@ -197,9 +186,7 @@ def _check_unique_names(names: list[str] | None, what: str) -> None:
     if not duplicated:
         return
     places = "; ".join(
-        f"{name!r} (columns "
-        + " and ".join(str(i + 1) for i, other in enumerate(names) if other == name)
-        + ")"
+        f"{name!r} (columns " + " and ".join(str(i + 1) for i, other in enumerate(names) if other == name) + ")"
         for name in duplicated
     )
     raise ValueError(
@@ -213,45 +200,30 @@ def _from_data_frame(frame: pd.DataFrame) -> pd.DataFrame:
     names = [str(name) for name in frame.columns]
     _check_unique_names(names, "the DataFrame")
     if not names:
-        raise ValueError(
-            "the DataFrame has no columns; pass a table with the target and at least "
-            "one feature column"
-        )
+        raise ValueError("the DataFrame has no columns; pass a table with the target and at least one feature column")
     if len(frame) == 0:
         raise ValueError(
-            f"the DataFrame has columns ({', '.join(names[:5])}, ...) but no rows; "
-            "pass a table with at least one row"
+            f"the DataFrame has columns ({', '.join(names[:5])}, ...) but no rows; pass a table with at least one row"
         )
     return frame.set_axis(names, axis=1).reset_index(drop=True)
 
 
-def check_names(
-    frame: pd.DataFrame, target: str, drop: Iterable[str] | str, source: str
-) -> tuple[str, ...]:
+def check_names(frame: pd.DataFrame, target: str, drop: Iterable[str] | str, source: str) -> tuple[str, ...]:
     """Checks `target` and `drop` against the columns; returns drop as a tuple."""
     columns = list(frame.columns)
     if target not in columns:
-        raise ValueError(
-            unknown_column_message("target column", target, columns, source)
-        )
+        raise ValueError(unknown_column_message("target column", target, columns, source))
     drop = (drop,) if isinstance(drop, str) else tuple(drop)
     for name in drop:
         if name not in columns:
-            raise ValueError(
-                unknown_column_message("drop column", name, columns, source)
-            )
+            raise ValueError(unknown_column_message("drop column", name, columns, source))
     if target in drop:
-        raise ValueError(
-            f"target column {target!r} is also listed in drop={list(drop)!r}; "
-            "remove it from drop"
-        )
+        raise ValueError(f"target column {target!r} is also listed in drop={list(drop)!r}; remove it from drop")
     return drop
 
 
-def unknown_column_message(
-    what: str, name: Any, columns: list[str], source: str
-) -> str:
-    """"<what> 'name' not found in <source>; did you mean ...? columns: ...",
+def unknown_column_message(what: str, name: Any, columns: list[str], source: str) -> str:
+    """ "<what> 'name' not found in <source>; did you mean ...? columns: ...",
     with a hint at sep= when the header looks like names joined in one."""
     message = f"{what} {name!r} not found in {source}"
     nearest = nearest_name(str(name), columns)
@@ -264,10 +236,7 @@ def unknown_column_message(
             if source == DATAFRAME_SOURCE
             else f"pass sep={joined!r} (and encoding= if the text looks garbled)"
         )
-        message += (
-            f"; the header was read as the single column {columns[0]!r}, names "
-            f"joined by {joined!r}: {how}"
-        )
+        message += f"; the header was read as the single column {columns[0]!r}, names joined by {joined!r}: {how}"
     return message + f" columns: {', '.join(columns)}"
 
 
@@ -285,4 +254,3 @@ def nearest_name(name: str, names: list[str]) -> str | None:
     lowered = {candidate.lower(): candidate for candidate in reversed(names)}
     matches = difflib.get_close_matches(name.lower(), list(lowered), n=1)
     return lowered[matches[0]] if matches else None
-

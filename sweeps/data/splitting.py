@@ -55,10 +55,7 @@ def split_rows(
             "or other fractions"
         )
     how = "at random" if task == "regression" else f"stratified by {target!r}"
-    notes.append(
-        f"split {len(train)}/{len(val)}/{len(test)} rows (train/val/test) with "
-        f"seed {seed}, {how}"
-    )
+    notes.append(f"split {len(train)}/{len(val)}/{len(test)} rows (train/val/test) with seed {seed}, {how}")
     return train, val, test
 
 

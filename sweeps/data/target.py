@@ -30,9 +30,7 @@ MAX_INFERRED_CLASSES = 20
 MAX_SINGLE_ROW_CLASS_SHARE = 0.5
 
 
-def drop_missing_target(
-    frame: pd.DataFrame, target: str, source: str, notes: list[str]
-) -> pd.DataFrame:
+def drop_missing_target(frame: pd.DataFrame, target: str, source: str, notes: list[str]) -> pd.DataFrame:
     """Drops the rows whose target is missing or blank."""
     missing = missing_mask(frame[target])
     if missing.all():
@@ -41,9 +39,7 @@ def drop_missing_target(
             "are missing or blank); pass a column with labels as target="
         )
     if missing.any():
-        notes.append(
-            f"dropped {int(missing.sum())} rows with a missing target {target!r}"
-        )
+        notes.append(f"dropped {int(missing.sum())} rows with a missing target {target!r}")
         frame = frame.loc[~missing].reset_index(drop=True)
     return frame
 
@@ -103,16 +99,11 @@ def encode_target(
     class_names = tuple(label_text(value) for value in distinct)
     how = "given" if given else "inferred"
     notes.append(f"task {task!r} ({how}, {len(class_names)} classes)")
-    notes.append(
-        f"mapped target {name!r} labels {label_list(distinct)} to "
-        f"{short_list(list(range(len(distinct))))}"
-    )
+    notes.append(f"mapped target {name!r} labels {label_list(distinct)} to {short_list(list(range(len(distinct))))}")
     return task, labels, class_names
 
 
-def _check_plausible_classes(
-    labels: np.ndarray, numeric: bool, name: str, source: str
-) -> None:
+def _check_plausible_classes(labels: np.ndarray, numeric: bool, name: str, source: str) -> None:
     """Refuses a multiclass target whose classes are mostly single rows."""
     counts = np.bincount(labels)
     singles = int((counts == 1).sum())
@@ -121,8 +112,7 @@ def _check_plausible_classes(
     fix = (
         "this looks like a continuous number: use task='regression'"
         if numeric
-        else "this looks like an id or free text: pick another target=, or group the "
-        "rare labels into one class first"
+        else "this looks like an id or free text: pick another target=, or group the rare labels into one class first"
     )
     raise ValueError(
         f"task='multiclass' on target {name!r} in {source} gives {len(counts)} classes "

@@ -26,7 +26,15 @@ from sweeps.engine.population import Population
 
 # What a member's training has produced; `copy_members` moves these and nothing else.
 TRAINING_STATE = (
-    "params", "opt_state", "step", "epochs_done", "active", "diverged", "best", "since_best", "best_params",
+    "params",
+    "opt_state",
+    "step",
+    "epochs_done",
+    "active",
+    "diverged",
+    "best",
+    "since_best",
+    "best_params",
     "best_objective",
 )
 

@@ -31,7 +31,9 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
     widths = sum(structure.hidden) + structure.n_outputs
     activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient
     block = min(n_val, EVAL_ROWS)
-    evaluation = members * (2 * block * max(structure.hidden + (structure.n_outputs,)) + 6 * n_val * structure.n_outputs)
+    evaluation = members * (
+        2 * block * max(structure.hidden + (structure.n_outputs,)) + 6 * n_val * structure.n_outputs
+    )
     data = (n_train + n_val) * (structure.n_features + 1) + n_train  # splits and the epoch's order
     return BYTES * int(state + step_temporaries + activations + evaluation + data)
 
