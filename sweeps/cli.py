@@ -38,7 +38,7 @@ examples:
   (quote a value with braces, commas or spaces, or the shell splits it)
 
 the config file (TOML), every key optional but [data] path and target:
-  [data]      path, target, task, val_fraction, test_fraction, seed, drop
+  [data]      path, target, task, val_fraction, test_fraction, seed, drop, sep, encoding
   [model]     hidden (e.g. [64] or [128, 64]), activation
   [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
               | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}
@@ -46,19 +46,23 @@ the config file (TOML), every key optional but [data] path and target:
   [strategy]  name = "grid" (n points per range) or "random" (n, seed)
   [train]     optimizer, epochs, batch_size, seeds, seed, objective,
               early_stopping = {metric, patience, min_delta}, max_population,
-              divergence_threshold (false = off)
-  [run]       dir
+              divergence_threshold (false = off), init ("shared" or "per_trial")
+  [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models
   data/examples/churn_lr.toml is a commented example.
 
 the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
-when that one already holds a finished run). It gets config.json, table.csv/.parquet
-(one row per trial), history.csv/.parquet (every metric by epoch) and plots/.
+when that one already holds a run). It gets run.json, config.json, table.csv/.parquet
+(one row per trial), history.csv/.parquet (every metric by epoch), plots/, checkpoints/
+and models/ (the best trials' weights: `sweeps predict`). A killed run continues with
+`sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first.
 """
 
 MAIN_EXAMPLES = """\
 examples:
   sweeps run data/examples/churn_lr.toml      train the lesson's 64 learning rates
   sweeps report runs/churn_lr                 summarize a finished run, redraw its plots
+  sweeps resume runs/churn_lr                 continue a run that was killed
+  sweeps predict runs/churn_lr rows.csv       predict new rows with the run's best model
 
 `sweeps run --help` describes the config file.
 """

@@ -4,12 +4,13 @@ A config has six sections; every key but `[data] path` and `target` has a
 default, taken from the signatures of `load_csv`, `models.MLP`, the strategy
 and `sweeps.run`, so the file says only what differs:
 
-    [data]      path, target, task, val_fraction, test_fraction, seed, drop   (load_csv)
+    [data]      path, target, task, val_fraction, test_fraction, seed, drop,
+                sep, encoding                                                 (load_csv)
     [model]     hidden, activation                                            (models.MLP)
     [space]     hyperparameter name = one value, a list, or an axis           (sweeps.space)
     [strategy]  name ("grid" or "random") and its options: n, seed            (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
-                early_stopping, max_population, divergence_threshold          (sweeps.run)
+                early_stopping, max_population, divergence_threshold, init    (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models
 
 `load_config` reads, checks and resolves a file: unknown sections and keys

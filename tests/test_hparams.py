@@ -8,9 +8,9 @@ import pytest
 import sweeps
 from models import MLP
 from sweeps import space
+from sweeps.chunks import controls_for, train_chunk
 from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
-from sweeps.loop import controls_for, train_chunk
 
 from helpers import EPOCH, log_compilations, synthetic, train_alone
 

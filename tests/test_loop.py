@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import sweeps
+from sweeps.chunks import controls_for, train_chunk
 from sweeps.engine import Population, Structure, edits, init_population, make_train_epoch, stack_hparams
 from sweeps.engine.hparams import TRACED, resolve
-from sweeps.loop import controls_for, train_chunk
 from sweeps.planning import plan
 from sweeps.records import Records
 

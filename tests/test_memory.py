@@ -6,9 +6,9 @@ import pytest
 
 import sweeps
 from sweeps import space
+from sweeps.chunks import controls_for
 from sweeps.engine import Split, Structure, init_population, keys, make_train_epoch, memory, stack_hparams
 from sweeps.engine.hparams import resolve
-from sweeps.loop import controls_for
 
 from helpers import synthetic
 

@@ -1,0 +1,111 @@
+"""One chunk of a sweep: its fresh population, its compiled epoch with the data on the device, the controls.
+
+The sweep loop (`sweeps/loop.py`) walks chunks; these pieces train one. `train_chunk` runs a whole
+chunk alone (tests and benchmarks use it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sweeps.data import Dataset
+from sweeps.engine import keys
+from sweeps.engine.epoch import Controls, Split, make_train_epoch
+from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
+from sweeps.engine.structure import Structure
+from sweeps.planning import Trial
+
+
+def baseline_loss(data: Dataset) -> float:
+    """The training loss of predicting the training prior: the class entropy, or the target's variance."""
+    y = np.asarray(data.y_train, np.float64)
+    if data.task == "regression":
+        return float(max(y.var(), 1e-12))  # 1.0 on a target load_csv standardized
+    counts = np.bincount(y.astype(np.int64))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:
+    """The run-wide numbers every compiled epoch reads."""
+    limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data)
+    return Controls(
+        divergence_limit=jnp.float32(limit),
+        patience=jnp.int32(stop["patience"] if stop else 0),
+        min_delta=jnp.float32(stop["min_delta"] if stop else 0.0),
+        y_std=jnp.float32(data.y_std),
+    )
+
+
+def new_population(
+    structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str = "shared"
+) -> Population:
+    """A fresh population of `size` members for the chunk's trials (padding members past them).
+
+    `init="shared"`: keys from each trial's seed index (common random numbers: configurations with
+    the same seed index start from the same weights and draw the same dropout masks);
+    `"per_trial"`: keys from the trial number.
+    """
+    numbers = np.full(size, PADDING, np.int64)
+    numbers[: len(chunk)] = [t.number for t in chunk]
+    key_indices = np.zeros(size, np.int64)
+    key_indices[: len(chunk)] = [t.seed if init == "shared" else t.number for t in chunk]
+    return init_population(structure, stack_hparams([t.hparams for t in chunk], size), numbers, seed, key_indices)
+
+
+def train_chunk(
+    structure: Structure,
+    chunk: tuple[Trial, ...],
+    size: int,
+    data: Dataset,
+    seed: int,
+    stop_metric: str | None,
+    controls: Controls,
+    after_epoch: Callable[[dict[str, np.ndarray]], None] | None = None,
+    init: str = "shared",
+) -> tuple[Population, list[dict[str, np.ndarray]]]:
+    """Trains one chunk as a population of `size` members (padded) until every member is done.
+
+    The loop's inner part, usable alone (tests): returns the final population and the
+    per-epoch metrics ((size,) arrays per name, `number` among them).
+    """
+    loop = ChunkRunner(structure, data, seed, stop_metric, controls)
+    pop = new_population(structure, chunk, size, seed, init)
+    history = []
+    for epoch in range(max(t.hparams["epochs"] for t in chunk)):
+        pop, metrics = loop.epoch(pop, epoch)
+        history.append(metrics)
+        if after_epoch is not None:
+            after_epoch(metrics)
+        if not metrics["active"].any():
+            break
+    return pop, history
+
+
+class ChunkRunner:
+    """One structure's compiled epoch with the data on the device."""
+
+    def __init__(
+        self,
+        structure: Structure,
+        data: Dataset,
+        seed: int,
+        stop_metric: str | None,
+        controls: Controls,
+        objective: str = "val_loss",
+    ):
+        self.structure, self.seed, self.controls = structure, seed, controls
+        self.train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+        self.val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+        self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
+
+    def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
+        order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
+        pop, metrics = self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
+        return pop, jax.device_get(metrics)
