@@ -12,11 +12,12 @@ It is the only code that calls a strategy. The compiled epoch
 (`sweeps.engine`) knows nothing of strategies, tables or files; the loop
 hands it populations and takes back metrics.
 
-Where later capabilities plug in (each is a method here, trivial today):
-  - `place`: a population goes onto devices (sharding over a mesh);
-  - `after_epoch`: a checkpoint is written, and a strategy's between-epoch
-    decisions come back as arrays applied by `sweeps.engine.edits`;
-  - `resume_point` (the position `LoopPosition`): where a restored run continues.
+Where the capabilities plug in (each a method here):
+  - `place`: a population goes onto devices (one device today; sharding over a mesh);
+  - `after_epoch`: a strategy's between-epoch decisions come back as arrays
+    applied by `sweeps.engine.edits` (nothing today);
+  - `save` / `restore`: checkpoints of the position (`LoopPosition`: round, work
+    item, epoch), the chunk's population, the records and the kept models.
 """
 
 from __future__ import annotations
