@@ -32,16 +32,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from sweeps.checkpoints import Checkpoints, Snapshot
 from sweeps.chunks import ChunkRunner, controls_for, new_population
 from sweeps.data import Dataset
-from sweeps.engine.population import Population
+from sweeps.engine import edits
+from sweeps.engine.hparams import resolve
+from sweeps.engine.metrics import direction
+from sweeps.engine.population import PADDING, Population
+from sweeps.engine.structure import structure_of
 from sweeps.planning import Group, Plan, Trial, plan_round
 from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
+from sweeps.strategies.base import EpochView, Strategy
 from sweeps.trained import KeptModels
 
 
@@ -102,6 +108,9 @@ class SweepLoop:
         self.kept = KeptModels(keep_models)
         self.position = LoopPosition()
         self._signal: int | None = None
+        self.pruned: dict[int, int] = {}  # trial number -> the epochs it had trained when a strategy stopped it
+        self.parents: np.ndarray | None = None  # (slots,) whose weights each member carries (population based)
+        self.refilled: list[Trial] = []  # trials a strategy started in recycled slots
 
     @property
     def trials(self) -> list[Trial]:
@@ -165,20 +174,24 @@ class SweepLoop:
                 else new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
             )
             pop, population = self.place(pop), None
+            if self.position.epoch == 0:
+                self.parents = np.asarray(jax.device_get(pop.numbers)).copy()
             epochs = _epochs(chunk)
-            while self.position.epoch < epochs:
+            while True:
                 pop, metrics = runner.epoch(pop, self.position.epoch)
+                if self.settings.strategy.tracks_hparams:
+                    metrics = {**metrics, **self._lineage(pop)}
                 self.records.add(metrics)
                 self.position = dataclasses.replace(self.position, epoch=self.position.epoch + 1)
                 self.progress.epoch(metrics, group.structure.label(), self.position.epoch, epochs, self.checkpoints)
-                pop = self.after_epoch(pop, metrics)
-                if not metrics["active"].any():
+                pop, live = self.after_epoch(pop, metrics, group)
+                if not live:
                     self.progress.skip(epochs - self.position.epoch)  # every member stopped early
                     break
                 if self._signal is None and self.checkpoints is not None and self.checkpoints.due():
                     self.save(pop)
                 self._check_signal(pop)
-            self.kept.offer(pop)
+            self.kept.offer(pop, skip=self.pruned)
             self.position = LoopPosition(self.position.round, self.position.work + 1)
             self.save()
             self._check_signal(None)
@@ -187,14 +200,107 @@ class SweepLoop:
         """Device placement seam: where a population is put onto devices (one device today)."""
         return pop
 
-    def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray]) -> Population:
-        """Between-epochs seam: a strategy's decisions (prune, refill, copy) are applied here."""
-        return pop
+    def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray], group: Group) -> tuple[Population, bool]:
+        """Between epochs: the strategy's decisions (prune, refill, copy and perturb, repack) applied
+        with the engine's jitted edits. Returns the population and whether any member trains on."""
+        strategy = self.settings.strategy
+        if type(strategy).decide is Strategy.decide:
+            return pop, bool(metrics["active"].any())
+        numbers, epochs_done, hparams = jax.device_get((pop.numbers, pop.epochs_done, pop.hparams))
+        sign = -1.0 if direction(self.settings.objective) == "maximize" else 1.0
+        view = EpochView(
+            epoch=self.position.epoch,
+            numbers=np.asarray(numbers),
+            epochs_done=np.asarray(epochs_done),
+            active=np.asarray(metrics["active"]),
+            trained=np.asarray(metrics["trained"]),
+            score=np.where(metrics["trained"], sign * np.asarray(metrics[self.settings.objective], np.float64), np.nan),
+            hparams={k: np.asarray(v) for k, v in hparams.items()},
+            objective=self.settings.objective,
+        )
+        decisions = strategy.decide(view)
+        active = view.active.copy()
+        if decisions is None:
+            return pop, bool(active.any())
+        size = len(view.numbers)
+        if decisions.prune is not None and decisions.prune.any():
+            prune = np.asarray(decisions.prune, bool) & (view.numbers != PADDING)
+            for slot in np.flatnonzero(prune):
+                self.pruned.setdefault(int(view.numbers[slot]), int(view.epochs_done[slot]))
+            pop = edits.mask_out(pop, jnp.asarray(prune))
+            active &= ~prune
+        if decisions.copy_from is not None:
+            source = np.asarray(decisions.copy_from, np.int32)
+            change = np.zeros(size, bool) if decisions.change is None else np.asarray(decisions.change, bool)
+            values = {k: jnp.asarray(v) for k, v in (decisions.hparams or {}).items()}
+            pop = edits.exploit_explore(pop, jnp.asarray(source), jnp.asarray(change), values)
+            self.parents = np.where(source != np.arange(size), view.numbers[source], view.numbers)
+            active = active[source]
+        if decisions.refill:
+            pop, active = self._refill(pop, decisions.refill, group, active)
+        if decisions.repack and 0 < active.sum() <= size // 2:
+            pop = self._repack(pop, active)
+            active = np.asarray(jax.device_get(pop.active))
+        return pop, bool(active.any())
+
+    def _refill(self, pop: Population, refill: Mapping[int, dict], group: Group, active: np.ndarray):
+        """New trials start in the given slots; the trials they replace compete for the kept models first."""
+        slots = sorted(refill)
+        self.kept.offer(pop, slots=slots, skip=self.pruned)
+        round_trials, _ = self.rounds[self.position.round]
+        last = self.trials[-1]
+        new = []
+        for k, slot in enumerate(slots):
+            hparams = resolve({**self.settings.defaults, **refill[slot]})
+            structure = structure_of(hparams, self.data)
+            if structure != group.structure:
+                raise ValueError(
+                    f"a refilled trial must keep the population's structure ({group.structure.label()}), "
+                    f"but {refill[slot]} makes it {structure.label()}"
+                )
+            new.append(Trial(last.number + 1 + k, last.config + 1 + k, 0, hparams, self.position.round))
+        round_trials.extend(new)
+        self.refilled.extend(new)
+        size = pop.size
+        chunk = [new[slots.index(s)] if s in slots else None for s in range(size)]
+        placeholder = new[0]
+        fresh = new_population(
+            group.structure, tuple(t or placeholder for t in chunk), size, self.seed, self.settings.init
+        )
+        where = np.zeros(size, bool)
+        where[slots] = True
+        pop = edits.place(pop, fresh, jnp.asarray(where))
+        self.progress.add_total(sum(t.hparams["epochs"] for t in new))
+        active = active.copy()
+        active[slots] = True
+        return pop, active
+
+    def _repack(self, pop: Population, active: np.ndarray) -> Population:
+        """The live members in the next smaller power-of-two population (the epoch compiles once per size)."""
+        live = np.flatnonzero(active)
+        size = 1 << int(np.ceil(np.log2(len(live))))
+        index = np.zeros(size, np.int32)
+        index[: len(live)] = live
+        keep = np.arange(size) < len(live)
+        if self.parents is not None:
+            self.parents = np.where(keep, self.parents[index], PADDING)
+        return edits.repack(pop, jnp.asarray(index), jnp.asarray(keep))
+
+    def _lineage(self, pop: Population) -> dict[str, np.ndarray]:
+        """Each member's traced hyperparameters this epoch and the trial whose weights it carries."""
+        hparams = jax.device_get(pop.hparams)
+        out = {f"hparam_{name}": np.asarray(v, np.float64) for name, v in hparams.items() if name in self.swept}
+        out["lineage_parent"] = np.asarray(self.parents, np.float64)
+        return out
 
     def table(self, trials: list[Trial]):
         """The trial table of `trials` from the records so far (what `tell` receives)."""
         table, _ = build_frames(
-            [dataclasses.asdict(t) for t in trials], list(self.swept), self.records.by_trial(), self.settings.objective
+            [dataclasses.asdict(t) for t in trials],
+            list(self.swept),
+            self.records.by_trial(),
+            self.settings.objective,
+            self.pruned,
         )
         return table
 
@@ -207,6 +313,10 @@ class SweepLoop:
             "strategy": self.settings.strategy.state_dict(),
             "fingerprints": self.fingerprints,
             "kept": self.kept.meta(),
+            "pruned": {str(n): e for n, e in self.pruned.items()},
+            "refilled": [_trial_json(t) for t in self.refilled],
+            "parents": None if self.parents is None else [int(p) for p in self.parents],
+            "population_size": None if pop is None else pop.size,
         }
         return Snapshot(meta=meta, records=self.records.arrays(), population=pop, kept=self.kept.arrays())
 
@@ -234,34 +344,45 @@ class SweepLoop:
                 f"{stored.get('data')} -> {self.fingerprints.get('data')}); resume with the data the run started "
                 f"with, or start a new run from this checkpoint under the new data with --fork NEW_DIR"
             )
-        self._replan(meta["rounds"])
+        self._replan(meta)
         self.settings.strategy.load_state_dict(meta["strategy"])
         self.records = Records(snapshot.records)
         self.kept.load(meta["kept"], snapshot.kept)
         self.position = LoopPosition(**meta["position"])
+        self.pruned = {int(n): e for n, e in meta["pruned"].items()}
+        self.parents = None if meta["parents"] is None else np.asarray(meta["parents"], np.int64)
         return snapshot.population
 
-    def _replan(self, rounds: list[list[dict]]) -> None:
-        """The stored rounds planned again (the strategy is not asked); they must match what was trained."""
-        first = _configs_of(self.rounds[0][0], self.settings.seeds)
+    def _replan(self, meta: dict) -> None:
+        """The stored rounds planned again (the strategy is not asked), with the trials strategies
+        started in recycled slots; they must match what was trained."""
+        rounds = meta["rounds"]
+        first = _configs_of([t for t in self.rounds[0][0] if t not in self.refilled], self.settings.seeds)
         if _canonical(first) != _canonical(rounds[0]):
             raise ValueError(
                 "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
                 "changed since the run started; resume with the original configuration, or start a new run"
             )
+        refilled = [_trial_from_json(t) for t in meta["refilled"]]
         del self.rounds[1:], self.configs[1:]
-        for index, configs in enumerate(rounds[1:], start=1):
-            self.plan_next_round(index, configs)
+        self.rounds[0][0][:] = [t for t in self.rounds[0][0] if t not in self.refilled]
+        self.refilled = []
+        for index in range(len(rounds)):
+            if index:
+                self.plan_next_round(index, rounds[index])
+            mine = [t for t in refilled if t.round == index]
+            self.rounds[index][0].extend(mine)
+            self.refilled.extend(mine)
 
     def _population_target(self, meta: dict) -> Any:
         """The abstract population of the checkpoint's work item, for orbax to restore into."""
-        self._replan(meta["rounds"])
+        self._replan(meta)
         position = LoopPosition(**meta["position"])
         _, groups = self.rounds[position.round]
         group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        return jax.eval_shape(
-            lambda: new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
-        )
+        size = meta["population_size"] or group.chunk_size  # a repacked population is smaller
+        chunk = tuple((chunk * size)[:size])
+        return jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
 
     # --- signals -------------------------------------------------------------------------
 
@@ -296,6 +417,15 @@ class SweepLoop:
         step = self.save(pop)
         self.checkpoints.wait()
         raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
+
+
+def _trial_json(trial: Trial) -> dict:
+    return {**dataclasses.asdict(trial), "hparams": _jsonable(trial.hparams)}
+
+
+def _trial_from_json(data: Mapping[str, Any]) -> Trial:
+    hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
+    return Trial(data["number"], data["config"], data["seed"], hparams, data["round"])
 
 
 def _configs_of(trials: list[Trial], seeds: int) -> list[dict]:

@@ -26,6 +26,15 @@ import numpy as np
 from sweeps.engine.population import PADDING
 
 NOT_RECORDED = ("trained", "active")  # per-epoch masks that say nothing once a row is kept
+SPLITS = ("train", "val", "test", "hparam", "lineage")
+METRIC_ORDER = ("loss", "accuracy", "auc", "rmse", "mae")
+
+
+def _canonical(name: str) -> tuple:
+    """train_loss, val_loss, val_accuracy, ... then hyperparameters and lineage, alphabetically."""
+    split, _, metric = name.partition("_")
+    rank = SPLITS.index(split) if split in SPLITS else len(SPLITS)
+    return rank, METRIC_ORDER.index(metric) if metric in METRIC_ORDER else len(METRIC_ORDER), metric
 
 
 class Records:
@@ -59,8 +68,9 @@ class Records:
         order = np.argsort(numbers, kind="stable")  # epochs stay in order within a trial
         starts = np.flatnonzero(np.r_[True, np.diff(numbers[order]) != 0])
         out = {}
+        names = sorted(rows, key=_canonical)  # one order however the rows were built (or restored)
         for rows_of_trial in np.split(order, starts[1:]):
-            record = {name: values[rows_of_trial].astype(np.float64) for name, values in rows.items()}
+            record = {name: rows[name][rows_of_trial].astype(np.float64) for name in names}
             record["diverged"] = bool(diverged[rows_of_trial[-1]])
             out[int(numbers[rows_of_trial[0]])] = record
         return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from sweeps.engine.hparams import reads
 from sweeps.engine.metrics import direction
 
 TABLE_FILES = ("table.parquet", "table.csv")
+HISTORY_ONLY = ("hparam", "lineage")  # per-epoch records of the hyperparameters and parents (PBT), not metrics
 HISTORY_FILES = ("history.parquet", "history.csv")
 CONFIG_FILE = "config.json"
 
@@ -191,15 +193,19 @@ def build_frames(
     swept: list[str],
     records: dict[int, dict[str, np.ndarray]],
     objective: str,
+    pruned: Mapping[int, int] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The table and the history from per-trial records.
 
     Args:
       trials: one dict per trial: `number`, `config`, `seed`, `hparams` (resolved hyperparameters).
       swept: the hyperparameter names of the space, in order.
-      records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values}.
+      records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values}; names
+        `hparam_<name>` and `lineage_parent` (population based training) go to the history only.
       objective: the metric that picks `best_epoch`.
+      pruned: trial number -> epochs trained when a strategy stopped it (state `pruned`).
     """
+    pruned = pruned or {}
     sign = 1.0 if direction(objective) == "minimize" else -1.0
     rows, history = [], []
     for trial in trials:
@@ -213,18 +219,20 @@ def build_frames(
         row.update({f"params_{name}": _cell(trial["hparams"][name]) if name in used else None for name in swept})
         finite = np.isfinite(curve)
         best = int(np.argmin(np.where(finite, sign * curve, np.inf))) if finite.any() else None
+        state = "diverged" if record["diverged"] else "pruned" if number in pruned else "complete"
         row.update(
-            state="diverged" if record["diverged"] else "complete",
+            state=state,
             epochs=epochs,
-            stopped_early=bool(not record["diverged"] and epochs < trial["hparams"]["epochs"]),
+            stopped_early=bool(state == "complete" and epochs < trial["hparams"]["epochs"]),
             best_epoch=best + 1 if best is not None else None,
             value=float(curve[best]) if best is not None else math.nan,
         )
         for m in metric_names:
             values = record[m]
-            row[f"final_{m}"] = float(values[-1]) if epochs else math.nan
-            row[f"best_{m}"] = float(values[best]) if best is not None else math.nan
             split, name = m.split("_", 1)
+            if split not in HISTORY_ONLY:
+                row[f"final_{m}"] = float(values[-1]) if epochs else math.nan
+                row[f"best_{m}"] = float(values[best]) if best is not None else math.nan
             history.extend((number, e + 1, split, name, float(v)) for e, v in enumerate(values))
         rows.append(row)
     table = pd.DataFrame(rows)

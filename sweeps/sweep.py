@@ -201,7 +201,11 @@ def execute(
             checkpoints.close()
     settings = sweep_plan.settings
     table, history = build_frames(
-        [dataclasses.asdict(t) for t in loop.trials], list(loop.swept), records.by_trial(), settings.objective
+        [dataclasses.asdict(t) for t in loop.trials],
+        list(loop.swept),
+        records.by_trial(),
+        settings.objective,
+        loop.pruned,
     )
     config = {
         **settings_now,

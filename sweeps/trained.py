@@ -39,15 +39,26 @@ class KeptModels:
         self.k = k
         self.entries: dict[int, tuple[float, np.ndarray]] = {}  # number -> (score, flat parameters)
 
-    def offer(self, pop: Population) -> None:
-        """A finished chunk's members compete for the places; only the winners' parameters leave the device."""
+    def offer(self, pop: Population, slots=None, skip=frozenset()) -> None:
+        """Members compete for the places; only the winners' parameters leave the device.
+
+        Args:
+          pop: a population whose members are done (a finished chunk, or slots about to be refilled).
+          slots: the slots to consider (default all).
+          skip: trial numbers that may not be kept (pruned trials).
+        """
         if self.k <= 0:
             return
         numbers, scores, diverged = jax.device_get((pop.numbers, pop.best_objective, pop.diverged))
+        slots = range(len(numbers)) if slots is None else slots
         candidates = [
             (float(scores[i]), int(numbers[i]), i)
-            for i in range(len(numbers))
-            if numbers[i] != PADDING and not diverged[i] and np.isfinite(scores[i])
+            for i in slots
+            if numbers[i] != PADDING
+            and not diverged[i]
+            and np.isfinite(scores[i])
+            and int(numbers[i]) not in skip
+            and int(numbers[i]) not in self.entries
         ]
         ranked = sorted([(s, n, None) for n, (s, _) in self.entries.items()] + candidates)[: self.k]
         rows = [i for _, _, i in ranked if i is not None]

@@ -58,16 +58,21 @@ def log_compilations():
             if message.startswith(COMPILE_MESSAGE):
                 compiled.append(message[len(COMPILE_MESSAGE) :].rsplit(" in ", 1)[0])
 
-    logger = logging.getLogger("jax._src.dispatch")
-    handler, level = Collect(level=logging.WARNING), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(min(level or logging.WARNING, logging.WARNING))
+    loggers = [logging.getLogger(name) for name in ("jax._src.dispatch", "jax._src.interpreters.pxla")]
+    handler = Collect(level=logging.WARNING)
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:  # collected here, not printed: the compile log is long
+        lg.setLevel(min(lg.level or logging.WARNING, logging.WARNING))
+        lg.propagate = False
+    loggers[0].addHandler(handler)
     try:
         with jax.log_compiles(True):
             yield compiled
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        loggers[0].removeHandler(handler)
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.setLevel(level)
+            lg.propagate = propagate
 
 
 EPOCH = "jit(train_epoch)"
@@ -106,13 +111,15 @@ def reference_optimizer(p, schedule):
     return opt
 
 
-def train_alone(data, p, key_index, seed, epochs=None):
+def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0):
     """Reference: one trial with plain Flax + optax, the same init key, dropout keys and minibatch order.
 
     Args:
       p: the trial's resolved hyperparameters.
       key_index: the number its keys derive from (`keys.init_keys(seed, [key_index])`).
       epochs: epochs to train (default p["epochs"]).
+      first_epoch: the population epoch it starts at (a recycled slot): its minibatch orders are
+        those of population epochs first_epoch, first_epoch + 1, ...
     """
     epochs = p["epochs"] if epochs is None else epochs
     model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs)
@@ -152,7 +159,8 @@ def train_alone(data, p, key_index, seed, epochs=None):
 
     t = 0
     for epoch in range(epochs):
-        indices, weights = batch_indices(keys.batch_order_key(seed, epoch, p["batch_size"]), len(x), p["batch_size"])
+        order_key = keys.batch_order_key(seed, first_epoch + epoch, p["batch_size"])
+        indices, weights = batch_indices(order_key, len(x), p["batch_size"])
         for idx, w in zip(indices, weights):
             tree, state = step(tree, state, x[idx], y[idx], w, t)
             t += 1

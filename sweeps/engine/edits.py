@@ -91,3 +91,27 @@ def set_hparams(pop: Population, where: jax.Array, values: Mapping[str, jax.Arra
 def mask_out(pop: Population, where: jax.Array) -> Population:
     """Stops the members where `where` (trials,) holds: they train no further (pruned)."""
     return pop.replace(active=pop.active & ~where)
+
+
+@functools.partial(jax.jit, donate_argnums=(0,))
+def exploit_explore(
+    pop: Population, source: jax.Array, where: jax.Array, values: Mapping[str, jax.Array]
+) -> Population:
+    """Population based training's step, as one program: `copy_members(pop, source)`, then
+    `set_hparams(pop, where, values)` (see both)."""
+    copied = {name: jax.tree.map(lambda leaf: leaf[source], getattr(pop, name)) for name in TRAINING_STATE}
+    pop = pop.replace(**copied)
+    hparams = {name: _select(where, values[name], old) if name in values else old for name, old in pop.hparams.items()}
+    return pop.replace(hparams=hparams)
+
+
+@jax.jit  # no donation: the smaller outputs cannot reuse the larger buffers
+def repack(pop: Population, index: jax.Array, keep: jax.Array) -> Population:
+    """A smaller population: member j is member `index[j]` where `keep[j]`, padding elsewhere.
+
+    Args:
+      index: (new_size,) int32 slots of `pop` to keep (any valid slot where `keep` is False).
+      keep: (new_size,) bool; the others become padding (number -1, inactive).
+    """
+    small = jax.tree.map(lambda leaf: leaf[index], pop)
+    return small.replace(numbers=jnp.where(keep, small.numbers, -1), active=small.active & keep)

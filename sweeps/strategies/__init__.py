@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from sweeps.strategies.base import Strategy
 from sweeps.strategies.grid import Grid
+from sweeps.strategies.halving import Halving
+from sweeps.strategies.pbt import PBT
 from sweeps.strategies.random import Random
 
-STRATEGIES = {"grid": Grid, "random": Random}
+STRATEGIES = {"grid": Grid, "random": Random, "halving": Halving, "pbt": PBT}
 
 
 def make_strategy(name: str, **options) -> Strategy:
@@ -20,4 +22,4 @@ def make_strategy(name: str, **options) -> Strategy:
     return STRATEGIES[name](**options)
 
 
-__all__ = ["STRATEGIES", "Grid", "Random", "Strategy", "make_strategy"]
+__all__ = ["PBT", "STRATEGIES", "Grid", "Halving", "Random", "Strategy", "make_strategy"]

@@ -4,20 +4,78 @@ The sweep loop (`sweeps/loop.py`) is the only code that calls a strategy. A
 round: the loop calls `ask(space)` once for the round's configurations,
 trains them, calls `tell(table)` with the round's rows, then asks
 `another_round()` whether to go on. A strategy that acts inside a training
-population will add a between-epochs `decide`; the loop is where it plugs in.
+population also answers `decide(view)` after every epoch: it sees the
+population's metrics (`EpochView`) and returns `Decisions` (stop members,
+start new trials in their slots, copy members onto others with new
+hyperparameters), which the loop applies with the engine's jitted edits.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from sweeps.space import Axis
 
 
+@dataclasses.dataclass(frozen=True)
+class EpochView:
+    """One population after one epoch, as a strategy sees it: host arrays, one entry per slot.
+
+    Attributes:
+      epoch: epochs this population has run.
+      numbers: (slots,) the trial in each slot; -1 for padding.
+      epochs_done: (slots,) epochs each member has trained (its own, from its own start).
+      active: (slots,) whether the member trains in the next epoch.
+      trained: (slots,) whether it trained in this epoch.
+      score: (slots,) this epoch's objective with lower better (negated for a maximized metric);
+        NaN where the member did not train.
+      hparams: name -> (slots,) each member's traced hyperparameters.
+      objective: the metric `score` comes from.
+    """
+
+    epoch: int
+    numbers: np.ndarray
+    epochs_done: np.ndarray
+    active: np.ndarray
+    trained: np.ndarray
+    score: np.ndarray
+    hparams: dict[str, np.ndarray]
+    objective: str
+
+
+@dataclasses.dataclass
+class Decisions:
+    """What a strategy wants done to a population between epochs (every field optional).
+
+    Attributes:
+      prune: (slots,) bool: these members stop now (state `pruned`).
+      copy_from: (slots,) int: member i takes the weights and optimizer state of member
+        `copy_from[i]` (`copy_from[i] == i` keeps its own): population based training's exploit.
+      hparams: name -> (slots,) new values of traced hyperparameters, applied where `change`.
+      change: (slots,) bool, the members whose `hparams` change (explore).
+      refill: slot -> the configuration of a new trial that starts in that slot now.
+      repack: the population may shrink to the next power of two above its live members.
+    """
+
+    prune: np.ndarray | None = None
+    copy_from: np.ndarray | None = None
+    hparams: dict[str, np.ndarray] | None = None
+    change: np.ndarray | None = None
+    refill: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    repack: bool = False
+
+
 class Strategy(abc.ABC):
     """Which trials to train: `ask` for a round's configurations, `tell` their results."""
+
+    # A strategy that changes members' hyperparameters while they train (population based training)
+    # sets this: the history then records every member's traced hyperparameters and parent each epoch.
+    tracks_hparams: bool = False
 
     @abc.abstractmethod
     def ask(self, space: Mapping[str, Axis]) -> list[dict[str, Any]]:
@@ -29,6 +87,10 @@ class Strategy(abc.ABC):
 
     def tell(self, table) -> None:  # noqa: B027 - optional: a strategy that learns nothing from results skips it
         """The results of the round just trained: its rows of the trial table (pandas), one per trial."""
+
+    def decide(self, view: EpochView) -> Decisions | None:
+        """Between epochs: decisions about the population (None: nothing to do). Called after every epoch."""
+        return None
 
     def another_round(self) -> bool:
         """Whether the loop asks again after `tell`; one round by default."""

@@ -1,0 +1,119 @@
+"""`Halving`: successive halving in rungs on epochs, inside one training population.
+
+Every trial is given `max_epochs`; at each rung (`min_epochs`, `min_epochs * eta`, ... below
+`max_epochs`) a member is compared with every trial that reached the same rung, and only the best
+`1/eta` of them (rounded up; ties to the lower trial number) train on: the rest are pruned between
+epochs by the engine's masks, without recompiling. Without `refill`, all members start together,
+so this is synchronous successive halving, and the population is repacked into the next smaller
+power of two as it empties (one compilation per size). With `refill=True` (asynchronous successive
+halving, in the spirit of ASHA) a slot whose trial was pruned, finished or diverged starts the next
+sampled trial at once, so the population stays full until `samples` trials have started.
+
+A recycled trial counts its own epochs and schedule steps from its own start; its minibatch order
+at each step is the sweep's shared order for the population's epoch at that time (sweep seed,
+population epoch, batch size), so a sweep is reproducible from its seed and settings.
+
+Examples:
+  >>> Halving(n=27, min_epochs=1, max_epochs=9).rungs()
+  [1, 3]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sweeps.strategies.base import Decisions, EpochView, Strategy
+from sweeps.strategies.random import Random
+
+PADDING = -1
+
+
+@dataclasses.dataclass
+class Halving(Strategy):
+    """Successive halving (rungs on epochs), optionally with slot recycling.
+
+    Args:
+      n: trials training at once (the population).
+      min_epochs: the first rung.
+      max_epochs: every trial's budget; reaching it completes a trial.
+      eta: the reduction factor: one in `eta` trials goes on at each rung.
+      refill: recycle a pruned, finished or diverged member's slot for the next sampled trial.
+      samples: with `refill`, how many trials start in all (default `n * eta`).
+      seed: the sampler's seed (configurations are sampled at random from the space).
+    """
+
+    n: int = 27
+    min_epochs: int = 1
+    max_epochs: int = 9
+    eta: int = 3
+    refill: bool = False
+    samples: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, low in (("n", 1), ("min_epochs", 1), ("max_epochs", 1), ("eta", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Halving({name}=...) must be an integer >= {low}, but got {name}={value!r}")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(
+                f"Halving needs min_epochs <= max_epochs, but got min_epochs={self.min_epochs}, "
+                f"max_epochs={self.max_epochs}"
+            )
+        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < self.n):
+            raise ValueError(f"Halving(samples=...) must be an integer >= n={self.n}, but got {self.samples!r}")
+        self._queue: list[dict[str, Any]] = []
+        self._rungs: dict[int, dict[int, float]] = {}  # rung epoch -> trial number -> score there
+
+    def rungs(self) -> list[int]:
+        """The epochs at which members are compared."""
+        out, epoch = [], self.min_epochs
+        while epoch < self.max_epochs:
+            out.append(epoch)
+            epoch *= self.eta
+        return out
+
+    def ask(self, space):
+        total = (self.samples or self.n * self.eta) if self.refill else self.n
+        configs = [{**c, "epochs": self.max_epochs} for c in Random(n=total, seed=self.seed).ask(space)]
+        self._queue = configs[self.n :]
+        return configs[: self.n]
+
+    def decide(self, view: EpochView) -> Decisions | None:
+        rungs = set(self.rungs())
+        real = view.numbers != PADDING
+        arrived = np.flatnonzero(real & view.trained & np.isin(view.epochs_done, list(rungs)))
+        for slot in arrived:  # record every arrival first: members arriving together are judged together
+            score = view.score[slot]
+            self._rungs.setdefault(int(view.epochs_done[slot]), {})[int(view.numbers[slot])] = (
+                float(score) if np.isfinite(score) else math.inf
+            )
+        prune = np.zeros(len(view.numbers), bool)
+        for slot in arrived:
+            rung = self._rungs[int(view.epochs_done[slot])]
+            ranked = sorted(rung, key=lambda number: (rung[number], number))
+            keep = math.ceil(len(ranked) / self.eta)
+            prune[slot] = view.active[slot] and ranked.index(int(view.numbers[slot])) >= keep
+        refill = {}
+        if self.refill:
+            done = real & view.trained & (~view.active | prune)
+            for slot in np.flatnonzero(done):
+                if not self._queue:
+                    break
+                refill[int(slot)] = self._queue.pop(0)
+        return Decisions(prune=prune, refill=refill, repack=not self.refill)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self._queue,
+            "rungs": {str(r): {str(n): s for n, s in scores.items()} for r, scores in self._rungs.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._queue = [dict(c) for c in state.get("queue", [])]
+        self._rungs = {int(r): {int(n): float(s) for n, s in scores.items()} for r, scores in state["rungs"].items()}

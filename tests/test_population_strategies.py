@@ -1,0 +1,184 @@
+"""Strategies that act inside a training population: successive halving (with slot recycling) and PBT."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import sweeps
+from models import MLP, loss_fn
+from sweeps import space
+from sweeps.engine import edits
+from sweeps.strategies.base import EpochView
+
+from helpers import EPOCH, log_compilations, synthetic, train_alone
+
+LR = {"learning_rate": space.loguniform(1e-4, 1.0)}
+
+
+def view(scores, epochs_done=1, active=None, epoch=1, hparams=None):
+    n = len(scores)
+    active = np.ones(n, bool) if active is None else np.asarray(active)
+    return EpochView(
+        epoch=epoch,
+        numbers=np.arange(n),
+        epochs_done=np.full(n, epochs_done),
+        active=active,
+        trained=active.copy(),  # only members still training reach the next rung
+        score=np.asarray(scores, float),
+        hparams=hparams or {},
+        objective="val_loss",
+    )
+
+
+def test_halving_keeps_exactly_the_best_third_at_each_rung_ties_to_the_lower_number():
+    strategy = sweeps.Halving(n=9, min_epochs=1, max_epochs=9, eta=3)
+    strategy.ask(LR)
+    scores = [0.5, 0.1, 0.9, 0.3, 0.1, 0.7, np.nan, 0.2, 0.8]  # trial 6 diverged (NaN): worst
+    decided = strategy.decide(view(scores))
+    assert np.flatnonzero(~decided.prune).tolist() == [1, 4, 7], "0.1 (trial 1), 0.1 (trial 4, tie), 0.2"
+    survivors = [0.9, 0.2, 0.9, 0.9, 0.4, 0.9, 0.9, 0.3, 0.9]
+    at_rung_3 = view(survivors, epochs_done=3, active=~decided.prune, epoch=3)
+    assert np.flatnonzero(~strategy.decide(at_rung_3).prune & at_rung_3.active).tolist() == [1]
+    assert decided.repack and not decided.refill
+
+
+def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_size():
+    data = synthetic("binary", rows=300)
+    with log_compilations() as compiled:
+        result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=27, min_epochs=1, max_epochs=9, eta=3))
+    table = result.table
+    assert table["state"].value_counts().to_dict() == {"pruned": 24, "complete": 3}
+    assert sorted(table.loc[table["state"] == "pruned", "epochs"].unique()) == [1, 3]
+    assert (table.loc[table["state"] == "complete", "epochs"] == 9).all()
+    # 27 members, repacked to 16 after the first rung (9 live) and to 4 after the second (3 live)
+    assert compiled.count(EPOCH) == 3, compiled
+    history = result.history
+    pruned = table.loc[table["state"] == "pruned", "number"].iloc[0]
+    assert len(history[(history["trial"] == pruned) & (history["metric"] == "loss")]) > 0, "pruned trials keep history"
+    best = result.best()
+    assert best["state"] == "complete"
+
+
+def test_a_recycled_slot_trains_its_new_trial_exactly_as_alone_from_the_same_start(monkeypatch):
+    from sweeps import loop as loop_module
+
+    data = synthetic("binary", rows=300)
+    starts = {}
+    original = loop_module.SweepLoop._refill
+
+    def refill(self, pop, refill, group, active):
+        pop, active = original(self, pop, refill, group, active)
+        for trial in self.refilled:
+            starts.setdefault(trial.number, self.position.epoch)
+        return pop, active
+
+    monkeypatch.setattr(loop_module.SweepLoop, "_refill", refill)
+    strategy = sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=10)
+    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 3e-2)}, strategy=strategy)
+    table = result.table
+    assert len(table) == 10 and set(starts) == set(range(4, 10)), "every recycled trial started in a slot"
+    number = max(starts, key=lambda n: table.set_index("number").loc[n, "epochs"])  # one that trained longest
+    row = table.set_index("number").loc[number]
+    hparams = sweeps.engine.hparams.resolve({"learning_rate": row["params_learning_rate"], "epochs": 3})
+    model = MLP(hidden=(64,), outputs=1)
+    unravel = ravel_pytree(model.init(jax.random.PRNGKey(0), jnp.zeros((1, data.n_features)))["params"])[1]
+    history = result.history
+    recorded = history[(history["trial"] == number) & (history["split"] == "val") & (history["metric"] == "loss")]
+    for epochs, value in zip(range(1, int(row["epochs"]) + 1), recorded["value"]):
+        flat = train_alone(data, hparams, key_index=0, seed=0, epochs=epochs, first_epoch=starts[number])
+        out = model.apply({"params": unravel(jnp.asarray(flat))}, jnp.asarray(data.x_val))
+        alone = float(jnp.mean(loss_fn("binary")(out, jnp.asarray(data.y_val))))
+        assert value == pytest.approx(alone, rel=1e-5, abs=1e-6), f"trial {number} epoch {epochs}"
+
+
+def test_pbt_copies_weights_and_optimizer_state_bit_for_bit_and_changes_only_explored_values(binary_data):
+    from test_loop import epoch, population
+
+    structure, pop = population(binary_data, [1e-3, 3e-3, 1e-2, 3e-2])
+    pop, metrics = epoch(structure, binary_data, pop, 0)
+    strategy = sweeps.PBT(population=4, interval=1, quantile=0.25, seed=0)
+    strategy.ask({"learning_rate": space.loguniform(1e-4, 1e-1)})
+    host = jax.device_get(pop)
+    decided = strategy.decide(
+        view(np.asarray(metrics["val_loss"]), hparams={k: np.asarray(v) for k, v in host.hparams.items()})
+    )
+    worst, best = int(np.argmax(metrics["val_loss"])), int(np.argmin(metrics["val_loss"]))
+    assert decided.copy_from[worst] == best and decided.change.tolist() == [i == worst for i in range(4)]
+    after = jax.device_get(
+        edits.exploit_explore(
+            pop,
+            jnp.asarray(decided.copy_from),
+            jnp.asarray(decided.change),
+            {k: jnp.asarray(v) for k, v in decided.hparams.items()},
+        )
+    )
+    for name in edits.TRAINING_STATE:
+        jax.tree.map(
+            lambda a, b: np.testing.assert_array_equal(a[worst], b[best]), getattr(after, name), getattr(host, name)
+        )
+    changed = [k for k in host.hparams if not np.array_equal(after.hparams[k], host.hparams[k])]
+    assert changed == ["learning_rate"] and after.hparams["learning_rate"][worst] != host.hparams["learning_rate"][best]
+    others = [i for i in range(4) if i != worst]
+    np.testing.assert_array_equal(after.params[others], host.params[others])
+    assert after.numbers.tolist() == host.numbers.tolist()
+
+
+def test_a_pbt_sweep_records_lineage_and_hyperparameter_schedules():
+    data = synthetic("binary", rows=300)
+    strategy = sweeps.PBT(population=8, interval=2, seed=1)
+    with log_compilations() as compiled:
+        result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=6, strategy=strategy)
+    assert compiled.count(EPOCH) <= 1, "exploit and explore never recompile the epoch"
+    history = result.history
+    lr = history[(history["split"] == "hparam") & (history["metric"] == "learning_rate")]
+    parents = history[(history["split"] == "lineage") & (history["metric"] == "parent")]
+    assert len(lr) == len(parents) == 8 * 6
+    copied = parents[parents["value"] != parents["trial"]]
+    assert len(copied) >= 2, "bottom members carry other members' weights after an exploit"
+    changed = lr.groupby("trial")["value"].nunique()
+    assert (changed > 1).any(), "explore changed some learning rates"
+    assert set(result.table.columns).isdisjoint({"best_hparam_learning_rate", "final_lineage_parent"})
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3),
+        sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=9),
+        sweeps.PBT(population=6, interval=1, seed=2),
+    ],
+    ids=["halving", "halving-refill", "pbt"],
+)
+def test_a_killed_run_of_a_population_strategy_resumes_to_the_same_result(strategy, tmp_path, monkeypatch):
+    import copy
+
+    from test_checkpoints import Stop, crash_after_saves
+
+    data = synthetic("binary", rows=300)
+    kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1)
+    full = sweeps.run(data, run_dir=tmp_path / "full", strategy=copy.deepcopy(strategy), **kwargs)
+    for crash_at in (2, 4):
+        run_dir = tmp_path / f"run{crash_at}"
+        undo = crash_after_saves(monkeypatch, crash_at)
+        with pytest.raises(Stop):
+            sweeps.run(data, run_dir=run_dir, strategy=copy.deepcopy(strategy), **kwargs)
+        undo()
+        resumed = sweeps.run(data, run_dir=run_dir, resume=True, strategy=copy.deepcopy(strategy), **kwargs)
+        pd.testing.assert_frame_equal(full.table, resumed.table)
+        pd.testing.assert_frame_equal(full.history, resumed.history)
+
+
+def test_population_strategies_refuse_impossible_settings():
+    with pytest.raises(ValueError, match="min_epochs <= max_epochs"):
+        sweeps.Halving(min_epochs=5, max_epochs=3)
+    with pytest.raises(ValueError, match=r"eta=1"):
+        sweeps.Halving(eta=1)
+    with pytest.raises(ValueError, match="samples=.* must be an integer >= n=8"):
+        sweeps.Halving(n=8, refill=True, samples=4)
+    with pytest.raises(ValueError, match=r"quantile=0.7"):
+        sweeps.PBT(quantile=0.7)
+    with pytest.raises(ValueError, match="perturb"):
+        sweeps.PBT(perturb=(0.0, 1.2))
