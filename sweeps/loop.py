@@ -251,7 +251,7 @@ class SweepLoop:
         last = self.trials[-1]
         new = []
         for k, slot in enumerate(slots):
-            hparams = resolve({**self.settings.defaults, **refill[slot]})
+            hparams = resolve({**self.settings.defaults, **self.settings.strategy.fixed(), **refill[slot]})
             structure = structure_of(hparams, self.data)
             if structure != group.structure:
                 raise ValueError(
@@ -287,10 +287,12 @@ class SweepLoop:
         return edits.repack(pop, jnp.asarray(index), jnp.asarray(keep))
 
     def _lineage(self, pop: Population) -> dict[str, np.ndarray]:
-        """Each member's traced hyperparameters this epoch and the trial whose weights it carries."""
+        """Each member's swept traced hyperparameters this epoch, and `lineage_parent`: the trial whose
+        weights it took at the exploit just before this epoch (its own number when there was none)."""
         hparams = jax.device_get(pop.hparams)
         out = {f"hparam_{name}": np.asarray(v, np.float64) for name, v in hparams.items() if name in self.swept}
         out["lineage_parent"] = np.asarray(self.parents, np.float64)
+        self.parents = np.asarray(jax.device_get(pop.numbers)).copy()  # a parent is named once, after its exploit
         return out
 
     def table(self, trials: list[Trial]):

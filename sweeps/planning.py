@@ -269,7 +269,7 @@ def plan_round(
         for name in config:
             registry.check_name(name, where=where)
             swept.setdefault(name)
-        hparams = registry.resolve({**settings.defaults, **config})
+        hparams = registry.resolve({**settings.defaults, **settings.strategy.fixed(), **config})
         effective = repr(sorted((k, v) for k, v in hparams.items() if k in registry.reads(hparams)))
         if effective in seen and seen[effective] != config:
             continue  # the same training as an earlier configuration: only unread values differ

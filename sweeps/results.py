@@ -29,7 +29,7 @@ from sweeps.engine.hparams import reads
 from sweeps.engine.metrics import direction
 
 TABLE_FILES = ("table.parquet", "table.csv")
-HISTORY_ONLY = ("hparam", "lineage")  # per-epoch records of the hyperparameters and parents (PBT), not metrics
+HISTORY_ONLY = ("lineage",)  # per-epoch parents (PBT): history only; hparam_<name> also gets best_/final_ columns
 HISTORY_FILES = ("history.parquet", "history.csv")
 CONFIG_FILE = "config.json"
 
@@ -200,8 +200,10 @@ def build_frames(
     Args:
       trials: one dict per trial: `number`, `config`, `seed`, `hparams` (resolved hyperparameters).
       swept: the hyperparameter names of the space, in order.
-      records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values}; names
-        `hparam_<name>` and `lineage_parent` (population based training) go to the history only.
+      records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values};
+        `lineage_parent` (population based training) goes to the history only, and `hparam_<name>`
+        (a hyperparameter that changed while training) also gives `best_hparam_<name>`, its value at
+        the best epoch, and `final_hparam_<name>`.
       objective: the metric that picks `best_epoch`.
       pruned: trial number -> epochs trained when a strategy stopped it (state `pruned`).
     """

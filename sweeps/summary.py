@@ -40,7 +40,11 @@ def _readable(frame: pd.DataFrame, objective: str) -> pd.DataFrame:
         if column == "number":
             names[column] = "trial"
         elif column.startswith("params_"):
-            names[column] = column[len("params_") :]
+            name = column[len("params_") :]
+            changed = f"best_hparam_{name}" in frame  # population based training: its value changed
+            names[column] = f"{name}@start" if changed else name
+        elif column.startswith("best_hparam_"):
+            names[column] = f"{column[len('best_hparam_') :]}@best"
         elif column.startswith("best_") and column != "best_epoch":
             names[column] = column[len("best_") :]
     return frame.rename(columns=names)
@@ -99,7 +103,7 @@ def _best_lines(result) -> list[str]:
     except ValueError as e:  # every trial diverged: the run is still written down
         return [f"best: none; {e}"]
     swept = [c for c in result.table.columns if c.startswith("params_") and pd.notna(best[c])]
-    params = ", ".join(f"{c[len('params_') :]} {format_value(best[c])}" for c in swept)
+    params = ", ".join(f"{c[len('params_') :]} {format_value(_at_best(best, c))}" for c in swept)
     metrics = [result.objective] + [m for m in _headline_metrics(result) if m != result.objective]
     values = ", ".join(f"{m} {best[f'best_{m}']:.4g}" for m in metrics if f"best_{m}" in best)
     epochs = f"epoch {best['best_epoch']} of {best['epochs']}"
@@ -127,6 +131,13 @@ def _best_lines(result) -> list[str]:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "trial")
         lines.append(f"test split, once, with trial {test['trial']}'s saved model (never used to choose): {shown}")
     return lines
+
+
+def _at_best(row, column: str):
+    """A hyperparameter's value at the trial's best epoch: where it changed while training (population
+    based training), the schedule's value then, else the trial's one value."""
+    changed = f"best_hparam_{column[len('params_') :]}"
+    return row[changed] if changed in row and pd.notna(row[changed]) else row[column]
 
 
 def show_path(path) -> str:

@@ -140,7 +140,10 @@ def test_a_pbt_sweep_records_lineage_and_hyperparameter_schedules():
     assert len(copied) >= 2, "bottom members carry other members' weights after an exploit"
     changed = lr.groupby("trial")["value"].nunique()
     assert (changed > 1).any(), "explore changed some learning rates"
-    assert set(result.table.columns).isdisjoint({"best_hparam_learning_rate", "final_lineage_parent"})
+    assert "final_lineage_parent" not in result.table and "best_lineage_parent" not in result.table
+    best = result.best()  # the learning rate at the best epoch, as the schedule had it then
+    at_best = lr[(lr["trial"] == best["number"]) & (lr["epoch"] == best["best_epoch"])]["value"].item()
+    assert best["best_hparam_learning_rate"] == at_best
 
 
 @pytest.mark.parametrize(

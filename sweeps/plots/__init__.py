@@ -30,6 +30,7 @@ from sweeps.plots.hparams import (
     plot_metric_vs_learning_rate,
     plot_parallel_coordinates,
 )
+from sweeps.plots.pbt import draw_pbt, has_lineage, lineage, plot_pbt
 
 
 def plot_run(result, folder: str | Path) -> list[Path]:
@@ -44,6 +45,8 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     for name in names:
         if name != "learning_rate":  # the learning-rate plot above is its marginal
             written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
+    if has_lineage(result):
+        written.append(plot_pbt(result, folder / "pbt_lineage.png"))
     return written
 
 
@@ -58,6 +61,10 @@ __all__ = [
     "draw_metric_vs_learning_rate",
     "draw_objective_against",
     "draw_parallel_coordinates",
+    "draw_pbt",
+    "has_lineage",
+    "lineage",
+    "plot_pbt",
     "is_discrete",
     "is_log",
     "line_groups",

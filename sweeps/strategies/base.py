@@ -88,6 +88,11 @@ class Strategy(abc.ABC):
     def tell(self, table) -> None:  # noqa: B027 - optional: a strategy that learns nothing from results skips it
         """The results of the round just trained: its rows of the trial table (pandas), one per trial."""
 
+    def fixed(self) -> dict[str, Any]:
+        """Hyperparameters the strategy sets for every trial without sweeping them (Halving: the epoch
+        budget); they override the sweep's defaults and are not `params_` columns."""
+        return {}
+
     def decide(self, view: EpochView) -> Decisions | None:
         """Between epochs: decisions about the population (None: nothing to do). Called after every epoch."""
         return None

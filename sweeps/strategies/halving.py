@@ -80,9 +80,12 @@ class Halving(Strategy):
 
     def ask(self, space):
         total = (self.samples or self.n * self.eta) if self.refill else self.n
-        configs = [{**c, "epochs": self.max_epochs} for c in Random(n=total, seed=self.seed).ask(space)]
+        configs = Random(n=total, seed=self.seed).ask(space)
         self._queue = configs[self.n :]
         return configs[: self.n]
+
+    def fixed(self) -> dict[str, Any]:
+        return {"epochs": self.max_epochs}  # every trial's budget; pruning ends most of them sooner
 
     def decide(self, view: EpochView) -> Decisions | None:
         rungs = set(self.rungs())
