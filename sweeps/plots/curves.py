@@ -42,25 +42,27 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     names = swept(result)
     colour_of, add_key = colouring(result, names[0]) if names else ({}, None)
-    complete = table.index[table["state"] == "complete"]
-    bulk = curves[curves["trial"].isin(complete)] if len(complete) else curves  # the diverged ones set no scale
+    finished = table.index[table["state"] != "diverged"]  # complete, or pruned by a strategy
+    bulk = curves[curves["trial"].isin(finished)] if len(finished) else curves  # the diverged ones set no scale
     low, high = y_range(bulk["value"])
     pad = 0.05 * (high - low) if high > low else 0.05 * max(abs(high), 1e-3)
     bottom, top = low - pad, high + pad
     above = below = diverged = 0
+    pruned = int((table["state"] == "pruned").sum())
     for trial, rows in curves.groupby("trial"):
         c = colour_of.get(trial, "C0")
         values = rows["value"].to_numpy(float)
         epochs = rows["epoch"].to_numpy()
         high_, low_ = ~np.isfinite(values) | (values > top), values < bottom
         above, below = above + bool(high_.any()), below + bool(low_.any())
-        if table.loc[trial, "state"] != "complete":
+        if table.loc[trial, "state"] == "diverged":
             diverged += 1
             ax.plot(epochs, values, "--.", color=c, lw=1, ms=4, alpha=0.8)  # dots: a one-epoch curve shows
             last = np.clip(values[-1], bottom, top) if np.isfinite(values[-1]) else top  # not finite: off the top
             ax.plot(epochs[-1], last, "x", color="red", ms=6, clip_on=False)
         else:
-            ax.plot(epochs, values, "-", color=c, lw=1, alpha=0.8)
+            is_pruned = table.loc[trial, "state"] == "pruned"
+            ax.plot(epochs, values, "-", color=c, lw=0.6 if is_pruned else 1, alpha=0.45 if is_pruned else 0.8)
             for out, edge, mark in ((high_, top, "^"), (low_, bottom, "v")):  # where it leaves: a mark on the edge
                 if out.any():
                     ax.plot(epochs[np.argmax(out)], edge, mark, color=c, ms=6, clip_on=False)
@@ -68,6 +70,7 @@ def draw_learning_curves(result, metric: str = "val_loss") -> Figure:
         add_key(fig, ax)
     ax.set_ylim(bottom, top)
     notes = [f"{diverged} diverged: dashed, x at its last epoch"] if diverged else []
+    notes += [f"{pruned} pruned by the strategy: thin"] if pruned else []
     for count, side, edge in ((above, "above", top), (below, "below", bottom)):
         if count:
             notes.append(

@@ -37,7 +37,7 @@ def plot_parallel_coordinates(result, path: Path) -> Path:
 
 def draw_parallel_coordinates(result) -> Figure:
     """The figure `plot_parallel_coordinates` writes, left open for the caller."""
-    table = result.table[result.table["state"] == "complete"]
+    table = result.table[result.table["state"] != "diverged"]  # complete and pruned trials: real values
     names = swept(result)
     columns = [(n, f"params_{n}") for n in names] + [(result.objective, "value")]
     fig, ax = plt.subplots(figsize=(max(7, 1.8 * len(columns)), 4.8))
@@ -69,9 +69,9 @@ def draw_parallel_coordinates(result) -> Figure:
     fig.colorbar(
         plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, label=f"{result.objective} (brighter is better)"
     )
-    diverged = int((result.table["state"] != "complete").sum())
+    diverged = int((result.table["state"] == "diverged").sum())
     shown = f"; {diverged} diverged not shown" if diverged else ""
-    ax.set_title(f"parallel coordinates: {len(table)} complete trials{shown}", fontsize=10)
+    ax.set_title(f"parallel coordinates: {len(table)} trials{shown}", fontsize=10)
     return fig
 
 
@@ -120,8 +120,8 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
     numeric = _numeric(table[column].tolist())
     order = None if numeric else categories(result, name)
     log = numeric and is_log(result, name) and bool((table[column] > 0).all())
-    ok = table[(table["state"] == "complete") & np.isfinite(table[y].astype(float))]
-    bad = table[table["state"] != "complete"]
+    ok = table[(table["state"] != "diverged") & np.isfinite(table[y].astype(float))]
+    bad = table[table["state"] == "diverged"]
     grouped, ungrouped, joined = line_groups(result, name)
     combos = list(itertools.product(*(_order(result, n) for n in grouped)))
 
