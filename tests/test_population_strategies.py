@@ -185,3 +185,16 @@ def test_population_strategies_refuse_impossible_settings():
         sweeps.PBT(quantile=0.7)
     with pytest.raises(ValueError, match="perturb"):
         sweeps.PBT(perturb=(0.0, 1.2))
+
+
+def test_hyperband_runs_one_round_per_bracket():
+    strategy = sweeps.Halving(min_epochs=1, max_epochs=4, eta=2, brackets=True)
+    assert strategy.bracket_sizes() == [(4, 1), (3, 2), (3, 4)]
+    data = synthetic("binary", rows=300)
+    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=strategy)
+    table = result.table
+    assert len(table) == 10 and result.config["rounds"] == 3
+    last = table[table["number"] >= 7]  # the last bracket trains its 3 trials fully, no pruning
+    assert (last["state"] == "complete").all() and (last["epochs"] == 4).all()
+    first = table[table["number"] < 4]
+    assert (first["state"] == "pruned").sum() >= 2, "the first bracket prunes from epoch 1"

@@ -9,6 +9,11 @@ power of two as it empties (one compilation per size). With `refill=True` (async
 halving, in the spirit of ASHA) a slot whose trial was pruned, finished or diverged starts the next
 sampled trial at once, so the population stays full until `samples` trials have started.
 
+With `brackets=True`, Hyperband: the sweep runs one round per bracket, from the most aggressive
+(many trials, the first rung at `max_epochs / eta**s_max`) to plain training (few trials, no
+pruning), so no single choice of `min_epochs` decides; `n` is then ignored (each bracket's size
+follows Hyperband's formula).
+
 A recycled trial counts its own epochs and schedule steps from its own start; its minibatch order
 at each step is the sweep's shared order for the population's epoch at that time (sweep seed,
 population epoch, batch size), so a sweep is reproducible from its seed and settings.
@@ -44,6 +49,7 @@ class Halving(Strategy):
       eta: the reduction factor: one in `eta` trials goes on at each rung.
       refill: recycle a pruned, finished or diverged member's slot for the next sampled trial.
       samples: with `refill`, how many trials start in all (default `n * eta`).
+      brackets: Hyperband: one round per bracket of successive halving (not with `refill`).
       seed: the sampler's seed (configurations are sampled at random from the space).
     """
 
@@ -53,6 +59,7 @@ class Halving(Strategy):
     eta: int = 3
     refill: bool = False
     samples: int | None = None
+    brackets: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -67,22 +74,44 @@ class Halving(Strategy):
             )
         if self.samples is not None and (not isinstance(self.samples, int) or self.samples < self.n):
             raise ValueError(f"Halving(samples=...) must be an integer >= n={self.n}, but got {self.samples!r}")
+        if self.brackets and self.refill:
+            raise ValueError("Halving(brackets=True) runs Hyperband's rounds; it does not combine with refill=True")
         self._queue: list[dict[str, Any]] = []
         self._rungs: dict[int, dict[int, float]] = {}  # rung epoch -> trial number -> score there
+        self._bracket = 0  # Hyperband: the round being trained
+
+    def bracket_sizes(self) -> list[tuple[int, int]]:
+        """Hyperband's brackets, most aggressive first: (trials, first rung) for s = s_max .. 0."""
+        s_max = int(math.floor(math.log(self.max_epochs / self.min_epochs, self.eta) + 1e-9))
+        return [
+            (math.ceil((s_max + 1) / (s + 1) * self.eta**s), max(self.min_epochs, self.max_epochs // self.eta**s))
+            for s in range(s_max, -1, -1)
+        ]
 
     def rungs(self) -> list[int]:
-        """The epochs at which members are compared."""
-        out, epoch = [], self.min_epochs
+        """The epochs at which members are compared (in the current bracket, with `brackets`)."""
+        first = self.bracket_sizes()[self._bracket][1] if self.brackets else self.min_epochs
+        out, epoch = [], first
         while epoch < self.max_epochs:
             out.append(epoch)
             epoch *= self.eta
         return out
 
     def ask(self, space):
+        if self.brackets:
+            size = self.bracket_sizes()[self._bracket][0]
+            self._rungs = {}
+            return Random(n=size, seed=self.seed + self._bracket).ask(space)
         total = (self.samples or self.n * self.eta) if self.refill else self.n
         configs = Random(n=total, seed=self.seed).ask(space)
         self._queue = configs[self.n :]
         return configs[: self.n]
+
+    def tell(self, table) -> None:
+        self._bracket += 1
+
+    def another_round(self) -> bool:
+        return self.brackets and self._bracket < len(self.bracket_sizes())
 
     def fixed(self) -> dict[str, Any]:
         return {"epochs": self.max_epochs}  # every trial's budget; pruning ends most of them sooner
@@ -113,10 +142,12 @@ class Halving(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         return {
+            "bracket": self._bracket,
             "queue": self._queue,
             "rungs": {str(r): {str(n): s for n, s in scores.items()} for r, scores in self._rungs.items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._queue = [dict(c) for c in state.get("queue", [])]
+        self._bracket = int(state.get("bracket", 0))
         self._rungs = {int(r): {int(n): float(s) for n, s in scores.items()} for r, scores in state["rungs"].items()}
