@@ -12,6 +12,7 @@ Examples:
 from sweeps import space
 from sweeps.data import Dataset, load_csv
 from sweeps.loop import Interrupted
+from sweeps.lr_find import LRFind, lr_find
 from sweeps.planning import Plan, plan
 from sweeps.results import Result, load_result
 from sweeps.strategies import PBT, Grid, Halving, Random, Strategy
@@ -24,6 +25,7 @@ __all__ = [
     "Halving",
     "PBT",
     "Interrupted",
+    "LRFind",
     "Random",
     "Result",
     "Strategy",
@@ -31,6 +33,7 @@ __all__ = [
     "load_csv",
     "load_model",
     "load_result",
+    "lr_find",
     "plan",
     "Plan",
     "run",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from sweeps.commands import predict_command, resume_command
 from sweeps.loop import Interrupted
+from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import format_value, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError)
@@ -63,6 +64,7 @@ examples:
   sweeps report runs/churn_lr                 summarize a finished run, redraw its plots
   sweeps resume runs/churn_lr                 continue a run that was killed
   sweeps predict runs/churn_lr rows.csv       predict new rows with the run's best model
+  sweeps lr-find data/examples/churn_lr.toml  find the learning rate range before sweeping
 
 `sweeps run --help` describes the config file.
 """
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--trial", type=int, help="a saved trial's number instead of the best")
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
     predict_parser.set_defaults(handler=predict_command)
+    add_lr_find_parser(commands)
     return parser
 
 
