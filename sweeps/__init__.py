@@ -14,14 +14,16 @@ from sweeps.data import Dataset, load_csv
 from sweeps.loop import Interrupted
 from sweeps.planning import Plan, plan
 from sweeps.results import Result, load_result
-from sweeps.strategies import Grid, Random, Strategy
+from sweeps.strategies import Bayes, Grid, QuasiRandom, Random, Strategy
 from sweeps.sweep import run
 from sweeps.trained import TrainedModel, load_model
 
 __all__ = [
+    "Bayes",
     "Dataset",
     "Grid",
     "Interrupted",
+    "QuasiRandom",
     "Random",
     "Result",
     "Strategy",

@@ -7,10 +7,12 @@ decides whether another round follows (`sweeps/strategies/base.py`).
 from __future__ import annotations
 
 from sweeps.strategies.base import Strategy
+from sweeps.strategies.bayes import Bayes
 from sweeps.strategies.grid import Grid
+from sweeps.strategies.quasirandom import QuasiRandom
 from sweeps.strategies.random import Random
 
-STRATEGIES = {"grid": Grid, "random": Random}
+STRATEGIES = {"grid": Grid, "random": Random, "quasirandom": QuasiRandom, "bayes": Bayes}
 
 
 def make_strategy(name: str, **options) -> Strategy:
@@ -20,4 +22,4 @@ def make_strategy(name: str, **options) -> Strategy:
     return STRATEGIES[name](**options)
 
 
-__all__ = ["STRATEGIES", "Grid", "Random", "Strategy", "make_strategy"]
+__all__ = ["STRATEGIES", "Bayes", "Grid", "QuasiRandom", "Random", "Strategy", "make_strategy"]
