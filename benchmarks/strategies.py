@@ -203,6 +203,7 @@ def plot(rows: list[dict], path: Path) -> None:
     names = list(dict.fromkeys(r["data"] for r in rows))
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.2), squeeze=False)
     for ax, data in zip(axes[0], names):
+        means = []
         for name in STRATEGIES:
             mine = [r for r in rows if r["data"] == data and r["strategy"] == name]
             if not mine:
@@ -211,10 +212,10 @@ def plot(rows: list[dict], path: Path) -> None:
             mean = np.mean(np.where(np.isfinite(curves), curves, np.nan), axis=0)
             allotted = np.arange(1, curves.shape[1] + 1) * mine[0]["allotted"] // curves.shape[1]
             ax.plot(allotted, mean, label=name, linestyle="--" if name == "sequential" else "-")
-        finals = [r["best"] for r in rows if r["data"] == data]
-        early = [r["curve"][len(r["curve"]) // 4] for r in rows if r["data"] == data]
-        low, high = min(finals), float(np.nanpercentile(np.where(np.isfinite(early), early, np.nan), 75))
-        ax.set_ylim(low - 0.05 * (high - low), high)
+            means.append(mean)
+        low = float(np.nanmin(means))
+        high = float(np.nanpercentile([m[len(m) // 8] for m in means], 75))  # after an eighth of the budget
+        ax.set_ylim(low - 0.1 * (high - low), high)
         ax.set_title(f"{data}: best val_loss so far, mean of {len(mine)} sweep seeds")
         ax.set_xlabel("model-epochs allotted (trials x epochs, in the order the strategy asked for them)")
         ax.set_ylabel("best val_loss so far")

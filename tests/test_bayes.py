@@ -82,6 +82,12 @@ def test_the_config_form_and_the_example_plan_four_rounds(capsys, tmp_path):
     assert config["strategy"] == {"name": "bayes", "rounds": 4, "per_round": 8, "sampler": "cmaes", "seed": 0}
     strategy = strategy_from_config(config)
     assert (strategy.rounds, strategy.per_round, strategy.sampler) == (4, 8, "cmaes")
+    quasi = tmp_path / "quasi.toml"
+    quasi.write_text(
+        '[data]\npath = "data/telco_customer_churn.csv"\ntarget = "Churn"\n'
+        '[strategy]\nname = "quasirandom"\nn = 32\nseed = 2\n'
+    )
+    assert strategy_from_config(load_config(quasi)) == sweeps.QuasiRandom(n=32, seed=2)
     with pytest.raises(ValueError, match=r"strategy 'bayes' has no option 'n'.*rounds, per_round, sampler, seed"):
         load_config("data/examples/churn_bayes.toml", ["strategy.n=8"])
     assert main(["run", "data/examples/churn_bayes.toml", "--dry-run", "--out", str(tmp_path / "run")]) == 0

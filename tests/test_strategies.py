@@ -30,6 +30,8 @@ MIXED = {
     "batch_size": space.powers_of_two(16, 256),
 }
 
+NUMERIC = {"learning_rate": space.loguniform(1e-5, 1.0), "dropout": space.uniform(0.0, 0.9)}
+
 
 def objective(c):
     if c["learning_rate"] > 0.3:
@@ -170,20 +172,22 @@ def test_a_tpe_round_is_distinct_and_spread_thanks_to_the_constant_liar(monkeypa
     assert min(with_liar) > 0.03 and np.mean(with_liar) > 2 * np.mean(without), (with_liar, without)
 
 
-def test_bayes_state_round_trips_through_json_and_asks_what_the_uninterrupted_one_asks():
-    going = sweeps.Bayes(rounds=3, per_round=4, seed=7)
+@pytest.mark.parametrize(("sampler", "search"), [("tpe", MIXED), ("cmaes", NUMERIC)])
+def test_bayes_state_round_trips_through_json_and_asks_what_the_uninterrupted_one_asks(sampler, search):
+    going = sweeps.Bayes(rounds=4, per_round=4, seed=7, sampler=sampler)
     going.start("val_loss", "minimize")
-    going.tell(table(going.ask(MIXED)))
-    second = going.ask(MIXED)
+    going.tell(table(going.ask(search)))
+    going.tell(table(going.ask(search), 4))
+    third = going.ask(search)
     saved = json.loads(json.dumps(going.state_dict()))  # what a checkpoint holds, mid-round
-    going.tell(table(second, 4))
-    third = going.ask(MIXED)
+    going.tell(table(third, 8))
+    fourth = going.ask(search)
 
-    resumed = sweeps.Bayes(rounds=3, per_round=4, seed=7)
+    resumed = sweeps.Bayes(rounds=4, per_round=4, seed=7, sampler=sampler)
     resumed.start("val_loss", "minimize")
     resumed.load_state_dict(saved)
-    resumed.tell(table(second, 4))
-    assert resumed.ask(MIXED) == third
+    resumed.tell(table(third, 8))
+    assert resumed.ask(search) == fourth
 
 
 @pytest.mark.parametrize(
@@ -203,8 +207,7 @@ def test_bayes_refuses_bad_options(kwargs, message):
 
 
 def test_cmaes_searches_numeric_axes_and_refuses_a_categorical_one():
-    numeric = {"learning_rate": space.loguniform(1e-5, 1.0), "dropout": space.uniform(0.0, 0.9)}
-    rounds = drive(sweeps.Bayes(rounds=3, per_round=6, sampler="cmaes", seed=0), numeric)
+    rounds = drive(sweeps.Bayes(rounds=3, per_round=6, sampler="cmaes", seed=0), NUMERIC)
     assert [len(r) for r in rounds] == [6, 6, 6]
     with pytest.raises(ValueError, match=r"cmaes.*\['hidden', 'batch_size'\] are categorical axes.*sampler=\"tpe\""):
         sweeps.Bayes(sampler="cmaes").ask(MIXED)
@@ -227,8 +230,7 @@ def test_bayes_without_optuna_says_how_to_install_it(monkeypatch):
 
 def test_the_gp_sampler_asks_distinct_trials_round_after_round():
     pytest.importorskip("torch")  # Optuna's GPSampler needs PyTorch, which is not part of the extra
-    numeric = {"learning_rate": space.loguniform(1e-5, 1.0), "dropout": space.uniform(0.0, 0.9)}
-    rounds = drive(sweeps.Bayes(rounds=2, per_round=4, sampler="gp", seed=0), numeric)
+    rounds = drive(sweeps.Bayes(rounds=2, per_round=4, sampler="gp", seed=0), NUMERIC)
     assert [len(r) for r in rounds] == [4, 4]
     assert (
         len({(r, d) for r, d in pd.concat(rounds)[["params_learning_rate", "params_dropout"]].itertuples(False)}) == 8
