@@ -15,17 +15,19 @@ from sweeps.loop import Interrupted
 from sweeps.lr_find import LRFind, lr_find
 from sweeps.planning import Plan, plan
 from sweeps.results import Result, load_result
-from sweeps.strategies import PBT, Grid, Halving, Random, Strategy
+from sweeps.strategies import PBT, Bayes, Grid, Halving, QuasiRandom, Random, Strategy
 from sweeps.sweep import run
 from sweeps.trained import TrainedModel, load_model
 
 __all__ = [
+    "Bayes",
     "Dataset",
     "Grid",
     "Halving",
     "PBT",
     "Interrupted",
     "LRFind",
+    "QuasiRandom",
     "Random",
     "Result",
     "Strategy",

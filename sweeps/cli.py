@@ -24,7 +24,7 @@ from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import format_value, show_path, summary_lines
 
-USER_ERRORS = (ValueError, FileNotFoundError, TypeError)
+USER_ERRORS = (ValueError, FileNotFoundError, TypeError, ImportError)  # ImportError: an optional extra is missing
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_SIGNAL_BASE = 128  # a run stopped by signal N after saving a checkpoint exits 128 + N (130 Ctrl-C, 143 SIGTERM)
@@ -44,7 +44,8 @@ the config file (TOML), every key optional but [data] path and target:
   [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
               | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}
               e.g. learning_rate, batch_size, dropout, weight_decay, hidden, optimizer
-  [strategy]  name = "grid" (n points per range) or "random" (n, seed)
+  [strategy]  name = "grid" (n points per range), "random" (n, seed), "quasirandom" (n, seed: Sobol)
+              or "bayes" (rounds, per_round, sampler = "tpe" | "gp" | "cmaes", seed)
   [train]     optimizer, epochs, batch_size, seeds, seed, objective,
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial")
@@ -119,10 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="summarize a finished run folder and redraw its plots",
         description="Print the best trials of a finished run folder and redraw its plots into RUN_DIR/plots.",
-        epilog="example:\n  sweeps report runs/churn_lr",
+        epilog="examples:\n  sweeps report runs/churn_lr\n"
+        "  sweeps report runs/churn_lr --optuna sqlite:///runs/churn_lr/optuna.db   (then: optuna-dashboard "
+        "sqlite:///runs/churn_lr/optuna.db)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `sweeps run`")
+    report_parser.add_argument(
+        "--optuna",
+        metavar="STORAGE",
+        help="also write every trial into an Optuna storage, e.g. sqlite:///runs/churn_lr/optuna.db "
+        '(then: optuna-dashboard STORAGE); needs pip install "sweepax[bayes]"',
+    )
+    report_parser.add_argument(
+        "--study-name", metavar="NAME", help="the Optuna study's name (default: the run folder's name)"
+    )
     report_parser.set_defaults(handler=report_command)
 
     resume_parser = commands.add_parser(
@@ -229,13 +241,26 @@ def run_command(args: argparse.Namespace) -> int:
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
     if args.dry_run:
-        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))[:-1]))
+        print(
+            "\n".join(
+                describe_config(
+                    config, args.config, len(sweep_plan.trials), sweep_plan.settings.strategy.planned_rounds()
+                )[:-1]
+            )
+        )
         print()
         print(sweep_plan.describe())
         print("dry run: nothing trained, nothing written")
         return 0
     if not args.quiet:
-        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))), flush=True)
+        print(
+            "\n".join(
+                describe_config(
+                    config, args.config, len(sweep_plan.trials), sweep_plan.settings.strategy.planned_rounds()
+                )
+            ),
+            flush=True,
+        )
         print(flush=True)
     result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
     if args.quiet:
@@ -287,8 +312,8 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     return chosen
 
 
-def describe_config(config: dict, config_path: str, trials: int) -> list[str]:
-    """What is about to run, in a few lines, before anything trains."""
+def describe_config(config: dict, config_path: str, trials: int, rounds: int | None = None) -> list[str]:
+    """What is about to run, in a few lines, before anything trains (`trials`: the first round's)."""
     from sweeps.space import Float, axis_from_config
 
     strategy = dict(config["strategy"])
@@ -307,6 +332,8 @@ def describe_config(config: dict, config_path: str, trials: int) -> list[str]:
     count = f"{trials} trial{'s' * (trials != 1)}"
     if seeds > 1:
         count += f" ({trials // seeds} configurations x {seeds} seeds)"
+    if rounds is not None and rounds > 1:
+        count += f" in the first of {rounds} rounds"
     over = f" over {'; '.join(axes)}" if axes else " (empty [space]: the defaults)"
     model, train, swept = config["model"], config["train"], config["space"]
     settings = [  # the defaults every trial shares unless [space] sweeps them
@@ -348,6 +375,10 @@ def report_command(args: argparse.Namespace) -> int:
     written = plot_run(result, run_dir / "plots")
     print("plots:")
     print("\n".join(f"  {show_path(p)}" for p in written))
+    if args.optuna:
+        study = result.to_optuna(args.optuna, study_name=args.study_name)
+        print(f"optuna: {len(study.trials)} trials written to study {study.study_name!r} in {args.optuna}")
+        print(f"        open it with: optuna-dashboard {args.optuna}")
     print(f"run folder: {show_path(run_dir)}")
     return 0
 

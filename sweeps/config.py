@@ -8,7 +8,8 @@ and `sweeps.run`, so the file says only what differs:
                 sep, encoding                                                 (load_csv)
     [model]     hidden, activation                                            (models.MLP)
     [space]     hyperparameter name = one value, a list, or an axis           (sweeps.space)
-    [strategy]  name ("grid" or "random") and its options: n, seed            (sweeps.strategies)
+    [strategy]  name ("grid", "random", "quasirandom", "bayes") and its options:
+                n, seed; rounds, per_round, sampler                           (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
                 early_stopping, max_population, divergence_threshold, init    (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models

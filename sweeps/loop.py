@@ -8,7 +8,9 @@
                         -> between epochs: checkpoint seam, strategy-decision seam
     tell the strategy the round's rows -> another round?
 
-It is the only code that calls a strategy. The compiled epoch
+It is the only code that drives a strategy through its rounds (`sweeps.plan` starts it and asks
+for the first). A multi-round strategy's `round_size()` pads each round's populations to one size
+(`Settings.pad_to`), so every round of a structure reuses its compiled epoch. The compiled epoch
 (`sweeps.engine`) knows nothing of strategies, tables or files; the loop
 hands it populations and takes back metrics.
 
@@ -162,6 +164,7 @@ class SweepLoop:
     def train_round(self, groups: list[Group], population: Population | None) -> None:
         """Trains the round's chunks from the current position; `population` is a restored chunk's state."""
         work = [(g, chunk) for g in groups for chunk in g.chunks]
+        self.progress.round(self.position.round, self.settings.strategy.planned_rounds())
         self.progress.add_total(sum(_epochs(chunk) for _, chunk in work[self.position.work :]), self.position.epoch)
         while self.position.work < len(work):
             group, chunk = work[self.position.work]

@@ -21,7 +21,7 @@ from models import MLP
 from sweeps.data import Dataset, check_batch_size
 from sweeps.engine import hparams as registry
 from sweeps.engine import memory
-from sweeps.engine.metrics import metric_names
+from sweeps.engine.metrics import direction, metric_names
 from sweeps.engine.structure import Structure, structure_of
 from sweeps.space import Axis, Float, as_space
 from sweeps.strategies import Grid, Strategy
@@ -76,6 +76,7 @@ class Settings:
     divergence_threshold: float | None
     budget_bytes: int
     init: str = "shared"
+    pad_to: int | None = None  # members per population in every round: the strategy's round_size() x seeds
 
     def defaults_config(self) -> dict[str, Any]:
         """The run-wide training defaults as config.json records them."""
@@ -132,7 +133,7 @@ class Plan:
     def with_budget(self, budget_bytes: int, data: Dataset) -> Plan:
         """The same trials chunked for another memory budget (a resumed run plans as it first did)."""
         settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes))
-        groups = group_trials(list(self.trials), data, settings.max_population, settings.budget_bytes)
+        groups = group_trials(list(self.trials), data, settings.max_population, settings.budget_bytes, settings.pad_to)
         return dataclasses.replace(self, settings=settings, groups=tuple(groups))
 
     def describe(self) -> str:
@@ -166,7 +167,7 @@ def plan(
 
     Takes `run`'s arguments; trains and compiles nothing. Every bad value is refused here,
     before the first compilation. `memory_budget` (bytes) defaults to half the device's memory.
-    The strategy is asked exactly once.
+    The strategy is started (`Strategy.start`: the objective and its direction) and asked exactly once.
     """
     settings = check_settings(
         data,
@@ -184,6 +185,7 @@ def plan(
         init=init,
         memory_budget=memory_budget,
     )
+    settings.strategy.start(settings.objective, direction(settings.objective))
     configs = settings.strategy.ask(settings.space)
     if not configs:
         raise ValueError(f"the strategy {settings.strategy!r} asked for no trials")
@@ -219,7 +221,13 @@ def check_settings(
         registry.check_name(name)
     strategy = Grid() if strategy is None else strategy
     if not isinstance(strategy, Strategy):
-        raise TypeError(f"strategy must be sweeps.Grid(...) or sweeps.Random(...), but got {strategy!r}")
+        raise TypeError(
+            "strategy must be a sweeps.Strategy: sweeps.Grid(...), Random(...), QuasiRandom(...) or Bayes(...), "
+            f"but got {strategy!r}"
+        )
+    round_size = strategy.round_size()
+    if round_size is not None:
+        check_int(f"{type(strategy).__name__}.round_size()", round_size, 1)
     check_metric("objective", objective, data.task)
     stop = check_early_stopping(early_stopping, data.task)
     check_int("seeds", seeds, 1)
@@ -239,8 +247,20 @@ def check_settings(
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={init!r}")
     budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
+    pad_to = None if round_size is None else int(round_size) * seeds
     return Settings(
-        model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget, init
+        model,
+        strategy,
+        axes,
+        defaults,
+        seeds,
+        objective,
+        stop,
+        max_population,
+        divergence_threshold,
+        budget,
+        init,
+        pad_to,
     )
 
 
@@ -279,7 +299,7 @@ def plan_round(
         trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
         index += 1
     check_reads(settings, trials)
-    groups = group_trials(trials, data, settings.max_population, settings.budget_bytes)
+    groups = group_trials(trials, data, settings.max_population, settings.budget_bytes, settings.pad_to)
     return trials, groups, list(swept)
 
 
@@ -302,8 +322,16 @@ def check_reads(settings: Settings, trials: list[Trial]) -> None:
         warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
 
 
-def group_trials(trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int) -> list[Group]:
-    """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget."""
+def group_trials(
+    trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int, pad_to: int | None = None
+) -> list[Group]:
+    """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget.
+
+    With `pad_to` (a multi-round strategy's `round_size()` x seeds), every group's chunks are sized as
+    if it had `pad_to` members, whatever its own count: each round then trains a structure at the same
+    population size (padding members are masked and never reach the table), so one compiled program
+    serves that structure in every round.
+    """
     by_structure: dict[Structure, list[Trial]] = {}
     for trial in trials:
         by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
@@ -312,7 +340,7 @@ def group_trials(trials: list[Trial], data: Dataset, max_population: int | None,
         fits = memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
         if max_population is not None:
             fits = min(fits, max_population)
-        size = memory.chunk_size(len(members), fits)
+        size = memory.chunk_size(pad_to or len(members), fits)
         estimate = memory.population_bytes(structure, size, data.n_train, data.n_val)
         groups.append(Group(structure, tuple(members), size, estimate))
     return groups

@@ -1,4 +1,5 @@
-"""The progress bar of a sweep: epochs, an ETA, the structure training, the best objective, the last checkpoint."""
+"""The progress bar of a sweep: epochs, an ETA, the round, the structure training, the best objective, the last
+checkpoint."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class Progress:
         self.objective = objective
         self.sign = 1.0 if direction(objective) == "minimize" else -1.0
         self.best = math.inf
+        self.round_text = ""
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm
@@ -30,12 +32,23 @@ class Progress:
             self.bar.update(done)
             self.bar.refresh()
 
+    def round(self, index: int, planned: int | None) -> None:
+        """A round begins: `index` from 0, of `planned` rounds (None: the strategy decides as it goes).
+
+        Shown as "round 2/5" (or "round 2") when the sweep has more than one round.
+        """
+        if planned is not None and planned > 1:
+            self.round_text = f"round {index + 1}/{planned}"
+        elif index > 0:
+            self.round_text = f"round {index + 1}"
+
     def epoch(self, metrics: dict[str, np.ndarray], label: str, epoch: int, epochs: int, checkpoints=None) -> None:
         value = self.sign * metrics[self.objective][metrics["trained"] & ~metrics["diverged"]]
         if value.size and np.isfinite(value).any():
             self.best = min(self.best, float(np.nanmin(value)))
         if self.bar is not None:
-            parts = [f"epoch {epoch}/{epochs}", label]
+            parts = [self.round_text] if self.round_text else []
+            parts += [f"epoch {epoch}/{epochs}", label]
             if math.isfinite(self.best):
                 parts.append(f"best {self.objective} {self.sign * self.best:.4f}")
             if checkpoints is not None and checkpoints.last_saved_at is not None:

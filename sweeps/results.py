@@ -1,8 +1,9 @@
 """The results of a sweep: the trial table, the long history, and the run folder.
 
 `result.table` has one row per trial, in Optuna's words where they fit:
-`number`, `params_<name>` for each swept hyperparameter, `seed` (which
-initialisation of its configuration), `state` (`complete` or `diverged`),
+`number`, `round` (the strategy's round that asked for it, from 0),
+`config` (its configuration's index), `seed` (which initialisation of its
+configuration), `params_<name>` for each swept hyperparameter, `state` (`complete` or `diverged`),
 `epochs` (epochs trained), `stopped_early` (early stopping ended it
 before its epoch budget), `best_epoch` (1-based, best objective), `value`
 (the objective at `best_epoch`), and for each metric `m` of the task
@@ -131,6 +132,30 @@ class Result:
         shown += [c for c in self.table.columns if c.startswith("best_") and c not in shown and c != "best_epoch"]
         return order[shown].head(k).reset_index(drop=True)
 
+    def to_optuna(self, storage: str, study_name: str | None = None):
+        """Writes every trial into an Optuna storage, for optuna-dashboard and Optuna's plots.
+
+        Each trial gets its distributions and params, one intermediate value per epoch (the
+        objective), its value, its state (complete; diverged as failed) and user attributes (seed,
+        best epoch, round, every metric). Needs the extra: `pip install "sweepax[bayes]"`.
+
+        Args:
+          storage: an Optuna storage URL, e.g. "sqlite:///runs/lr/optuna.db".
+          study_name: default the run folder's name, else "sweepax"; a name the storage holds is refused.
+
+        Returns:
+          The `optuna.Study`.
+
+        Examples:
+          >>> result = sweeps.load_result("runs/lr")  # doctest: +SKIP
+          >>> study = result.to_optuna("sqlite:///runs/lr/optuna.db")  # doctest: +SKIP
+          >>> study.best_params == result.best_params  # doctest: +SKIP
+          True
+        """
+        from sweeps.optuna_bridge import export
+
+        return export(self, storage, study_name)
+
     def save(self, run_dir: str | Path) -> Path:
         """Writes config.json, the table and the history (Parquet and CSV) into `run_dir`."""
         run_dir = Path(run_dir)
@@ -198,7 +223,8 @@ def build_frames(
     """The table and the history from per-trial records.
 
     Args:
-      trials: one dict per trial: `number`, `config`, `seed`, `hparams` (resolved hyperparameters).
+      trials: one dict per trial: `number`, `config`, `seed`, `hparams` (resolved hyperparameters),
+        `round` (default 0).
       swept: the hyperparameter names of the space, in order.
       records: trial number -> {"diverged": bool, metric name -> (epochs_trained,) values};
         `lineage_parent` (population based training) goes to the history only, and `hparam_<name>`
@@ -216,7 +242,7 @@ def build_frames(
         metric_names = [m for m in record if m != "diverged"]
         curve = record[objective]
         epochs = len(curve)
-        row = {"number": number, "config": trial["config"], "seed": trial["seed"]}
+        row = {"number": number, "round": trial.get("round", 0), "config": trial["config"], "seed": trial["seed"]}
         used = reads(trial["hparams"])  # a conditional hyperparameter its optimizer and schedule ignore: empty
         row.update({f"params_{name}": _cell(trial["hparams"][name]) if name in used else None for name in swept})
         finite = np.isfinite(curve)

@@ -70,7 +70,9 @@ def run(
         `hidden` and `activation` may also be swept in `space`.
       space: hyperparameter name -> axis (`space.loguniform(...)`, a list of values, or one value).
         Names: see `sweeps.engine.hparams.HPARAMS`.
-      strategy: `Grid(n=...)` or `Random(n=..., seed=...)`; default `Grid()`.
+      strategy: `Grid(n=...)`, `Random(n=..., seed=...)`, `QuasiRandom(n=..., seed=...)` or
+        `Bayes(rounds=..., per_round=..., sampler="tpe", seed=...)` (rounds: asked, trained, told,
+        until it stops; the table's `round` column); default `Grid()`.
       optimizer, epochs, batch_size: defaults for trials whose space does not set them.
       seeds: initialisations per configuration (trials = configurations x seeds).
       seed: the sweep seed: initialisations, dropout masks and minibatch order derive from it.

@@ -78,6 +78,28 @@ def log_compilations():
 EPOCH = "jit(train_epoch)"
 
 
+class Stop(Exception):
+    """Stands for a crash at a chosen checkpoint."""
+
+
+def crash_after_saves(monkeypatch, count):
+    """The next run raises Stop right after its `count`-th checkpoint is on disk."""
+    from sweeps import checkpoints
+
+    original, saves = checkpoints.Checkpoints.save, []
+
+    def save(self, snapshot):
+        step = original(self, snapshot)
+        saves.append(step)
+        if len(saves) == count:
+            self.wait()
+            raise Stop()
+        return step
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
+    return lambda: monkeypatch.setattr(checkpoints.Checkpoints, "save", original)
+
+
 def optax_schedule(name, lr, warmup, decay, final, epochs, steps_per_epoch):
     """optax's own schedule for one member's values."""
     total = epochs * steps_per_epoch

@@ -72,3 +72,24 @@ def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_pa
     skip = rows["vmap", 8]["skipped"]
     assert skip.startswith("memory estimate ") and " GiB > available " in skip and skip.endswith(" GiB"), skip
     assert "skipped" not in rows["sequential", 8]  # one member at a time: no population of 8 is built
+
+
+def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path):
+    out = tmp_path / "strategies.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "strategies.py"), "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["strategy"] for r in rows] == ["grid", "random", "quasirandom", "bayes", "sequential"]
+    for row in rows:
+        assert row["data"] == "diabetes" and row["trials"] == len(row["curve"]) == 8 and row["allotted"] == 24
+        assert row["best"] == min(row["curve"]) and 0 < row["model_epochs"] <= 24
+        assert row["compilations"] >= 1 and row["wall_s"] > 0
+    assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
+    assert "| diabetes | bayes | 8 |" in done.stdout
+    assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".md").is_file()

@@ -19,7 +19,7 @@ from sweeps import space
 from sweeps.checkpoints import CheckpointError
 from sweeps.trained import load_model
 
-from helpers import synthetic
+from helpers import Stop, crash_after_saves, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two structures (batch sizes), three chunks each (max_population 3 over 5 rates, padded), early stopping:
@@ -38,7 +38,7 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 import sweeps
 from sweeps import space, checkpoints
-from helpers import synthetic
+from helpers import Stop, crash_after_saves, synthetic
 
 KILL_AT, MODE = int(sys.argv[2]), sys.argv[3]
 saves = 0
@@ -97,28 +97,6 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(data, uninterrup
     assert not (run_dir / "config.json").exists(), "the run was killed before it finished"
     sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
     assert_same_run(uninterrupted[1], run_dir)
-
-
-class Stop(Exception):
-    """Stands for a crash at a chosen checkpoint."""
-
-
-def crash_after_saves(monkeypatch, count):
-    """The next run raises Stop right after its `count`-th checkpoint is on disk."""
-    from sweeps import checkpoints
-
-    original, saves = checkpoints.Checkpoints.save, []
-
-    def save(self, snapshot):
-        step = original(self, snapshot)
-        saves.append(step)
-        if len(saves) == count:
-            self.wait()
-            raise Stop()
-        return step
-
-    monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
-    return lambda: monkeypatch.setattr(checkpoints.Checkpoints, "save", original)
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):

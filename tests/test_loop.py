@@ -151,3 +151,46 @@ def test_train_chunk_metrics_carry_trial_numbers(binary_data):
         controls_for(binary_data, None, None),
     )
     assert np.asarray(history[0]["number"]).tolist() == [2, -1]  # the padded last chunk: trial 2, then padding
+
+
+class Rounds(sweeps.Strategy):
+    """Three rounds of different sizes over two batch sizes; `size` is what it tells the loop to pad to."""
+
+    SIZES = ((3, 1), (1, 2), (2, 2))  # (trials with batch 16, trials with batch 32) per round
+
+    def __init__(self, size):
+        self.size, self.told = size, 0
+
+    def ask(self, search):
+        small, large = self.SIZES[self.told]
+        lr = 1e-3 * (1 + self.told)
+        return [{"learning_rate": lr * (1 + i), "batch_size": 16} for i in range(small)] + [
+            {"learning_rate": lr * (1 + i), "batch_size": 32} for i in range(large)
+        ]
+
+    def tell(self, table):
+        self.told += 1
+
+    def another_round(self):
+        return self.told < len(self.SIZES)
+
+    def round_size(self):
+        return self.size
+
+    def planned_rounds(self):
+        return len(self.SIZES)
+
+
+def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data):
+    from models import MLP
+
+    with log_compilations() as compiled:
+        padded = sweeps.run(binary_data, model=MLP(hidden=(7,)), strategy=Rounds(size=4), epochs=1, seeds=2)
+    assert compiled.count(EPOCH) == 2, compiled  # two batch sizes, three rounds: one program each
+    assert padded.table["round"].tolist() == [0] * 8 + [1] * 6 + [2] * 8
+    assert padded.table["number"].tolist() == list(range(22)), "numbers run on across rounds; no padding member"
+    # the same rounds sized to their trials: one program per structure and population size (batch 16: 6, 2, 4
+    # members; batch 32: 2, 4, 4)
+    with log_compilations() as compiled:
+        sweeps.run(binary_data, model=MLP(hidden=(9,)), strategy=Rounds(size=None), epochs=1, seeds=2)
+    assert compiled.count(EPOCH) == 5, compiled

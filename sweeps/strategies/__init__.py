@@ -7,12 +7,21 @@ decides whether another round follows (`sweeps/strategies/base.py`).
 from __future__ import annotations
 
 from sweeps.strategies.base import Strategy
+from sweeps.strategies.bayes import Bayes
 from sweeps.strategies.grid import Grid
 from sweeps.strategies.halving import Halving
 from sweeps.strategies.pbt import PBT
+from sweeps.strategies.quasirandom import QuasiRandom
 from sweeps.strategies.random import Random
 
-STRATEGIES = {"grid": Grid, "random": Random, "halving": Halving, "pbt": PBT}
+STRATEGIES = {
+    "grid": Grid,
+    "random": Random,
+    "quasirandom": QuasiRandom,
+    "bayes": Bayes,
+    "halving": Halving,
+    "pbt": PBT,
+}
 
 
 def make_strategy(name: str, **options) -> Strategy:
@@ -22,4 +31,4 @@ def make_strategy(name: str, **options) -> Strategy:
     return STRATEGIES[name](**options)
 
 
-__all__ = ["PBT", "STRATEGIES", "Grid", "Halving", "Random", "Strategy", "make_strategy"]
+__all__ = ["PBT", "STRATEGIES", "Bayes", "Grid", "Halving", "QuasiRandom", "Random", "Strategy", "make_strategy"]

@@ -1,9 +1,19 @@
 """The strategy interface: which trials to train, round by round.
 
-The sweep loop (`sweeps/loop.py`) is the only code that calls a strategy. A
-round: the loop calls `ask(space)` once for the round's configurations,
-trains them, calls `tell(table)` with the round's rows, then asks
-`another_round()` whether to go on. A strategy that acts inside a training
+The sweep loop (`sweeps/loop.py`) is the only code that drives a strategy
+through a sweep (`sweeps.plan` starts it and asks for the first round). A sweep:
+
+    start(objective, direction)            once, before the first ask
+    round: ask(space) -> configurations     once per round
+           (the loop trains them, as one population per structure)
+           tell(table)                      the round's rows of the trial table
+           another_round()                  whether the loop asks again
+
+A strategy whose rounds can each ask for up to `k` configurations says so
+with `round_size() -> k`: the loop then pads each structure's population to
+`k` members (times `seeds`) in every round, so a round whose trials share a
+structure with an earlier round's reuses that compiled program instead of
+compiling one for a new population size. A strategy that acts inside a training
 population also answers `decide(view)` after every epoch: it sees the
 population's metrics (`EpochView`) and returns `Decisions` (stop members,
 start new trials in their slots, copy members onto others with new
@@ -77,6 +87,19 @@ class Strategy(abc.ABC):
     # sets this: the history then records every member's traced hyperparameters and parent each epoch.
     tracks_hparams: bool = False
 
+    def start(self, objective: str, direction: str) -> None:  # noqa: B027 - optional: most strategies need neither
+        """Called once before the first `ask` of a sweep: the metric it optimizes and its direction.
+
+        Args:
+          objective: the table's `value` column holds this metric at each trial's best epoch
+            (e.g. "val_loss").
+          direction: "minimize" or "maximize".
+
+        A strategy that learns from results keeps these, and starts afresh here (one instance
+        may serve several sweeps). Refuse a space or an objective the strategy cannot handle in
+        `ask`, which `sweeps.plan` calls before anything compiles.
+        """
+
     @abc.abstractmethod
     def ask(self, space: Mapping[str, Axis]) -> list[dict[str, Any]]:
         """The next round's configurations: one dict of hyperparameter values each.
@@ -86,7 +109,12 @@ class Strategy(abc.ABC):
         """
 
     def tell(self, table) -> None:  # noqa: B027 - optional: a strategy that learns nothing from results skips it
-        """The results of the round just trained: its rows of the trial table (pandas), one per trial."""
+        """The results of the round just trained: its rows of the trial table (pandas), one per trial.
+
+        Each row has `params_<name>` (empty where the trial's optimizer and schedule do not read
+        the value), `state` ("complete" or "diverged"), `value` (the objective at the best epoch,
+        NaN when diverged), `round`, `config` and `seed`.
+        """
 
     def fixed(self) -> dict[str, Any]:
         """Hyperparameters the strategy sets for every trial without sweeping them (Halving: the epoch
@@ -100,6 +128,19 @@ class Strategy(abc.ABC):
     def another_round(self) -> bool:
         """Whether the loop asks again after `tell`; one round by default."""
         return False
+
+    def round_size(self) -> int | None:
+        """The most configurations one round asks for, when the strategy has more than one round.
+
+        The loop pads every structure's population to this many configurations (times `seeds`),
+        so that all rounds of a structure share one compiled program. None (the default): each
+        round's populations are sized to its trials.
+        """
+        return None
+
+    def planned_rounds(self) -> int | None:
+        """How many rounds the strategy means to run, for the progress bar; None when it decides as it goes."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """What the strategy has learned so far, as JSON values: saved in every checkpoint."""

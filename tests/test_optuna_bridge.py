@@ -1,0 +1,91 @@
+"""The Optuna bridge: a finished sweep written into a real Optuna storage and read back through Optuna."""
+
+import numpy as np
+import optuna
+import pytest
+
+import sweeps
+from models import MLP
+from sweeps import space
+from sweeps.cli import main
+
+from helpers import synthetic
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A sweep with a structural tuple axis, a fixed value, and diverged trials (the largest learning rate)."""
+    run_dir = tmp_path_factory.mktemp("bridge") / "run"
+    result = sweeps.run(
+        synthetic("multiclass", rows=300),
+        model=MLP(hidden=(6,)),
+        space={
+            "learning_rate": [1e-3, 1e-2, 3e3],
+            "hidden": space.choice([(6,), (6, 4)]),
+            "activation": "tanh",
+        },
+        strategy=sweeps.Grid(),
+        epochs=3,
+        run_dir=run_dir,
+        keep_models=0,
+    )
+    return result, run_dir
+
+
+def test_to_optuna_writes_every_trial_and_optuna_reads_back_the_same_sweep(finished, tmp_path):
+    result, _ = finished
+    storage = f"sqlite:///{tmp_path / 'optuna' / 'study.db'}"
+    result.to_optuna(storage, study_name="bridge")
+    study = optuna.load_study(study_name="bridge", storage=storage)
+    table = result.table
+    assert len(study.trials) == len(table) == 6 and study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.metric_names == ["val_loss"]
+    best = result.best()
+    assert study.best_trial.user_attrs["number"] == best["number"]
+    assert study.best_value == pytest.approx(best["value"])
+    assert study.best_params == {**result.best_params, "hidden": best["params_hidden"]}
+    assert study.best_params["hidden"] in ("[6]", "[6, 4]")  # a tuple travels as the table's text
+    history = result.history[(result.history["split"] == "val") & (result.history["metric"] == "loss")]
+    for trial, row in zip(study.trials, table.to_dict(orient="records")):
+        curve = history[history["trial"] == row["number"]]
+        assert list(trial.intermediate_values) == curve["epoch"].tolist()
+        np.testing.assert_allclose(list(trial.intermediate_values.values()), curve["value"], rtol=1e-12)
+        expected = optuna.trial.TrialState.COMPLETE if row["state"] == "complete" else optuna.trial.TrialState.FAIL
+        assert trial.state == expected
+        assert trial.user_attrs["seed"] == row["seed"] and trial.user_attrs["best_epoch"] == row["best_epoch"]
+        if row["state"] == "complete":
+            assert trial.value == pytest.approx(row["value"])
+            assert trial.user_attrs["best_val_accuracy"] == pytest.approx(row["best_val_accuracy"])
+        else:
+            assert trial.value is None  # diverged: failed, never a number
+    assert (table["state"] == "diverged").any(), "the sweep has diverged trials to write as failed"
+    assert isinstance(study.trials[0].distributions["hidden"], optuna.distributions.CategoricalDistribution)
+    assert study.trials[0].distributions["learning_rate"].choices == (1e-3, 1e-2, 3e3)
+
+
+def test_a_study_name_the_storage_holds_is_refused(finished, tmp_path):
+    result, _ = finished
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result.to_optuna(storage, study_name="once")
+    with pytest.raises(ValueError, match=r"already holds a study named 'once'; pass another study_name"):
+        result.to_optuna(storage, study_name="once")
+
+
+def test_sweeps_report_writes_an_optuna_study(finished, tmp_path, capsys):
+    result, run_dir = finished
+    storage = f"sqlite:///{tmp_path / 'report.db'}"
+    assert main(["report", str(run_dir), "--optuna", storage]) == 0
+    printed = capsys.readouterr().out
+    assert f"6 trials written to study 'run' in {storage}" in printed
+    assert f"optuna-dashboard {storage}" in printed
+    study = optuna.load_study(study_name="run", storage=storage)
+    assert study.best_trial.user_attrs["number"] == result.best()["number"]
+
+
+def test_without_optuna_the_bridge_says_how_to_install_it(finished, monkeypatch):
+    import sys
+
+    result, _ = finished
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ImportError, match=r'Result.to_optuna needs Optuna.*pip install "sweepax\[bayes\]"'):
+        result.to_optuna("sqlite:///never.db")
