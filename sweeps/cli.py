@@ -3,6 +3,7 @@
     sweeps run data/examples/churn_lr.toml
     sweeps run data/examples/churn_lr.toml --set train.epochs=5 --out runs/quick
     sweeps report runs/churn_lr
+    sweeps run sweep.toml --coordinator node001:12355 --num-processes 2 --process-id 0   (and 1 on the other host)
 
 Errors a user can fix (a wrong key, a missing file, a bad value) print
 `error: <message>` on stderr and exit with status 2, without a traceback;
@@ -47,8 +48,15 @@ the config file (TOML), every key optional but [data] path and target:
   [train]     optimizer, epochs, batch_size, seeds, seed, objective,
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial")
-  [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models
+  [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models,
+              devices (a count like 4 or device ids like [0, 1]; default: every device)
   data/examples/churn_lr.toml is a commented example.
+
+more than one device: every population is split over every device JAX sees (padded to a multiple
+of their count; the table does not change). Several processes (hosts) join with --coordinator,
+--num-processes and --process-id, or with none of them under a cluster launcher (srun, mpirun, a
+Cloud TPU pod slice), as jax.distributed.initialize() detects it; every process runs the same
+command, loads the data itself, and process 0 writes the run folder.
 
 the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
 when that one already holds a run). It gets run.json, config.json, table.csv/.parquet
@@ -111,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check everything and print the structure groups, their population sizes, the programs "
         "to compile and the memory estimate per group; train nothing, write nothing",
     )
+    add_process_flags(run_parser)
     run_parser.set_defaults(handler=run_command)
 
     report_parser = commands.add_parser(
@@ -150,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config value (with --fork)",
     )
     resume_parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_process_flags(resume_parser)
     resume_parser.set_defaults(handler=resume_command)
 
     predict_parser = commands.add_parser(
@@ -171,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --num-processes, --process-id: one run over several processes (jax.distributed)."""
+    group = parser.add_argument_group(
+        "several processes",
+        "one sweep over the devices of several processes or hosts: start the same command in every process "
+        "with the same --coordinator and --num-processes and its own --process-id (0 writes the run folder); "
+        "without these flags a cluster launcher's environment (srun, mpirun, a TPU pod slice) is used",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="where process 0 listens, e.g. node001:12355")
+    group.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the `sweeps` command line; returns the exit status (0 done, 2 a user error)."""
     parser = build_parser()
@@ -180,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     enable_compilation_cache()
     try:
+        if hasattr(args, "coordinator"):
+            from sweeps.distributed import join
+
+            join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
         return args.handler(args)
     except USER_ERRORS as e:
         if os.environ.get("SWEEPS_TRACEBACK"):
@@ -217,19 +244,25 @@ def enable_compilation_cache() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from sweeps import distributed
     from sweeps.config import load_config, plan_from_config, sweep_from_config
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)
-    run_dir = choose_run_dir(args, config)
+    run_dir = distributed.agreed(choose_run_dir(args, config))  # several processes: process 0's choice
     config["run"]["dir"] = str(run_dir)
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
     if args.dry_run:
-        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))[:-1]))
-        print()
-        print(sweep_plan.describe())
-        print("dry run: nothing trained, nothing written")
+        if distributed.is_writer():
+            print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))[:-1]))
+            print()
+            print(sweep_plan.describe())
+            print("dry run: nothing trained, nothing written")
+        return 0
+    if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
+        sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
+        print(f"process {distributed.index()} of {distributed.processes()} finished; process 0 wrote {run_dir}")
         return 0
     if not args.quiet:
         print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))), flush=True)

@@ -19,11 +19,12 @@ PREVIEW_ROWS = 5
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from sweeps import run_folder
+    from sweeps import distributed, run_folder
     from sweeps.config import load_config, plan_from_config, resolve, sweep_from_config
     from sweeps.results import load_result
 
     started = time.perf_counter()
+    args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
     run_dir = Path(args.run_dir)
     manifest = run_folder.read_manifest(run_dir)
     if run_folder.is_finished(run_dir) and not args.fork:
@@ -48,7 +49,8 @@ def resume_command(args: argparse.Namespace) -> int:
     config["run"]["dir"] = str(target)
     planned = plan_from_config(config)
     what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
-    print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
+    if not args.quiet:
+        print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
     result = sweep_from_config(
         config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True
     )

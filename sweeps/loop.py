@@ -13,7 +13,7 @@ It is the only code that calls a strategy. The compiled epoch
 hands it populations and takes back metrics.
 
 Where the capabilities plug in (each a method here):
-  - `place`: a population goes onto devices (one device today; sharding over a mesh);
+  - `place`: a population goes onto devices: its trial axis split over a mesh (`sweeps.devices`);
   - `after_epoch`: a strategy's between-epoch decisions come back as arrays
     applied by `sweeps.engine.edits` (nothing today);
   - `save` / `restore`: checkpoints of the position (`LoopPosition`: round, work
@@ -34,9 +34,11 @@ from typing import Any
 import jax
 import numpy as np
 
+from sweeps import distributed
 from sweeps.checkpoints import Checkpoints, Snapshot
 from sweeps.chunks import ChunkRunner, controls_for, new_population
 from sweeps.data import Dataset
+from sweeps.engine.epoch import Split
 from sweeps.engine.population import Population
 from sweeps.planning import Group, Plan, Trial, plan_round
 from sweeps.progress import Progress
@@ -102,6 +104,9 @@ class SweepLoop:
         self.kept = KeptModels(keep_models)
         self.position = LoopPosition()
         self._signal: int | None = None
+        self.devices = plan.settings.layout
+        data_splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+        self.splits = self.devices.replicate(jax.tree.map(np.asarray, data_splits))  # once per sweep
 
     @property
     def trials(self) -> list[Trial]:
@@ -157,12 +162,21 @@ class SweepLoop:
         while self.position.work < len(work):
             group, chunk = work[self.position.work]
             runner = ChunkRunner(
-                group.structure, self.data, self.seed, self.stop_metric, self.controls, self.settings.objective
+                group.structure,
+                self.data,
+                self.seed,
+                self.stop_metric,
+                self.controls,
+                self.settings.objective,
+                splits=self.splits,
+                fetch=self.devices.fetch,
             )
             pop = (
                 population
                 if population is not None
-                else new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
+                else new_population(
+                    group.structure, chunk, group.population, self.seed, self.settings.init, self.devices
+                )
             )
             pop, population = self.place(pop), None
             epochs = _epochs(chunk)
@@ -175,17 +189,15 @@ class SweepLoop:
                 if not metrics["active"].any():
                     self.progress.skip(epochs - self.position.epoch)  # every member stopped early
                     break
-                if self._signal is None and self.checkpoints is not None and self.checkpoints.due():
-                    self.save(pop)
-                self._check_signal(pop)
-            self.kept.offer(pop)
+                self._check_signal(pop, due=self.checkpoints is not None and self.checkpoints.due())
+            self.kept.offer(pop, fetch=self.devices.fetch)
             self.position = LoopPosition(self.position.round, self.position.work + 1)
             self.save()
             self._check_signal(None)
 
     def place(self, pop: Population) -> Population:
-        """Device placement seam: where a population is put onto devices (one device today)."""
-        return pop
+        """Device placement seam: the population's trial axis split over the sweep's devices."""
+        return self.devices.place(pop)
 
     def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray]) -> Population:
         """Between-epochs seam: a strategy's decisions (prune, refill, copy) are applied here."""
@@ -259,9 +271,10 @@ class SweepLoop:
         position = LoopPosition(**meta["position"])
         _, groups = self.rounds[position.round]
         group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        return jax.eval_shape(
-            lambda: new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
+        shapes = jax.eval_shape(
+            lambda: new_population(group.structure, chunk, group.population, self.seed, self.settings.init)
         )
+        return self.devices.abstract(shapes)  # restored straight into the sharding, never the saved layout
 
     # --- signals -------------------------------------------------------------------------
 
@@ -290,9 +303,16 @@ class SweepLoop:
             for s, h in previous.items():
                 signal.signal(s, h)
 
-    def _check_signal(self, pop: Population | None) -> None:
-        if self._signal is None:
+    def _check_signal(self, pop: Population | None, due: bool = False) -> None:
+        """Saves when due, or saves and stops after a signal; every process takes the same branch."""
+        if self.checkpoints is None:
             return
+        due, stop = distributed.any_everywhere(due, self._signal is not None)
+        if not stop:
+            if due:
+                self.save(pop)
+            return
+        self._signal = self._signal or signal.SIGTERM  # another process was signalled: stop together
         step = self.save(pop)
         self.checkpoints.wait()
         raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
