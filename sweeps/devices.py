@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -131,6 +131,19 @@ class Devices:
             return jax.device_put(array, sharding)  # a global array: resharded by JAX
         host = np.asarray(array)
         return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    def edit(self, fn: Callable[..., Population], pop: Population, *args: Any) -> Population:
+        """A population edit (`sweeps.engine.edits`) applied across shards; the result stays split like `pop`.
+
+        Every argument of an edit is per member ((trials,) or (trials, ...)), so each is split like
+        the population: a copy from a member on another device moves only what it needs, and no
+        device ends up holding the whole population.
+
+        Examples:
+          >>> from sweeps.engine import edits
+          >>> # pop = layout.edit(edits.copy_members, pop, source)  # source: (trials,) int32
+        """
+        return self.place(fn(pop, *(self.place(a) for a in args)))
 
     def abstract(self, tree: Any) -> Any:
         """Shapes and dtypes of `tree` with the members' sharding: a restore target that lands sharded.

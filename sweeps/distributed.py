@@ -5,7 +5,9 @@ every process loads the data, plans the same sweep and runs the same loop, the
 population is one global array over every process's devices, and the only
 traffic between processes is what JAX and orbax send (the per-epoch metrics,
 checkpoints) plus the few agreements below. Process 0 alone writes the run
-folder's files; orbax writes checkpoints from every process.
+folder's files; orbax writes checkpoints from every process, so the run folder
+must be on a filesystem every process sees. On CPUs the processes exchange
+arrays through JAX's CPU collectives (gloo, the default in jax 0.10).
 
 With one process (the usual case) every function here is a no-op or a plain
 local computation, so the single-process path pays nothing.
@@ -37,9 +39,10 @@ def join(coordinator: str | None = None, num_processes: int | None = None, proce
 
     With `coordinator`, `num_processes` and `process_id` (the CLI's `--coordinator HOST:PORT
     --num-processes P --process-id I`) the processes meet at the coordinator (process 0 listens
-    there). With none of them, the environment a cluster launcher sets decides, as
-    `jax.distributed.initialize()` reads it (SLURM, Open MPI, a Cloud TPU pod slice, Kubernetes):
-    a launcher that started more than one process is joined; a lone process stays alone.
+    there) and each keeps every device it sees. With none of them, the environment a cluster
+    launcher sets decides, as `jax.distributed.initialize()` reads it (SLURM, Open MPI, a Cloud
+    TPU pod slice, Kubernetes): a launcher that started more than one process is joined (under
+    SLURM, JAX gives each process the one GPU of its local rank); a lone process stays alone.
     Nothing happens when JAX is already joined (a caller ran `jax.distributed.initialize` itself).
 
     Must run before anything touches a JAX device.
@@ -90,7 +93,11 @@ def join(coordinator: str | None = None, num_processes: int | None = None, proce
     if num_processes == 1:
         return False
     try:
-        jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+        # explicit flags: no launcher detection, so each process keeps all its local devices (JAX's SLURM
+        # detection would otherwise restrict a process to the one GPU of its local rank)
+        jax.distributed.initialize(
+            coordinator, num_processes=num_processes, process_id=process_id, cluster_detection_method="deactivate"
+        )
     except Exception as e:  # noqa: BLE001
         raise ValueError(
             f"process {process_id} of {num_processes} could not join the coordinator {coordinator} "

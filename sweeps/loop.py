@@ -200,7 +200,11 @@ class SweepLoop:
         return self.devices.place(pop)
 
     def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray]) -> Population:
-        """Between-epochs seam: a strategy's decisions (prune, refill, copy) are applied here."""
+        """Between-epochs seam: a strategy's decisions (prune, refill, copy) are applied here.
+
+        Apply them with `self.devices.edit(edits.copy_members, pop, source)` (any `sweeps.engine.edits`
+        function): the decision arrays are split like the population, which stays sharded.
+        """
         return pop
 
     def table(self, trials: list[Trial]):
