@@ -266,6 +266,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     if not args.quiet:
         print("\n".join(describe_config(config, args.config, len(sweep_plan.trials))), flush=True)
+        print(f"devices: {sweep_plan.settings.layout.describe()}", flush=True)
         print(flush=True)
     result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
     if args.quiet:
