@@ -164,7 +164,7 @@ def agreed(value: Any) -> Any:
     from jax.experimental import multihost_utils
 
     payload = np.frombuffer(pickle.dumps(value), np.uint8) if is_writer() else np.zeros(0, np.uint8)
-    size = int(multihost_utils.broadcast_one_to_all(np.int64(payload.size)))
+    size = _from_bytes(multihost_utils.broadcast_one_to_all(_as_bytes(payload.size)))
     buffer = np.zeros(size, np.uint8)
     buffer[: payload.size] = payload
     received = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
@@ -207,7 +207,17 @@ def smallest(value: int) -> int:
         return int(value)
     from jax.experimental import multihost_utils
 
-    return int(np.asarray(multihost_utils.process_allgather(np.int64(value))).min())
+    gathered = np.asarray(multihost_utils.process_allgather(_as_bytes(value))).reshape(-1, 8)
+    return min(_from_bytes(row) for row in gathered)
+
+
+def _as_bytes(value: int) -> np.ndarray:
+    """An int64 as 8 bytes: JAX (without x64) would cut an int64 array to int32 on the way."""
+    return np.frombuffer(np.int64(value).tobytes(), np.uint8).copy()
+
+
+def _from_bytes(data: Any) -> int:
+    return int(np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.int64)[0])
 
 
 def fetch(tree: Any) -> Any:

@@ -324,6 +324,9 @@ def test_two_processes_give_the_one_process_table(one_process, two_process_run):
     run_dir, out0, out1 = two_process_run
     both = sweeps.load_result(run_dir)
     assert both.config["devices"]["processes"] == 2 and both.config["devices"]["count"] == 2
+    # the processes agreed on one memory budget (64 bits: it once came back cut to 32, negative, one member a chunk)
+    assert json.loads((run_dir / "run.json").read_text())["memory_budget"] > 0
+    assert [(g["chunks"], g["population"], g["per_device"]) for g in both.config["groups"]] == [(1, 6, 3)]
     assert_same_table(both.table, one_process.table)
     assert "best: trial" in out0, "process 0 prints the summary"
     assert f"process 1 of 2 finished; process 0 wrote {run_dir}" in out1 and "best: trial" not in out1
@@ -361,3 +364,10 @@ def test_a_lone_process_joins_nothing():
 
     assert cluster_launcher() is None and join() is False
     assert join("localhost:1234", 1, 0) is False  # one process of one: nothing to join
+
+
+def test_numbers_cross_between_processes_with_all_64_bits():
+    from sweeps.distributed import _as_bytes, _from_bytes
+
+    for value in (0, 1, 2**31 + 5, 11_448_156_160, -(2**40)):
+        assert _from_bytes(_as_bytes(value)) == value
