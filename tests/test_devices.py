@@ -262,29 +262,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def two_processes(args, script=None, env=None):
-    """Runs `sweeps ARGS` (or `script` with ARGS) as processes 0 and 1 of one run; returns their (code, output)."""
+def two_processes(args, script=None, env=None, launcher=False):
+    """Runs `sweeps ARGS` (or `script` with ARGS) as processes 0 and 1 of one run; returns their (code, output).
+
+    The processes join with --coordinator, --num-processes and --process-id, or with `launcher`, with no
+    flags, through the variables `srun` sets for a two-task SLURM step on this host.
+    """
     port = free_port()
     head = [sys.executable, "-c", script] if script else [sys.executable, "-m", "sweeps"]
-    processes = [
-        subprocess.Popen(
-            [
-                *head,
-                *map(str, args),
-                "--coordinator",
-                f"localhost:{port}",
-                "--num-processes",
-                "2",
-                "--process-id",
-                str(i),
-            ],
-            env={**ENV, **(env or {})},
+
+    def start(i):
+        flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)]
+        slurm = {
+            "SLURM_JOB_ID": "4242",
+            "SLURM_STEP_NODELIST": "localhost",
+            "SLURM_NTASKS": "2",
+            "SLURM_PROCID": str(i),
+            "SLURM_LOCALID": str(i),
+            "JAX_COORDINATOR_PORT": str(port),
+        }
+        return subprocess.Popen(
+            [*head, *map(str, args), *([] if launcher else flags)],
+            env={**ENV, **(env or {}), **(slurm if launcher else {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for i in range(2)
-    ]
+
+    processes = [start(i) for i in range(2)]
     try:
         return [(p.wait(timeout=300), p.stdout.read()) for p in processes]
     finally:
@@ -338,10 +343,12 @@ def test_two_processes_killed_with_sigkill_resume_to_the_same_table(config, two_
     (code0, out0), (code1, _) = two_processes(["run", config, "--out", run_dir], script=KILL, env={"KILL_AT": "2"})
     assert code0 == -signal.SIGKILL and code1 != 0, out0[-3000:]
     assert not (run_dir / "config.json").exists(), "killed before it finished"
-    (code0, out0), (code1, out1) = two_processes(["resume", run_dir])
+    # resumed with no flags, as `srun sweeps resume RUN_DIR` would: the launcher's variables join the processes
+    (code0, out0), (code1, out1) = two_processes(["resume", run_dir], launcher=True)
     assert code0 == 0 and code1 == 0, out0[-3000:] + out1[-3000:]
     uninterrupted = sweeps.load_result(two_process_run[0])
     resumed = sweeps.load_result(run_dir)
+    assert resumed.config["devices"]["processes"] == 2
     pd.testing.assert_frame_equal(resumed.table, uninterrupted.table)
     pd.testing.assert_frame_equal(resumed.history, uninterrupted.history)
 
