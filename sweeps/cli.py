@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="check everything and print the structure groups, their population sizes, the programs "
-        "to compile and the memory estimate per group; train nothing, write nothing",
+        help="check everything and print the devices, the structure groups, their population sizes and "
+        "members per device, the programs to compile and the memory estimate per device; train nothing, "
+        "write nothing",
     )
     add_process_flags(run_parser)
     run_parser.set_defaults(handler=run_command)

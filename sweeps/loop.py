@@ -139,7 +139,7 @@ class SweepLoop:
     def plan_next_round(self, round_index: int, configs: list[dict] | None = None) -> None:
         """Asks the strategy once for the next round (or takes a restored round's configurations) and plans it."""
         if configs is None:
-            configs = self.settings.strategy.ask(self.settings.space)
+            configs = distributed.agreed(self.settings.strategy.ask(self.settings.space))  # process 0's, everywhere
             if not configs:
                 raise ValueError(f"the strategy {self.settings.strategy!r} asked for no trials in round {round_index}")
         done = self.trials

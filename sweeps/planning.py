@@ -267,20 +267,10 @@ def check_settings(
         raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={init!r}")
     layout = select_devices(devices)
     budget = layout.budget_bytes() if memory_budget is None else int(memory_budget)
-    return Settings(
-        model,
-        strategy,
-        axes,
-        defaults,
-        seeds,
-        objective,
-        stop,
-        max_population,
-        divergence_threshold,
-        budget,
-        init,
-        layout,
+    settings = Settings(
+        model, strategy, axes, defaults, seeds, objective, stop, max_population, divergence_threshold, budget, init
     )
+    return dataclasses.replace(settings, devices=layout)
 
 
 def plan_round(
