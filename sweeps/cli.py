@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sweeps.commands import predict_command, resume_command
+from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.loop import Interrupted
 from sweeps.summary import format_value, show_path, summary_lines
 
@@ -180,19 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
     predict_parser.set_defaults(handler=predict_command)
     return parser
-
-
-def add_process_flags(parser: argparse.ArgumentParser) -> None:
-    """--coordinator, --num-processes, --process-id: one run over several processes (jax.distributed)."""
-    group = parser.add_argument_group(
-        "several processes",
-        "one sweep over the devices of several processes or hosts: start the same command in every process "
-        "with the same --coordinator and --num-processes and its own --process-id (0 writes the run folder); "
-        "without these flags a cluster launcher's environment (srun, mpirun, a TPU pod slice) is used",
-    )
-    group.add_argument("--coordinator", metavar="HOST:PORT", help="where process 0 listens, e.g. node001:12355")
-    group.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
-    group.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

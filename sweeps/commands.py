@@ -1,4 +1,7 @@
-"""`sweeps resume` and `sweeps predict`: continue a run folder, apply its saved model to new rows."""
+"""`sweeps resume` and `sweeps predict`: continue a run folder, apply its saved model to new rows.
+
+Also the flags that join several processes into one run (`sweeps run` and `sweeps resume`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,22 @@ import pandas as pd
 from sweeps.summary import show_path, summary_lines
 
 PREVIEW_ROWS = 5
+
+
+# --- several processes --------------------------------------------------------------
+
+
+def add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --num-processes, --process-id: one run over several processes (jax.distributed)."""
+    group = parser.add_argument_group(
+        "several processes",
+        "one sweep over the devices of several processes or hosts: start the same command in every process "
+        "with the same --coordinator and --num-processes and its own --process-id (0 writes the run folder); "
+        "without these flags a cluster launcher's environment (srun, mpirun, a TPU pod slice) is used",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="where process 0 listens, e.g. node001:12355")
+    group.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
 
 
 # --- sweeps resume ---------------------------------------------------------------------
