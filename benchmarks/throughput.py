@@ -22,6 +22,8 @@ This file is never imported by the library. Run it from the repository root:
     python benchmarks/throughput.py --workload all --mode all
     python benchmarks/throughput.py --workload lesson --n 256
     python benchmarks/throughput.py --trials 100000
+    python benchmarks/throughput.py --devices            # throughput against the device count
+    python benchmarks/throughput.py --devices 1 2 4 8 --n 256 1024
 """
 
 from __future__ import annotations
@@ -858,7 +860,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="8192",
         help="max_population for --trials: a number, or 'auto' to let sweeps.run choose (default 8192)",
     )
+    parser.add_argument(
+        "--devices",
+        nargs="*",
+        type=int,
+        default=None,
+        metavar="COUNT",
+        help="measure throughput against the device count instead (benchmarks/device_scaling.py): one population "
+        "sharded over each COUNT devices (default 1 2 4 8 forced host devices on a CPU, one subprocess each; "
+        "1, 2, 4, ... of the cards on an accelerator); --workload (default lesson), --n and --epochs apply",
+    )
     args = parser.parse_args(argv)
+    if args.devices is not None and any(c < 1 for c in args.devices):
+        parser.error(f"every --devices count must be >= 1, but got {args.devices}")
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, but got {args.epochs}")
     if args.n is not None and min(args.n) < 1:
@@ -871,6 +885,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.devices is not None:
+        return devices_main(args)
     started = time.perf_counter()
     backend = jax.default_backend()
     accelerator = backend != "cpu"
@@ -1067,6 +1083,25 @@ def main(argv=None) -> int:
         print(f"note: no plot ({type(error).__name__}: {error})")
     total = time.perf_counter() - started
     print(f"\n{len(rows)} rows -> {out}" + (f", plot -> {png}" if png.exists() else "") + f"; total {total:.0f} s")
+    return 0
+
+
+def devices_main(args: argparse.Namespace) -> int:
+    """`--devices`: one population sharded over each device count; a markdown table and a JSONL file."""
+    import device_scaling
+
+    started = time.perf_counter()
+    workload = (args.workload or ["lesson"])[0]
+    if workload == "all":
+        workload = "lesson"
+    device = device_name()
+    date = datetime.date.today().isoformat()
+    out = args.out or RESULTS / f"{slug(device.replace(':', ''))}-{date}-devices.jsonl"
+    print(f"device: {device} ({jax.default_backend()}, {os.cpu_count()} CPUs), jax {jax.__version__}")
+    rows = device_scaling.run(args.devices or None, workload, args.n, args.epochs, out)
+    print()
+    print(device_scaling.markdown(rows))
+    print(f"\n{len(rows)} rows -> {out}; total {time.perf_counter() - started:.0f} s")
     return 0
 
 

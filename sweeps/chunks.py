@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweeps.data import Dataset
+from sweeps.devices import Devices
 from sweeps.engine import keys
 from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
@@ -44,19 +45,28 @@ def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_thres
 
 
 def new_population(
-    structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str = "shared"
+    structure: Structure,
+    chunk: tuple[Trial, ...],
+    size: int,
+    seed: int,
+    init: str = "shared",
+    devices: Devices | None = None,
 ) -> Population:
     """A fresh population of `size` members for the chunk's trials (padding members past them).
 
     `init="shared"`: keys from each trial's seed index (common random numbers: configurations with
     the same seed index start from the same weights and draw the same dropout masks);
-    `"per_trial"`: keys from the trial number.
+    `"per_trial"`: keys from the trial number. With `devices`, the population is built directly
+    into their sharding (`size` a multiple of their count).
     """
     numbers = np.full(size, PADDING, np.int64)
     numbers[: len(chunk)] = [t.number for t in chunk]
     key_indices = np.zeros(size, np.int64)
     key_indices[: len(chunk)] = [t.seed if init == "shared" else t.number for t in chunk]
-    return init_population(structure, stack_hparams([t.hparams for t in chunk], size), numbers, seed, key_indices)
+    hparams = stack_hparams([t.hparams for t in chunk], size)
+    if devices is not None:
+        return devices.init_population(structure, hparams, numbers, seed, key_indices)
+    return init_population(structure, hparams, numbers, seed, key_indices)
 
 
 def train_chunk(
@@ -88,8 +98,20 @@ def train_chunk(
     return pop, history
 
 
+def device_splits(data: Dataset) -> tuple[Split, Split]:
+    """The training and validation splits as arrays (the default device's, unless placed otherwise)."""
+    return (
+        Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train)),
+        Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val)),
+    )
+
+
 class ChunkRunner:
-    """One structure's compiled epoch with the data on the device."""
+    """One structure's compiled epoch with the data on the device.
+
+    `splits` are the data already placed (the sweep loop replicates them over its devices once);
+    `fetch` brings the epoch's metrics to the host (`Devices.fetch` across processes).
+    """
 
     def __init__(
         self,
@@ -99,13 +121,14 @@ class ChunkRunner:
         stop_metric: str | None,
         controls: Controls,
         objective: str = "val_loss",
+        splits: tuple[Split, Split] | None = None,
+        fetch: Callable[[Any], Any] = jax.device_get,
     ):
-        self.structure, self.seed, self.controls = structure, seed, controls
-        self.train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
-        self.val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
+        self.structure, self.seed, self.controls, self.fetch = structure, seed, controls, fetch
+        self.train, self.val = device_splits(data) if splits is None else splits
         self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
 
     def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
         order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
         pop, metrics = self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
-        return pop, jax.device_get(metrics)
+        return pop, self.fetch(metrics)

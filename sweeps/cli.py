@@ -3,6 +3,7 @@
     sweeps run data/examples/churn_lr.toml
     sweeps run data/examples/churn_lr.toml --set train.epochs=5 --out runs/quick
     sweeps report runs/churn_lr
+    sweeps run sweep.toml --coordinator node001:12355 --num-processes 2 --process-id 0   (and 1 on the other host)
 
 Errors a user can fix (a wrong key, a missing file, a bad value) print
 `error: <message>` on stderr and exit with status 2, without a traceback;
@@ -19,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sweeps.commands import predict_command, resume_command
+from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import format_value, show_path, summary_lines
@@ -49,8 +50,15 @@ the config file (TOML), every key optional but [data] path and target:
   [train]     optimizer, epochs, batch_size, seeds, seed, objective,
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial")
-  [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models
+  [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models,
+              devices (a count like 4 or device ids like [0, 1]; default: every device)
   data/examples/churn_lr.toml is a commented example.
+
+more than one device: every population is split over every device JAX sees (padded to a multiple
+of their count; the table does not change). Several processes (hosts) join with --coordinator,
+--num-processes and --process-id, or with none of them under a cluster launcher (srun, mpirun, a
+Cloud TPU pod slice), as jax.distributed.initialize() detects it; every process runs the same
+command, loads the data itself, and process 0 writes the run folder.
 
 the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
 when that one already holds a run). It gets run.json, config.json, table.csv/.parquet
@@ -111,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="check everything and print the structure groups, their population sizes, the programs "
-        "to compile and the memory estimate per group; train nothing, write nothing",
+        help="check everything and print the devices, the structure groups, their population sizes and "
+        "members per device, the programs to compile and the memory estimate per device; train nothing, "
+        "write nothing",
     )
+    add_process_flags(run_parser)
     run_parser.set_defaults(handler=run_command)
 
     report_parser = commands.add_parser(
@@ -164,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one config value (with --fork)",
     )
     resume_parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_process_flags(resume_parser)
     resume_parser.set_defaults(handler=resume_command)
 
     predict_parser = commands.add_parser(
@@ -195,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     enable_compilation_cache()
     try:
+        if hasattr(args, "coordinator"):
+            from sweeps.distributed import join
+
+            join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
         return args.handler(args)
     except USER_ERRORS as e:
         if os.environ.get("SWEEPS_TRACEBACK"):
@@ -232,35 +247,31 @@ def enable_compilation_cache() -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from sweeps import distributed
     from sweeps.config import load_config, plan_from_config, sweep_from_config
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)
-    run_dir = choose_run_dir(args, config)
+    run_dir = distributed.agreed(choose_run_dir(args, config))  # several processes: process 0's choice
     config["run"]["dir"] = str(run_dir)
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
     if args.dry_run:
-        print(
-            "\n".join(
-                describe_config(
-                    config, args.config, len(sweep_plan.trials), sweep_plan.settings.strategy.planned_rounds()
-                )[:-1]
-            )
-        )
-        print()
-        print(sweep_plan.describe())
-        print("dry run: nothing trained, nothing written")
+        if distributed.is_writer():
+            rounds = sweep_plan.settings.strategy.planned_rounds()
+            print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)[:-1]))
+            print()
+            print(sweep_plan.describe())
+            print("dry run: nothing trained, nothing written")
+        return 0
+    if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
+        sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
+        print(f"process {distributed.index()} of {distributed.processes()} finished; process 0 wrote {run_dir}")
         return 0
     if not args.quiet:
-        print(
-            "\n".join(
-                describe_config(
-                    config, args.config, len(sweep_plan.trials), sweep_plan.settings.strategy.planned_rounds()
-                )
-            ),
-            flush=True,
-        )
+        rounds = sweep_plan.settings.strategy.planned_rounds()
+        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)), flush=True)
+        print(f"devices: {sweep_plan.settings.layout.describe()}", flush=True)
         print(flush=True)
     result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
     if args.quiet:

@@ -1,4 +1,7 @@
-"""`sweeps resume` and `sweeps predict`: continue a run folder, apply its saved model to new rows."""
+"""`sweeps resume` and `sweeps predict`: continue a run folder, apply its saved model to new rows.
+
+Also the flags that join several processes into one run (`sweeps run` and `sweeps resume`).
+"""
 
 from __future__ import annotations
 
@@ -15,15 +18,32 @@ from sweeps.summary import show_path, summary_lines
 PREVIEW_ROWS = 5
 
 
+# --- several processes --------------------------------------------------------------
+
+
+def add_process_flags(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --num-processes, --process-id: one run over several processes (jax.distributed)."""
+    group = parser.add_argument_group(
+        "several processes",
+        "one sweep over the devices of several processes or hosts: start the same command in every process "
+        "with the same --coordinator and --num-processes and its own --process-id (0 writes the run folder); "
+        "without these flags a cluster launcher's environment (srun, mpirun, a TPU pod slice) is used",
+    )
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="where process 0 listens, e.g. node001:12355")
+    group.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process's number, 0 to P-1")
+
+
 # --- sweeps resume ---------------------------------------------------------------------
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from sweeps import run_folder
+    from sweeps import distributed, run_folder
     from sweeps.config import load_config, plan_from_config, resolve, sweep_from_config
     from sweeps.results import load_result
 
     started = time.perf_counter()
+    args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
     run_dir = Path(args.run_dir)
     manifest = run_folder.read_manifest(run_dir)
     if run_folder.is_finished(run_dir) and not args.fork:
@@ -48,7 +68,8 @@ def resume_command(args: argparse.Namespace) -> int:
     config["run"]["dir"] = str(target)
     planned = plan_from_config(config)
     what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
-    print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
+    if not args.quiet:
+        print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
     result = sweep_from_config(
         config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True
     )

@@ -12,7 +12,8 @@ and `sweeps.run`, so the file says only what differs:
                 n, seed; rounds, per_round, sampler                           (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
                 early_stopping, max_population, divergence_threshold, init    (sweeps.run)
-    [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models
+    [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models,
+                devices (a count or a list of device ids; absent: every device)
 
 `load_config` reads, checks and resolves a file: unknown sections and keys
 are refused with the nearest valid name, every default is filled in, and a
@@ -324,6 +325,7 @@ def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> 
         model=model_from_config(config),
         space=space_from_config(config),
         strategy=strategy_from_config(config),
+        devices=config["run"].get("devices"),
         **train,
     )
     return data, sweep_plan
@@ -349,7 +351,7 @@ def sweep_from_config(
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """
     data, sweep_plan = plan_from_config(config) if planned is None else planned
-    run_options = {k: v for k, v in config["run"].items() if k != "dir"}
+    run_options = {k: v for k, v in config["run"].items() if k not in ("dir", "devices")}  # devices: in the plan
     return execute(
         sweep_plan,
         data,

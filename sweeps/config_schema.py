@@ -27,7 +27,7 @@ REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
 # Arguments of sweeps.run that other sections (or the CLI) supply.
 _NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata", "resume", "overwrite")
 # Arguments of sweeps.run that belong to the run folder: the [run] section (besides `dir`).
-RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "keep_models")
+RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "keep_models", "devices")
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
 
 

@@ -15,7 +15,7 @@ for the first). A multi-round strategy's `round_size()` pads each round's popula
 hands it populations and takes back metrics.
 
 Where the capabilities plug in (each a method here):
-  - `place`: a population goes onto devices (one device today; sharding over a mesh);
+  - `place`: a population goes onto devices: its trial axis split over a mesh (`sweeps.devices`);
   - `after_epoch`: a strategy's between-epoch decisions come back as arrays
     applied by `sweeps.engine.edits` (nothing today);
   - `save` / `restore`: checkpoints of the position (`LoopPosition`: round, work
@@ -34,13 +34,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from sweeps import distributed
 from sweeps.checkpoints import Checkpoints, Snapshot
 from sweeps.chunks import ChunkRunner, controls_for, new_population
 from sweeps.data import Dataset
 from sweeps.engine import edits
+from sweeps.engine.epoch import Split
 from sweeps.engine.hparams import resolve
 from sweeps.engine.metrics import direction
 from sweeps.engine.population import PADDING, Population
@@ -113,6 +114,9 @@ class SweepLoop:
         self.pruned: dict[int, int] = {}  # trial number -> the epochs it had trained when a strategy stopped it
         self.parents: np.ndarray | None = None  # (slots,) whose weights each member carries (population based)
         self.refilled: list[Trial] = []  # trials a strategy started in recycled slots
+        self.devices = plan.settings.layout
+        data_splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+        self.splits = self.devices.replicate(jax.tree.map(np.asarray, data_splits))  # once per sweep
 
     @property
     def trials(self) -> list[Trial]:
@@ -145,7 +149,7 @@ class SweepLoop:
     def plan_next_round(self, round_index: int, configs: list[dict] | None = None) -> None:
         """Asks the strategy once for the next round (or takes a restored round's configurations) and plans it."""
         if configs is None:
-            configs = self.settings.strategy.ask(self.settings.space)
+            configs = distributed.agreed(self.settings.strategy.ask(self.settings.space))  # process 0's, everywhere
             if not configs:
                 raise ValueError(f"the strategy {self.settings.strategy!r} asked for no trials in round {round_index}")
         done = self.trials
@@ -169,16 +173,25 @@ class SweepLoop:
         while self.position.work < len(work):
             group, chunk = work[self.position.work]
             runner = ChunkRunner(
-                group.structure, self.data, self.seed, self.stop_metric, self.controls, self.settings.objective
+                group.structure,
+                self.data,
+                self.seed,
+                self.stop_metric,
+                self.controls,
+                self.settings.objective,
+                splits=self.splits,
+                fetch=self.devices.fetch,
             )
             pop = (
                 population
                 if population is not None
-                else new_population(group.structure, chunk, group.chunk_size, self.seed, self.settings.init)
+                else new_population(
+                    group.structure, chunk, group.population, self.seed, self.settings.init, self.devices
+                )
             )
             pop, population = self.place(pop), None
             if self.position.epoch == 0:
-                self.parents = np.asarray(jax.device_get(pop.numbers)).copy()
+                self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()
             epochs = _epochs(chunk)
             while True:
                 pop, metrics = runner.epoch(pop, self.position.epoch)
@@ -191,17 +204,15 @@ class SweepLoop:
                 if not live:
                     self.progress.skip(epochs - self.position.epoch)  # every member stopped early
                     break
-                if self._signal is None and self.checkpoints is not None and self.checkpoints.due():
-                    self.save(pop)
-                self._check_signal(pop)
-            self.kept.offer(pop, skip=self.pruned)
+                self._check_signal(pop, due=self.checkpoints is not None and self.checkpoints.due())
+            self.kept.offer(pop, skip=self.pruned, fetch=self.devices.fetch)
             self.position = LoopPosition(self.position.round, self.position.work + 1)
             self.save()
             self._check_signal(None)
 
     def place(self, pop: Population) -> Population:
-        """Device placement seam: where a population is put onto devices (one device today)."""
-        return pop
+        """Device placement seam: the population's trial axis split over the sweep's devices."""
+        return self.devices.place(pop)
 
     def after_epoch(self, pop: Population, metrics: dict[str, np.ndarray], group: Group) -> tuple[Population, bool]:
         """Between epochs: the strategy's decisions (prune, refill, copy and perturb, repack) applied
@@ -209,7 +220,7 @@ class SweepLoop:
         strategy = self.settings.strategy
         if type(strategy).decide is Strategy.decide:
             return pop, bool(metrics["active"].any())
-        numbers, epochs_done, hparams = jax.device_get((pop.numbers, pop.epochs_done, pop.hparams))
+        numbers, epochs_done, hparams = self.devices.fetch((pop.numbers, pop.epochs_done, pop.hparams))
         sign = -1.0 if direction(self.settings.objective) == "maximize" else 1.0
         view = EpochView(
             epoch=self.position.epoch,
@@ -230,26 +241,26 @@ class SweepLoop:
             prune = np.asarray(decisions.prune, bool) & (view.numbers != PADDING)
             for slot in np.flatnonzero(prune):
                 self.pruned.setdefault(int(view.numbers[slot]), int(view.epochs_done[slot]))
-            pop = edits.mask_out(pop, jnp.asarray(prune))
+            pop = self.devices.edit(edits.mask_out, pop, prune)
             active &= ~prune
         if decisions.copy_from is not None:
             source = np.asarray(decisions.copy_from, np.int32)
             change = np.zeros(size, bool) if decisions.change is None else np.asarray(decisions.change, bool)
-            values = {k: jnp.asarray(v) for k, v in (decisions.hparams or {}).items()}
-            pop = edits.exploit_explore(pop, jnp.asarray(source), jnp.asarray(change), values)
+            values = {k: np.asarray(v, np.float32) for k, v in (decisions.hparams or {}).items()}
+            pop = self.devices.edit(edits.exploit_explore, pop, source, change, values)
             self.parents = np.where(source != np.arange(size), view.numbers[source], view.numbers)
             active = active[source]
         if decisions.refill:
             pop, active = self._refill(pop, decisions.refill, group, active)
         if decisions.repack and 0 < active.sum() <= size // 2:
             pop = self._repack(pop, active)
-            active = np.asarray(jax.device_get(pop.active))
+            active = np.asarray(self.devices.fetch(pop.active))
         return pop, bool(active.any())
 
     def _refill(self, pop: Population, refill: Mapping[int, dict], group: Group, active: np.ndarray):
         """New trials start in the given slots; the trials they replace compete for the kept models first."""
         slots = sorted(refill)
-        self.kept.offer(pop, slots=slots, skip=self.pruned)
+        self.kept.offer(pop, slots=slots, skip=self.pruned, fetch=self.devices.fetch)
         round_trials, _ = self.rounds[self.position.round]
         last = self.trials[-1]
         new = []
@@ -268,34 +279,37 @@ class SweepLoop:
         chunk = [new[slots.index(s)] if s in slots else None for s in range(size)]
         placeholder = new[0]
         fresh = new_population(
-            group.structure, tuple(t or placeholder for t in chunk), size, self.seed, self.settings.init
+            group.structure, tuple(t or placeholder for t in chunk), size, self.seed, self.settings.init, self.devices
         )
         where = np.zeros(size, bool)
         where[slots] = True
-        pop = edits.place(pop, fresh, jnp.asarray(where))
+        pop = self.devices.edit(edits.place, pop, fresh, where)
         self.progress.add_total(sum(t.hparams["epochs"] for t in new))
         active = active.copy()
         active[slots] = True
         return pop, active
 
     def _repack(self, pop: Population, active: np.ndarray) -> Population:
-        """The live members in the next smaller power-of-two population (the epoch compiles once per size)."""
+        """The live members in the next smaller power-of-two population (the epoch compiles once per size),
+        a multiple of the device count."""
         live = np.flatnonzero(active)
         size = 1 << int(np.ceil(np.log2(len(live))))
+        size = -(-size // self.devices.count) * self.devices.count
         index = np.zeros(size, np.int32)
         index[: len(live)] = live
         keep = np.arange(size) < len(live)
         if self.parents is not None:
             self.parents = np.where(keep, self.parents[index], PADDING)
-        return edits.repack(pop, jnp.asarray(index), jnp.asarray(keep))
+        small = edits.repack(self.devices.fetch(pop), index, keep)  # a new size: gathered, then placed again
+        return self.place(small)
 
     def _lineage(self, pop: Population) -> dict[str, np.ndarray]:
         """Each member's swept traced hyperparameters this epoch, and `lineage_parent`: the trial whose
         weights it took at the exploit just before this epoch (its own number when there was none)."""
-        hparams = jax.device_get(pop.hparams)
+        hparams = self.devices.fetch(pop.hparams)
         out = {f"hparam_{name}": np.asarray(v, np.float64) for name, v in hparams.items() if name in self.swept}
         out["lineage_parent"] = np.asarray(self.parents, np.float64)
-        self.parents = np.asarray(jax.device_get(pop.numbers)).copy()  # a parent is named once, after its exploit
+        self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()  # a parent is named once, after its exploit
         return out
 
     def table(self, trials: list[Trial]):
@@ -385,9 +399,10 @@ class SweepLoop:
         position = LoopPosition(**meta["position"])
         _, groups = self.rounds[position.round]
         group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        size = meta["population_size"] or group.chunk_size  # a repacked population is smaller
+        size = meta["population_size"] or group.population  # a repacked population is smaller
         chunk = tuple((chunk * size)[:size])
-        return jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
+        shapes = jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
+        return self.devices.abstract(shapes)  # restored straight into the sharding, never the saved layout
 
     # --- signals -------------------------------------------------------------------------
 
@@ -416,9 +431,16 @@ class SweepLoop:
             for s, h in previous.items():
                 signal.signal(s, h)
 
-    def _check_signal(self, pop: Population | None) -> None:
-        if self._signal is None:
+    def _check_signal(self, pop: Population | None, due: bool = False) -> None:
+        """Saves when due, or saves and stops after a signal; every process takes the same branch."""
+        if self.checkpoints is None:
             return
+        due, stop = distributed.any_everywhere(due, self._signal is not None)
+        if not stop:
+            if due:
+                self.save(pop)
+            return
+        self._signal = self._signal or signal.SIGTERM  # another process was signalled: stop together
         step = self.save(pop)
         self.checkpoints.wait()
         raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)

@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from models import MLP
+from sweeps import distributed
 from sweeps.data import Dataset, check_batch_size
+from sweeps.devices import Devices, select_devices
 from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction, metric_names
@@ -45,20 +47,30 @@ class Trial:
 
 @dataclasses.dataclass(frozen=True)
 class Group:
-    """The trials of one structure, cut into chunks of `chunk_size` members (the last padded)."""
+    """The trials of one structure, cut into chunks of `chunk_size` trials, each a population of `population`.
+
+    A chunk's population is padded to a multiple of the device count (`population`); the last
+    chunk also holds fewer trials. `chunk_bytes` is the memory estimate per device.
+    """
 
     structure: Structure
     trials: tuple[Trial, ...]
     chunk_size: int
     chunk_bytes: int
+    devices: int = 1
 
     @property
     def chunks(self) -> list[tuple[Trial, ...]]:
         return [self.trials[i : i + self.chunk_size] for i in range(0, len(self.trials), self.chunk_size)]
 
     @property
+    def population(self) -> int:
+        """Members per chunk: `chunk_size` rounded up to a multiple of the device count."""
+        return -(-self.chunk_size // self.devices) * self.devices
+
+    @property
     def padding(self) -> int:
-        return len(self.chunks) * self.chunk_size - len(self.trials)
+        return len(self.chunks) * self.population - len(self.trials)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +86,14 @@ class Settings:
     early_stopping: dict[str, Any] | None
     max_population: int | None
     divergence_threshold: float | None
-    budget_bytes: int
+    budget_bytes: int  # per device
     init: str = "shared"
     pad_to: int | None = None  # members per population in every round: the strategy's round_size() x seeds
+    devices: Devices | None = None  # None: every device (`sweeps.devices.select_devices`)
+
+    @property
+    def layout(self) -> Devices:
+        return select_devices(self.devices)
 
     def defaults_config(self) -> dict[str, Any]:
         """The run-wide training defaults as config.json records them."""
@@ -113,7 +130,7 @@ class Plan:
         return len(self.groups)
 
     def table(self) -> pd.DataFrame:
-        """One row per group: its structure, trials, chunking and memory estimate per chunk."""
+        """One row per group: its structure, trials, chunking, members and memory estimate per device."""
         return pd.DataFrame(
             [
                 {
@@ -121,7 +138,8 @@ class Plan:
                     "structure": g.structure.label(),
                     "trials": len(g.trials),
                     "chunks": len(g.chunks),
-                    "population": g.chunk_size,
+                    "population": g.population,
+                    "per_device": g.population // g.devices,
                     "padding": g.padding,
                     "epochs": max(t.hparams["epochs"] for t in g.trials),
                     "memory_mb": round(g.chunk_bytes / 2**20, 1),
@@ -133,14 +151,24 @@ class Plan:
     def with_budget(self, budget_bytes: int, data: Dataset) -> Plan:
         """The same trials chunked for another memory budget (a resumed run plans as it first did)."""
         settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes))
-        groups = group_trials(list(self.trials), data, settings.max_population, settings.budget_bytes, settings.pad_to)
+        groups = group_trials(
+            list(self.trials),
+            data,
+            settings.max_population,
+            settings.budget_bytes,
+            settings.pad_to,
+            settings.layout.count,
+        )
         return dataclasses.replace(self, settings=settings, groups=tuple(groups))
 
     def describe(self) -> str:
+        """The plan as `sweeps run --dry-run` prints it: devices, groups, members and memory per device."""
         lines = [
             f"{len(self.trials)} trials in {len(self.groups)} structure groups: "
-            f"{self.programs} compiled programs to build; "
-            f"memory budget {self.budget_bytes / 2**20:.0f} MB per population",
+            f"{self.programs} compiled programs to build",
+            f"devices: {self.settings.layout.describe()}; each population is padded to a multiple of "
+            f"{self.settings.layout.count} and split over them (per_device members each); memory budget "
+            f"{self.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
             self.table().to_string(index=False),
         ]
         return "\n".join(lines)
@@ -162,12 +190,14 @@ def plan(
     divergence_threshold: float | None = 10.0,
     init: str = "shared",
     memory_budget: int | None = None,
+    devices: int | list[int] | None = None,
 ) -> Plan:
     """Checks every input, asks the strategy for its first round and plans it.
 
     Takes `run`'s arguments; trains and compiles nothing. Every bad value is refused here,
-    before the first compilation. `memory_budget` (bytes) defaults to half the device's memory.
-    The strategy is started (`Strategy.start`: the objective and its direction) and asked exactly once.
+    before the first compilation. `memory_budget` (bytes per device) defaults to half of each
+    device's free memory. The strategy is started (`Strategy.start`: the objective and its direction)
+    and asked exactly once (with several processes, process 0's answer is used by all).
     """
     settings = check_settings(
         data,
@@ -184,9 +214,10 @@ def plan(
         divergence_threshold=divergence_threshold,
         init=init,
         memory_budget=memory_budget,
+        devices=devices,
     )
     settings.strategy.start(settings.objective, direction(settings.objective))
-    configs = settings.strategy.ask(settings.space)
+    configs = distributed.agreed(settings.strategy.ask(settings.space))
     if not configs:
         raise ValueError(f"the strategy {settings.strategy!r} asked for no trials")
     trials, groups, swept = plan_round(settings, data, configs, first_number=0, first_config=0, round_index=0)
@@ -209,6 +240,7 @@ def check_settings(
     divergence_threshold,
     memory_budget,
     init="shared",
+    devices=None,
 ) -> Settings:
     """Every run-wide argument checked (see `plan`)."""
     if not isinstance(data, Dataset):
@@ -246,9 +278,10 @@ def check_settings(
     }
     if init not in INIT_MODES:
         raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={init!r}")
-    budget = int(memory.MEMORY_FRACTION * memory.available_bytes()) if memory_budget is None else int(memory_budget)
+    layout = select_devices(devices)
+    budget = layout.budget_bytes() if memory_budget is None else int(memory_budget)
     pad_to = None if round_size is None else int(round_size) * seeds
-    return Settings(
+    settings = Settings(
         model,
         strategy,
         axes,
@@ -262,6 +295,7 @@ def check_settings(
         init,
         pad_to,
     )
+    return dataclasses.replace(settings, devices=layout)
 
 
 def plan_round(
@@ -299,7 +333,9 @@ def plan_round(
         trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
         index += 1
     check_reads(settings, trials)
-    groups = group_trials(trials, data, settings.max_population, settings.budget_bytes, settings.pad_to)
+    groups = group_trials(
+        trials, data, settings.max_population, settings.budget_bytes, settings.pad_to, settings.layout.count
+    )
     return trials, groups, list(swept)
 
 
@@ -323,7 +359,12 @@ def check_reads(settings: Settings, trials: list[Trial]) -> None:
 
 
 def group_trials(
-    trials: list[Trial], data: Dataset, max_population: int | None, budget_bytes: int, pad_to: int | None = None
+    trials: list[Trial],
+    data: Dataset,
+    max_population: int | None,
+    budget_bytes: int,
+    pad_to: int | None = None,
+    devices: int = 1,
 ) -> list[Group]:
     """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget.
 
@@ -331,18 +372,22 @@ def group_trials(
     if it had `pad_to` members, whatever its own count: each round then trains a structure at the same
     population size (padding members are masked and never reach the table), so one compiled program
     serves that structure in every round.
+
+    `budget_bytes` is per device: a chunk holds up to `devices` times what fits on one (and at most
+    `max_population` trials); its population is padded to a multiple of `devices`.
     """
     by_structure: dict[Structure, list[Trial]] = {}
     for trial in trials:
         by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
     groups = []
     for structure, members in by_structure.items():
-        fits = memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
+        fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
         if max_population is not None:
             fits = min(fits, max_population)
         size = memory.chunk_size(pad_to or len(members), fits)
-        estimate = memory.population_bytes(structure, size, data.n_train, data.n_val)
-        groups.append(Group(structure, tuple(members), size, estimate))
+        per_device = -(-size // devices)
+        estimate = memory.population_bytes(structure, per_device, data.n_train, data.n_val)
+        groups.append(Group(structure, tuple(members), size, estimate, devices))
     return groups
 
 

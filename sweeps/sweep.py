@@ -24,7 +24,7 @@ import numpy as np
 
 from models import MLP
 from sweeps import checkpoints as checkpoints_lib
-from sweeps import run_folder, trained
+from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
 from sweeps.engine.compiles import compile_log
 from sweeps.engine.metrics import direction
@@ -53,6 +53,7 @@ def run(
     max_population: int | None = None,
     divergence_threshold: float | None = 10.0,
     init: str = "shared",
+    devices: int | list[int] | None = None,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
@@ -88,6 +89,10 @@ def run(
       divergence_threshold: a member whose epoch train loss exceeds this many times the loss of
         predicting the training prior (or is not finite) is frozen and marked `diverged`;
         None keeps only the non-finite test.
+      devices: the devices every population is split over: None (default) for every device JAX sees
+        (every process's, after `jax.distributed.initialize()`), a count (the first of each process's),
+        or a list of device ids. Populations are padded to a multiple of the count (padding never
+        reaches the table); the memory budget is per device; the table does not depend on the count.
       run_dir: where to write the run folder (config, table, history, plots, checkpoints, the kept
         models); None writes nothing. A folder that holds a run is refused unless `resume` or `overwrite`.
       checkpoint_every: save a checkpoint every this many epochs; None (default) saves at least every
@@ -128,6 +133,7 @@ def run(
         max_population=max_population,
         divergence_threshold=divergence_threshold,
         init=init,
+        devices=devices,
     )
     return execute(
         sweep_plan,
@@ -164,6 +170,7 @@ def execute(
     settings_now = describe(sweep_plan, data, seed)
     fingerprints = {"settings": run_folder.fingerprint(settings_now), "data": run_folder.data_fingerprint(data)}
     checkpoints = None
+    layout = sweep_plan.settings.layout
     if run_dir is not None:
         run_dir = Path(run_dir)
         if resume is True:
@@ -172,17 +179,19 @@ def execute(
                 return load_result(run_dir)
             _refuse_changes(manifest, settings_now, fingerprints, run_dir)
         else:
-            run_folder.claim(run_dir, overwrite)  # fail now, not after the training it would have to hold
             manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
+            manifest["devices"] = layout.count
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["memory_budget"] = old["memory_budget"]
-                shutil.copytree(Path(resume) / checkpoints_lib.FOLDER, run_dir / checkpoints_lib.FOLDER)
+                manifest["devices"] = old.get("devices", layout.count)
                 fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
-            run_folder.write_manifest(run_dir, manifest)
+            # process 0 claims the folder (failing now, not after the training) and writes the manifest
+            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume)
+        _refuse_other_device_count(manifest, layout.count, run_dir)
         if manifest["memory_budget"] != sweep_plan.budget_bytes:  # plan the chunks as the run first did
             sweep_plan = sweep_plan.with_budget(manifest["memory_budget"], data)
         checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=keep_checkpoints, every=checkpoint_every)
@@ -190,7 +199,7 @@ def execute(
         sweep_plan,
         data,
         seed,
-        progress,
+        progress and distributed.is_writer(),
         checkpoints=checkpoints,
         fingerprints=fingerprints,
         keep_models=keep_models if run_dir is not None else 0,
@@ -218,16 +227,21 @@ def execute(
         "compile_s": round(compiled.seconds(), 3),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
+        "devices": layout.summary(),
         **dict(metadata or {}),
     }
     result = Result(table=table, history=history, config=config)
     if run_dir is not None:
+        # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
         models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
         result.config["models"] = models
+        distributed.barrier("sweeps: models saved")
         test = trained.test_metrics(run_dir / trained.FOLDER, data)
         if test is not None:
             result.config["test_metrics"] = test
-        write_run_folder(result, run_dir)
+        if distributed.is_writer():
+            write_run_folder(result, run_dir)
+        distributed.barrier("sweeps: run folder written")
     return result
 
 
@@ -294,6 +308,25 @@ def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerp
             + f"\nresume with the run's own configuration (sweeps resume {run_dir}), or start a new run from its "
             f"newest checkpoint under the new one: sweeps resume {run_dir} --fork NEW_DIR (API: run_dir=NEW_DIR, "
             f"resume={str(run_dir)!r})"
+        )
+
+
+def _start_run_folder(run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path) -> None:
+    """Claims `run_dir` for a new run, copies a forked run's checkpoints in, and writes the manifest."""
+    run_folder.claim(run_dir, overwrite)
+    if fork:
+        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, run_dir / checkpoints_lib.FOLDER)
+    run_folder.write_manifest(run_dir, manifest)
+
+
+def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: Path) -> None:
+    """A checkpoint's chunks were cut and padded for the devices the run started on: resume on as many."""
+    started = manifest.get("devices", count)
+    if started != count:
+        raise ValueError(
+            f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
+            f"populations are cut and padded for {started}; resume on {started} devices (devices={started}, "
+            f"[run] devices = {started}, or as many processes and devices per process as before)"
         )
 
 

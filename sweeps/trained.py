@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +39,20 @@ class KeptModels:
         self.k = k
         self.entries: dict[int, tuple[float, np.ndarray]] = {}  # number -> (score, flat parameters)
 
-    def offer(self, pop: Population, slots=None, skip=frozenset()) -> None:
+    def offer(
+        self, pop: Population, slots=None, skip=frozenset(), fetch: Callable[[Any], Any] = jax.device_get
+    ) -> None:
         """Members compete for the places; only the winners' parameters leave the device.
 
         Args:
           pop: a population whose members are done (a finished chunk, or slots about to be refilled).
           slots: the slots to consider (default all).
           skip: trial numbers that may not be kept (pruned trials).
+          fetch: brings arrays to the host (`Devices.fetch` for a population spread over processes).
         """
         if self.k <= 0:
             return
-        numbers, scores, diverged = jax.device_get((pop.numbers, pop.best_objective, pop.diverged))
+        numbers, scores, diverged = fetch((pop.numbers, pop.best_objective, pop.diverged))
         slots = range(len(numbers)) if slots is None else slots
         candidates = [
             (float(scores[i]), int(numbers[i]), i)
@@ -62,7 +65,7 @@ class KeptModels:
         ]
         ranked = sorted([(s, n, None) for n, (s, _) in self.entries.items()] + candidates)[: self.k]
         rows = [i for _, _, i in ranked if i is not None]
-        fetched = dict(zip(rows, np.asarray(pop.best_params[np.asarray(rows, np.int32)]))) if rows else {}
+        fetched = dict(zip(rows, np.asarray(fetch(pop.best_params[np.asarray(rows, np.int32)])))) if rows else {}
         self.entries = {n: (s, self.entries[n][1] if i is None else fetched[i]) for s, n, i in ranked}
 
     def ranked(self) -> list[int]:
@@ -153,7 +156,8 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
         "preprocessing": fit.to_json() if fit is not None else None,
         "trials": entries,
     }
-    (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    if jax.process_index() == 0:  # several processes: orbax wrote the arrays from process 0, and so is the index
+        (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
 
 

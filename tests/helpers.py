@@ -187,3 +187,34 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0):
             tree, state = step(tree, state, x[idx], y[idx], w, t)
             t += 1
     return np.asarray(ravel_pytree(tree)[0])
+
+
+def device_sweep(**overrides) -> dict:
+    """`sweeps.run` arguments of the device tests: 10 trials in two structures of 5 (padded to 8 on 8 devices),
+    learning rates 1e-4 to 1e-1, early stopping; fast on a CPU."""
+    from sweeps import space
+
+    return {
+        "space": {"learning_rate": space.loguniform(1e-4, 1e-1), "batch_size": [16, 32]},
+        "strategy": sweeps.Grid(n=5),
+        "epochs": 3,
+        "early_stopping": {"patience": 2},
+        **overrides,
+    }
+
+
+def assert_same_table(a, b, lr_max: float = 1e-2, atol: float = 1e-5) -> None:
+    """Two sweeps' tables agree: the same trials, hyperparameters and states; metrics within `atol` and the
+    same epochs for every trial with a learning rate up to `lr_max` (above it training is chaotic)."""
+    import pandas as pd
+
+    assert list(a.columns) == list(b.columns)
+    exact = ["number", "config", "seed", "state"] + [c for c in a.columns if c.startswith("params_")]
+    pd.testing.assert_frame_equal(a[exact].reset_index(drop=True), b[exact].reset_index(drop=True))
+    calm = (a["params_learning_rate"] <= lr_max).to_numpy()
+    assert calm.any()
+    for column in ("epochs", "stopped_early", "best_epoch"):
+        np.testing.assert_array_equal(a[column][calm], b[column][calm], err_msg=column)
+    metrics = [c for c in a.columns if c == "value" or (c.startswith(("final_", "best_")) and c != "best_epoch")]
+    for column in metrics:
+        np.testing.assert_allclose(a[column][calm], b[column][calm], rtol=0, atol=atol, err_msg=column)

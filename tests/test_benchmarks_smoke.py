@@ -93,3 +93,16 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
     assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
     assert "| diabetes | bayes | 8 |" in done.stdout
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".md").is_file()
+
+
+def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path):
+    out = tmp_path / "devices.jsonl"
+    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--devices", "2", "--n", "3"]
+    done = subprocess.run(
+        [*command, "--epochs", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["devices"], row["n"], row["population"], row["per_device"]) == (2, 3, 4, 2)  # padded to 4
+    assert row["model_epochs_per_s"] > 0 and row["vs_fewest_devices"] == 1.0
+    assert "| 2 | 3 | 2 |" in done.stdout  # the markdown table

@@ -12,6 +12,7 @@ import json
 import pathlib
 import shutil
 
+import jax
 import pandas as pd
 import pytest
 
@@ -241,7 +242,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
     assert "90 trials in 5 structure groups: 5 compiled programs to build" in out
     for batch in (16, 32, 64, 128, 256):
         assert f"batch {batch}," in out
-    assert "memory_mb" in out and "dry run: nothing trained" in out
+    assert "memory_mb" in out and "per_device" in out and "dry run: nothing trained" in out
+    assert f"devices: {len(jax.devices())} device" in out and "MB per device" in out
     assert compiled.count(EPOCH) == 0 and not out_dir.exists()
 
 
@@ -327,7 +329,13 @@ def test_load_config_fills_defaults_and_is_json(tmp_path):
     assert config["strategy"] == {"name": "random", "n": 4, "seed": 0}
     assert config["train"]["objective"] == "val_loss" and config["train"]["seeds"] == 1
     assert config["train"]["divergence_threshold"] is None
-    assert config["run"] == {"dir": None, "checkpoint_every": None, "keep_checkpoints": 2, "keep_models": 5}
+    assert config["run"] == {
+        "dir": None,
+        "checkpoint_every": None,
+        "keep_checkpoints": 2,
+        "keep_models": 5,
+        "devices": None,
+    }
     assert json.loads(json.dumps(config)) == config
 
 

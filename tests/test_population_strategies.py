@@ -158,7 +158,7 @@ def test_a_pbt_sweep_records_lineage_and_hyperparameter_schedules():
 def test_a_killed_run_of_a_population_strategy_resumes_to_the_same_result(strategy, tmp_path, monkeypatch):
     import copy
 
-    from test_checkpoints import Stop, crash_after_saves
+    from helpers import Stop, crash_after_saves
 
     data = synthetic("binary", rows=300)
     kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1)
