@@ -180,8 +180,10 @@ def _sharded_init(structure: Structure, seed: int, sharding: NamedSharding):
 
 
 def _has(array: Any, sharding: NamedSharding) -> bool:
+    """Whether `array` is already laid out as `sharding`: the same sharding object's spec, not only an
+    equivalent one (one device: every spec is equivalent, but jit's cache tells them apart)."""
     current = getattr(array, "sharding", None)
-    return current is not None and current.is_equivalent_to(sharding, np.ndim(array))
+    return current is not None and current == sharding
 
 
 def select_devices(devices: int | Sequence[int | jax.Device] | Devices | None = None) -> Devices:
