@@ -14,6 +14,10 @@ trained for the full epochs, no early stopping) over the same space:
   random       Random(n=64, seed)
   quasirandom  QuasiRandom(n=64, seed)
   bayes        Bayes(rounds=4, per_round=16, sampler="tpe", seed): four rounds of 16
+  halving      Halving(n, min_epochs=1, max_epochs=epochs, eta=3): synchronous successive halving,
+               n the most trials whose rungs spend no more than the budget
+  halving-refill  Halving(n=16, ..., refill=True, samples=that n): the same trials through 16 recycled slots
+  pbt          PBT(population=16, interval=budget/16/10): 16 members trained budget/16 epochs each
   sequential   Optuna's TPESampler(seed) one trial at a time, each trial trained alone through
                sweeps.run (a population of one, the same engine): what a user of Optuna does today
 
@@ -60,17 +64,51 @@ DATA = {  # name: (file, target, epochs per trial)
     "churn": ("data/telco_customer_churn.csv", "Churn", 5),
     "diabetes": ("data/diabetes.csv", "progression", 30),
 }
-STRATEGIES = ("grid", "random", "quasirandom", "bayes", "sequential")
+STRATEGIES = ("grid", "random", "quasirandom", "bayes", "sequential", "halving", "halving-refill", "pbt")
+ETA = 3  # successive halving's reduction factor
+CONCURRENT = 16  # members training at once for halving with refill, and PBT's population
 
 
-def strategy(name: str, trials: int, seed: int):
+def halving_spent(n: int, epochs: int, eta: int = ETA) -> int:
+    """Model-epochs synchronous successive halving spends: n trials, rungs 1, eta, eta**2 ... below `epochs`."""
+    spent, alive, done, rung = 0, n, 0, 1
+    while rung < epochs:
+        spent += alive * (rung - done)
+        alive, done, rung = -(-alive // eta), rung, rung * eta
+    return spent + alive * (epochs - done)
+
+
+def halving_trials(budget: int, epochs: int) -> int:
+    """The most trials successive halving can start within `budget` model-epochs."""
+    n = 1
+    while halving_spent(n + 1, epochs) <= budget:
+        n += 1
+    return n
+
+
+def strategy(name: str, trials: int, seed: int, epochs: int):
+    """The strategy and the epochs per trial that spend `trials * epochs` model-epochs (about, for halving)."""
     grid_n = round(trials ** (1 / len(SPACE)))
     per_round = trials // 4
+    budget = trials * epochs
+    n_halving = halving_trials(budget, epochs)
+    concurrent = min(CONCURRENT, max(2, trials // 4), n_halving)  # 16 at the default 64 trials
     return {
-        "grid": lambda: sweeps.Grid(n=grid_n),
-        "random": lambda: sweeps.Random(n=trials, seed=seed),
-        "quasirandom": lambda: sweeps.QuasiRandom(n=trials, seed=seed),
-        "bayes": lambda: sweeps.Bayes(rounds=4, per_round=per_round, sampler="tpe", seed=seed),
+        "grid": lambda: (sweeps.Grid(n=grid_n), epochs),
+        "random": lambda: (sweeps.Random(n=trials, seed=seed), epochs),
+        "quasirandom": lambda: (sweeps.QuasiRandom(n=trials, seed=seed), epochs),
+        "bayes": lambda: (sweeps.Bayes(rounds=4, per_round=per_round, sampler="tpe", seed=seed), epochs),
+        "halving": lambda: (sweeps.Halving(n=n_halving, min_epochs=1, max_epochs=epochs, eta=ETA, seed=seed), epochs),
+        "halving-refill": lambda: (
+            sweeps.Halving(
+                n=concurrent, min_epochs=1, max_epochs=epochs, eta=ETA, refill=True, samples=n_halving, seed=seed
+            ),
+            epochs,
+        ),
+        "pbt": lambda: (
+            sweeps.PBT(population=concurrent, interval=max(1, budget // concurrent // 10), seed=seed),
+            budget // concurrent,
+        ),
     }[name]()
 
 
@@ -83,11 +121,12 @@ def fresh_caches() -> None:
 def vectorized(data, name: str, trials: int, epochs: int, seed: int) -> dict:
     fresh_caches()
     start = time.perf_counter()
+    chosen, epochs = strategy(name, trials, seed, epochs)
     result = sweeps.run(
         data,
         model=MLP(hidden=(64,)),
         space=SPACE,
-        strategy=strategy(name, trials, seed),
+        strategy=chosen,
         optimizer="adamw",
         epochs=epochs,
         batch_size=32,
@@ -95,7 +134,7 @@ def vectorized(data, name: str, trials: int, epochs: int, seed: int) -> dict:
     )
     wall = time.perf_counter() - start
     table = result.table.sort_values("number")
-    values = np.where(table["state"] == "complete", table["value"], np.inf)
+    values = np.where(table["state"] != "diverged", table["value"], np.inf)  # a pruned trial's model is real too
     return {
         "trials": len(table),
         "model_epochs": int(table["epochs"].sum()),
@@ -103,7 +142,8 @@ def vectorized(data, name: str, trials: int, epochs: int, seed: int) -> dict:
         "compilations": result.config["compilations"],
         "compile_s": result.config["compile_s"],
         "rounds": result.config["rounds"],
-        "diverged": int((table["state"] != "complete").sum()),
+        "diverged": int((table["state"] == "diverged").sum()),
+        "pruned": int((table["state"] == "pruned").sum()),
         "curve": np.minimum.accumulate(values).tolist(),
         "epochs_per_trial": table["epochs"].tolist(),
     }

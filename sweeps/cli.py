@@ -23,7 +23,7 @@ from pathlib import Path
 from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
-from sweeps.summary import format_value, show_path, summary_lines
+from sweeps.summary import describe_config, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError, ImportError)  # ImportError: an optional extra is missing
 EXIT_USER_ERROR = 2
@@ -321,47 +321,6 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     if chosen.exists() and not chosen.is_dir():
         raise ValueError(f"the run folder {show_path(chosen)} (from {source}) is a file; choose another with --out DIR")
     return chosen
-
-
-def describe_config(config: dict, config_path: str, trials: int, rounds: int | None = None) -> list[str]:
-    """What is about to run, in a few lines, before anything trains (`trials`: the first round's)."""
-    from sweeps.space import Float, axis_from_config
-
-    strategy = dict(config["strategy"])
-    name = strategy.pop("name")
-    options = ", ".join(f"{k}={v}" for k, v in strategy.items() if v is not None)
-    axes = []
-    for key, value in config["space"].items():
-        axis = axis_from_config(key, value)
-        if isinstance(axis, Float):
-            axes.append(f"{key} {'loguniform' if axis.log else 'uniform'} [{axis.low:g}, {axis.high:g}]")
-        elif len(axis.values) == 1:
-            axes.append(f"{key} = {format_value(axis.values[0])}")
-        else:
-            axes.append(f"{key} in [{', '.join(format_value(v) for v in axis.values)}]")
-    seeds = config["train"]["seeds"]
-    count = f"{trials} trial{'s' * (trials != 1)}"
-    if seeds > 1:
-        count += f" ({trials // seeds} configurations x {seeds} seeds)"
-    if rounds is not None and rounds > 1:
-        count += f" in the first of {rounds} rounds"
-    over = f" over {'; '.join(axes)}" if axes else " (empty [space]: the defaults)"
-    model, train, swept = config["model"], config["train"], config["space"]
-    settings = [  # the defaults every trial shares unless [space] sweeps them
-        ("hidden", f"MLP hidden {model['hidden']}"),
-        ("activation", model["activation"]),
-        ("optimizer", train["optimizer"]),
-        ("epochs", f"{train['epochs']} epochs"),
-        ("batch_size", f"batch {train['batch_size']}"),
-    ]
-    shared = ", ".join(text for key, text in settings if key not in swept)
-    return [
-        f"sweep:  {show_path(config_path)}",
-        f"data:   {show_path(config['data']['path'])}, predicting {config['data']['target']!r}",
-        f"trials: {count}, {name}{f' ({options})' if options else ''}{over}",
-        f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
-        f"output: {show_path(config['run']['dir'])}",
-    ]
 
 
 # --- sweeps report -------------------------------------------------------------------

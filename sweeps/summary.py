@@ -155,3 +155,44 @@ def format_value(value) -> str:
     if isinstance(value, tuple):
         return str(list(value))
     return str(value)
+
+
+def describe_config(config: dict, config_path: str, trials: int, rounds: int | None = None) -> list[str]:
+    """What is about to run, in a few lines, before anything trains (`trials`: the first round's)."""
+    from sweeps.space import Float, axis_from_config
+
+    strategy = dict(config["strategy"])
+    name = strategy.pop("name")
+    options = ", ".join(f"{k}={v}" for k, v in strategy.items() if v is not None)
+    axes = []
+    for key, value in config["space"].items():
+        axis = axis_from_config(key, value)
+        if isinstance(axis, Float):
+            axes.append(f"{key} {'loguniform' if axis.log else 'uniform'} [{axis.low:g}, {axis.high:g}]")
+        elif len(axis.values) == 1:
+            axes.append(f"{key} = {format_value(axis.values[0])}")
+        else:
+            axes.append(f"{key} in [{', '.join(format_value(v) for v in axis.values)}]")
+    seeds = config["train"]["seeds"]
+    count = f"{trials} trial{'s' * (trials != 1)}"
+    if seeds > 1:
+        count += f" ({trials // seeds} configurations x {seeds} seeds)"
+    if rounds is not None and rounds > 1:
+        count += f" in the first of {rounds} rounds"
+    over = f" over {'; '.join(axes)}" if axes else " (empty [space]: the defaults)"
+    model, train, swept = config["model"], config["train"], config["space"]
+    settings = [  # the defaults every trial shares unless [space] sweeps them
+        ("hidden", f"MLP hidden {model['hidden']}"),
+        ("activation", model["activation"]),
+        ("optimizer", train["optimizer"]),
+        ("epochs", f"{train['epochs']} epochs"),
+        ("batch_size", f"batch {train['batch_size']}"),
+    ]
+    shared = ", ".join(text for key, text in settings if key not in swept)
+    return [
+        f"sweep:  {show_path(config_path)}",
+        f"data:   {show_path(config['data']['path'])}, predicting {config['data']['target']!r}",
+        f"trials: {count}, {name}{f' ({options})' if options else ''}{over}",
+        f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
+        f"output: {show_path(config['run']['dir'])}",
+    ]

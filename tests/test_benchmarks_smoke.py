@@ -85,10 +85,24 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["strategy"] for r in rows] == ["grid", "random", "quasirandom", "bayes", "sequential"]
+    assert [r["strategy"] for r in rows] == [
+        "grid",
+        "random",
+        "quasirandom",
+        "bayes",
+        "sequential",
+        "halving",
+        "halving-refill",
+        "pbt",
+    ]
     for row in rows:
-        assert row["data"] == "diabetes" and row["trials"] == len(row["curve"]) == 8 and row["allotted"] == 24
-        assert row["best"] == min(row["curve"]) and 0 < row["model_epochs"] <= 24
+        assert row["data"] == "diabetes" and row["trials"] == len(row["curve"]) and row["allotted"] == 24
+        assert row["best"] == min(row["curve"]) and 0 < row["model_epochs"] <= 1.25 * 24  # refill may run over
+        assert row["trials"] == (
+            8
+            if row["strategy"] in ("grid", "random", "quasirandom", "bayes", "sequential")
+            else {"halving": 14, "halving-refill": 14, "pbt": 2}[row["strategy"]]
+        )
         assert row["compilations"] >= 1 and row["wall_s"] > 0
     assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
     assert "| diabetes | bayes | 8 |" in done.stdout

@@ -1,0 +1,42 @@
+"""Checks of a sweep's run-wide arguments: the rule and the value in every message."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sweeps.engine.metrics import metric_names
+
+EARLY_STOPPING_KEYS = ("metric", "patience", "min_delta")
+
+
+def check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, but got {name}={value!r}")
+
+
+def check_metric(what: str, metric: str, task: str) -> None:
+    valid = metric_names(task)
+    if metric not in valid:
+        raise ValueError(f"{what} {metric!r} is not computed for a {task} task; choose one of {valid}")
+
+
+def check_early_stopping(early_stopping, task) -> dict | None:
+    if early_stopping is None or early_stopping is False:
+        return None
+    if not isinstance(early_stopping, Mapping):
+        raise TypeError(
+            f"early_stopping must be a dict like {{'metric': 'val_loss', 'patience': 5}}, but got {early_stopping!r}"
+        )
+    unknown = set(early_stopping) - set(EARLY_STOPPING_KEYS)
+    if unknown:
+        raise ValueError(f"unknown early_stopping keys {sorted(unknown)}; known: {list(EARLY_STOPPING_KEYS)}")
+    stop = {"metric": "val_loss", "patience": 5, "min_delta": 0.0, **early_stopping}
+    check_metric("early_stopping metric", stop["metric"], task)
+    check_int("early_stopping patience", stop["patience"], 1)
+    if not (isinstance(stop["min_delta"], (int, float)) and stop["min_delta"] >= 0):
+        raise ValueError(f"early_stopping min_delta must be >= 0, but got {stop['min_delta']!r}")
+    stop["min_delta"] = float(stop["min_delta"])
+    return stop
