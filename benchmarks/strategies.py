@@ -253,7 +253,7 @@ def plot(rows: list[dict], path: Path) -> None:
             allotted = np.arange(1, curves.shape[1] + 1) * mine[0]["allotted"] // curves.shape[1]
             ax.plot(allotted, mean, label=name, linestyle="--" if name == "sequential" else "-")
             means.append(mean)
-        low = float(np.nanmin(means))
+        low = float(np.nanmin(np.concatenate(means)))  # curves differ in length: strategies start different counts
         high = float(np.nanpercentile([m[len(m) // 8] for m in means], 75))  # after an eighth of the budget
         ax.set_ylim(low - 0.1 * (high - low), high)
         ax.set_title(f"{data}: best val_loss so far, mean of {len(mine)} sweep seeds")
