@@ -181,6 +181,8 @@ def test_population_strategies_refuse_impossible_settings():
         sweeps.Halving(eta=1)
     with pytest.raises(ValueError, match="samples=.* must be an integer >= n=8"):
         sweeps.Halving(n=8, refill=True, samples=4)
+    with pytest.raises(ValueError, match=r"sampler=.* must be one of \['random', 'quasirandom'\]"):
+        sweeps.Halving(sampler="bayes")
     with pytest.raises(ValueError, match=r"quantile=0.7"):
         sweeps.PBT(quantile=0.7)
     with pytest.raises(ValueError, match="perturb"):
@@ -198,3 +200,11 @@ def test_hyperband_runs_one_round_per_bracket():
     assert (last["state"] == "complete").all() and (last["epochs"] == 4).all()
     first = table[table["number"] < 4]
     assert (first["state"] == "pruned").sum() >= 2, "the first bracket prunes from epoch 1"
+
+
+def test_refill_draws_from_a_quasirandom_sequence_when_asked():
+    search = {"learning_rate": space.loguniform(1e-4, 1e-1)}
+    quasi = sweeps.Halving(n=4, max_epochs=3, refill=True, samples=16, sampler="quasirandom", seed=0)
+    first = quasi.ask(search)
+    assert first == sweeps.QuasiRandom(n=16, seed=0).ask(search)[:4]
+    assert len(quasi._queue) == 12, "the other 12 wait for recycled slots, in the sequence's order"

@@ -33,9 +33,11 @@ from typing import Any
 import numpy as np
 
 from sweeps.strategies.base import Decisions, EpochView, Strategy
+from sweeps.strategies.quasirandom import QuasiRandom
 from sweeps.strategies.random import Random
 
 PADDING = -1
+SAMPLERS = {"random": Random, "quasirandom": QuasiRandom}
 
 
 @dataclasses.dataclass
@@ -50,7 +52,9 @@ class Halving(Strategy):
       refill: recycle a pruned, finished or diverged member's slot for the next sampled trial.
       samples: with `refill`, how many trials start in all (default `n * eta`).
       brackets: Hyperband: one round per bracket of successive halving (not with `refill`).
-      seed: the sampler's seed (configurations are sampled at random from the space).
+      sampler: where configurations come from: "random" (`Random`) or "quasirandom" (`QuasiRandom`,
+        a scrambled Sobol sequence: the space covered evenly).
+      seed: the sampler's seed.
     """
 
     n: int = 27
@@ -60,6 +64,7 @@ class Halving(Strategy):
     refill: bool = False
     samples: int | None = None
     brackets: bool = False
+    sampler: str = "random"
     seed: int = 0
 
     def __post_init__(self):
@@ -74,6 +79,8 @@ class Halving(Strategy):
             )
         if self.samples is not None and (not isinstance(self.samples, int) or self.samples < self.n):
             raise ValueError(f"Halving(samples=...) must be an integer >= n={self.n}, but got {self.samples!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"Halving(sampler=...) must be one of {list(SAMPLERS)}, but got sampler={self.sampler!r}")
         if self.brackets and self.refill:
             raise ValueError("Halving(brackets=True) runs Hyperband's rounds; it does not combine with refill=True")
         self._queue: list[dict[str, Any]] = []
@@ -101,9 +108,9 @@ class Halving(Strategy):
         if self.brackets:
             size = self.bracket_sizes()[self._bracket][0]
             self._rungs = {}
-            return Random(n=size, seed=self.seed + self._bracket).ask(space)
+            return SAMPLERS[self.sampler](n=size, seed=self.seed + self._bracket).ask(space)
         total = (self.samples or self.n * self.eta) if self.refill else self.n
-        configs = Random(n=total, seed=self.seed).ask(space)
+        configs = SAMPLERS[self.sampler](n=total, seed=self.seed).ask(space)
         self._queue = configs[self.n :]
         return configs[: self.n]
 
