@@ -208,3 +208,55 @@ def test_refill_draws_from_a_quasirandom_sequence_when_asked():
     first = quasi.ask(search)
     assert first == sweeps.QuasiRandom(n=16, seed=0).ask(search)[:4]
     assert len(quasi._queue) == 12, "the other 12 wait for recycled slots, in the sequence's order"
+
+
+POPULATION_STRATEGIES = """
+import json, sys
+import sweeps
+from sweeps import space
+from helpers import synthetic
+
+data = synthetic("binary", rows=300)
+runs = {
+    "halving": (sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3), {}),
+    "refill": (sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=9), {}),
+    "pbt": (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
+}
+out = {}
+for name, (strategy, options) in runs.items():
+    table = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-2)}, strategy=strategy, **options).table
+    out[name] = table[["number", "state", "epochs", "value"]].values.tolist()
+print(json.dumps(out))
+"""
+
+
+def test_population_strategies_give_the_same_table_on_four_devices():
+    """Pruning, recycled slots, repacking and PBT's copies across shards: the one-device table."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), str(root / "tests")]),
+        "SWEEPS_CACHE_DIR": "off",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
+    tables = []
+    for extra in ({}, env):
+        done = subprocess.run(
+            [sys.executable, "-c", POPULATION_STRATEGIES],
+            env=extra or {**env, "XLA_FLAGS": ""},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        tables.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    one, four = tables
+    for name in one:
+        assert [row[:3] for row in one[name]] == [row[:3] for row in four[name]], name  # numbers, states, epochs
+        np.testing.assert_allclose([r[3] for r in one[name]], [r[3] for r in four[name]], rtol=1e-6, err_msg=name)
