@@ -10,6 +10,7 @@ Examples:
 """
 
 from sweeps import space
+from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.data import Dataset, load_csv
 from sweeps.loop import Interrupted
 from sweeps.lr_find import LRFind, lr_find
@@ -22,6 +23,7 @@ from sweeps.trained import TrainedModel, load_model
 __all__ = [
     "Bayes",
     "Dataset",
+    "enable_compilation_cache",
     "Grid",
     "Halving",
     "PBT",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweeps.commands import add_process_flags, predict_command, resume_command
+from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import describe_config, show_path, summary_lines
@@ -222,25 +223,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def enable_compilation_cache() -> None:
-    """Keeps compiled programs on disk, so a second run of the same structures skips compilation.
-
-    The folder is $SWEEPS_CACHE_DIR, else $XDG_CACHE_HOME/sweepax/xla, else ~/.cache/sweepax/xla;
-    SWEEPS_CACHE_DIR=off disables it. Only the command line does this: the library leaves JAX's
-    configuration to its caller.
-    """
-    import jax
-
-    folder = os.environ.get("SWEEPS_CACHE_DIR")
-    if folder == "off":
-        return
-    if not folder:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        folder = os.path.join(base, "sweepax", "xla")
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 # --- sweeps run ----------------------------------------------------------------------
