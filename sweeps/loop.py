@@ -186,7 +186,7 @@ class SweepLoop(DecisionsMixin):
                 )
             )
             pop, population = self.place(pop), None
-            if self.position.epoch == 0:
+            if self.position.epoch == 0 and self.settings.strategy.tracks_hparams:  # lineage starts at itself
                 self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()
             epochs = _epochs(chunk)
             while True:
@@ -274,7 +274,8 @@ class SweepLoop(DecisionsMixin):
         """The stored rounds planned again (the strategy is not asked), with the trials strategies
         started in recycled slots; they must match what was trained."""
         rounds = meta["rounds"]
-        first = _configs_of([t for t in self.rounds[0][0] if t not in self.refilled], self.settings.seeds)
+        recycled = {t.number for t in self.refilled}
+        first = _configs_of([t for t in self.rounds[0][0] if t.number not in recycled], self.settings.seeds)
         if _canonical(first) != _canonical(rounds[0]):
             raise ValueError(
                 "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
@@ -282,7 +283,7 @@ class SweepLoop(DecisionsMixin):
             )
         refilled = [_trial_from_json(t) for t in meta["refilled"]]
         del self.rounds[1:], self.configs[1:]
-        self.rounds[0][0][:] = [t for t in self.rounds[0][0] if t not in self.refilled]
+        self.rounds[0][0][:] = [t for t in self.rounds[0][0] if t.number not in recycled]
         self.refilled = []
         for index in range(len(rounds)):
             if index:

@@ -54,10 +54,6 @@ class Records:
         """Every row so far: name -> (rows,) array (`number`, `diverged`, and each metric)."""
         return {name: np.concatenate(parts) for name, parts in self._parts.items()}
 
-    def numbers(self) -> set[int]:
-        """The trial numbers that have rows."""
-        return set(np.unique(self.arrays()["number"]).tolist()) if self._parts else set()
-
     def by_trial(self) -> dict[int, dict]:
         """trial number -> {"diverged": bool (at its last epoch), metric name -> (epochs trained,) float64}."""
         if not self._parts:
