@@ -282,7 +282,6 @@ def xla_cost(
     training set.
     """
     from sweeps.engine.epoch import StepCarry, minibatch_step
-    from sweeps.engine.structure import flat_layout
 
     structure = workload.structure()
     steps = workload.steps_per_epoch
@@ -301,10 +300,8 @@ def xla_cost(
         pop.hparams, pop.dropout_key, train, carry, batch
     )
 
-    _, unravel, _ = flat_layout(structure)
-
     def forward(params, x):
-        return jax.vmap(lambda flat: structure.model.apply({"params": unravel(flat)}, x))(params)
+        return jax.vmap(lambda member: structure.model.apply({"params": member}, x))(params)
 
     evaluation = jax.jit(forward).lower(pop.params, val.x)
     flops = steps * _analysis(step)["flops"] + _analysis(evaluation)["flops"]

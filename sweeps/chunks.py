@@ -36,11 +36,11 @@ def baseline_loss(data: Dataset) -> float:
 def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:
     """The run-wide numbers every compiled epoch reads."""
     limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data)
-    return Controls(
-        divergence_limit=jnp.float32(limit),
-        patience=jnp.int32(stop["patience"] if stop else 0),
-        min_delta=jnp.float32(stop["min_delta"] if stop else 0.0),
-        y_std=jnp.float32(data.y_std),
+    return Controls(  # numpy scalars: jnp's would each compile a conversion on a first run
+        divergence_limit=np.float32(limit),
+        patience=np.int32(stop["patience"] if stop else 0),
+        min_delta=np.float32(stop["min_delta"] if stop else 0.0),
+        y_std=np.float32(data.y_std),
     )
 
 

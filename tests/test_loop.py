@@ -7,7 +7,15 @@ import pytest
 
 import sweeps
 from sweeps.chunks import controls_for, train_chunk
-from sweeps.engine import Population, Structure, edits, init_population, make_train_epoch, stack_hparams
+from sweeps.engine import (
+    Population,
+    Structure,
+    edits,
+    flat_params,
+    init_population,
+    make_train_epoch,
+    stack_hparams,
+)
 from sweeps.engine.hparams import TRACED, resolve
 from sweeps.planning import plan
 from sweeps.records import Records
@@ -86,7 +94,7 @@ def test_placing_a_fresh_trial_trains_it_as_if_it_started_there(binary_data):
     placed = edits.place(pop, fresh, jnp.array([False, True]))
     assert np.asarray(placed.numbers).tolist() == [0, 7]
     assert int(placed.step[1]) == 0 and int(placed.epochs_done[1]) == 0
-    np.testing.assert_array_equal(np.asarray(placed.params[1]), np.asarray(alone.params[0]))
+    np.testing.assert_array_equal(flat_params(placed.params)[1], flat_params(alone.params)[0])
     masked = edits.mask_out(placed, jnp.array([True, False]))
     assert np.asarray(masked.active).tolist() == [False, True]
 
