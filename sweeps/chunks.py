@@ -128,7 +128,15 @@ class ChunkRunner:
         self.train, self.val = device_splits(data) if splits is None else splits
         self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
 
-    def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
+    def start(self, pop: Population, epoch: int) -> tuple[Population, dict[str, jax.Array]]:
+        """Dispatches one epoch and returns at once: the new population and the metrics, still on the device.
+
+        `pop` is donated to the epoch (its buffers are consumed).
+        """
         order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
-        pop, metrics = self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
+        return self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
+
+    def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
+        """One epoch, its metrics brought to the host."""
+        pop, metrics = self.start(pop, epoch)
         return pop, self.fetch(metrics)
