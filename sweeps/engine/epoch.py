@@ -11,9 +11,11 @@ structure reuses the compiled program (design item 1). Inside it:
   member on the validation split and applies the masks: divergence, epoch
   budgets and early stopping.
 
-A member's update is kept only where the member is active and its loss and
-new parameters are finite; otherwise the member keeps its last finite
-parameters and leaves training (`jnp.where`, never Python control flow).
+A member's update is applied only where the member is active and its loss and
+gradients are finite; otherwise the member keeps its parameters and optimizer
+state and leaves training (`jnp.where`, never Python control flow). Judging
+finiteness before the update lets XLA fold the mask into the optimizer's own
+passes (benchmarks/README.md, "Where a step's time goes").
 """
 
 from __future__ import annotations
@@ -82,12 +84,14 @@ def member_update(structure: Structure, steps_per_epoch: int, params, opt_state,
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
-    updates, new_opt_state = opt.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
+    # Judged before the update: the mask is known while the optimizer runs and XLA folds it into the
+    # update's own passes, instead of three more passes choosing between old and new state.
     finite = jnp.isfinite(data_loss)
-    for leaf in jax.tree.leaves(new_params):
+    for leaf in jax.tree.leaves(grads):
         finite = finite & jnp.all(jnp.isfinite(leaf))
     keep = active & finite
+    updates, new_opt_state = opt.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
     params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
     opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
     return params, opt_state, step + keep.astype(step.dtype), finite, data_loss
