@@ -22,6 +22,10 @@ compilation cache off, against the torch-vmap ensemble training the same trials
 end to end (a fresh process too). Each measurement is one JSON line; a markdown
 table goes to stdout and a log-log plot next to the JSONL.
 
+torch's OpenMP threads spin while they wait: on a machine busy with other
+processes, torch with as many threads as cores ran the lesson 5-10x slower than
+with OMP_WAIT_POLICY=PASSIVE (which the rows record) or `--torch-threads 1`.
+
 This file is never imported by the library. Run it from the repository root:
 
     python benchmarks/throughput.py --quick
@@ -29,6 +33,7 @@ This file is never imported by the library. Run it from the repository root:
     python benchmarks/throughput.py --workload lesson --n 256
     python benchmarks/throughput.py --workload lesson --n 256 --mode torch-vmap
     python benchmarks/throughput.py --end-to-end 256 --epochs 20     # sweeps.run vs torch-vmap, cold
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py --end-to-end 256 --epochs 20 --torch-threads 2
     python benchmarks/throughput.py --trials 100000
     python benchmarks/throughput.py --devices            # throughput against the device count
     python benchmarks/throughput.py --devices 1 2 4 8 --n 256 1024
@@ -1087,7 +1092,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--torch-threads",
         type=int,
         default=os.cpu_count() or 1,
-        help=f"torch.set_num_threads for torch-vmap and --end-to-end (default the machine's cores: {os.cpu_count()})",
+        help=f"torch.set_num_threads for torch-vmap and --end-to-end (default the machine's cores: {os.cpu_count()}); "
+        "on a busy machine set OMP_WAIT_POLICY=PASSIVE too",
     )
     parser.add_argument(
         "--devices",
