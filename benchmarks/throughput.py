@@ -295,6 +295,7 @@ def xla_cost(
     training set.
     """
     from sweeps.engine.epoch import StepCarry, minibatch_step
+    from sweeps.engine.structure import flax_layout
 
     structure = workload.structure()
     steps = workload.steps_per_epoch
@@ -314,7 +315,7 @@ def xla_cost(
     )
 
     def forward(params, x):
-        return jax.vmap(lambda member: structure.model.apply({"params": member}, x))(params)
+        return jax.vmap(lambda member: structure.model.apply({"params": flax_layout(member)}, x))(params)
 
     evaluation = jax.jit(forward).lower(pop.params, val.x)
     flops = steps * _analysis(step)["flops"] + _analysis(evaluation)["flops"]

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-FORMAT = "sweepax-checkpoint/1"
+FORMAT = "sweepax-checkpoint/2"  # 2: parameters as a tree, kernels stored (out, in)
 FOLDER = "checkpoints"
 DEFAULT_EVERY_SECONDS = 60.0
 

@@ -32,7 +32,7 @@ from sweeps.engine.metrics import direction, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
 from sweeps.engine.schedules import learning_rate_at
-from sweeps.engine.structure import Structure, kernels
+from sweeps.engine.structure import Structure, flax_layout, kernels
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
 
@@ -69,7 +69,11 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
 def member_loss(structure: Structure, params, hp, x, y, w, dropout_key):
     """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch."""
     outputs = structure.model.apply(
-        {"params": params}, x, hp["dropout"], deterministic=not structure.dropout, rngs={"dropout": dropout_key}
+        {"params": flax_layout(params)},
+        x,
+        hp["dropout"],
+        deterministic=not structure.dropout,
+        rngs={"dropout": dropout_key},
     )
     data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
     penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
@@ -141,7 +145,7 @@ def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
     padded = jnp.zeros((blocks * block, x.shape[1]), x.dtype).at[:rows].set(x)
 
     def forward(xb):
-        return jax.vmap(lambda member: structure.model.apply({"params": member}, xb))(params)
+        return jax.vmap(lambda member: structure.model.apply({"params": flax_layout(member)}, xb))(params)
 
     outputs = jax.lax.map(forward, padded.reshape(blocks, block, -1))  # (blocks, trials, block, outputs)
     return jnp.moveaxis(outputs, 0, 1).reshape(members, blocks * block, -1)[:, :rows]

@@ -22,7 +22,7 @@ import numpy as np
 from sweeps.engine import keys
 from sweeps.engine.hparams import TRACED
 from sweeps.engine.optimizers import make_optimizer
-from sweeps.engine.structure import Structure, init_structure
+from sweeps.engine.structure import Structure, flax_layout, init_structure, stored
 
 PADDING = -1  # the trial number of a padding member
 
@@ -32,9 +32,11 @@ class Population:
     """The carried state of one population; every field has the trial axis first.
 
     Attributes:
-      params: the flax parameter tree of `structure.model`, each leaf (trials, *shape) float32.
-        A tree, not one flat vector per member: slicing kernels out of flat rows costs a
-        strided copy per layer per step (benchmarks/README.md, "Where a step's time goes").
+      params: the flax parameter tree of `structure.model`, each leaf (trials, *shape) float32, with
+        every dense kernel stored transposed, (trials, out, in) (`structure.stored`; `flat_params`
+        and `structure.flax_layout` give flax's layout). A tree, not one flat vector per member:
+        slicing kernels out of flat rows costs a strided copy per layer per step
+        (benchmarks/README.md, "Where a step's time goes").
       opt_state: optax state of the structure's optimizer, leaves (trials, ...).
       hparams: name -> (trials,) array, one entry for every traced hyperparameter.
       numbers: (trials,) int32 trial numbers; PADDING for padding members.
@@ -107,9 +109,9 @@ def init_population(
 
 
 def flat_params(params: Any) -> np.ndarray:
-    """(trials, n_params) on the host: each member's parameter tree as one vector, leaves in tree order
-    (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps."""
-    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
+    """(trials, n_params) on the host: each member's parameters in flax's layout as one vector, leaves in
+    tree order (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(flax_layout(jax.device_get(params)))]
     return np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
 
@@ -134,7 +136,7 @@ def _init_program(structure: Structure):
 
     def init_member(key, hp):
         tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
-        params = jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree)
+        params = stored(jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree))
         opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
         return params, opt.init(params)
 

@@ -87,6 +87,25 @@ def n_params(structure: Structure) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(param_shapes(structure)))
 
 
+def stored(flax_params: Any) -> Any:
+    """A parameter tree in the population's layout: every dense kernel transposed to (out, in).
+
+    On XLA:CPU the weight gradient of the first layer comes out of its matrix product as (out, in)
+    for the whole population at once; a kernel stored that way is updated by the optimizer in
+    streaming passes, where flax's (in, out) made each of Adam's passes read the gradient
+    transposed (benchmarks/README.md, "Where a step's time goes"). Leading axes (the trial axis)
+    are kept; `flax_layout` is the inverse. Works on jax and numpy arrays alike.
+    """
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, flax_params
+    )
+
+
+def flax_layout(params: Any) -> Any:
+    """The population's parameter tree (`stored`) as flax's modules take it: kernels (in, out)."""
+    return stored(params)  # swapping the last two axes is its own inverse
+
+
 def kernels(params: Any) -> list[jax.Array]:
     """The dense kernels of a parameter tree (the leaves the L2 penalty reaches; biases are not)."""
     return [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == "kernel"]
