@@ -917,19 +917,23 @@ def torch_vmap_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| workload | mode | N | model-epochs/s | µs per step | sweep s | compile s | timed trials "
-        "| GFLOP/s | % of matmul peak | % of bandwidth | peak MB |"
+        "| GFLOP/s | % of matmul peak | % of bandwidth | kB per member-step (x minimum) | peak MB |"
     )
     throughput = [r for r in rows if r.get("mode") not in TABLES_OF_THEIR_OWN]
     lines = [head, "|" + "---|" * (head.count("|") - 1)] if throughput else []
     for r in throughput:
         if r.get("skipped"):
-            lines.append(f"| {r['workload']} | {r['mode']} | {r['n']} | skipped: {r['skipped']} |" + " |" * 8)
+            lines.append(f"| {r['workload']} | {r['mode']} | {r['n']} | skipped: {r['skipped']} |" + " |" * 9)
             continue
         timed = f"{r['timed_trials']}{' (extrap.)' if r.get('extrapolated') else ''}"
+        traffic = "n/a"
+        if r.get("bytes_source", "").startswith("xla") and r.get("steps_per_epoch"):
+            traffic = f"{r['bytes'] / r['steps_per_epoch'] / 1e3:.0f} ({r['bytes'] / r['bytes_analytic']:.2f}x)"
         lines.append(
             f"| {r['workload']} | {r['mode']} | {r['n']} | {r['model_epochs_per_s']:.3g} | {r['step_us']:.0f} "
             f"| {r['sweep_s']:.3g} | {r['compile_s']:.2f} | {timed} | {r['gflops']:.3g} "
-            f"| {100 * r['peak_fraction']:.2g} | {100 * r['bandwidth_fraction']:.2g} | {r['peak_mem_mb']:.0f} |"
+            f"| {100 * r['peak_fraction']:.2g} | {100 * r['bandwidth_fraction']:.2g} | {traffic} "
+            f"| {r['peak_mem_mb']:.0f} |"
         )
     runs = [r for r in rows if r.get("mode") == "sweeps.run"]
     if runs:
