@@ -18,7 +18,7 @@
 #
 # Environment knobs: QUICK=1 (a CPU smoke run: N 1 and 8, one epoch, tests/test_memory.py only,
 # no install), INSTALL=1|dry|0 (default 1, QUICK: 0; dry = pip --dry-run), PYTHON=..., TESTS="...",
-# DEADLINE_S=....
+# DEADLINE_S=..., WORKLOADS="lesson wide" (the throughput parts to run).
 
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -31,6 +31,7 @@ DEST=${OUT:-$ROOT/benchmarks/results}
 mkdir -p "$DEST" || exit 1
 QUICK=${QUICK:-0}
 DEADLINE_S=${DEADLINE_S:-400}
+WORKLOADS=${WORKLOADS:-lesson wide}
 
 if [[ $QUICK == 1 ]]; then
     NS="1 8"
@@ -164,12 +165,16 @@ PYEOF
     [[ " $MISSING " == *" matplotlib "* ]] && echo "note: matplotlib is missing: no PNG plots"
     # sequential first: on a GPU peak memory is the process's peak so far, so the one-member runs
     # are measured before any large population; vmap N then grows, so each row's peak is its own.
-    # shellcheck disable=SC2086
-    part "throughput lesson" 150 200 - "$PY" benchmarks/throughput.py --workload lesson --mode sequential vmap \
-        --n $NS $LESSON_ARGS --out "$DEST/gpu-lesson.jsonl"
-    # shellcheck disable=SC2086
-    part "throughput wide" 170 90 - "$PY" benchmarks/throughput.py --workload wide --mode sequential vmap \
-        --n $NS $WIDE_ARGS --out "$DEST/gpu-wide.jsonl"
+    if [[ " $WORKLOADS " == *" lesson "* ]]; then
+        # shellcheck disable=SC2086
+        part "throughput lesson" 150 200 - "$PY" benchmarks/throughput.py --workload lesson --mode sequential vmap \
+            --n $NS $LESSON_ARGS --out "$DEST/gpu-lesson.jsonl"
+    fi
+    if [[ " $WORKLOADS " == *" wide "* ]]; then
+        # shellcheck disable=SC2086
+        part "throughput wide" 170 90 - "$PY" benchmarks/throughput.py --workload wide --mode sequential vmap \
+            --n $NS $WIDE_ARGS --out "$DEST/gpu-wide.jsonl"
+    fi
 
     # ---------------------------------------------------------------- tests
     if [[ " $MISSING " == *" pytest "* ]]; then

@@ -9,18 +9,31 @@ second, compile excluded) for
   baseline: same program, same XLA, no vectorization);
 - `keras`: Keras 3 `model.fit`, one model per learning rate (the lesson's code);
 - `torch`: a plain PyTorch loop, one model per learning rate;
+- `torch-vmap`: the strongest PyTorch peer, a `torch.func` ensemble of the N
+  models as one vmapped forward, one backward and a vectorized Adam
+  (benchmarks/torch_peers.py);
 
 on two workloads (`lesson`: the churn MLP 45 -> 64 -> 1, batch 32;
 `wide`: 64 -> 512 -> 512 -> 512 -> 1, batch 256, 100k synthetic rows), and
 the memory run: `--trials 100000` lesson trials for one epoch through
-`sweeps.run`. Each measurement is one JSON line; a markdown table goes to
-stdout and a log-log plot next to the JSONL.
+`sweeps.run`; and `--end-to-end N`: `sweeps.run` of N lesson trials x
+`--epochs` epochs, compile included, in a fresh process with the persistent
+compilation cache off, against the torch-vmap ensemble training the same trials
+end to end (a fresh process too). Each measurement is one JSON line; a markdown
+table goes to stdout and a log-log plot next to the JSONL.
+
+torch's OpenMP threads spin while they wait: on a machine busy with other
+processes, torch with as many threads as cores ran the lesson 5-10x slower than
+with OMP_WAIT_POLICY=PASSIVE (which the rows record) or `--torch-threads 1`.
 
 This file is never imported by the library. Run it from the repository root:
 
     python benchmarks/throughput.py --quick
     python benchmarks/throughput.py --workload all --mode all
     python benchmarks/throughput.py --workload lesson --n 256
+    python benchmarks/throughput.py --workload lesson --n 256 --mode torch-vmap
+    python benchmarks/throughput.py --end-to-end 256 --epochs 20     # sweeps.run vs torch-vmap, cold
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py --end-to-end 256 --epochs 20 --torch-threads 2
     python benchmarks/throughput.py --trials 100000
     python benchmarks/throughput.py --devices            # throughput against the device count
     python benchmarks/throughput.py --devices 1 2 4 8 --n 256 1024
@@ -38,6 +51,7 @@ import platform
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -62,7 +76,8 @@ CHURN = ROOT / "data" / "telco_customer_churn.csv"
 RESULTS = ROOT / "benchmarks" / "results"
 
 WORKLOADS = ("lesson", "wide")
-MODES = ("vmap", "sequential", "keras", "torch")
+MODES = ("vmap", "sequential", "keras", "torch", "torch-vmap")
+TABLES_OF_THEIR_OWN = ("sweeps.run", "end-to-end")  # modes whose rows are not throughput rows
 CPU_NS = (1, 8, 64, 256, 1024)
 ACCELERATOR_NS = (1, 8, 64, 256, 1024, 4096, 16384)
 LR_LOW, LR_HIGH = 1e-4, 1e-1  # learning rates log-spaced over this range
@@ -148,8 +163,6 @@ def device_name() -> str:
 
 def engine_commit() -> str:
     """The repository's commit, with "+dirty" when tracked files differ from it; "unknown" outside git."""
-    import subprocess
-
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -283,7 +296,6 @@ def xla_cost(
     training set.
     """
     from sweeps.engine.epoch import StepCarry, minibatch_step
-    from sweeps.engine.structure import flat_layout
 
     structure = workload.structure()
     steps = workload.steps_per_epoch
@@ -302,10 +314,8 @@ def xla_cost(
         pop.hparams, pop.dropout_key, train, carry, batch
     )
 
-    _, unravel, _ = flat_layout(structure)
-
     def forward(params, x):
-        return jax.vmap(lambda flat: structure.model.apply({"params": unravel(flat)}, x))(params)
+        return jax.vmap(lambda member: structure.model.apply({"params": member}, x))(params)
 
     evaluation = jax.jit(forward).lower(pop.params, val.x)
     flops = steps * _analysis(step)["flops"] + _analysis(evaluation)["flops"]
@@ -394,6 +404,12 @@ class Engine:
         pop, metrics = program(pop, self.train, self.val, self.order_key(epoch), self.controls)
         jax.block_until_ready((pop, metrics))
         return pop, time.perf_counter() - start
+
+
+def one_member_cost(engine: Engine) -> dict[str, Any]:
+    """One member's epoch cost from the engine: the frameworks train the same model with the same optimizer."""
+    one, _, _ = engine.population(learning_rates(1))
+    return engine.compiled(one)[2]
 
 
 def bench_vmap(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
@@ -581,6 +597,7 @@ def bench_keras(workload: Workload, trials: int, epochs: int, budget_s: float) -
 def bench_torch(workload: Workload, trials: int, epochs: int, budget_s: float) -> list[dict[str, Any]]:
     """A plain PyTorch loop: one model per learning rate, Adam, shuffled minibatches, validation each epoch."""
     import torch
+    from torch_peers import mlp
 
     data = workload.data
     x_train, y_train = torch.tensor(np.asarray(data.x_train)), torch.tensor(np.asarray(data.y_train))
@@ -589,11 +606,7 @@ def bench_torch(workload: Workload, trials: int, epochs: int, budget_s: float) -
 
     def model_and_optimizer(lr: float):
         torch.manual_seed(SEED)
-        widths = workload.widths()
-        layers: list[torch.nn.Module] = []
-        for a, b in zip(widths[:-2], widths[1:-1]):
-            layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-        model = torch.nn.Sequential(*layers, torch.nn.Linear(widths[-2], widths[-1]))
+        model = mlp(workload.widths())
         return model, torch.optim.Adam(model.parameters(), lr=lr)
 
     def steps(model, optimizer, order):
@@ -680,6 +693,81 @@ def framework_rows(records, ns, steps, cost) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_torch_vmap(workload: Workload, n: int, epochs: int, threads: int) -> dict[str, Any]:
+    """The torch.func ensemble of N members: one warm-up epoch, then `epochs` timed epochs (torch_peers.py)."""
+    import torch
+    import torch_peers
+
+    torch.set_num_threads(threads)
+    data = workload.data
+    grad, probe = fastest_grad(workload, n)
+    rss_before = current_rss_mb()
+    reset_peak_memory()
+    record = torch_peers.train_ensemble(
+        data.x_train,
+        data.y_train,
+        data.x_val,
+        data.y_val,
+        workload.widths(),
+        workload.batch_size,
+        learning_rates(n),
+        epochs + 1,
+        SEED,
+        grad,
+    )
+    peak, peak_source = peak_memory_mb()
+    warmup_s, times = record["epoch_times"][0], record["epoch_times"][1:]
+    return {
+        "n": n,
+        "model_epochs_per_s": n / statistics.median(times),  # the median epoch: robust to load spikes
+        "model_epochs_per_s_mean": n * epochs / sum(times),
+        "epoch_s": statistics.median(times),
+        "step_us": statistics.median(times) / workload.steps_per_epoch * 1e6,
+        "sweep_s": record["total_s"],  # building the stacked ensemble, the warm-up and the timed epochs
+        "compile_s": max(warmup_s - statistics.median(times), 0.0),  # no compiler: the first epoch's extra cost
+        "warmup_epoch_s": warmup_s,
+        "init_s": record["init_s"],
+        "timed_trials": n,
+        "extrapolated": False,
+        "peak_mem_mb": peak,
+        "peak_mem_source": peak_source,
+        "rss_before_mb": rss_before,
+        "framework": torch_info(threads, grad, probe),
+    }
+
+
+def fastest_grad(workload: Workload, n: int, steps: int = 20, rounds: int = 3) -> tuple[str, dict[str, float]]:
+    """The faster of torch_peers.GRADS for this N, and each one's seconds per `steps` steps.
+
+    The methods take turns `rounds` times and each keeps its best time, so that a burst of load
+    from another process does not pick the slower one.
+    """
+    import torch_peers
+
+    data = workload.data
+    seconds = {grad: math.inf for grad in torch_peers.GRADS}
+    for _ in range(rounds):
+        for grad in seconds:
+            taken = torch_peers.seconds_per_steps(
+                data.x_train, data.y_train, workload.widths(), workload.batch_size, learning_rates(n), grad, steps
+            )
+            seconds[grad] = min(seconds[grad], taken)
+    return min(seconds, key=seconds.get), seconds
+
+
+def torch_info(threads: int, grad: str, probe: dict[str, float]) -> dict[str, Any]:
+    import torch
+
+    return {
+        "version": torch.__version__,
+        "threads": threads,
+        "threads_set_by": "torch.set_num_threads (--torch-threads; default the machine's cores)",
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),  # PASSIVE: no spinning threads on a busy machine
+        "grad": grad,
+        "seconds_per_20_steps_by_grad": probe,  # the best of 3 turns each
+    }
+
+
 # --------------------------------------------------------------------------- the memory run
 
 
@@ -721,6 +809,116 @@ def bench_trials(total: int, max_population: int | None) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- end to end, cold
+
+
+def bench_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
+    """`sweeps.run` of n lesson trials x epochs against the torch-vmap ensemble, each in a fresh process.
+
+    The sweeps.run process has the persistent compilation cache off (SWEEPS_CACHE_DIR=off, no
+    JAX_COMPILATION_CACHE_DIR, JAX_ENABLE_COMPILATION_CACHE=false) and compiles everything it runs.
+    Each side is timed inside its process from the loaded `Dataset` to the trained sweep: sweeps.run's
+    planning, compilation, training and result table; the ensemble's tensors, construction and epochs
+    (the probe that picks its gradient method, about 2 s, runs before and is not counted). `process_s` adds the
+    Python start and the imports.
+    """
+    print(f"end to end: {n} lesson trials x {epochs} epochs, each side in a fresh process")
+    engine = in_fresh_process(f"sweeps_run_end_to_end({n}, {epochs})")
+    print(f"  sweeps.run   {engine['seconds']:.1f} s (process {engine['process_s']:.1f} s)")
+    peer = in_fresh_process(f"torch_vmap_end_to_end({n}, {epochs}, {threads})")
+    print(f"  torch-vmap   {peer['seconds']:.1f} s (process {peer['process_s']:.1f} s, {threads} threads)")
+    ratio = peer["seconds"] / engine["seconds"]
+    print(f"  ratio        torch-vmap / sweeps.run = {ratio:.2f}x")
+    return {
+        "workload": "lesson",
+        "mode": "end-to-end",
+        "n": n,
+        "epochs": epochs,
+        "sweeps_run_s": engine["seconds"],
+        "torch_vmap_s": peer["seconds"],
+        "ratio": ratio,
+        "sweeps_run": engine,
+        "torch_vmap": peer,
+    }
+
+
+def in_fresh_process(call: str) -> dict[str, Any]:
+    """Evaluates `call` (a call of a function of this module) in a new Python process, cache off; its dict."""
+    env = {**os.environ, "SWEEPS_CACHE_DIR": "off", "JAX_ENABLE_COMPILATION_CACHE": "false"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput; "
+        f"print(json.dumps(throughput.{call}))"
+    )
+    loadavg = os.getloadavg()[0]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{call} failed in its process (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return {
+        **json.loads(done.stdout.strip().splitlines()[-1]),
+        "process_s": time.perf_counter() - start,
+        "loadavg_1m_before": loadavg,
+    }
+
+
+def sweeps_run_end_to_end(n: int, epochs: int) -> dict[str, Any]:
+    """One cold `sweeps.run`: n log-spaced learning rates x epochs, the lesson model (run in a fresh process)."""
+    from models import MLP
+
+    data = lesson_data()
+    start = time.perf_counter()
+    result = sweeps.run(
+        data,
+        model=MLP(hidden=(64,), activation="relu"),
+        space={"learning_rate": space.loguniform(LR_LOW, LR_HIGH)},
+        strategy=sweeps.Grid(n=n),
+        optimizer="adam",
+        epochs=epochs,
+        batch_size=32,
+    )
+    seconds = time.perf_counter() - start
+    rates = np.sort(result.table["params_learning_rate"].to_numpy())
+    return {
+        "seconds": seconds,
+        "compilations": result.config.get("compilations"),
+        "groups": result.config.get("groups"),
+        "trial_states": {str(k): int(v) for k, v in result.table["state"].value_counts().items()},
+        "same_learning_rates": bool(np.allclose(rates, learning_rates(n))),
+        "jax_compilation_cache_dir": jax.config.jax_compilation_cache_dir,
+    }
+
+
+def torch_vmap_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
+    """The torch.func ensemble of n members trained `epochs` epochs, end to end (run in a fresh process)."""
+    import torch
+    import torch_peers
+
+    torch.set_num_threads(threads)
+    workload = make_workloads()["lesson"]
+    data = workload.data
+    grad, probe = fastest_grad(workload, n)
+    record = torch_peers.train_ensemble(
+        data.x_train,
+        data.y_train,
+        data.x_val,
+        data.y_val,
+        workload.widths(),
+        workload.batch_size,
+        learning_rates(n),
+        epochs,
+        SEED,
+        grad,
+    )
+    return {
+        "seconds": record["total_s"],
+        "init_s": record["init_s"],
+        "median_epoch_s": statistics.median(record["epoch_times"]),
+        "finite_val_loss": int(np.isfinite(record["val_loss"]).sum()),
+        **torch_info(threads, grad, probe),
+    }
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -736,10 +934,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         "| workload | mode | N | model-epochs/s | µs per step | sweep s | compile s (epoch + init) | timed trials "
         "| GFLOP/s | % of matmul peak | % of bandwidth | peak MB |"
     )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)] if any(r.get("mode") != "sweeps.run" for r in rows) else []
-    for r in rows:
-        if r.get("mode") == "sweeps.run":
-            continue
+    throughput = [r for r in rows if r.get("mode") not in TABLES_OF_THEIR_OWN]
+    lines = [head, "|" + "---|" * (head.count("|") - 1)] if throughput else []
+    for r in throughput:
         if r.get("skipped"):
             lines.append(f"| {r['workload']} | {r['mode']} | {r['n']} | skipped: {r['skipped']} |" + " |" * 8)
             continue
@@ -764,6 +961,20 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
                 f"| {r['n']} | {r['epochs']} | {r['max_population']} | {chunking} | {r['compilations']} "
                 f"| {r['wall_s']:.0f} | {r['peak_mem_mb']:.0f} |"
             )
+    comparisons = [r for r in rows if r.get("mode") == "end-to-end"]
+    if comparisons:
+        lines += [""] * bool(lines) + [
+            "| trials x epochs | sweeps.run s (cold, compile included) | torch-vmap s | torch-vmap / sweeps.run "
+            "| torch threads, gradient | load (1 min) before each |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in comparisons:
+            engine, peer = r["sweeps_run"], r["torch_vmap"]
+            lines.append(
+                f"| {r['n']} x {r['epochs']} | {r['sweeps_run_s']:.1f} | {r['torch_vmap_s']:.1f} | {r['ratio']:.2f}x "
+                f"| {peer['threads']}, {peer['grad']} "
+                f"| {engine['loadavg_1m_before']:.2f}, {peer['loadavg_1m_before']:.2f} |"
+            )
     return "\n".join(lines)
 
 
@@ -775,15 +986,21 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
 
     lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for r in rows:
-        if r.get("skipped") or r.get("mode") == "sweeps.run":
+        if r.get("skipped") or r.get("mode") in TABLES_OF_THEIR_OWN:
             continue
         lines.setdefault((r["workload"], r["mode"]), []).append((r["n"], r["model_epochs_per_s"]))
     if not any(len(points) > 1 for points in lines.values()):
         return  # one N per line: nothing to draw
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     styles = {"lesson": "-", "wide": "--"}
-    markers = {"vmap": "o", "sequential": "s", "keras": "^", "torch": "v"}
-    colors = {"vmap": "tab:green", "sequential": "tab:blue", "keras": "tab:red", "torch": "tab:orange"}
+    markers = {"vmap": "o", "sequential": "s", "keras": "^", "torch": "v", "torch-vmap": "D"}
+    colors = {
+        "vmap": "tab:green",
+        "sequential": "tab:blue",
+        "keras": "tab:red",
+        "torch": "tab:orange",
+        "torch-vmap": "tab:purple",
+    }
     for (workload, mode), points in sorted(lines.items()):
         points.sort()
         ax.plot(
@@ -826,14 +1043,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=None,
         choices=[*WORKLOADS, "all"],
-        help="default: all (with --trials alone: none, only the memory run)",
+        help="default: all (with --trials or --end-to-end alone: none, only those runs)",
     )
     parser.add_argument(
         "--mode",
         nargs="+",
         default=["vmap", "sequential"],
         choices=[*MODES, "all"],
-        help="default: vmap sequential; 'all' adds keras and torch where they import",
+        help="default: vmap sequential; 'all' adds keras, torch and torch-vmap where they import",
     )
     parser.add_argument(
         "--n",
@@ -877,6 +1094,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="max_population for --trials: a number, or 'auto' to let sweeps.run choose (default 8192)",
     )
     parser.add_argument(
+        "--end-to-end",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sweeps.run of N lesson trials x --epochs epochs (compile included, cache off, a fresh process) "
+        "against the torch-vmap ensemble training the same, end to end; prints both and the ratio",
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help=f"torch.set_num_threads for torch-vmap and --end-to-end (default the machine's cores: {os.cpu_count()}); "
+        "on a busy machine set OMP_WAIT_POLICY=PASSIVE too",
+    )
+    parser.add_argument(
         "--devices",
         nargs="*",
         type=int,
@@ -889,6 +1121,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.devices is not None and any(c < 1 for c in args.devices):
         parser.error(f"every --devices count must be >= 1, but got {args.devices}")
+    if args.end_to_end is not None and args.end_to_end < 1:
+        parser.error(f"--end-to-end must be >= 1, but got {args.end_to_end}")
+    if args.torch_threads < 1:
+        parser.error(f"--torch-threads must be >= 1, but got {args.torch_threads}")
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, but got {args.epochs}")
     if args.n is not None and min(args.n) < 1:
@@ -910,7 +1146,7 @@ def main(argv=None) -> int:
     ns = sorted(set(args.n or (ACCELERATOR_NS if accelerator else CPU_NS)))
     budget = args.budget_s if args.budget_s is not None else (600.0 if accelerator else 300.0)
     if args.workload is None:
-        args.workload = [] if args.trials is not None else ["all"]
+        args.workload = [] if args.trials is not None or args.end_to_end is not None else ["all"]
     workloads = list(WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
     modes = list(MODES) if "all" in args.mode else list(dict.fromkeys(args.mode))
     date = datetime.date.today().isoformat()
@@ -965,7 +1201,7 @@ def main(argv=None) -> int:
             f.write(json.dumps(row) + "\n")
         if row.get("skipped"):
             print(f"  {row['workload']:>6} {row['mode']:>10} N={row['n']:<6} skipped: {row['skipped']}")
-        elif row.get("mode") != "sweeps.run":
+        elif row.get("mode") not in TABLES_OF_THEIR_OWN:
             print(
                 f"  {row['workload']:>6} {row['mode']:>10} N={row['n']:<6} "
                 f"{row['model_epochs_per_s']:9.3g} model-epochs/s"
@@ -1061,15 +1297,31 @@ def main(argv=None) -> int:
                 engine_cost = {k: records[0][k] for k in COST_KEYS}
                 for row in sequential_rows(records, ns, workload.steps_per_epoch):
                     emit({**base, "mode": mode, **row})
+            elif mode == "torch-vmap":
+                why = torch_available()
+                if why is not None:
+                    print(f"note: skipping mode {mode}: it does not import here ({why})")
+                    continue
+                if engine_cost is None:
+                    engine_cost = one_member_cost(engine)
+                cost = {**engine_cost, "flops_source": engine_cost["flops_source"] + " (the engine's, 1 member)"}
+                last = None  # seconds per member-epoch of the last measured N
+                for n in ns:
+                    predicted = None if last is None else (args.epochs + 1) * n * last
+                    if predicted is not None and predicted > budget:
+                        skipped = f"predicted {predicted:.0f} s > budget {budget:.0f} s"
+                        emit({**base, "mode": mode, "n": n, "skipped": skipped})
+                        continue
+                    row = bench_torch_vmap(workload, n, args.epochs, args.torch_threads)
+                    last = 1 / row["model_epochs_per_s"]
+                    emit({**base, "mode": mode, **row, **cost})
             else:
                 why = keras_available() if mode == "keras" else torch_available()
                 if why is not None:
                     print(f"note: skipping mode {mode}: it does not import here ({why})")
                     continue
-                if engine_cost is None:  # the same model and optimizer: one member's count from the engine
-                    one, _, _ = engine.population(learning_rates(1))
-                    engine_cost = engine.compiled(one)[2]
-                    del one
+                if engine_cost is None:
+                    engine_cost = one_member_cost(engine)
                 bench = bench_keras if mode == "keras" else bench_torch
                 records = bench(workload, min(max(ns), args.framework_trials), args.epochs, budget)
                 cost = {**engine_cost, "flops_source": engine_cost["flops_source"] + " (the engine's, 1 member)"}
@@ -1086,6 +1338,9 @@ def main(argv=None) -> int:
             f"ru_maxrss {row['ru_maxrss_mb']:.0f} MB, compilations {row['compilations']}"
         )
         print(f"  groups: {json.dumps(row['groups'])}")
+
+    if args.end_to_end is not None:
+        emit(bench_end_to_end(args.end_to_end, args.epochs, args.torch_threads))
 
     if not quick:
         measure_machine("end")

@@ -20,7 +20,7 @@ from sweeps.devices import _sharded_init as sharded_init  # the program Devices.
 from sweeps.engine import keys
 from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
-from sweeps.engine.structure import Structure
+from sweeps.engine.structure import Structure, init_structure
 from sweeps.planning import Trial
 
 
@@ -37,11 +37,11 @@ def baseline_loss(data: Dataset) -> float:
 def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:
     """The run-wide numbers every compiled epoch reads."""
     limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data)
-    return Controls(
-        divergence_limit=jnp.float32(limit),
-        patience=jnp.int32(stop["patience"] if stop else 0),
-        min_delta=jnp.float32(stop["min_delta"] if stop else 0.0),
-        y_std=jnp.float32(data.y_std),
+    return Controls(  # numpy scalars: jnp's would each compile a conversion on a first run
+        divergence_limit=np.float32(limit),
+        patience=np.int32(stop["patience"] if stop else 0),
+        min_delta=np.float32(stop["min_delta"] if stop else 0.0),
+        y_std=np.float32(data.y_std),
     )
 
 
@@ -81,7 +81,7 @@ def compile_population(
     """Compiles, without running it, the initialisation `new_population(..., devices)` runs; returns the
     population's shapes with the members' sharding (what the epoch is compiled for)."""
     hparams, numbers, key_indices = population_inputs(chunk, size, init)
-    build = sharded_init(structure, int(seed), devices.members)
+    build = sharded_init(init_structure(structure), int(seed), devices.members)
     build.lower(dict(hparams), numbers, key_indices).compile()
     shapes = jax.eval_shape(build, dict(hparams), numbers, key_indices)
     return jax.tree.map(
@@ -153,7 +153,15 @@ class ChunkRunner:
         order_key = keys.batch_order_key(self.seed, 0, self.structure.batch_size)
         self.epoch_fn.lower(shapes, self.train, self.val, order_key, self.controls).compile()
 
-    def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
+    def start(self, pop: Population, epoch: int) -> tuple[Population, dict[str, jax.Array]]:
+        """Dispatches one epoch and returns at once: the new population and the metrics, still on the device.
+
+        `pop` is donated to the epoch (its buffers are consumed).
+        """
         order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
-        pop, metrics = self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
+        return self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
+
+    def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:
+        """One epoch, its metrics brought to the host."""
+        pop, metrics = self.start(pop, epoch)
         return pop, self.fetch(metrics)

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from sweeps import distributed
 from sweeps.engine import memory
 from sweeps.engine.population import Population, init_population
-from sweeps.engine.structure import Structure
+from sweeps.engine.structure import Structure, init_structure
 
 AXIS = "trials"  # the mesh axis the population axis is split over
 
@@ -115,7 +115,7 @@ class Devices:
                 f"a population of {len(numbers)} members cannot be split evenly over {self.count} devices; "
                 f"pad it to {self.pad(len(numbers))} (Devices.pad)"
             )
-        build = _sharded_init(structure, int(seed), self.members)
+        build = _sharded_init(init_structure(structure), int(seed), self.members)
         return build(dict(hparams), np.asarray(numbers), np.asarray(key_indices))
 
     def place(self, tree: Any) -> Any:

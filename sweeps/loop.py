@@ -51,6 +51,7 @@ from sweeps.planning import Group, Plan, Trial, plan_round
 from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
+from sweeps.strategies.base import Strategy
 from sweeps.trained import KeptModels
 
 
@@ -192,10 +193,17 @@ class SweepLoop(DecisionsMixin):
             if self.position.epoch == 0 and self.settings.strategy.tracks_hparams:  # lineage starts at itself
                 self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()
             epochs = _epochs(chunk)
+            with times.program(structure, "epoch", pop.size):
+                pending = runner.start(pop, self.position.epoch)
             first = True
             while True:
-                with times.program(structure, "epoch", pop.size):
-                    pop, metrics = runner.epoch(pop, self.position.epoch)
+                pop, on_device = pending
+                due = self.checkpoints is not None and self.checkpoints.due()
+                ahead = self._runs_ahead() and not due and self._signal is None and self.position.epoch + 1 < epochs
+                if ahead:  # epoch e+1 is dispatched before epoch e's metrics are read: the host's work overlaps it
+                    with times.program(structure, "epoch", pop.size):
+                        pending, pop = runner.start(pop, self.position.epoch + 1), None  # pop is donated to it
+                metrics = self.devices.fetch(on_device)
                 if first:  # this item's programs are compiled: the next new structure's compile in the background
                     self.compile_ahead(work[self.position.work + 1 :])
                     first = False
@@ -204,12 +212,20 @@ class SweepLoop(DecisionsMixin):
                 self.records.add(metrics)
                 self.position = dataclasses.replace(self.position, epoch=self.position.epoch + 1)
                 self.progress.epoch(metrics, group.structure.label(), self.position.epoch, epochs, self.checkpoints)
-                with times.program(structure, "edits", pop.size):
-                    pop, live = self.after_epoch(pop, metrics, group)
+                if ahead:
+                    live = bool(metrics["active"].any())  # all `after_epoch` does for a strategy that runs ahead
+                else:
+                    with times.program(structure, "edits", pop.size):
+                        pop, live = self.after_epoch(pop, metrics, group)
                 if not live:
+                    if ahead:  # every member had stopped: the epoch ahead trained nobody and changed nothing
+                        pop = pending[0]
                     self.progress.skip(epochs - self.position.epoch)  # every member stopped early
                     break
-                self._check_signal(pop, due=self.checkpoints is not None and self.checkpoints.due())
+                if not ahead:
+                    self._check_signal(pop, due=due)
+                    with times.program(structure, "epoch", pop.size):  # a repacked population compiles here
+                        pending = runner.start(pop, self.position.epoch)
             self.kept.offer(pop, skip=self.pruned, fetch=self.devices.fetch)
             self.position = LoopPosition(self.position.round, self.position.work + 1)
             self.save()
@@ -258,6 +274,18 @@ class SweepLoop(DecisionsMixin):
                     self._compiled.add((group.structure, group.population))
                     self.compile_programs(group, chunk)
         return self.compile_times.by_structure()
+
+    def _runs_ahead(self) -> bool:
+        """Whether the next epoch may be dispatched before this one's metrics are read: where nothing between
+        epochs reads them (no strategy decisions or lineage), no early stopping (no epoch is dispatched for
+        members that all stopped) and one process (checkpoint timing needs no agreement)."""
+        strategy = self.settings.strategy
+        return (
+            type(strategy).decide is Strategy.decide
+            and not strategy.tracks_hparams
+            and self.stop_metric is None
+            and self.devices.processes == 1
+        )
 
     def place(self, pop: Population) -> Population:
         """Device placement seam: the population's trial axis split over the sweep's devices."""

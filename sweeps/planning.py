@@ -89,6 +89,7 @@ class Settings:
     init: str = "shared"
     pad_to: int | None = None  # members per population in every round: the strategy's round_size() x seeds
     devices: Devices | None = None  # None: every device (`sweeps.devices.select_devices`)
+    cache_bytes: int | None = None  # a CPU's last-level cache: chunks also capped by speed (memory.fastest_members)
 
     @property
     def layout(self) -> Devices:
@@ -147,9 +148,9 @@ class Plan:
             ]
         )
 
-    def with_budget(self, budget_bytes: int, data: Dataset) -> Plan:
-        """The same trials chunked for another memory budget (a resumed run plans as it first did)."""
-        settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes))
+    def with_budget(self, budget_bytes: int, cache_bytes: int | None, data: Dataset) -> Plan:
+        """The same trials chunked for another memory budget and cache (a resumed run plans as it first did)."""
+        settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes), cache_bytes=cache_bytes)
         groups = group_trials(
             list(self.trials),
             data,
@@ -157,6 +158,7 @@ class Plan:
             settings.budget_bytes,
             settings.pad_to,
             settings.layout.count,
+            settings.cache_bytes,
         )
         return dataclasses.replace(self, settings=settings, groups=tuple(groups))
 
@@ -168,8 +170,13 @@ class Plan:
             f"devices: {self.settings.layout.describe()}; each population is padded to a multiple of "
             f"{self.settings.layout.count} and split over them (per_device members each); memory budget "
             f"{self.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
-            self.table().to_string(index=False),
         ]
+        if self.settings.cache_bytes is not None:
+            lines.append(
+                f"chunks also hold at most the members that train fastest together on this CPU "
+                f"(their step state within its {self.settings.cache_bytes / 2**20:.0f} MiB cache)"
+            )
+        lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
 
 
@@ -294,7 +301,9 @@ def check_settings(
         init,
         pad_to,
     )
-    return dataclasses.replace(settings, devices=layout)
+    # A strategy that acts inside populations (halving, PBT) keeps them whole; others are also cut by speed.
+    by_speed = layout.local[0].platform == "cpu" and type(strategy).decide is Strategy.decide
+    return dataclasses.replace(settings, devices=layout, cache_bytes=memory.cache_bytes() if by_speed else None)
 
 
 def plan_round(
@@ -333,7 +342,13 @@ def plan_round(
         index += 1
     check_reads(settings, trials)
     groups = group_trials(
-        trials, data, settings.max_population, settings.budget_bytes, settings.pad_to, settings.layout.count
+        trials,
+        data,
+        settings.max_population,
+        settings.budget_bytes,
+        settings.pad_to,
+        settings.layout.count,
+        settings.cache_bytes,
     )
     return trials, groups, list(swept)
 
@@ -364,6 +379,7 @@ def group_trials(
     budget_bytes: int,
     pad_to: int | None = None,
     devices: int = 1,
+    cache_bytes: int | None = None,
 ) -> list[Group]:
     """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget.
 
@@ -373,7 +389,10 @@ def group_trials(
     serves that structure in every round.
 
     `budget_bytes` is per device: a chunk holds up to `devices` times what fits on one (and at most
-    `max_population` trials); its population is padded to a multiple of `devices`.
+    `max_population` trials); its population is padded to a multiple of `devices`. With `cache_bytes`
+    (a CPU's last-level cache) a chunk also holds at most the members that train fastest together
+    (`memory.fastest_members`: on a CPU a larger population is slower per member once its state
+    outgrows the cache; the devices of a CPU share that cache).
     """
     by_structure: dict[Structure, list[Trial]] = {}
     for trial in trials:
@@ -381,6 +400,8 @@ def group_trials(
     groups = []
     for structure, members in by_structure.items():
         fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
+        if cache_bytes is not None:
+            fits = min(fits, memory.fastest_members(structure, cache_bytes))
         if max_population is not None:
             fits = min(fits, max_population)
         size = memory.chunk_size(pad_to or len(members), fits)

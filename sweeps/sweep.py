@@ -185,15 +185,18 @@ def execute(
                 old = run_folder.read_manifest(Path(resume))
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["memory_budget"] = old["memory_budget"]
+                manifest["cache_bytes"] = old.get("cache_bytes")
                 manifest["devices"] = old.get("devices", layout.count)
                 fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
+                manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
             distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume)
         _refuse_other_device_count(manifest, layout.count, run_dir)
-        if manifest["memory_budget"] != sweep_plan.budget_bytes:  # plan the chunks as the run first did
-            sweep_plan = sweep_plan.with_budget(manifest["memory_budget"], data)
+        first = (manifest["memory_budget"], manifest.get("cache_bytes"))  # runs before the speed cap had none
+        if first != (sweep_plan.budget_bytes, sweep_plan.settings.cache_bytes):  # plan the chunks as the run first did
+            sweep_plan = sweep_plan.with_budget(*first, data=data)
         checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=keep_checkpoints, every=checkpoint_every)
     loop = SweepLoop(
         sweep_plan,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,8 @@ from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
 from sweeps.engine.metrics import evaluate
-from sweeps.engine.population import PADDING, Population
-from sweeps.engine.structure import Structure, flat_layout, structure_of
+from sweeps.engine.population import PADDING, Population, flat_params
+from sweeps.engine.structure import Structure, param_shapes, structure_of
 
 
 class KeptModels:
@@ -65,7 +66,10 @@ class KeptModels:
         ]
         ranked = sorted([(s, n, None) for n, (s, _) in self.entries.items()] + candidates)[: self.k]
         rows = [i for _, _, i in ranked if i is not None]
-        fetched = dict(zip(rows, np.asarray(fetch(pop.best_params[np.asarray(rows, np.int32)])))) if rows else {}
+        fetched = {}
+        if rows:
+            picked = jax.tree.map(lambda leaf: leaf[np.asarray(rows, np.int32)], pop.best_params)
+            fetched = dict(zip(rows, flat_params(fetch(picked))))
         self.entries = {n: (s, self.entries[n][1] if i is None else fetched[i]) for s, n, i in ranked}
 
     def ranked(self) -> list[int]:
@@ -106,9 +110,11 @@ def _model(info: Mapping[str, Any]) -> MLP:
 
 
 def _tree(structure: Structure, flat: np.ndarray):
-    """A member's flat parameter vector as the flax parameter tree (what `MLP.apply` takes)."""
-    _, unravel, _ = flat_layout(structure)
-    return jax.tree.map(np.asarray, unravel(jnp.asarray(flat)))
+    """A member's flat parameter vector (`flat_params`) as the flax parameter tree (what `MLP.apply` takes)."""
+    shapes, treedef = jax.tree.flatten(param_shapes(structure))
+    ends = np.cumsum([math.prod(leaf.shape) for leaf in shapes])[:-1]
+    parts = np.split(np.asarray(flat), ends)
+    return treedef.unflatten([part.reshape(leaf.shape) for part, leaf in zip(parts, shapes)])
 
 
 def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ import sweeps
 from sweeps import checkpoints
 from sweeps.chunks import ChunkRunner, controls_for, new_population
 from sweeps.devices import select_devices
-from sweeps.engine import edits
+from sweeps.engine import edits, flat_params
 from sweeps.loop import SweepLoop
 from helpers import device_sweep, synthetic
 
@@ -47,7 +47,7 @@ report = {"devices": len(jax.devices())}
 placed = []  # every population the loop trains: its layout as it arrives (before `place`)
 original_place = SweepLoop.place
 def place(self, pop):
-    sharding = pop.params.sharding
+    sharding = pop.step.sharding
     placed.append({"spec": str(sharding.spec), "devices": len(sharding.device_set), "size": pop.size,
                    "born_sharded": sharding.is_equivalent_to(self.devices.members, 2)})
     return original_place(self, pop)
@@ -75,14 +75,14 @@ source = np.arange(16)[::-1].astype(np.int32)
 copied = layout.edit(edits.copy_members, pop, source)
 after = layout.fetch(copied)
 report["copy"] = {
-    "spec": str(copied.params.sharding.spec), "devices": len(copied.params.sharding.device_set),
+    "spec": str(copied.step.sharding.spec), "devices": len(copied.step.sharding.device_set),
     "moved": all(
         np.array_equal(np.asarray(a), np.asarray(b)[source])
         for name in edits.TRAINING_STATE
         for a, b in zip(jax.tree.leaves(getattr(after, name)), jax.tree.leaves(getattr(before, name)))
     ),
     "kept_numbers": bool(np.array_equal(after.numbers, before.numbers)),
-    "differs": bool(not np.array_equal(after.params, before.params)),
+    "differs": bool(not np.array_equal(flat_params(after.params), flat_params(before.params))),
 }
 masked = layout.edit(edits.mask_out, copied, np.arange(16) % 2 == 0)
 changed = layout.edit(edits.set_hparams, masked, np.arange(16) < 4, {"learning_rate": np.full(16, 0.5, np.float32)})

@@ -8,7 +8,16 @@ import pytest
 import sweeps
 from models import MLP
 from sweeps import space
-from sweeps.engine import Controls, Split, Structure, init_population, keys, make_train_epoch, stack_hparams
+from sweeps.engine import (
+    Controls,
+    Split,
+    Structure,
+    flat_params,
+    init_population,
+    keys,
+    make_train_epoch,
+    stack_hparams,
+)
 from sweeps.engine.hparams import resolve
 
 from helpers import EPOCH, log_compilations, synthetic, train_alone
@@ -37,10 +46,10 @@ def test_member_matches_training_alone(task):
     data = synthetic(task)
     learning_rates = [1e-4, 1e-3, 3e-3, 1e-2]
     pop, params, _ = train_population(data, learning_rates, epochs=1)
-    assert pop.params.shape[0] == len(learning_rates)
+    assert flat_params(pop.params).shape[0] == len(learning_rates)
     for i, p in enumerate(params):
         alone = train_alone(data, p, key_index=i, seed=SEED, epochs=1)
-        error = np.abs(np.asarray(pop.params[i]) - alone).max()
+        error = np.abs(flat_params(pop.params)[i] - alone).max()
         print(f"{task} lr={p['learning_rate']:g}: max |vmapped - alone| = {error:.2e}")
         assert error <= 1e-5
 
@@ -50,17 +59,17 @@ def test_diverging_member_changes_no_other_member(binary_data):
     limit = 10 * np.log(2.0)  # the engine's default: 10x the loss of predicting the prior
     pop_calm, _, _ = train_population(binary_data, calm, epochs=2, divergence_limit=limit)
     pop_wild, _, metrics = train_population(binary_data, calm + [10.0], epochs=2, divergence_limit=limit)
-    np.testing.assert_array_equal(np.asarray(pop_calm.params), np.asarray(pop_wild.params[:4]))
+    np.testing.assert_array_equal(flat_params(pop_calm.params), flat_params(pop_wild.params)[:4])
     assert bool(metrics["diverged"][4]) and not metrics["diverged"][:4].any()
-    assert np.isfinite(np.asarray(pop_wild.params)).all(), "a diverged member keeps its last finite parameters"
+    assert np.isfinite(flat_params(pop_wild.params)).all(), "a diverged member keeps its last finite parameters"
 
 
 def test_population_order_and_size_do_not_change_a_trial(binary_data):
     """Keys come from trial numbers, not positions: a trial trains the same in any population."""
     pop_a, _, _ = train_population(binary_data, [1e-3, 3e-3, 1e-2], numbers=[5, 6, 7])
     pop_b, _, _ = train_population(binary_data, [1e-2, 1e-3], numbers=[7, 5])
-    np.testing.assert_allclose(np.asarray(pop_a.params[0]), np.asarray(pop_b.params[1]), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(pop_a.params[2]), np.asarray(pop_b.params[0]), atol=1e-6)
+    np.testing.assert_allclose(flat_params(pop_a.params)[0], flat_params(pop_b.params)[1], atol=1e-6)
+    np.testing.assert_allclose(flat_params(pop_a.params)[2], flat_params(pop_b.params)[0], atol=1e-6)
 
 
 def test_same_structure_compiles_once(binary_data):
@@ -68,7 +77,7 @@ def test_same_structure_compiles_once(binary_data):
     sweeps.run(binary_data, space=search, epochs=1, batch_size=50)
     with log_compilations() as compiled:
         sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2, batch_size=50)
-    assert compiled.count(EPOCH) == 0 and "jit(_init_members)" not in compiled, compiled
+    assert compiled.count(EPOCH) == 0 and "jit(init_population)" not in compiled, compiled
 
 
 def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):

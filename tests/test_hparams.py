@@ -9,6 +9,7 @@ import sweeps
 from models import MLP
 from sweeps import space
 from sweeps.chunks import controls_for, train_chunk
+from sweeps.engine import flat_params
 from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
 
@@ -74,7 +75,7 @@ def test_every_group_of_a_mixed_sweep_matches_training_alone():
             alone = train_alone(
                 data, trial.hparams, trial.seed, SEED
             )  # common random numbers: keys from the seed index
-            error = float(np.abs(np.asarray(pop.params[i]) - alone).max())
+            error = float(np.abs(flat_params(pop.params)[i] - alone).max())
             worst = max(worst, error)
             assert error <= 1e-5, f"{group.structure.label()} trial {trial.number}: {error:.2e}"
     print(f"{len(plan.groups)} groups; worst max |vmapped - alone| = {worst:.2e}")

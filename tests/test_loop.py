@@ -7,7 +7,15 @@ import pytest
 
 import sweeps
 from sweeps.chunks import controls_for, train_chunk
-from sweeps.engine import Population, Structure, edits, init_population, make_train_epoch, stack_hparams
+from sweeps.engine import (
+    Population,
+    Structure,
+    edits,
+    flat_params,
+    init_population,
+    make_train_epoch,
+    stack_hparams,
+)
 from sweeps.engine.hparams import TRACED, resolve
 from sweeps.planning import plan
 from sweeps.records import Records
@@ -86,7 +94,7 @@ def test_placing_a_fresh_trial_trains_it_as_if_it_started_there(binary_data):
     placed = edits.place(pop, fresh, jnp.array([False, True]))
     assert np.asarray(placed.numbers).tolist() == [0, 7]
     assert int(placed.step[1]) == 0 and int(placed.epochs_done[1]) == 0
-    np.testing.assert_array_equal(np.asarray(placed.params[1]), np.asarray(alone.params[0]))
+    np.testing.assert_array_equal(flat_params(placed.params)[1], flat_params(alone.params)[0])
     masked = edits.mask_out(placed, jnp.array([True, False]))
     assert np.asarray(masked.active).tolist() == [False, True]
 
@@ -194,3 +202,63 @@ def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data)
     with log_compilations() as compiled:
         sweeps.run(binary_data, model=MLP(hidden=(9,)), strategy=Rounds(size=None), epochs=1, seeds=2)
     assert compiled.count(EPOCH) == 5, compiled
+
+
+def _dispatch_order(monkeypatch):
+    """Records the loop's epoch dispatches ("start", epoch) and metric reads ("read") in order."""
+    from sweeps.chunks import ChunkRunner
+    from sweeps.devices import Devices
+
+    events = []
+    start, fetch = ChunkRunner.start, Devices.fetch
+
+    def logged_start(self, pop, index):
+        events.append(("start", index))
+        return start(self, pop, index)
+
+    def logged_fetch(self, tree):
+        if isinstance(tree, dict) and "trained" in tree:
+            events.append(("read",))
+        return fetch(self, tree)
+
+    monkeypatch.setattr(ChunkRunner, "start", logged_start)
+    monkeypatch.setattr(Devices, "fetch", logged_fetch)
+    return events
+
+
+def test_the_next_epoch_is_dispatched_before_the_last_ones_metrics_are_read(binary_data, monkeypatch):
+    from sweeps.loop import SweepLoop
+
+    space = {"learning_rate": [1e-3, 1e-2, 1e3]}  # the last one diverges: a result, like the others
+    events = _dispatch_order(monkeypatch)
+    ahead = sweeps.run(binary_data, space=space, epochs=3)
+    assert events == [("start", 0), ("start", 1), ("read",), ("start", 2), ("read",), ("read",)]
+
+    monkeypatch.setattr(SweepLoop, "_runs_ahead", lambda self: False)
+    events.clear()
+    plain = sweeps.run(binary_data, space=space, epochs=3)
+    assert events == [("start", 0), ("read",), ("start", 1), ("read",), ("start", 2), ("read",)]
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(ahead.table, plain.table)
+    pd_testing.assert_frame_equal(ahead.history, plain.history)
+
+
+def test_with_early_stopping_each_epoch_is_read_before_the_next_is_dispatched(binary_data, monkeypatch):
+    events = _dispatch_order(monkeypatch)
+    sweeps.run(binary_data, space={"learning_rate": [1e-3]}, epochs=3, early_stopping={"patience": 1})
+    assert events[:4] == [("start", 0), ("read",), ("start", 1), ("read",)]
+
+
+def test_when_every_member_stops_the_epoch_dispatched_ahead_changes_nothing(binary_data, monkeypatch, tmp_path):
+    from sweeps.loop import SweepLoop
+
+    space = {"learning_rate": [1e3, 3e3]}  # both diverge in the first epoch
+    events = _dispatch_order(monkeypatch)
+    ahead = sweeps.run(binary_data, space=space, epochs=4, run_dir=tmp_path / "ahead", keep_models=2)
+    assert events == [("start", 0), ("start", 1), ("read",)]  # stopped: nothing further dispatched
+    monkeypatch.setattr(SweepLoop, "_runs_ahead", lambda self: False)
+    plain = sweeps.run(binary_data, space=space, epochs=4, run_dir=tmp_path / "plain", keep_models=2)
+    assert (ahead.table["state"] == "diverged").all()
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(ahead.table, plain.table)
+    pd_testing.assert_frame_equal(ahead.history, plain.history)

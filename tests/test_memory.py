@@ -1,5 +1,6 @@
 """The memory estimate holds against XLA's accounting, and large groups are chunked to fit."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -94,3 +95,32 @@ def test_available_bytes_without_allocator_stats_is_the_hosts_free_ram(monkeypat
     monkeypatch.setattr(memory.os, "sysconf", lambda name: {"SC_PAGE_SIZE": page, "SC_AVPHYS_PAGES": pages}[name])
     assert memory.available_bytes(HostOnly()) == 3 * 2**30
     assert memory.available_bytes(FakeAccelerator(limit=0, in_use=0)) == 3 * 2**30  # no limit reported: the host's
+
+
+def test_the_speed_cap_is_the_largest_power_of_two_whose_step_state_fits_the_cache():
+    lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+    wide = Structure((512, 512, 512), "relu", 256, "adam", "constant", False, False, "binary", 64, 1)
+    per_member = memory.step_bytes(lesson)
+    assert per_member == 4 * 3009 * (3 + 2 * 2)  # 3,009 parameters; adam keeps two moments
+    cap = memory.fastest_members(lesson, 32 * 2**20)
+    assert cap == 256 and cap * per_member <= 32 * 2**20 < 2 * cap * per_member
+    assert memory.fastest_members(lesson, 2 * 2**20) == 16
+    assert memory.fastest_members(wide, 32 * 2**20) == memory.FEWEST_FASTEST  # never below: vmap still pays
+    assert memory.cache_bytes() > 0
+
+
+def test_on_a_cpu_a_sweep_is_chunked_by_speed_unless_its_strategy_acts_inside_populations(binary_data, monkeypatch):
+    monkeypatch.setattr(memory, "cache_bytes", lambda: 8 * memory.step_bytes(_structure(binary_data)))
+    grid = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=20))
+    if jax.default_backend() != "cpu":  # an accelerator: only memory limits a population there
+        assert grid.settings.cache_bytes is None and [len(g.chunks) for g in grid.groups] == [1]
+        return
+    assert grid.settings.cache_bytes is not None
+    assert [len(c) for g in grid.groups for c in g.chunks] == [7, 7, 6]  # at most 8 per chunk, as even as possible
+    assert "train fastest together" in grid.describe()
+    pbt = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.PBT(20))
+    assert pbt.settings.cache_bytes is None and [len(g.chunks) for g in pbt.groups] == [1]
+
+
+def _structure(data):
+    return Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", data.n_features, 1)

@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 import sweeps
 from models import MLP, loss_fn
 from sweeps import space
-from sweeps.engine import edits
+from sweeps.engine import edits, flat_params
 from sweeps.strategies.base import EpochView
 
 from helpers import EPOCH, log_compilations, synthetic, train_alone
@@ -122,7 +122,7 @@ def test_pbt_copies_weights_and_optimizer_state_bit_for_bit_and_changes_only_exp
     changed = [k for k in host.hparams if not np.array_equal(after.hparams[k], host.hparams[k])]
     assert changed == ["learning_rate"] and after.hparams["learning_rate"][worst] != host.hparams["learning_rate"][best]
     others = [i for i in range(4) if i != worst]
-    np.testing.assert_array_equal(after.params[others], host.params[others])
+    np.testing.assert_array_equal(flat_params(after.params)[others], flat_params(host.params)[others])
     assert after.numbers.tolist() == host.numbers.tolist()
 
 

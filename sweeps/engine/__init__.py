@@ -4,7 +4,7 @@ Like optax's `_src`, this package knows arrays only: no pandas, no strategies,
 no result tables, no terminal. The sweep loop (`sweeps/loop.py`) reaches it
 through the names below.
 
-  structure.py    Structure (what decides a compiled program), flat_layout
+  structure.py    Structure (what decides a compiled program), param_shapes, n_params
   population.py   Population (the carried state, trial axis first), init_population
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
   edits.py        jitted edits between epochs: place, copy_members, set_hparams, mask_out
@@ -20,8 +20,8 @@ through the names below.
 from sweeps.engine import edits, hparams, keys, memory, metrics
 from sweeps.engine.compiles import CompileLog, compile_log
 from sweeps.engine.epoch import Controls, Split, batch_indices, make_train_epoch
-from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
-from sweeps.engine.structure import Structure, flat_layout, structure_of
+from sweeps.engine.population import PADDING, Population, flat_params, init_population, stack_hparams
+from sweeps.engine.structure import Structure, n_params, param_shapes, structure_of
 
 __all__ = [
     "PADDING",
@@ -33,13 +33,15 @@ __all__ = [
     "batch_indices",
     "compile_log",
     "edits",
-    "flat_layout",
+    "flat_params",
     "hparams",
     "init_population",
     "keys",
     "make_train_epoch",
     "memory",
     "metrics",
+    "n_params",
+    "param_shapes",
     "stack_hparams",
     "structure_of",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
-from sweeps.engine.population import Population
+from sweeps.engine.population import Population, select_members
 
 # What a member's training has produced; `copy_members` moves these and nothing else.
 TRAINING_STATE = (
@@ -41,11 +41,6 @@ TRAINING_STATE = (
 )
 
 
-def _select(where: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
-    """Per member: `new` where `where` (trials,) holds, else `old`; leaves (trials, ...)."""
-    return jnp.where(where.reshape(where.shape + (1,) * (old.ndim - 1)), new.astype(old.dtype), old)
-
-
 @functools.partial(jax.jit, donate_argnums=(0,))
 def place(pop: Population, fresh: Population, where: jax.Array) -> Population:
     """Puts fresh trials into slots: member i becomes `fresh`'s member i wherever `where[i]`.
@@ -56,7 +51,7 @@ def place(pop: Population, fresh: Population, where: jax.Array) -> Population:
         is separate from placement; rows of `fresh` outside `where` are ignored).
       where: (trials,) bool, the slots that take a new trial.
     """
-    return jax.tree.map(functools.partial(_select, where), fresh, pop)
+    return select_members(where, fresh, pop)
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
@@ -85,8 +80,9 @@ def set_hparams(pop: Population, where: jax.Array, values: Mapping[str, jax.Arra
     unknown = set(values) - set(pop.hparams)
     if unknown:
         raise ValueError(f"set_hparams got unknown hyperparameters {sorted(unknown)}; known: {sorted(pop.hparams)}")
-    hparams = {name: _select(where, values[name], old) if name in values else old for name, old in pop.hparams.items()}
-    return pop.replace(hparams=hparams)
+    return pop.replace(
+        hparams={**pop.hparams, **select_members(where, dict(values), {n: pop.hparams[n] for n in values})}
+    )
 
 
 @functools.partial(jax.jit, donate_argnums=(0,))
@@ -103,8 +99,9 @@ def exploit_explore(
     `set_hparams(pop, where, values)` (see both)."""
     copied = {name: jax.tree.map(lambda leaf: leaf[source], getattr(pop, name)) for name in TRAINING_STATE}
     pop = pop.replace(**copied)
-    hparams = {name: _select(where, values[name], old) if name in values else old for name, old in pop.hparams.items()}
-    return pop.replace(hparams=hparams)
+    return pop.replace(
+        hparams={**pop.hparams, **select_members(where, dict(values), {n: pop.hparams[n] for n in values})}
+    )
 
 
 @jax.jit  # no donation: the smaller outputs cannot reuse the larger buffers

@@ -11,9 +11,11 @@ structure reuses the compiled program (design item 1). Inside it:
   member on the validation split and applies the masks: divergence, epoch
   budgets and early stopping.
 
-A member's update is kept only where the member is active and its loss and
-new parameters are finite; otherwise the member keeps its last finite
-parameters and leaves training (`jnp.where`, never Python control flow).
+A member's update is applied only where the member is active and its loss and
+gradients are finite; otherwise the member keeps its parameters and optimizer
+state and leaves training (`jnp.where`, never Python control flow). Judging
+finiteness before the update lets XLA fold the mask into the optimizer's own
+passes (benchmarks/README.md, "Where a step's time goes").
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from models.losses import loss_fn
 from sweeps.engine.metrics import direction, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
-from sweeps.engine.population import Population
+from sweeps.engine.population import Population, select_members
 from sweeps.engine.schedules import learning_rate_at
-from sweeps.engine.structure import Structure, flat_layout
+from sweeps.engine.structure import Structure, kernels
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
 
@@ -63,14 +66,13 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
     return padded.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
-def member_loss(structure: Structure, flat, hp, x, y, w, dropout_key):
-    """(penalized loss, data loss) of one member on one weighted minibatch."""
-    _, unravel, kernel_mask = flat_layout(structure)
+def member_loss(structure: Structure, params, hp, x, y, w, dropout_key):
+    """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch."""
     outputs = structure.model.apply(
-        {"params": unravel(flat)}, x, hp["dropout"], deterministic=not structure.dropout, rngs={"dropout": dropout_key}
+        {"params": params}, x, hp["dropout"], deterministic=not structure.dropout, rngs={"dropout": dropout_key}
     )
     data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
-    penalty = hp["l2"] * jnp.sum(jnp.square(flat * kernel_mask))
+    penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
     return data_loss + penalty, data_loss
 
 
@@ -82,17 +84,21 @@ def member_update(structure: Structure, steps_per_epoch: int, params, opt_state,
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
-    updates, new_opt_state = opt.update(grads, opt_state, params)
-    new_params = params + updates
-    finite = jnp.isfinite(data_loss) & jnp.all(jnp.isfinite(new_params))
+    # Judged before the update: the mask is known while the optimizer runs and XLA folds it into the
+    # update's own passes, instead of three more passes choosing between old and new state.
+    finite = jnp.isfinite(data_loss)
+    for leaf in jax.tree.leaves(grads):
+        finite = finite & jnp.all(jnp.isfinite(leaf))
     keep = active & finite
-    params = jnp.where(keep, new_params, params)
+    updates, new_opt_state = opt.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
     opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
     return params, opt_state, step + keep.astype(step.dtype), finite, data_loss
 
 
 class StepCarry(NamedTuple):
-    params: jax.Array
+    params: Any
     opt_state: Any
     step: jax.Array
     active: jax.Array
@@ -123,22 +129,22 @@ def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_
     )
 
 
-def predict(structure: Structure, params: jax.Array, x: jax.Array) -> jax.Array:
-    """Every member's outputs on `x`: params (trials, n_params), x (rows, features) -> (trials, rows, outputs).
+def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
+    """Every member's outputs on `x` (rows, features) -> (trials, rows, outputs); params: leaves (trials, ...).
 
     Rows go through in blocks of EVAL_ROWS so activation memory stays bounded.
     """
-    _, unravel, _ = flat_layout(structure)
     rows = x.shape[0]
+    members = jax.tree.leaves(params)[0].shape[0]
     blocks = -(-rows // EVAL_ROWS)
     block = -(-rows // blocks)
     padded = jnp.zeros((blocks * block, x.shape[1]), x.dtype).at[:rows].set(x)
 
     def forward(xb):
-        return jax.vmap(lambda flat: structure.model.apply({"params": unravel(flat)}, xb))(params)
+        return jax.vmap(lambda member: structure.model.apply({"params": member}, xb))(params)
 
     outputs = jax.lax.map(forward, padded.reshape(blocks, block, -1))  # (blocks, trials, block, outputs)
-    return jnp.moveaxis(outputs, 0, 1).reshape(params.shape[0], blocks * block, -1)[:, :rows]
+    return jnp.moveaxis(outputs, 0, 1).reshape(members, blocks * block, -1)[:, :rows]
 
 
 def train_epoch(
@@ -203,7 +209,7 @@ def train_epoch(
     better = trains & (score < pop.best_objective)
 
     pop = pop.replace(
-        best_params=jnp.where(better[:, None], carry.params, pop.best_params),
+        best_params=select_members(better, carry.params, pop.best_params),
         best_objective=jnp.where(better, score, pop.best_objective),
         params=carry.params,
         opt_state=carry.opt_state,

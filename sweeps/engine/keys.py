@@ -9,8 +9,11 @@ are the same however the sweep is grouped, chunked, resumed or sharded
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Separate streams, so that no trial number collides with another use.
 _INIT, _DROPOUT, _BATCH_ORDER = 0, 1, 2
@@ -34,5 +37,10 @@ def dropout_keys(seed: int, numbers: jax.Array) -> jax.Array:
 
 def batch_order_key(seed: int, epoch: int, batch_size: int) -> jax.Array:
     """The key of one epoch's minibatch order, shared by every member with this batch size."""
+    return _batch_order_key(seed, np.uint32(epoch), np.uint32(batch_size))
+
+
+@functools.partial(jax.jit, static_argnums=0)  # one small program for every epoch and batch size of a sweep
+def _batch_order_key(seed: int, epoch: jax.Array, batch_size: jax.Array) -> jax.Array:
     key = jax.random.fold_in(_stream(seed, _BATCH_ORDER), epoch)
     return jax.random.fold_in(key, batch_size)

@@ -11,23 +11,26 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import jax
 
 from sweeps.engine.epoch import EVAL_ROWS
 from sweeps.engine.optimizers import state_size
-from sweeps.engine.structure import Structure, flat_layout
+from sweeps.engine.structure import Structure, n_params
 
 BYTES = 4  # float32 everywhere
 MEMORY_FRACTION = 0.5  # the share of the device's memory a population may plan to use
+CACHE_FALLBACK = 32 * 2**20  # bytes, where the CPU's cache size cannot be read
+FEWEST_FASTEST = 8  # the speed cap never goes below this many members (vmap still pays for big models)
 
 
 def population_bytes(structure: Structure, members: int, n_train: int, n_val: int) -> int:
     """Estimated peak bytes of one compiled epoch over `members` members, data included."""
-    n_params = flat_layout(structure)[0]
-    slots = state_size(structure.optimizer, structure.clip, n_params) // n_params  # moments per parameter
-    state = members * n_params * (2 + slots)  # parameters, best-epoch parameters, optimizer moments
-    step_temporaries = members * n_params * (3 + slots)  # grads, updates, new params, new slots
+    count = n_params(structure)
+    slots = state_size(structure.optimizer, structure.clip, count) // count  # moments per parameter
+    state = members * count * (2 + slots)  # parameters, best-epoch parameters, optimizer moments
+    step_temporaries = members * count * (3 + slots)  # grads, updates, new params, new slots
     widths = sum(structure.hidden) + structure.n_outputs
     activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient
     block = min(n_val, EVAL_ROWS)
@@ -68,3 +71,49 @@ def chunk_size(total: int, fits: int) -> int:
     """Members per chunk: as few chunks as fit, of equal size, so only the last is padded."""
     chunks = math.ceil(total / max(fits, 1))
     return math.ceil(total / chunks)
+
+
+def cache_bytes() -> int:
+    """The size of the CPU's largest cache (the last level: L3 on most machines), from Linux's sysfs.
+
+    CACHE_FALLBACK where it cannot be read (another OS, a container hiding /sys).
+    """
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * scale)
+    return max(sizes, default=CACHE_FALLBACK)
+
+
+def step_bytes(structure: Structure) -> int:
+    """Bytes one member's update reads and writes per step: parameters, gradients, optimizer slots, new values."""
+    count = n_params(structure)
+    slots = state_size(structure.optimizer, structure.clip, count) // count
+    return BYTES * count * (3 + 2 * slots)
+
+
+def fastest_members(structure: Structure, cache: int) -> int:
+    """The population size past which each member trains slower on a CPU whose last-level cache holds `cache` bytes.
+
+    A step streams every member's parameters and optimizer state; once they outgrow the
+    last-level cache (`cache_bytes()`) each member-step costs main-memory bandwidth instead. Measured
+    on a 2-core AMD EPYC with a 32 MiB L3 (benchmarks/README.md, "Chunk size by speed"): the lesson
+    model (84 kB per member-step) ran fastest per member at 128-256 members and slower at 512 and 1024.
+    The cap is the largest power of two whose step state fits the cache, at least FEWEST_FASTEST.
+    (On an accelerator throughput per member kept rising up to the largest population that fitted,
+    16,384 members on an H200, so the planner applies no such cap there.)
+
+    Examples:
+      >>> from sweeps.engine.structure import Structure
+      >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+      >>> step_bytes(lesson), fastest_members(lesson, 32 * 2**20)
+      (84252, 256)
+    """
+    fits = cache // step_bytes(structure)
+    return max(FEWEST_FASTEST, 2 ** int(math.log2(max(fits, 1))))

@@ -37,6 +37,24 @@ def direction(metric: str) -> str:
     return "maximize" if metric.split("_", 1)[-1] in MAXIMIZE else "minimize"
 
 
+def order_keys(values: jax.Array) -> jax.Array:
+    """int32 keys in the order of float32 `values`, equal exactly where the values are equal.
+
+    XLA:CPU sorts and searches int32 about 4x faster than floats. Positive floats order like
+    their bit patterns; negative ones in reverse, so their magnitude bits are flipped. Adding
+    0.0 first turns -0.0 into +0.0 (they are equal as floats).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> values = jnp.array([1.5, -2.0, 0.0, -0.0, -1e-30, 3e38])
+      >>> keys = order_keys(values)
+      >>> bool((jnp.argsort(keys, stable=True) == jnp.argsort(values, stable=True)).all()), int(keys[2] - keys[3])
+      (True, 0)
+    """
+    bits = jax.lax.bitcast_convert_type(values + 0.0, jnp.int32)
+    return jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+
+
 def roc_auc(scores: jax.Array, y: jax.Array) -> jax.Array:
     """Area under the ROC curve by the rank-sum (Mann-Whitney U) formula, ties averaged.
 
@@ -44,9 +62,10 @@ def roc_auc(scores: jax.Array, y: jax.Array) -> jax.Array:
       scores: (rows,) any monotone score of the positive class (logits).
       y: (rows,) 0.0 or 1.0.
     """
-    ordered = jnp.sort(scores)
-    low = jnp.searchsorted(ordered, scores, side="left")
-    high = jnp.searchsorted(ordered, scores, side="right")
+    keys = jax.lax.optimization_barrier(order_keys(scores))  # the barrier stops XLA recomputing them per search step
+    ordered = jnp.sort(keys)
+    low = jnp.searchsorted(ordered, keys, side="left")
+    high = jnp.searchsorted(ordered, keys, side="right")
     ranks = (low + high + 1) / 2.0  # 1-based, averaged over ties
     positives = jnp.sum(y)
     negatives = y.shape[0] - positives

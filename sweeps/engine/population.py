@@ -2,8 +2,8 @@
 
 Trials that share a `Structure` (sweeps/engine/structure.py) train together.
 `Population` is the state
-the compiled epoch carries: parameters (one flat vector per member),
-optimizer state, traced hyperparameters, step counts, keys and masks.
+the compiled epoch carries: parameters (the flax parameter tree, each leaf
+with the trial axis added in front), optimizer state, traced hyperparameters, step counts, keys and masks.
 Members are never removed: finished, diverged and padding members are
 masked, so a population keeps its shape and its program (design item 5).
 """
@@ -18,13 +18,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
-from models import MLP
 from sweeps.engine import keys
 from sweeps.engine.hparams import TRACED
 from sweeps.engine.optimizers import make_optimizer
-from sweeps.engine.structure import Structure
+from sweeps.engine.structure import Structure, init_structure
 
 PADDING = -1  # the trial number of a padding member
 
@@ -34,7 +32,9 @@ class Population:
     """The carried state of one population; every field has the trial axis first.
 
     Attributes:
-      params: (trials, n_params) float32, each member's parameters as one flat vector.
+      params: the flax parameter tree of `structure.model`, each leaf (trials, *shape) float32.
+        A tree, not one flat vector per member: slicing kernels out of flat rows costs a
+        strided copy per layer per step (benchmarks/README.md, "Where a step's time goes").
       opt_state: optax state of the structure's optimizer, leaves (trials, ...).
       hparams: name -> (trials,) array, one entry for every traced hyperparameter.
       numbers: (trials,) int32 trial numbers; PADDING for padding members.
@@ -45,12 +45,12 @@ class Population:
       diverged: (trials,) bool.
       best: (trials,) float32, best value so far of the early-stopping metric (minimized).
       since_best: (trials,) int32, epochs since `best` last improved.
-      best_params: (trials, n_params) float32, the parameters at the member's best epoch by the
+      best_params: a tree like `params`, the parameters at the member's best epoch by the
         sweep's objective (the model a user keeps).
       best_objective: (trials,) float32, that epoch's objective, sign-adjusted so lower is better.
     """
 
-    params: jax.Array
+    params: Any
     opt_state: Any
     hparams: dict[str, jax.Array]
     numbers: jax.Array
@@ -61,7 +61,7 @@ class Population:
     diverged: jax.Array
     best: jax.Array
     since_best: jax.Array
-    best_params: jax.Array
+    best_params: Any
     best_objective: jax.Array
 
     @property
@@ -101,51 +101,61 @@ def init_population(
         trial's seed index for common random numbers (the sweep's default), or its trial number
         (per-trial keys, also the default here when None).
     """
-    hparams = {name: jnp.asarray(value) for name, value in hparams.items()}
     numbers = jnp.asarray(numbers, jnp.int32)
-    safe_numbers = jnp.maximum(numbers if key_indices is None else jnp.asarray(key_indices, jnp.int32), 0)
-    init = _init_members(
-        structure.hidden,
-        structure.activation,
-        structure.n_features,
-        structure.n_outputs,
-        structure.optimizer,
-        structure.clip,
-    )
-    params, opt_state = init(keys.init_keys(seed, safe_numbers), hparams)
-    size = numbers.shape[0]
-    return Population(
-        params=params,
-        opt_state=opt_state,
-        hparams=hparams,
-        numbers=numbers,
-        dropout_key=keys.dropout_keys(seed, safe_numbers),
-        step=jnp.zeros(size, jnp.int32),
-        epochs_done=jnp.zeros(size, jnp.int32),
-        active=numbers != PADDING,
-        diverged=jnp.zeros(size, bool),
-        best=jnp.full(size, jnp.inf, jnp.float32),
-        since_best=jnp.zeros(size, jnp.int32),
-        best_params=jnp.copy(params),  # its own buffer: the epoch donates both
-        best_objective=jnp.full(size, jnp.inf, jnp.float32),
-    )
+    key_indices = numbers if key_indices is None else jnp.asarray(key_indices, jnp.int32)
+    return _init_program(init_structure(structure))(dict(hparams), numbers, key_indices, int(seed))
+
+
+def flat_params(params: Any) -> np.ndarray:
+    """(trials, n_params) on the host: each member's parameter tree as one vector, leaves in tree order
+    (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps."""
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(params)]
+    return np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
+
+
+def select_members(where: jax.Array, new: Any, old: Any) -> Any:
+    """Per member: `new` where `where` (trials,) holds, else `old`; trees whose leaves are (trials, ...)."""
+
+    def select(n, o):
+        return jnp.where(where.reshape(where.shape + (1,) * (o.ndim - 1)), n.astype(o.dtype), o)
+
+    return jax.tree.map(select, new, old)
 
 
 @functools.cache
-def _init_members(
-    hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, optimizer: str, clip: bool
-):
-    """The jitted, vmapped initialisation: (keys (trials, 2), hparams) -> (params, opt_state).
+def _init_program(structure: Structure):
+    """The whole initialisation as one jitted program: (hparams, numbers, key indices, seed) -> Population.
 
-    Keyed by what the initial state depends on (the model's shapes and the optimizer's state),
-    not the whole structure: groups that differ only in batch size or schedule share it.
+    The seed is static (keys derive from it exactly as `jax.random.PRNGKey(seed)` does).
+    One program, not a dozen small eager ones (keys, zeros, fills): a first run pays one compilation,
+    and the groups that share an `init_structure` (batch size, schedule, dropout aside) share it.
     """
-    model = MLP(hidden=hidden, activation=activation, outputs=n_outputs)
+    model = structure.model
 
     def init_member(key, hp):
-        tree = model.init(key, jnp.zeros((1, n_features), jnp.float32))["params"]
-        flat = ravel_pytree(tree)[0] * hp["init_scale"]
-        opt = make_optimizer(optimizer, hp, hp["learning_rate"], clip)
-        return flat, opt.init(flat)
+        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
+        params = jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree)
+        opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
+        return params, opt.init(params)
 
-    return jax.jit(jax.vmap(init_member))
+    def init_population(hparams, numbers, key_indices, seed):
+        safe = jnp.maximum(key_indices, 0)
+        params, opt_state = jax.vmap(init_member)(keys.init_keys(seed, safe), hparams)
+        size = numbers.shape[0]
+        return Population(
+            params=params,
+            opt_state=opt_state,
+            hparams=hparams,
+            numbers=numbers,
+            dropout_key=keys.dropout_keys(seed, safe),
+            step=jnp.zeros(size, jnp.int32),
+            epochs_done=jnp.zeros(size, jnp.int32),
+            active=numbers != PADDING,
+            diverged=jnp.zeros(size, bool),
+            best=jnp.full(size, jnp.inf, jnp.float32),
+            since_best=jnp.zeros(size, jnp.int32),
+            best_params=jax.tree.map(jnp.copy, params),  # its own buffers: the epoch donates both
+            best_objective=jnp.full(size, jnp.inf, jnp.float32),
+        )
+
+    return jax.jit(init_population, static_argnums=3)

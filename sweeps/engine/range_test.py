@@ -27,7 +27,7 @@ from sweeps.engine.structure import Structure
 
 
 class RangeCarry(NamedTuple):
-    params: jax.Array  # (n_params,)
+    params: Any  # the member's parameter tree
     opt_state: Any
     step: jax.Array  # () int32 updates applied
     active: jax.Array  # () bool, not stopped yet
@@ -79,7 +79,7 @@ def range_test(
 
     Args:
       structure: the member's structure (static; its schedule must be "constant": the rates are given).
-      params: (n_params,) float32 initial parameters; opt_state: the optimizer's initial state.
+      params: the member's initial parameter tree; opt_state: the optimizer's initial state.
       hp: name -> () the member's traced hyperparameters (`learning_rate` is replaced by each step's rate).
       dropout_key: (2,) uint32.
       train: the training split on the device.
@@ -115,10 +115,10 @@ def make_range_test(structure: Structure):
 
 @functools.cache
 def make_mean_loss(structure: Structure):
-    """Jitted `(params (n_params,), split) -> ()`: one member's mean data loss over a whole split."""
+    """Jitted `(params (one member's tree), split) -> ()`: one member's mean data loss over a whole split."""
 
     def mean_loss(params, split: Split):
-        outputs = predict(structure, params[None], split.x)[0]
+        outputs = predict(structure, jax.tree.map(lambda leaf: leaf[None], params), split.x)[0]
         return jnp.mean(loss_fn(structure.task)(outputs, split.y))
 
     return jax.jit(mean_loss)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from models import MLP
 
@@ -67,18 +67,26 @@ def structure_of(hparams: Mapping[str, Any], data) -> Structure:
     )
 
 
-@functools.cache
-def flat_layout(structure: Structure) -> tuple[int, Callable, jax.Array]:
-    """(parameter count, unravel: (n_params,) -> param tree, kernel mask (n_params,)).
+def init_structure(structure: Structure) -> Structure:
+    """The part of `structure` a fresh population depends on (the model's shapes, the optimizer's state),
+    the rest set to fixed values: groups that differ only in batch size, schedule or dropout share one
+    compiled initialisation."""
+    return dataclasses.replace(structure, batch_size=1, schedule="constant", dropout=False, task="binary")
 
-    The mask is 1.0 on dense kernels and 0.0 on biases; the L2 penalty uses it.
-    """
-    shapes = jax.eval_shape(structure.model.init, jax.random.PRNGKey(0), jnp.zeros((1, structure.n_features)))
-    with jax.ensure_compile_time_eval():  # may be first called while tracing: keep these concrete
-        template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["params"])
-        flat, unravel = ravel_pytree(template)
-        mask_tree = jax.tree_util.tree_map_with_path(
-            lambda path, leaf: jnp.full(leaf.shape, path[-1].key == "kernel", jnp.float32), template
-        )
-        kernel_mask = ravel_pytree(mask_tree)[0]
-    return int(flat.size), unravel, kernel_mask
+
+@functools.cache
+def param_shapes(structure: Structure) -> Any:
+    """One member's flax parameter tree as `jax.ShapeDtypeStruct`s (nothing is computed)."""
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # shapes only: nothing runs, nothing compiles
+    rows = jax.ShapeDtypeStruct((1, structure.n_features), jnp.float32)
+    return jax.eval_shape(structure.model.init, key, rows)["params"]
+
+
+def n_params(structure: Structure) -> int:
+    """Parameters of one member."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(param_shapes(structure)))
+
+
+def kernels(params: Any) -> list[jax.Array]:
+    """The dense kernels of a parameter tree (the leaves the L2 penalty reaches; biases are not)."""
+    return [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == "kernel"]
