@@ -16,10 +16,11 @@ import numpy as np
 
 from sweeps.data import Dataset
 from sweeps.devices import Devices
+from sweeps.devices import _sharded_init as sharded_init  # the program Devices.init_population runs
 from sweeps.engine import keys
 from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
-from sweeps.engine.structure import Structure
+from sweeps.engine.structure import Structure, init_structure
 from sweeps.planning import Trial
 
 
@@ -59,14 +60,33 @@ def new_population(
     `"per_trial"`: keys from the trial number. With `devices`, the population is built directly
     into their sharding (`size` a multiple of their count).
     """
+    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    if devices is not None:
+        return devices.init_population(structure, hparams, numbers, seed, key_indices)
+    return init_population(structure, hparams, numbers, seed, key_indices)
+
+
+def population_inputs(chunk: tuple[Trial, ...], size: int, init: str = "shared"):
+    """The initialisation's inputs: hparams (name -> (size,)), trial numbers (size,), key indices (size,)."""
     numbers = np.full(size, PADDING, np.int64)
     numbers[: len(chunk)] = [t.number for t in chunk]
     key_indices = np.zeros(size, np.int64)
     key_indices[: len(chunk)] = [t.seed if init == "shared" else t.number for t in chunk]
-    hparams = stack_hparams([t.hparams for t in chunk], size)
-    if devices is not None:
-        return devices.init_population(structure, hparams, numbers, seed, key_indices)
-    return init_population(structure, hparams, numbers, seed, key_indices)
+    return stack_hparams([t.hparams for t in chunk], size), numbers, key_indices
+
+
+def compile_population(
+    structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str, devices: Devices
+) -> Any:
+    """Compiles, without running it, the initialisation `new_population(..., devices)` runs; returns the
+    population's shapes with the members' sharding (what the epoch is compiled for)."""
+    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    build = sharded_init(init_structure(structure), int(seed), devices.members)
+    build.lower(dict(hparams), numbers, key_indices).compile()
+    shapes = jax.eval_shape(build, dict(hparams), numbers, key_indices)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=devices.members, weak_type=a.weak_type), shapes
+    )
 
 
 def train_chunk(
@@ -127,6 +147,11 @@ class ChunkRunner:
         self.structure, self.seed, self.controls, self.fetch = structure, seed, controls, fetch
         self.train, self.val = device_splits(data) if splits is None else splits
         self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
+
+    def compile(self, shapes: Any) -> None:
+        """Compiles, without running it, the epoch for a population of `shapes` (`compile_population`'s)."""
+        order_key = keys.batch_order_key(self.seed, 0, self.structure.batch_size)
+        self.epoch_fn.lower(shapes, self.train, self.val, order_key, self.controls).compile()
 
     def start(self, pop: Population, epoch: int) -> tuple[Population, dict[str, jax.Array]]:
         """Dispatches one epoch and returns at once: the new population and the metrics, still on the device.

@@ -24,7 +24,7 @@ from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
-from sweeps.summary import describe_config, show_path, summary_lines
+from sweeps.summary import compile_lines, describe_config, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError, ImportError)  # ImportError: an optional extra is missing
 EXIT_USER_ERROR = 2
@@ -37,6 +37,8 @@ examples:
   sweeps run data/examples/churn_lr.toml
   sweeps run data/examples/churn_lr.toml --set train.epochs=5 --set strategy.n=8 --out runs/quick
   sweeps run data/examples/churn_three.toml --dry-run   (the groups and memory, without training)
+  sweeps run data/examples/churn_three.toml --dry-run --compile   (also compile and cache the programs:
+                                                         the seconds per structure; the run then starts at once)
   sweeps run my.toml --set 'space.learning_rate={loguniform=[1e-3,1]}' --set 'model.hidden=[128,64]'
   (quote a value with braces, commas or spaces, or the shell splits it)
 
@@ -122,7 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check everything and print the devices, the structure groups, their population sizes and "
         "members per device, the programs to compile and the memory estimate per device; train nothing, "
-        "write nothing",
+        "write nothing, compile nothing (fast)",
+    )
+    run_parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --dry-run: also compile every structure's programs (initialisation and epoch) ahead of time, "
+        "without training, and print XLA's compile seconds per structure (a few seconds each); the compilation "
+        "cache keeps them, so the run that follows starts at once",
     )
     add_process_flags(run_parser)
     run_parser.set_defaults(handler=run_command)
@@ -233,19 +242,18 @@ def run_command(args: argparse.Namespace) -> int:
     from sweeps.config import load_config, plan_from_config, sweep_from_config
 
     started = time.perf_counter()
+    if args.compile and not args.dry_run:
+        raise ValueError(
+            "--compile goes with --dry-run (compile and cache the programs, train nothing); a run compiles its "
+            "programs anyway and records the seconds per structure in config.json (compile_by_structure)"
+        )
     config = load_config(args.config, args.overrides)
     run_dir = distributed.agreed(choose_run_dir(args, config))  # several processes: process 0's choice
     config["run"]["dir"] = str(run_dir)
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
     if args.dry_run:
-        if distributed.is_writer():
-            rounds = sweep_plan.settings.strategy.planned_rounds()
-            print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)[:-1]))
-            print()
-            print(sweep_plan.describe())
-            print("dry run: nothing trained, nothing written")
-        return 0
+        return dry_run(args, config, data, sweep_plan)
     if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
         sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
         print(f"process {distributed.index()} of {distributed.processes()} finished; process 0 wrote {run_dir}")
@@ -267,6 +275,32 @@ def run_command(args: argparse.Namespace) -> int:
     )
     print(f"results: {', '.join(folder_files(run_dir))}")
     print(f"run folder: {show_path(run_dir)}")
+    return 0
+
+
+def dry_run(args: argparse.Namespace, config: dict, data, sweep_plan) -> int:
+    """`sweeps run --dry-run`: the plan; with --compile, every structure's programs compiled and cached, no training."""
+    import jax
+
+    from sweeps import distributed
+    from sweeps.loop import SweepLoop
+
+    writer = distributed.is_writer()
+    if writer:
+        rounds = sweep_plan.settings.strategy.planned_rounds()
+        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)[:-1]))
+        print()
+        print(sweep_plan.describe(), flush=True)
+    report = wall_s = None
+    if args.compile:
+        if writer:
+            print(f"compiling the programs of {len(sweep_plan.groups)} structure groups (no training) ...", flush=True)
+        started = time.perf_counter()
+        report = SweepLoop(sweep_plan, data, config["train"]["seed"]).compile_first_round()
+        wall_s = time.perf_counter() - started
+    if writer:
+        print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))
+        print(f"dry run: nothing trained, {'no run folder' if args.compile else 'nothing'} written")
     return 0
 
 

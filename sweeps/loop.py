@@ -6,6 +6,7 @@
     for each chunk: initialise its population -> place it on devices
         for each epoch: run the compiled epoch -> record metrics by trial number
                         -> between epochs: checkpoint seam, strategy-decision seam
+        (after its first epoch: compile the next new structure's programs in the background)
     tell the strategy the round's rows -> another round?
 
 It is the only code that drives a strategy through its rounds (`sweeps.plan` starts it and asks
@@ -19,7 +20,9 @@ Where the capabilities plug in (each a method here):
   - `after_epoch`: a strategy's between-epoch decisions come back as arrays
     applied by `sweeps.engine.edits` (nothing today);
   - `save` / `restore`: checkpoints of the position (`LoopPosition`: round, work
-    item, epoch), the chunk's population, the records and the kept models.
+    item, epoch), the chunk's population, the records and the kept models;
+  - `compile_ahead`: the next work item's programs compiled while this one trains
+    (`sweeps.compiling`); `compile_times` holds the compile seconds per structure.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ import numpy as np
 
 from sweeps import distributed
 from sweeps.checkpoints import Checkpoints, Snapshot
-from sweeps.chunks import ChunkRunner, controls_for, new_population
+from sweeps.chunks import ChunkRunner, compile_population, controls_for, new_population
+from sweeps.compiling import Ahead, CompileTimes
 from sweeps.data import Dataset
 from sweeps.decisions import DecisionsMixin
 from sweeps.engine.epoch import Split
@@ -114,6 +118,9 @@ class SweepLoop(DecisionsMixin):
         self.devices = plan.settings.layout
         data_splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
         self.splits = self.devices.replicate(jax.tree.map(np.asarray, data_splits))  # once per sweep
+        self.compile_times = CompileTimes()
+        self._ahead = Ahead()
+        self._compiled: set[tuple[Any, int]] = set()  # (structure, population) whose programs are compiled or compiling
 
     @property
     def trials(self) -> list[Trial]:
@@ -125,7 +132,7 @@ class SweepLoop(DecisionsMixin):
         strategy = self.settings.strategy
         population = self.restore()
         try:
-            with self._signals():
+            with self._signals(), self.compile_times.listening():
                 while True:
                     round_index = self.position.round
                     trials, groups = self.rounds[round_index]
@@ -140,6 +147,7 @@ class SweepLoop(DecisionsMixin):
             if self.checkpoints is not None:
                 self.checkpoints.wait()
         finally:
+            self._ahead.close()
             self.progress.close()
         return self.records
 
@@ -167,37 +175,38 @@ class SweepLoop(DecisionsMixin):
         work = [(g, chunk) for g in groups for chunk in g.chunks]
         self.progress.round(self.position.round, self.settings.strategy.planned_rounds())
         self.progress.add_total(sum(_epochs(chunk) for _, chunk in work[self.position.work :]), self.position.epoch)
+        times = self.compile_times
         while self.position.work < len(work):
             group, chunk = work[self.position.work]
-            runner = ChunkRunner(
-                group.structure,
-                self.data,
-                self.seed,
-                self.stop_metric,
-                self.controls,
-                self.settings.objective,
-                splits=self.splits,
-                fetch=self.devices.fetch,
-            )
-            pop = (
-                population
-                if population is not None
-                else new_population(
-                    group.structure, chunk, group.population, self.seed, self.settings.init, self.devices
-                )
-            )
-            pop, population = self.place(pop), None
+            structure = group.structure
+            what = f"{structure.label()} (population {group.population})"
+            times.waited(structure, self._ahead.wait((structure, group.population), what))
+            self._compiled.add((structure, group.population))
+            runner = self.runner(group)
+            if population is None:
+                with times.program(structure, "initialisation", group.population):
+                    pop = self.place(
+                        new_population(structure, chunk, group.population, self.seed, self.settings.init, self.devices)
+                    )
+            else:
+                pop, population = self.place(population), None
             if self.position.epoch == 0 and self.settings.strategy.tracks_hparams:  # lineage starts at itself
                 self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()
             epochs = _epochs(chunk)
-            pending = runner.start(pop, self.position.epoch)
+            with times.program(structure, "epoch", pop.size):
+                pending = runner.start(pop, self.position.epoch)
+            first = True
             while True:
                 pop, on_device = pending
                 due = self.checkpoints is not None and self.checkpoints.due()
                 ahead = self._runs_ahead() and not due and self._signal is None and self.position.epoch + 1 < epochs
                 if ahead:  # epoch e+1 is dispatched before epoch e's metrics are read: the host's work overlaps it
-                    pending, pop = runner.start(pop, self.position.epoch + 1), None  # pop is donated to it
+                    with times.program(structure, "epoch", pop.size):
+                        pending, pop = runner.start(pop, self.position.epoch + 1), None  # pop is donated to it
                 metrics = self.devices.fetch(on_device)
+                if first:  # this item's programs are compiled: the next new structure's compile in the background
+                    self.compile_ahead(work[self.position.work + 1 :])
+                    first = False
                 if self.settings.strategy.tracks_hparams:
                     metrics = {**metrics, **self._lineage(pop)}
                 self.records.add(metrics)
@@ -206,7 +215,8 @@ class SweepLoop(DecisionsMixin):
                 if ahead:
                     live = bool(metrics["active"].any())  # all `after_epoch` does for a strategy that runs ahead
                 else:
-                    pop, live = self.after_epoch(pop, metrics, group)
+                    with times.program(structure, "edits", pop.size):
+                        pop, live = self.after_epoch(pop, metrics, group)
                 if not live:
                     if ahead:  # every member had stopped: the epoch ahead trained nobody and changed nothing
                         pop = pending[0]
@@ -214,11 +224,56 @@ class SweepLoop(DecisionsMixin):
                     break
                 if not ahead:
                     self._check_signal(pop, due=due)
-                    pending = runner.start(pop, self.position.epoch)
+                    with times.program(structure, "epoch", pop.size):  # a repacked population compiles here
+                        pending = runner.start(pop, self.position.epoch)
             self.kept.offer(pop, skip=self.pruned, fetch=self.devices.fetch)
             self.position = LoopPosition(self.position.round, self.position.work + 1)
             self.save()
             self._check_signal(None)
+
+    def runner(self, group: Group) -> ChunkRunner:
+        """The group's compiled epoch with the sweep's data on its devices."""
+        return ChunkRunner(
+            group.structure,
+            self.data,
+            self.seed,
+            self.stop_metric,
+            self.controls,
+            self.settings.objective,
+            splits=self.splits,
+            fetch=self.devices.fetch,
+        )
+
+    # --- compiling ahead -----------------------------------------------------------------
+
+    def compile_ahead(self, later: list[tuple[Group, tuple[Trial, ...]]]) -> None:
+        """Starts compiling, in the background, the first of the `later` work items whose programs are not
+        compiled yet (one at a time); its group waits for it when it starts (`Ahead.wait`)."""
+        if self._ahead.pending:
+            return
+        for group, chunk in later:
+            key = (group.structure, group.population)
+            if key not in self._compiled:
+                self._compiled.add(key)
+                self._ahead.start(key, lambda group=group, chunk=chunk: self.compile_programs(group, chunk, ahead=True))
+                return
+
+    def compile_programs(self, group: Group, chunk: tuple[Trial, ...], ahead: bool = False) -> None:
+        """Compiles (runs nothing) a work item's initialisation and epoch, timed into `compile_times`."""
+        structure, size = group.structure, group.population
+        with self.compile_times.program(structure, "initialisation", size, ahead):
+            shapes = compile_population(structure, chunk, size, self.seed, self.settings.init, self.devices)
+        with self.compile_times.program(structure, "epoch", size, ahead):
+            self.runner(group).compile(shapes)
+
+    def compile_first_round(self) -> list[dict[str, Any]]:
+        """Compiles every group of the first round (no training): the dry run's compile seconds per structure."""
+        with self.compile_times.listening():
+            for group, chunk in [(g, g.chunks[0]) for g in self.rounds[0][1]]:
+                if (group.structure, group.population) not in self._compiled:
+                    self._compiled.add((group.structure, group.population))
+                    self.compile_programs(group, chunk)
+        return self.compile_times.by_structure()
 
     def _runs_ahead(self) -> bool:
         """Whether the next epoch may be dispatched before this one's metrics are read: where nothing between

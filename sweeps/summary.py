@@ -196,3 +196,47 @@ def describe_config(config: dict, config_path: str, trials: int, rounds: int | N
         f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
         f"output: {show_path(config['run']['dir'])}",
     ]
+
+
+def compile_lines(report: list[dict] | None, wall_s: float | None = None, cache_dir: str | None = None) -> list[str]:
+    """What the dry run says about compilation: the seconds per structure when it compiled (`--compile`),
+    else where they will be shown. `report` is `SweepLoop.compile_first_round()`'s (config.json's
+    `compile_by_structure` form)."""
+    if report is None:
+        return [
+            "compile seconds: not measured by a plain dry run; `--dry-run --compile` compiles each structure's "
+            "programs now (a few seconds each, no training) and prints them; a run records them per structure in "
+            "config.json (compile_by_structure)"
+        ]
+    rows = []
+    for entry in report:
+        seconds = {}
+        for program in entry["programs"]:
+            seconds[program["program"]] = seconds.get(program["program"], 0.0) + program["compile_s"]
+        rows.append(
+            {
+                "structure": entry["structure"],
+                "population": ", ".join(str(p) for p in sorted({p["population"] for p in entry["programs"]})),
+                "initialisation_s": seconds.get("initialisation", 0.0),
+                "epoch_s": seconds.get("epoch", 0.0),
+                "compile_s": entry["compile_s"],
+                "cache_hits": sum(p["cache_hits"] for p in entry["programs"]),
+            }
+        )
+    programs = sum(1 for entry in report for p in entry["programs"] if p["compilations"])
+    hits = sum(p["cache_hits"] for entry in report for p in entry["programs"])
+    total = sum(entry["compile_s"] for entry in report)
+    cache = (
+        f"the compilation cache ({show_path(cache_dir)}) keeps those that took 0.5 s or more, so `sweeps run` "
+        "loads them instead of compiling"
+        if cache_dir
+        else "the compilation cache is off (SWEEPS_CACHE_DIR=off), so `sweeps run` compiles them again"
+    )
+    wall = f" ({wall_s:.1f} s wall, with tracing)" if wall_s is not None else ""
+    return [
+        "compiled ahead of time, nothing trained; XLA's compile seconds per structure (cache_hits: loaded from "
+        "the compilation cache):",
+        pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"),
+        f"compiled {programs} programs{f' ({hits} loaded from the cache)' if hits else ''} in {total:.1f} s{wall}; "
+        f"{cache}",
+    ]

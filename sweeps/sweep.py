@@ -228,6 +228,7 @@ def execute(
         "wall_s": round(time.perf_counter() - started, 3),
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
+        "compile_by_structure": loop.compile_times.by_structure(),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "devices": layout.summary(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +13,7 @@ from jax.flatten_util import ravel_pytree
 import sweeps
 from models import MLP, loss_fn
 from sweeps.engine import batch_indices, keys
-
-COMPILE_MESSAGE = "Finished XLA compilation of "
+from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
 
 
 def synthetic(task: str, rows: int = 600, features: int = 8, classes: int = 3, seed: int = 0) -> sweeps.Dataset:
@@ -43,7 +41,11 @@ class Compilations(list):
 
 @contextlib.contextmanager
 def log_compilations():
-    """Collects the compilations JAX logs while open (`jax.log_compiles`), like optax's test helper.
+    """Collects the compilations JAX reports while open, like optax's test helper, from every thread.
+
+    JAX's compile events (`jax.monitoring`, the backend compile duration with the function's name)
+    rather than `jax.log_compiles`, whose switch is per thread: the sweep loop compiles the next
+    structure's programs in a background thread.
 
     Examples:
       with log_compilations() as compiled:
@@ -52,27 +54,15 @@ def log_compilations():
     """
     compiled = Compilations()
 
-    class Collect(logging.Handler):
-        def emit(self, record):
-            message = record.getMessage()
-            if message.startswith(COMPILE_MESSAGE):
-                compiled.append(message[len(COMPILE_MESSAGE) :].rsplit(" in ", 1)[0])
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE_EVENT:
+            compiled.append(str(kwargs.get("fun_name", "?")))
 
-    loggers = [logging.getLogger(name) for name in ("jax._src.dispatch", "jax._src.interpreters.pxla")]
-    handler = Collect(level=logging.WARNING)
-    saved = [(lg.level, lg.propagate) for lg in loggers]
-    for lg in loggers:  # collected here, not printed: the compile log is long
-        lg.setLevel(min(lg.level or logging.WARNING, logging.WARNING))
-        lg.propagate = False
-    loggers[0].addHandler(handler)
+    jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        with jax.log_compiles(True):
-            yield compiled
+        yield compiled
     finally:
-        loggers[0].removeHandler(handler)
-        for lg, (level, propagate) in zip(loggers, saved):
-            lg.setLevel(level)
-            lg.propagate = propagate
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 EPOCH = "jit(train_epoch)"

@@ -244,7 +244,37 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
         assert f"batch {batch}," in out
     assert "memory_mb" in out and "per_device" in out and "dry run: nothing trained" in out
     assert f"devices: {len(jax.devices())} device" in out and "MB per device" in out
+    assert "compile seconds: not measured by a plain dry run; `--dry-run --compile`" in out
     assert compiled.count(EPOCH) == 0 and not out_dir.exists()
+
+
+def test_dry_run_compile_measures_each_structure_and_the_run_reuses_the_programs(tmp_path):
+    config = write_config(tmp_path)
+    fresh = ["--set", "model.hidden=[5]", "--set", "space.batch_size=[128, 256]"]  # programs no other test compiles
+    out_dir = tmp_path / "run"
+    with log_compilations() as compiled:
+        code, out, err = run_cli(["run", config, "--dry-run", "--compile", "--out", out_dir, *fresh])
+    assert code == 0, err
+    assert compiled.count(EPOCH) == 2 and not out_dir.exists()
+    assert "compiled ahead of time, nothing trained; XLA's compile seconds per structure" in out
+    rows = [line for line in out.splitlines() if line.lstrip().startswith("hidden=[5] relu, batch")]
+    assert len(rows) == 2 and "batch 128" in rows[0] and "batch 256" in rows[1], out
+    assert all(float(row.split()[-2]) > 0 for row in rows), "compile_s of each structure"
+    # two epochs and one initialisation: the batch sizes share it
+    assert "compiled 3 programs in " in out and "dry run: nothing trained, no run folder written" in out
+    assert "the compilation cache is off" in out  # the tests run without it (conftest)
+
+    with log_compilations() as compiled:
+        code, out, err = run_cli(["run", config, "--out", out_dir, *fresh])
+    assert code == 0, err
+    assert compiled.count(EPOCH) == 0, "the dry run compiled them"
+    by_structure = json.loads((out_dir / "config.json").read_text())["compile_by_structure"]
+    assert [s["structure"] for s in by_structure] == [r.strip().split("  ")[0] for r in rows]
+
+
+def test_compile_without_dry_run_is_refused(tmp_path):
+    code, _, err = run_cli(["run", write_config(tmp_path), "--compile"])
+    assert code == 2 and "--compile goes with --dry-run" in err
 
 
 # --- sweeps report ---------------------------------------------------------------------

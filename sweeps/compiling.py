@@ -1,0 +1,203 @@
+"""Compile seconds per structure, and the next group's programs compiled while the current one trains.
+
+`CompileTimes` attributes JAX's own compile events (`/jax/core/compile/backend_compile_duration`,
+the XLA compile seconds `sweeps.engine.compiles.compile_log` also sums) to the structure, program
+and population size whose code caused them: the sweep loop opens `program(structure, "epoch", size)`
+around the call that compiles, and the listener reads it from the thread the event fires in. A run
+writes the result into config.json as `compile_by_structure`; `sweeps run --dry-run --compile`
+prints it.
+
+`Ahead` runs one compilation at a time in a background thread: while a group trains, the sweep
+loop lowers and compiles the next group's initialisation and epoch (`jit(...).lower(shapes)
+.compile()` puts them in JAX's cache, so the next group's first call does not compile). On the
+2-core development machine a cold `data/examples/churn_three.toml` (5 structures) took 13.8-15.1 s
+of sweep wall time instead of 16.2-18.3 s (3 alternating runs each, load average about 2 from other
+jobs; before the engine's tree rewrite: 38-41 s instead of 45-50 s at a load of about 6): a small
+population's training leaves a core idle. A failed background compilation is raised in the main
+thread when the group that needs it starts, naming the structure.
+
+Examples:
+  >>> import jax, jax.numpy as jnp
+  >>> from sweeps.engine.structure import Structure
+  >>> s = Structure(hidden=(4,), activation="relu", batch_size=8, optimizer="adam", schedule="constant",
+  ...               clip=False, dropout=False, task="binary", n_features=3, n_outputs=1)
+  >>> times, x = CompileTimes(), jnp.ones(7)
+  >>> with times.listening(), times.program(s, "epoch", 8):
+  ...     _ = jax.jit(lambda x: x * 3.0)(x)
+  >>> [(p["program"], p["population"], p["compilations"]) for p in times.by_structure()[0]["programs"]]
+  [('epoch', 8, 1)]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import jax
+
+from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
+from sweeps.engine.structure import Structure
+
+CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program loaded from the persistent cache
+
+
+@dataclasses.dataclass
+class ProgramTime:
+    """One program of one structure at one population size: XLA's compile seconds and how many compilations.
+
+    `ahead`: compiled in the background while an earlier group trained (its seconds overlap
+    training); `cache_hits`: compilations answered by the persistent compilation cache.
+    """
+
+    program: str  # "initialisation", "epoch" or "edits" (a strategy's between-epoch changes)
+    population: int
+    seconds: float = 0.0
+    compilations: int = 0
+    cache_hits: int = 0
+    ahead: bool = False
+
+
+class CompileTimes:
+    """JAX's compile events by (structure, program, population size), for config.json and the dry run."""
+
+    def __init__(self) -> None:
+        self._programs: dict[Structure, dict[tuple[str, int], ProgramTime]] = {}
+        self._waited: dict[Structure, float] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[CompileTimes]:
+        """Listens to JAX's compile events while open."""
+        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+        jax.monitoring.register_event_listener(self._on_event)
+        try:
+            yield self
+        finally:
+            jax.monitoring.unregister_event_duration_listener(self._on_duration)
+            jax.monitoring.unregister_event_listener(self._on_event)
+
+    @contextlib.contextmanager
+    def program(self, structure: Structure, program: str, population: int, ahead: bool = False) -> Iterator[None]:
+        """Compilations in this thread while open count for `structure`'s `program` at `population` members."""
+        with self._lock:
+            entries = self._programs.setdefault(structure, {})
+            entry = entries.setdefault((program, int(population)), ProgramTime(program, int(population)))
+            entry.ahead = entry.ahead or ahead
+        previous = getattr(self._local, "entry", None)
+        self._local.entry = entry
+        try:
+            yield
+        finally:
+            self._local.entry = previous
+
+    def waited(self, structure: Structure, seconds: float) -> None:
+        """The main thread waited `seconds` for `structure`'s programs compiling in the background."""
+        with self._lock:
+            self._waited[structure] = self._waited.get(structure, 0.0) + seconds
+
+    def _on_duration(self, event: str, duration: float, **kwargs: Any) -> None:
+        entry = getattr(self._local, "entry", None)
+        if event == BACKEND_COMPILE_EVENT and entry is not None:
+            with self._lock:
+                entry.seconds += float(duration)
+                entry.compilations += 1
+
+    def _on_event(self, event: str, **kwargs: Any) -> None:
+        entry = getattr(self._local, "entry", None)
+        if event == CACHE_HIT_EVENT and entry is not None:
+            with self._lock:
+                entry.cache_hits += 1
+
+    def by_structure(self) -> list[dict[str, Any]]:
+        """One entry per structure, in the order they first compiled or trained (config.json's `compile_by_structure`).
+
+        Each: `structure` (its label), `compile_s` (XLA's compile seconds, all its programs),
+        `waited_s` (how long the sweep waited for its background compilation), and `programs`:
+        `program`, `population`, `compile_s`, `compilations`, `cache_hits`, `ahead`. An epoch or
+        initialisation with `compilations` 0 reused a program this process had already compiled.
+        """
+        with self._lock:
+            out = []
+            for structure, entries in self._programs.items():
+                programs = [
+                    {
+                        "program": p.program,
+                        "population": p.population,
+                        "compile_s": round(p.seconds, 3),
+                        "compilations": p.compilations,
+                        "cache_hits": p.cache_hits,
+                        "ahead": p.ahead,
+                    }
+                    for p in entries.values()
+                    if p.compilations or p.program != "edits"  # edits only where a strategy changed something
+                ]
+                out.append(
+                    {
+                        "structure": structure.label(),
+                        "compile_s": round(sum(p.seconds for p in entries.values()), 3),
+                        "waited_s": round(self._waited.get(structure, 0.0), 3),
+                        "programs": programs,
+                    }
+                )
+            return out
+
+
+class Ahead:
+    """One background compilation at a time, keyed by what it compiles; its error is raised where it is needed.
+
+    Examples:
+      >>> ahead = Ahead()
+      >>> ahead.start("B", lambda: None)
+      >>> ahead.wait("B", "structure B") >= 0.0  # the seconds waited
+      True
+      >>> ahead.close()
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._key: Hashable | None = None
+        self._future: Future | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A compilation was started and its group has not waited for it yet."""
+        return self._future is not None
+
+    def start(self, key: Hashable, compile_fn: Callable[[], None]) -> None:
+        """Runs `compile_fn` in the background thread; one at a time (`pending` must be False)."""
+        if self.pending:
+            raise RuntimeError(f"a background compilation of {self._key!r} is pending; wait for it first")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeps-compile")
+        self._key, self._future = key, self._executor.submit(compile_fn)
+
+    def wait(self, key: Hashable, what: str) -> float:
+        """Waits for the background compilation of `key`, if that is the one started; returns the seconds waited.
+
+        Raises:
+          RuntimeError: the background compilation failed (its error is the cause).
+        """
+        if self._future is None or self._key != key:
+            return 0.0
+        future, self._future, self._key = self._future, None, None
+        started = time.perf_counter()
+        try:
+            future.result()
+        except Exception as error:
+            raise RuntimeError(
+                f"compiling the programs of {what} ahead of time (in the background, while the previous group "
+                f"trained) failed: {type(error).__name__}: {error}"
+            ) from error
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        """Waits for a compilation still running (XLA cannot be stopped midway), ends the thread; drops its error."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._executor, self._future, self._key = None, None, None

@@ -1,0 +1,81 @@
+"""Compile seconds per structure in config.json, and the next group compiled while the current one trains."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import sweeps
+from models import MLP
+from sweeps import loop
+from sweeps.compiling import Ahead
+
+from helpers import EPOCH, log_compilations, synthetic
+
+# hidden=(7,) on 5 features: structures no other test compiles, so their programs are compiled here
+SPACE = {"learning_rate": [1e-3, 1e-2], "batch_size": [16, 32, 64]}
+
+
+def sweep(data, run_dir=None):
+    return sweeps.run(data, model=MLP(hidden=(7,)), space=SPACE, epochs=2, run_dir=run_dir)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic("binary", rows=200, features=5)
+
+
+def test_config_json_records_compile_seconds_per_structure_and_compiling_ahead_changes_nothing(
+    data, tmp_path, monkeypatch
+):
+    with log_compilations() as compiled:
+        result = sweep(data, tmp_path / "ahead")
+    config = json.loads((tmp_path / "ahead" / "config.json").read_text())
+    by_structure = config["compile_by_structure"]
+    groups = config["groups"]
+    assert [s["structure"] for s in by_structure] == [g["structure"] for g in groups]
+    assert [s["structure"].split(", ")[1] for s in by_structure] == ["batch 16", "batch 32", "batch 64"]
+    for entry, group in zip(by_structure, groups):
+        programs = {p["program"]: p for p in entry["programs"]}
+        assert set(programs) == {"initialisation", "epoch"}, entry
+        assert all(p["population"] == group["population"] for p in programs.values()), entry
+        assert programs["epoch"]["compilations"] >= 1 and programs["epoch"]["compile_s"] > 0, entry
+        assert entry["compile_s"] == pytest.approx(sum(p["compile_s"] for p in programs.values()), abs=2e-3)
+        assert entry["waited_s"] >= 0
+    # the first structure compiles in the main thread; the later ones while the one before trained
+    assert [p["ahead"] for s in by_structure for p in s["programs"]] == [False, False, True, True, True, True]
+    # each program compiled once: the background compilation is the one the group ran
+    assert compiled.count(EPOCH) == 3 and config["compilations"] == 3, compiled
+    # groups that differ only in batch size share one initialisation program: compiled for the first
+    inits = [p for s in by_structure for p in s["programs"] if p["program"] == "initialisation"]
+    assert [p["compilations"] for p in inits] == [1, 0, 0] and inits[0]["compile_s"] > 0, by_structure
+    assert config["compile_s"] >= sum(s["compile_s"] for s in by_structure) - 0.01
+
+    monkeypatch.setattr(loop.SweepLoop, "compile_ahead", lambda self, later: None)  # everything in the main thread
+    alone = sweep(data)
+    pd.testing.assert_frame_equal(result.table, alone.table)
+    pd.testing.assert_frame_equal(result.history, alone.history)
+    reused = alone.config["compile_by_structure"]
+    assert all(p["compilations"] == 0 and not p["ahead"] for s in reused for p in s["programs"]), "compiled above"
+
+
+def test_a_failed_background_compilation_is_raised_in_the_main_thread(data, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ValueError("no such layout")
+
+    monkeypatch.setattr(loop, "compile_population", fail)
+    message = r"compiling the programs of hidden=\[7\] relu, batch 32.* ahead of time"
+    with pytest.raises(RuntimeError, match=message) as e:
+        sweep(data)
+    assert "ValueError: no such layout" in str(e.value) and isinstance(e.value.__cause__, ValueError)
+
+
+def test_ahead_runs_one_compilation_at_a_time():
+    ahead = Ahead()
+    ahead.start("a", lambda: None)
+    with pytest.raises(RuntimeError, match="pending"):
+        ahead.start("b", lambda: None)
+    assert ahead.wait("b", "b") == 0.0 and ahead.pending, "another key does not wait"
+    ahead.wait("a", "a")
+    assert not ahead.pending
+    ahead.close()
