@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from sweeps.engine import hparams as registry
 from sweeps.engine.metrics import metric_names
+from sweeps.space import Axis, Float
 
 EARLY_STOPPING_KEYS = ("metric", "patience", "min_delta")
 
@@ -40,3 +43,22 @@ def check_early_stopping(early_stopping, task) -> dict | None:
         raise ValueError(f"early_stopping min_delta must be >= 0, but got {stop['min_delta']!r}")
     stop["min_delta"] = float(stop["min_delta"])
     return stop
+
+
+def check_reads(space: Mapping[str, Axis], trials: list) -> None:
+    """Refuses a swept hyperparameter no trial (`planning.Trial`) reads; warns about a fixed one that is ignored."""
+    used = set().union(*(registry.reads(t.hparams) for t in trials))
+    for name, axis in space.items():
+        if name in used:
+            continue
+        optimizers = sorted({t.hparams["optimizer"] for t in trials})
+        schedules = sorted({t.hparams["schedule"] for t in trials})
+        read = sorted(set().union(*(registry.reads(t.hparams) for t in trials)) & set(registry.CONDITIONAL))
+        message = (
+            f"{name} is set but no trial reads it: optimizer {', '.join(optimizers)} with schedule "
+            f"{', '.join(schedules)} reads {', '.join(read) or 'none of the optional ones'} besides learning_rate; "
+            f"{name} is read by {', '.join(registry.readers(name))}"
+        )
+        if isinstance(axis, Float) or len(axis.values) > 1:
+            raise ValueError(f"{message}: remove it from the space, or sweep an optimizer or schedule that reads it")
+        warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)

@@ -15,21 +15,20 @@ for the first). A multi-round strategy's `round_size()` pads each round's popula
 (`sweeps.engine`) knows nothing of strategies, tables or files; the loop
 hands it populations and takes back metrics.
 
-Where the capabilities plug in (each a method here):
+Where the capabilities plug in (each a method of the loop; the larger ones in mixins):
   - `place`: a population goes onto devices: its trial axis split over a mesh (`sweeps.devices`);
-  - `after_epoch`: a strategy's between-epoch decisions come back as arrays
-    applied by `sweeps.engine.edits` (nothing today);
-  - `save` / `restore`: checkpoints of the position (`LoopPosition`: round, work
-    item, epoch), the chunk's population, the records and the kept models;
-  - `compile_ahead`: the next work item's programs compiled while this one trains
-    (`sweeps.compiling`); `compile_times` holds the compile seconds per structure.
+  - `after_epoch` (`sweeps.decisions`): a strategy's between-epoch decisions come back as arrays
+    applied by `sweeps.engine.edits`;
+  - `save` / `restore` (`sweeps.resuming`): checkpoints of the position (`LoopPosition`: round,
+    work item, epoch), the chunk's population, the records and the kept models;
+  - `compile_ahead` (`sweeps.compile_ahead`): the next work item's programs compiled while this
+    one trains; `compile_times` (`sweeps.compiling`) holds the compile seconds per structure.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import signal
 import sys
 import threading
@@ -40,8 +39,9 @@ import jax
 import numpy as np
 
 from sweeps import distributed
-from sweeps.checkpoints import Checkpoints, Snapshot
-from sweeps.chunks import ChunkRunner, compile_population, controls_for, new_population
+from sweeps.checkpoints import Checkpoints
+from sweeps.chunks import ChunkRunner, controls_for, new_population
+from sweeps.compile_ahead import CompilingMixin
 from sweeps.compiling import Ahead, CompileTimes
 from sweeps.data import Dataset
 from sweeps.decisions import DecisionsMixin
@@ -51,17 +51,9 @@ from sweeps.planning import Group, Plan, Trial, plan_round
 from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
+from sweeps.resuming import LoopPosition, ResumingMixin, configs_of
 from sweeps.strategies.base import Strategy
 from sweeps.trained import KeptModels
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopPosition:
-    """Where the loop is: round, the index of the (group, chunk) work item in the round, epoch of the chunk."""
-
-    round: int = 0
-    work: int = 0
-    epoch: int = 0
 
 
 class Interrupted(Exception):
@@ -74,7 +66,7 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {name} after the current epoch: {where}")
 
 
-class SweepLoop(DecisionsMixin):
+class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
     """Drives a sweep from its planned first round to the last round's results.
 
     Args:
@@ -100,7 +92,7 @@ class SweepLoop(DecisionsMixin):
         self.settings = plan.settings
         self.data, self.seed = data, seed
         self.rounds: list[tuple[list[Trial], list[Group]]] = [(list(plan.trials), list(plan.groups))]
-        self.configs: list[list[dict]] = [_configs_of(plan.trials, self.settings.seeds)]
+        self.configs: list[list[dict]] = [configs_of(plan.trials, self.settings.seeds)]
         self.swept: dict[str, None] = dict.fromkeys(plan.swept)
         self.records = Records()
         stop = self.settings.early_stopping
@@ -244,37 +236,6 @@ class SweepLoop(DecisionsMixin):
             fetch=self.devices.fetch,
         )
 
-    # --- compiling ahead -----------------------------------------------------------------
-
-    def compile_ahead(self, later: list[tuple[Group, tuple[Trial, ...]]]) -> None:
-        """Starts compiling, in the background, the first of the `later` work items whose programs are not
-        compiled yet (one at a time); its group waits for it when it starts (`Ahead.wait`)."""
-        if self._ahead.pending:
-            return
-        for group, chunk in later:
-            key = (group.structure, group.population)
-            if key not in self._compiled:
-                self._compiled.add(key)
-                self._ahead.start(key, lambda group=group, chunk=chunk: self.compile_programs(group, chunk, ahead=True))
-                return
-
-    def compile_programs(self, group: Group, chunk: tuple[Trial, ...], ahead: bool = False) -> None:
-        """Compiles (runs nothing) a work item's initialisation and epoch, timed into `compile_times`."""
-        structure, size = group.structure, group.population
-        with self.compile_times.program(structure, "initialisation", size, ahead):
-            shapes = compile_population(structure, chunk, size, self.seed, self.settings.init, self.devices)
-        with self.compile_times.program(structure, "epoch", size, ahead):
-            self.runner(group).compile(shapes)
-
-    def compile_first_round(self) -> list[dict[str, Any]]:
-        """Compiles every group of the first round (no training): the dry run's compile seconds per structure."""
-        with self.compile_times.listening():
-            for group, chunk in [(g, g.chunks[0]) for g in self.rounds[0][1]]:
-                if (group.structure, group.population) not in self._compiled:
-                    self._compiled.add((group.structure, group.population))
-                    self.compile_programs(group, chunk)
-        return self.compile_times.by_structure()
-
     def _runs_ahead(self) -> bool:
         """Whether the next epoch may be dispatched before this one's metrics are read: where nothing between
         epochs reads them (no strategy decisions or lineage), no early stopping (no epoch is dispatched for
@@ -301,88 +262,6 @@ class SweepLoop(DecisionsMixin):
             self.pruned,
         )
         return table
-
-    # --- checkpoints ---------------------------------------------------------------------
-
-    def snapshot(self, pop: Population | None) -> Snapshot:
-        meta = {
-            "position": dataclasses.asdict(self.position),
-            "rounds": self.configs,
-            "strategy": self.settings.strategy.state_dict(),
-            "fingerprints": self.fingerprints,
-            "kept": self.kept.meta(),
-            "pruned": {str(n): e for n, e in self.pruned.items()},
-            "refilled": [_trial_json(t) for t in self.refilled],
-            "parents": None if self.parents is None else [int(p) for p in self.parents],
-            "population_size": None if pop is None else pop.size,
-        }
-        return Snapshot(meta=meta, records=self.records.arrays(), population=pop, kept=self.kept.arrays())
-
-    def save(self, pop: Population | None = None) -> int | None:
-        """Writes a checkpoint of the current position (with the chunk's population when mid-chunk)."""
-        if self.checkpoints is None:
-            return None
-        return self.checkpoints.save(self.snapshot(pop))
-
-    def restore(self) -> Population | None:
-        """Continues from the newest usable checkpoint, if any: position, rounds, records, kept models.
-
-        Returns the restored chunk's population when the checkpoint was taken mid-chunk.
-        """
-        if self.checkpoints is None:
-            return None
-        snapshot = self.checkpoints.restore_latest(self._population_target)
-        if snapshot is None:
-            return None
-        meta = snapshot.meta
-        stored = meta["fingerprints"]
-        if stored.get("data") != self.fingerprints.get("data"):
-            raise ValueError(
-                f"the data changed since this run's checkpoint {snapshot.step} was written (fingerprint "
-                f"{stored.get('data')} -> {self.fingerprints.get('data')}); resume with the data the run started "
-                f"with, or start a new run from this checkpoint under the new data with --fork NEW_DIR"
-            )
-        self._replan(meta)
-        self.settings.strategy.load_state_dict(meta["strategy"])
-        self.records = Records(snapshot.records)
-        self.kept.load(meta["kept"], snapshot.kept)
-        self.position = LoopPosition(**meta["position"])
-        self.pruned = {int(n): e for n, e in meta["pruned"].items()}
-        self.parents = None if meta["parents"] is None else np.asarray(meta["parents"], np.int64)
-        return snapshot.population
-
-    def _replan(self, meta: dict) -> None:
-        """The stored rounds planned again (the strategy is not asked), with the trials strategies
-        started in recycled slots; they must match what was trained."""
-        rounds = meta["rounds"]
-        recycled = {t.number for t in self.refilled}
-        first = _configs_of([t for t in self.rounds[0][0] if t.number not in recycled], self.settings.seeds)
-        if _canonical(first) != _canonical(rounds[0]):
-            raise ValueError(
-                "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
-                "changed since the run started; resume with the original configuration, or start a new run"
-            )
-        refilled = [_trial_from_json(t) for t in meta["refilled"]]
-        del self.rounds[1:], self.configs[1:]
-        self.rounds[0][0][:] = [t for t in self.rounds[0][0] if t.number not in recycled]
-        self.refilled = []
-        for index in range(len(rounds)):
-            if index:
-                self.plan_next_round(index, rounds[index])
-            mine = [t for t in refilled if t.round == index]
-            self.rounds[index][0].extend(mine)
-            self.refilled.extend(mine)
-
-    def _population_target(self, meta: dict) -> Any:
-        """The abstract population of the checkpoint's work item, for orbax to restore into."""
-        self._replan(meta)
-        position = LoopPosition(**meta["position"])
-        _, groups = self.rounds[position.round]
-        group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        size = meta["population_size"] or group.population  # a repacked population is smaller
-        chunk = tuple((chunk * size)[:size])
-        shapes = jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
-        return self.devices.abstract(shapes)  # restored straight into the sharding, never the saved layout
 
     # --- signals -------------------------------------------------------------------------
 
@@ -424,28 +303,6 @@ class SweepLoop(DecisionsMixin):
         step = self.save(pop)
         self.checkpoints.wait()
         raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
-
-
-def _trial_json(trial: Trial) -> dict:
-    return {**dataclasses.asdict(trial), "hparams": _jsonable(trial.hparams)}
-
-
-def _trial_from_json(data: Mapping[str, Any]) -> Trial:
-    hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
-    return Trial(data["number"], data["config"], data["seed"], hparams, data["round"])
-
-
-def _configs_of(trials: list[Trial], seeds: int) -> list[dict]:
-    """A round's configurations as planned (one per `seeds` trials), JSON-ready."""
-    return [_jsonable(t.hparams) for t in trials[::seeds]]
-
-
-def _jsonable(hparams: Mapping[str, Any]) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()}
-
-
-def _canonical(configs: list[dict]) -> str:
-    return json.dumps([_jsonable(c) for c in configs], sort_keys=True)
 
 
 def _epochs(chunk: tuple[Trial, ...]) -> int:

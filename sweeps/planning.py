@@ -10,7 +10,6 @@ compilation, with the name, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,14 +17,20 @@ import pandas as pd
 
 from models import MLP
 from sweeps import distributed
-from sweeps.checks import EARLY_STOPPING_KEYS, check_early_stopping, check_int, check_metric  # noqa: F401 (re-exported)
+from sweeps.checks import (  # noqa: F401 (re-exported)
+    EARLY_STOPPING_KEYS,
+    check_early_stopping,
+    check_int,
+    check_metric,
+    check_reads,
+)
 from sweeps.data import Dataset, check_batch_size
 from sweeps.devices import Devices, select_devices
 from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction
 from sweeps.engine.structure import Structure, structure_of
-from sweeps.space import Axis, Float, as_space
+from sweeps.space import Axis, as_space
 from sweeps.strategies import Grid, Strategy
 
 # How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
@@ -340,7 +345,7 @@ def plan_round(
         number = first_number + index * settings.seeds
         trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
         index += 1
-    check_reads(settings, trials)
+    check_reads(settings.space, trials)
     groups = group_trials(
         trials,
         data,
@@ -351,25 +356,6 @@ def plan_round(
         settings.cache_bytes,
     )
     return trials, groups, list(swept)
-
-
-def check_reads(settings: Settings, trials: list[Trial]) -> None:
-    """Refuses a swept hyperparameter no trial reads; warns about a fixed one that is ignored."""
-    used = set().union(*(registry.reads(t.hparams) for t in trials))
-    for name, axis in settings.space.items():
-        if name in used:
-            continue
-        optimizers = sorted({t.hparams["optimizer"] for t in trials})
-        schedules = sorted({t.hparams["schedule"] for t in trials})
-        read = sorted(set().union(*(registry.reads(t.hparams) for t in trials)) & set(registry.CONDITIONAL))
-        message = (
-            f"{name} is set but no trial reads it: optimizer {', '.join(optimizers)} with schedule "
-            f"{', '.join(schedules)} reads {', '.join(read) or 'none of the optional ones'} besides learning_rate; "
-            f"{name} is read by {', '.join(registry.readers(name))}"
-        )
-        if isinstance(axis, Float) or len(axis.values) > 1:
-            raise ValueError(f"{message}: remove it from the space, or sweep an optimizer or schedule that reads it")
-        warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
 
 
 def group_trials(

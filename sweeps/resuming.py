@@ -1,0 +1,140 @@
+"""The sweep loop's checkpoint seam: what a checkpoint holds of the loop, and continuing from one.
+
+`SweepLoop` mixes this in. A checkpoint holds the loop's position (`LoopPosition`: round, work
+item, epoch), the rounds' configurations as planned, the strategy's state, the records, the kept
+models and, mid-chunk, the chunk's population (`sweeps.checkpoints` writes and reads it with orbax).
+On restore the rounds are planned again from the stored configurations (the strategy is not asked)
+and must match what was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from sweeps.checkpoints import Snapshot
+from sweeps.chunks import new_population
+from sweeps.engine.population import Population
+from sweeps.planning import Trial
+from sweeps.records import Records
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopPosition:
+    """Where the loop is: round, the index of the (group, chunk) work item in the round, epoch of the chunk."""
+
+    round: int = 0
+    work: int = 0
+    epoch: int = 0
+
+
+class ResumingMixin:
+    """Expects the loop's `checkpoints`, `rounds`, `configs`, `refilled`, `settings`, `records`, `kept`,
+    `position`, `pruned`, `parents`, `fingerprints`, `devices`, `seed` and `plan_next_round`."""
+
+    def snapshot(self, pop: Population | None) -> Snapshot:
+        meta = {
+            "position": dataclasses.asdict(self.position),
+            "rounds": self.configs,
+            "strategy": self.settings.strategy.state_dict(),
+            "fingerprints": self.fingerprints,
+            "kept": self.kept.meta(),
+            "pruned": {str(n): e for n, e in self.pruned.items()},
+            "refilled": [_trial_json(t) for t in self.refilled],
+            "parents": None if self.parents is None else [int(p) for p in self.parents],
+            "population_size": None if pop is None else pop.size,
+        }
+        return Snapshot(meta=meta, records=self.records.arrays(), population=pop, kept=self.kept.arrays())
+
+    def save(self, pop: Population | None = None) -> int | None:
+        """Writes a checkpoint of the current position (with the chunk's population when mid-chunk)."""
+        if self.checkpoints is None:
+            return None
+        return self.checkpoints.save(self.snapshot(pop))
+
+    def restore(self) -> Population | None:
+        """Continues from the newest usable checkpoint, if any: position, rounds, records, kept models.
+
+        Returns the restored chunk's population when the checkpoint was taken mid-chunk.
+        """
+        if self.checkpoints is None:
+            return None
+        snapshot = self.checkpoints.restore_latest(self._population_target)
+        if snapshot is None:
+            return None
+        meta = snapshot.meta
+        stored = meta["fingerprints"]
+        if stored.get("data") != self.fingerprints.get("data"):
+            raise ValueError(
+                f"the data changed since this run's checkpoint {snapshot.step} was written (fingerprint "
+                f"{stored.get('data')} -> {self.fingerprints.get('data')}); resume with the data the run started "
+                f"with, or start a new run from this checkpoint under the new data with --fork NEW_DIR"
+            )
+        self._replan(meta)
+        self.settings.strategy.load_state_dict(meta["strategy"])
+        self.records = Records(snapshot.records)
+        self.kept.load(meta["kept"], snapshot.kept)
+        self.position = LoopPosition(**meta["position"])
+        self.pruned = {int(n): e for n, e in meta["pruned"].items()}
+        self.parents = None if meta["parents"] is None else np.asarray(meta["parents"], np.int64)
+        return snapshot.population
+
+    def _replan(self, meta: dict) -> None:
+        """The stored rounds planned again (the strategy is not asked), with the trials strategies
+        started in recycled slots; they must match what was trained."""
+        rounds = meta["rounds"]
+        recycled = {t.number for t in self.refilled}
+        first = configs_of([t for t in self.rounds[0][0] if t.number not in recycled], self.settings.seeds)
+        if _canonical(first) != _canonical(rounds[0]):
+            raise ValueError(
+                "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
+                "changed since the run started; resume with the original configuration, or start a new run"
+            )
+        refilled = [_trial_from_json(t) for t in meta["refilled"]]
+        del self.rounds[1:], self.configs[1:]
+        self.rounds[0][0][:] = [t for t in self.rounds[0][0] if t.number not in recycled]
+        self.refilled = []
+        for index in range(len(rounds)):
+            if index:
+                self.plan_next_round(index, rounds[index])
+            mine = [t for t in refilled if t.round == index]
+            self.rounds[index][0].extend(mine)
+            self.refilled.extend(mine)
+
+    def _population_target(self, meta: dict) -> Any:
+        """The abstract population of the checkpoint's work item, for orbax to restore into."""
+        self._replan(meta)
+        position = LoopPosition(**meta["position"])
+        _, groups = self.rounds[position.round]
+        group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
+        size = meta["population_size"] or group.population  # a repacked population is smaller
+        chunk = tuple((chunk * size)[:size])
+        shapes = jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
+        return self.devices.abstract(shapes)  # restored straight into the sharding, never the saved layout
+
+
+def _trial_json(trial: Trial) -> dict:
+    return {**dataclasses.asdict(trial), "hparams": _jsonable(trial.hparams)}
+
+
+def _trial_from_json(data: Mapping[str, Any]) -> Trial:
+    hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
+    return Trial(data["number"], data["config"], data["seed"], hparams, data["round"])
+
+
+def configs_of(trials: list[Trial], seeds: int) -> list[dict]:
+    """A round's configurations as planned (one per `seeds` trials), JSON-ready."""
+    return [_jsonable(t.hparams) for t in trials[::seeds]]
+
+
+def _jsonable(hparams: Mapping[str, Any]) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in hparams.items()}
+
+
+def _canonical(configs: list[dict]) -> str:
+    return json.dumps([_jsonable(c) for c in configs], sort_keys=True)
