@@ -7,7 +7,7 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps import loop
+from sweeps import compile_ahead, loop
 from sweeps.compiling import Ahead
 
 from helpers import EPOCH, log_compilations, synthetic
@@ -63,7 +63,7 @@ def test_a_failed_background_compilation_is_raised_in_the_main_thread(data, monk
     def fail(*args, **kwargs):
         raise ValueError("no such layout")
 
-    monkeypatch.setattr(loop, "compile_population", fail)
+    monkeypatch.setattr(compile_ahead, "compile_population", fail)
     message = r"compiling the programs of hidden=\[7\] relu, batch 32.* ahead of time"
     with pytest.raises(RuntimeError, match=message) as e:
         sweep(data)
