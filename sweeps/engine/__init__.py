@@ -4,8 +4,8 @@ Like optax's `_src`, this package knows arrays only: no pandas, no strategies,
 no result tables, no terminal. The sweep loop (`sweeps/loop.py`) reaches it
 through the names below.
 
-  structure.py    Structure (what decides a compiled program), param_shapes, n_params
-  population.py   Population (the carried state, trial axis first), init_population
+  structure.py    Structure (what decides a compiled program), param_shapes, n_params, the stored layout
+  population.py   Population (the carried state, trial axis first), init_population, flat_params
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
   edits.py        jitted edits between epochs: place, copy_members, set_hparams, mask_out
   hparams.py      every hyperparameter: default, rule, traced or structural
@@ -13,7 +13,7 @@ through the names below.
   schedules.py    learning-rate schedules with traced parameters
   metrics.py      validation metrics and the valid metric names
   keys.py         where a trial id becomes a random key
-  memory.py       the memory estimate and how many members fit
+  memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
   compiles.py     compilations counted from JAX's own compile events
 """
 
