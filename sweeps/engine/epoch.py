@@ -15,7 +15,7 @@ A member's update is applied only where the member is active and its loss and
 gradients are finite; otherwise the member keeps its parameters and optimizer
 state and leaves training (`jnp.where`, never Python control flow). Judging
 finiteness before the update lets XLA fold the mask into the optimizer's own
-passes (benchmarks/README.md, "Where a step's time goes").
+passes (benchmarks/README.md, "Issue 13").
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Population:
         every dense kernel stored transposed, (trials, out, in) (`structure.stored`; `flat_params`
         and `structure.flax_layout` give flax's layout). A tree, not one flat vector per member:
         slicing kernels out of flat rows costs a strided copy per layer per step
-        (benchmarks/README.md, "Where a step's time goes").
+        (benchmarks/README.md, "Issue 13").
       opt_state: optax state of the structure's optimizer, leaves (trials, ...).
       hparams: name -> (trials,) array, one entry for every traced hyperparameter.
       numbers: (trials,) int32 trial numbers; PADDING for padding members.

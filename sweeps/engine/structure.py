@@ -93,7 +93,7 @@ def stored(flax_params: Any) -> Any:
     On XLA:CPU the weight gradient of the first layer comes out of its matrix product as (out, in)
     for the whole population at once; a kernel stored that way is updated by the optimizer in
     streaming passes, where flax's (in, out) made each of Adam's passes read the gradient
-    transposed (benchmarks/README.md, "Where a step's time goes"). Leading axes (the trial axis)
+    transposed (benchmarks/README.md, "Issue 13"). Leading axes (the trial axis)
     are kept; `flax_layout` is the inverse. Works on jax and numpy arrays alike.
     """
     return jax.tree_util.tree_map_with_path(
