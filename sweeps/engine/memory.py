@@ -104,7 +104,8 @@ def fastest_members(structure: Structure, cache: int) -> int:
     A step streams every member's parameters and optimizer state; once they outgrow the
     last-level cache (`cache_bytes()`) each member-step costs main-memory bandwidth instead. Measured
     on a 2-core AMD EPYC with a 32 MiB L3 (benchmarks/README.md, "Chunk size by speed"): the lesson
-    model (84 kB per member-step) ran fastest per member at 128-256 members and slower at 512 and 1024.
+    model (84 kB per member-step) ran at 535, 431, 621, 473 and 320 model-epochs/s with 64, 128,
+    256, 512 and 1024 members: fastest at 256, the largest whose step state fits.
     The cap is the largest power of two whose step state fits the cache, at least FEWEST_FASTEST.
     (On an accelerator throughput per member kept rising up to the largest population that fitted,
     16,384 members on an H200, so the planner applies no such cap there.)
