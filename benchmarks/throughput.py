@@ -696,26 +696,9 @@ def framework_rows(records, ns, steps, cost) -> list[dict[str, Any]]:
 
 def bench_torch_vmap(workload: Workload, n: int, epochs: int, threads: int) -> dict[str, Any]:
     """The torch.func ensemble of N members: one warm-up epoch, then `epochs` timed epochs (torch_peers.py)."""
-    import torch
-    import torch_peers
-
-    torch.set_num_threads(threads)
-    data = workload.data
-    grad, probe = fastest_grad(workload, n)
     rss_before = current_rss_mb()
     reset_peak_memory()
-    record = torch_peers.train_ensemble(
-        data.x_train,
-        data.y_train,
-        data.x_val,
-        data.y_val,
-        workload.widths(),
-        workload.batch_size,
-        learning_rates(n),
-        epochs + 1,
-        SEED,
-        grad,
-    )
+    record, grad, probe = train_torch_ensemble(workload, n, epochs + 1, threads)
     peak, peak_source = peak_memory_mb()
     warmup_s, times = record["epoch_times"][0], record["epoch_times"][1:]
     return {
@@ -735,6 +718,32 @@ def bench_torch_vmap(workload: Workload, n: int, epochs: int, threads: int) -> d
         "rss_before_mb": rss_before,
         "framework": torch_info(threads, grad, probe),
     }
+
+
+def train_torch_ensemble(
+    workload: Workload, n: int, epochs: int, threads: int
+) -> tuple[dict[str, Any], str, dict[str, float]]:
+    """The torch.func ensemble of n members trained `epochs` epochs on `threads` threads, with the faster
+    gradient method for this N: (torch_peers.train_ensemble's record, the method, the probe's seconds)."""
+    import torch
+    import torch_peers
+
+    torch.set_num_threads(threads)
+    data = workload.data
+    grad, probe = fastest_grad(workload, n)
+    record = torch_peers.train_ensemble(
+        data.x_train,
+        data.y_train,
+        data.x_val,
+        data.y_val,
+        workload.widths(),
+        workload.batch_size,
+        learning_rates(n),
+        epochs,
+        SEED,
+        grad,
+    )
+    return record, grad, probe
 
 
 def fastest_grad(workload: Workload, n: int, steps: int = 20, rounds: int = 3) -> tuple[str, dict[str, float]]:
@@ -892,25 +901,7 @@ def sweeps_run_end_to_end(n: int, epochs: int) -> dict[str, Any]:
 
 def torch_vmap_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
     """The torch.func ensemble of n members trained `epochs` epochs, end to end (run in a fresh process)."""
-    import torch
-    import torch_peers
-
-    torch.set_num_threads(threads)
-    workload = make_workloads()["lesson"]
-    data = workload.data
-    grad, probe = fastest_grad(workload, n)
-    record = torch_peers.train_ensemble(
-        data.x_train,
-        data.y_train,
-        data.x_val,
-        data.y_val,
-        workload.widths(),
-        workload.batch_size,
-        learning_rates(n),
-        epochs,
-        SEED,
-        grad,
-    )
+    record, grad, probe = train_torch_ensemble(make_workloads()["lesson"], n, epochs, threads)
     return {
         "seconds": record["total_s"],
         "init_s": record["init_s"],
@@ -943,7 +934,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             continue
         timed = f"{r['timed_trials']}{' (extrap.)' if r.get('extrapolated') else ''}"
         traffic = "n/a"
-        if r.get("bytes_source", "").startswith("xla") and r.get("steps_per_epoch"):
+        engine = r["mode"] in ("vmap", "sequential")  # other frameworks' rows carry the engine's cost, not their own
+        if engine and r.get("bytes_source", "").startswith("xla") and r.get("steps_per_epoch"):
             traffic = f"{r['bytes'] / r['steps_per_epoch'] / 1e3:.0f} ({r['bytes'] / r['bytes_analytic']:.2f}x)"
         lines.append(
             f"| {r['workload']} | {r['mode']} | {r['n']} | {r['model_epochs_per_s']:.3g} | {r['step_us']:.0f} "

@@ -16,11 +16,10 @@ import numpy as np
 
 from sweeps.data import Dataset
 from sweeps.devices import Devices
-from sweeps.devices import _sharded_init as sharded_init  # the program Devices.init_population runs
 from sweeps.engine import keys
 from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
-from sweeps.engine.structure import Structure, init_structure
+from sweeps.engine.structure import Structure
 from sweeps.planning import Trial
 
 
@@ -81,12 +80,9 @@ def compile_population(
     """Compiles, without running it, the initialisation `new_population(..., devices)` runs; returns the
     population's shapes with the members' sharding (what the epoch is compiled for)."""
     hparams, numbers, key_indices = population_inputs(chunk, size, init)
-    build = sharded_init(init_structure(structure), int(seed), devices.members)
+    build = devices.init_program(structure, seed)
     build.lower(dict(hparams), numbers, key_indices).compile()
-    shapes = jax.eval_shape(build, dict(hparams), numbers, key_indices)
-    return jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=devices.members, weak_type=a.weak_type), shapes
-    )
+    return devices.abstract(jax.eval_shape(build, dict(hparams), numbers, key_indices))
 
 
 def train_chunk(

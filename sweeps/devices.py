@@ -115,8 +115,12 @@ class Devices:
                 f"a population of {len(numbers)} members cannot be split evenly over {self.count} devices; "
                 f"pad it to {self.pad(len(numbers))} (Devices.pad)"
             )
-        build = _sharded_init(init_structure(structure), int(seed), self.members)
-        return build(dict(hparams), np.asarray(numbers), np.asarray(key_indices))
+        return self.init_program(structure, seed)(dict(hparams), np.asarray(numbers), np.asarray(key_indices))
+
+    def init_program(self, structure: Structure, seed: int) -> Callable:
+        """The jitted program `init_population` runs, (hparams, numbers, key_indices) -> Population sharded
+        over the members; `.lower(...).compile()` compiles it ahead of time."""
+        return _sharded_init(init_structure(structure), int(seed), self.members)
 
     def place(self, tree: Any) -> Any:
         """`tree` (a population) with its leading axis split over the devices; arrays already so are left alone."""
@@ -150,7 +154,12 @@ class Devices:
 
         Without a sharding orbax restores the layout that was saved, whatever the devices are now.
         """
-        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=self.members), tree)
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(
+                a.shape, a.dtype, sharding=self.members, weak_type=getattr(a, "weak_type", False)
+            ),
+            tree,
+        )
 
     def fetch(self, tree: Any) -> Any:
         """The host copy (numpy) of arrays on the devices, from every process."""

@@ -156,15 +156,7 @@ class Plan:
     def with_budget(self, budget_bytes: int, cache_bytes: int | None, data: Dataset) -> Plan:
         """The same trials chunked for another memory budget and cache (a resumed run plans as it first did)."""
         settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes), cache_bytes=cache_bytes)
-        groups = group_trials(
-            list(self.trials),
-            data,
-            settings.max_population,
-            settings.budget_bytes,
-            settings.pad_to,
-            settings.layout.count,
-            settings.cache_bytes,
-        )
+        groups = group_trials(list(self.trials), data, settings)
         return dataclasses.replace(self, settings=settings, groups=tuple(groups))
 
     def describe(self) -> str:
@@ -346,51 +338,37 @@ def plan_round(
         trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
         index += 1
     check_reads(settings.space, trials)
-    groups = group_trials(
-        trials,
-        data,
-        settings.max_population,
-        settings.budget_bytes,
-        settings.pad_to,
-        settings.layout.count,
-        settings.cache_bytes,
-    )
+    groups = group_trials(trials, data, settings)
     return trials, groups, list(swept)
 
 
-def group_trials(
-    trials: list[Trial],
-    data: Dataset,
-    max_population: int | None,
-    budget_bytes: int,
-    pad_to: int | None = None,
-    devices: int = 1,
-    cache_bytes: int | None = None,
-) -> list[Group]:
+def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list[Group]:
     """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget.
 
-    With `pad_to` (a multi-round strategy's `round_size()` x seeds), every group's chunks are sized as
+    With `settings.pad_to` (a multi-round strategy's `round_size()` x seeds), every group's chunks are sized as
     if it had `pad_to` members, whatever its own count: each round then trains a structure at the same
     population size (padding members are masked and never reach the table), so one compiled program
     serves that structure in every round.
 
-    `budget_bytes` is per device: a chunk holds up to `devices` times what fits on one (and at most
-    `max_population` trials); its population is padded to a multiple of `devices`. With `cache_bytes`
+    `settings.budget_bytes` is per device: a chunk holds up to the device count times what fits on one
+    (and at most `max_population` trials); its population is padded to a multiple of the device count.
+    With `settings.cache_bytes`
     (a CPU's last-level cache) a chunk also holds at most the members that train fastest together
     (`memory.fastest_members`: on a CPU a larger population is slower per member once its state
     outgrows the cache; the devices of a CPU share that cache).
     """
+    devices, cache_bytes, max_population = settings.layout.count, settings.cache_bytes, settings.max_population
     by_structure: dict[Structure, list[Trial]] = {}
     for trial in trials:
         by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
     groups = []
     for structure, members in by_structure.items():
-        fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, budget_bytes)
+        fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, settings.budget_bytes)
         if cache_bytes is not None:
             fits = min(fits, memory.fastest_members(structure, cache_bytes))
         if max_population is not None:
             fits = min(fits, max_population)
-        size = memory.chunk_size(pad_to or len(members), fits)
+        size = memory.chunk_size(settings.pad_to or len(members), fits)
         per_device = -(-size // devices)
         estimate = memory.population_bytes(structure, per_device, data.n_train, data.n_val)
         groups.append(Group(structure, tuple(members), size, estimate, devices))
