@@ -40,9 +40,9 @@ def direction(metric: str) -> str:
 def order_keys(values: jax.Array) -> jax.Array:
     """int32 keys in the order of float32 `values`, equal exactly where the values are equal.
 
-    XLA:CPU sorts and searches int32 about 4x faster than floats. Positive floats order like
-    their bit patterns; negative ones in reverse, so their magnitude bits are flipped. Adding
-    0.0 first turns -0.0 into +0.0 (they are equal as floats).
+    XLA:CPU sorts int32 about 4x faster than floats (measured on the 2-core development machine).
+    Positive floats order like their bit patterns; negative ones in reverse, so their magnitude
+    bits are flipped. Adding 0.0 first turns -0.0 into +0.0 (they are equal as floats).
 
     Examples:
       >>> import jax.numpy as jnp
