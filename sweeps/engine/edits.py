@@ -97,11 +97,7 @@ def exploit_explore(
 ) -> Population:
     """Population based training's step, as one program: `copy_members(pop, source)`, then
     `set_hparams(pop, where, values)` (see both)."""
-    copied = {name: jax.tree.map(lambda leaf: leaf[source], getattr(pop, name)) for name in TRAINING_STATE}
-    pop = pop.replace(**copied)
-    return pop.replace(
-        hparams={**pop.hparams, **select_members(where, dict(values), {n: pop.hparams[n] for n in values})}
-    )
+    return set_hparams(copy_members(pop, source), where, values)  # traced inline: one program
 
 
 @jax.jit  # no donation: the smaller outputs cannot reuse the larger buffers
