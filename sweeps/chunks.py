@@ -80,9 +80,16 @@ def compile_population(
     """Compiles, without running it, the initialisation `new_population(..., devices)` runs; returns the
     population's shapes with the members' sharding (what the epoch is compiled for)."""
     hparams, numbers, key_indices = population_inputs(chunk, size, init)
-    build = devices.init_program(structure, seed)
-    build.lower(dict(hparams), numbers, key_indices).compile()
-    return devices.abstract(jax.eval_shape(build, dict(hparams), numbers, key_indices))
+    devices.init_program(structure, seed).lower(dict(hparams), numbers, key_indices).compile()
+    return population_shapes(structure, chunk, size, seed, init, devices)
+
+
+def population_shapes(
+    structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str, devices: Devices
+) -> Any:
+    """The shapes `new_population(..., devices)` returns, with the members' sharding; nothing runs."""
+    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    return devices.abstract(jax.eval_shape(devices.init_program(structure, seed), dict(hparams), numbers, key_indices))
 
 
 def train_chunk(

@@ -31,12 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sweeps import distributed
-from sweeps.engine import memory
-from sweeps.engine.population import Population, init_population
+from sweeps.engine import compiles, memory
+from sweeps.engine.population import Population, population_builder
 from sweeps.engine.structure import Structure, init_structure
 
 AXIS = "trials"  # the mesh axis the population axis is split over
@@ -181,11 +182,12 @@ class Devices:
 @functools.cache
 def _sharded_init(structure: Structure, seed: int, sharding: NamedSharding):
     """The whole initialisation as one program whose outputs are born sharded."""
+    builder = population_builder(structure)
 
     def build(hparams, numbers, key_indices):
-        return init_population(structure, hparams, numbers, seed, key_indices)
+        return builder(hparams, numbers.astype(jnp.int32), key_indices.astype(jnp.int32), seed)
 
-    return jax.jit(build, out_shardings=sharding)
+    return compiles.jit(build, out_shardings=sharding)
 
 
 def _has(array: Any, sharding: NamedSharding) -> bool:

@@ -14,11 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 import numpy as np
 
 from sweeps.checkpoints import Snapshot
-from sweeps.chunks import new_population
+from sweeps.chunks import population_shapes
 from sweeps.engine.population import Population
 from sweeps.planning import Trial
 from sweeps.records import Records
@@ -114,8 +113,8 @@ class ResumingMixin:
         group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
         size = meta["population_size"] or group.population  # a repacked population is smaller
         chunk = tuple((chunk * size)[:size])
-        shapes = jax.eval_shape(lambda: new_population(group.structure, chunk, size, self.seed, self.settings.init))
-        return self.devices.abstract(shapes)  # restored straight into the sharding, never the saved layout
+        # restored straight into the sharding, never the saved layout
+        return population_shapes(group.structure, chunk, size, self.seed, self.settings.init, self.devices)
 
 
 def _trial_json(trial: Trial) -> dict:

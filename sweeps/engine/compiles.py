@@ -18,11 +18,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+# LLVM at -O1 on a CPU: XLA's default level spends a first run's compile in LLVM passes that these
+# programs do not gain from (benchmarks/README.md, "Issue 13": the lesson's initialisation compiled in
+# 0.61-0.68 s instead of 0.99-1.21 s, its epoch in 1.07 s instead of 1.18 s, same results, same speed).
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def jit(fun: Callable, **kwargs: Any) -> Callable:
+    """`jax.jit` with the engine's compiler options: `CPU_COMPILER_OPTIONS` when the default backend is a
+    CPU, XLA's defaults on an accelerator. Call it when a program is built, not at import (it asks JAX
+    for its backend)."""
+    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(fun, compiler_options=options, **kwargs)
 
 
 @dataclasses.dataclass

@@ -11,11 +11,14 @@ structure reuses the compiled program (design item 1). Inside it:
   member on the validation split and applies the masks: divergence, epoch
   budgets and early stopping.
 
-A member's update is applied only where the member is active and its loss and
-gradients are finite; otherwise the member keeps its parameters and optimizer
-state and leaves training (`jnp.where`, never Python control flow). Judging
-finiteness before the update lets XLA fold the mask into the optimizer's own
-passes (benchmarks/README.md, "Issue 13").
+A member's update is applied only where the member is active and its loss is
+finite; otherwise the member keeps its parameters and optimizer state and
+leaves training (`jnp.where`, never Python control flow). The mask is known
+before the optimizer runs, so XLA folds it into the optimizer's own passes, and
+no step reads the gradients a second time to check them: a non-finite gradient
+makes the next step's loss non-finite (Adam's update becomes NaN, which every
+layer passes on), and a member whose parameters are not finite at the end of an
+epoch is marked diverged there (benchmarks/README.md, "Issue 13").
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from models.losses import loss_fn
+from sweeps.engine import compiles
 from sweeps.engine.metrics import direction, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
@@ -88,11 +92,9 @@ def member_update(structure: Structure, steps_per_epoch: int, params, opt_state,
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
-    # Judged before the update: the mask is known while the optimizer runs and XLA folds it into the
-    # update's own passes, instead of three more passes choosing between old and new state.
+    # Judged from the loss alone, before the update: the mask is known while the optimizer runs and XLA
+    # folds it into the update's own passes; checking every gradient cost one more pass over them per step.
     finite = jnp.isfinite(data_loss)
-    for leaf in jax.tree.leaves(grads):
-        finite = finite & jnp.all(jnp.isfinite(leaf))
     keep = active & finite
     updates, new_opt_state = opt.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -131,6 +133,12 @@ def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_
         ),
         None,
     )
+
+
+def all_finite(params) -> jax.Array:
+    """(trials,) bool: every parameter of the member is finite; `params` leaves are (trials, ...)."""
+    finite = [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in jax.tree.leaves(params)]
+    return functools.reduce(jnp.logical_and, finite)
 
 
 def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
@@ -192,7 +200,9 @@ def train_epoch(
     val_metrics = jax.vmap(lambda out: evaluate(structure.task, out, val.y, controls.y_std))(outputs)
     metrics = {"train_loss": train_loss, **{f"val_{name}": value for name, value in val_metrics.items()}}
 
-    exploded = trains & ~(train_loss <= controls.divergence_limit)  # NaN counts as exploded
+    # NaN counts as exploded; so do parameters that stopped being finite while the loss stayed finite
+    # (an activation such as relu can map an infinite weight to a finite output).
+    exploded = trains & ~((train_loss <= controls.divergence_limit) & all_finite(carry.params))
     diverged = carry.diverged | exploded
     active = carry.active & ~exploded
     epochs_done = pop.epochs_done + trains.astype(jnp.int32)
@@ -237,4 +247,4 @@ def make_train_epoch(structure: Structure, stop_metric: str | None = None, objec
     for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
         if metric is not None and metric not in valid:
             raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")
-    return jax.jit(functools.partial(train_epoch, structure, stop_metric, objective), donate_argnums=(0,))
+    return compiles.jit(functools.partial(train_epoch, structure, stop_metric, objective), donate_argnums=(0,))

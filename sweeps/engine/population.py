@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweeps.engine import keys
+from sweeps.engine import compiles, keys
 from sweeps.engine.hparams import TRACED
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.structure import Structure, flax_layout, init_structure, stored
@@ -132,6 +132,12 @@ def _init_program(structure: Structure):
     One program, not a dozen small eager ones (keys, zeros, fills): a first run pays one compilation,
     and the groups that share an `init_structure` (batch size, schedule, dropout aside) share it.
     """
+    return compiles.jit(population_builder(structure), static_argnums=3)
+
+
+def population_builder(structure: Structure):
+    """The initialisation as a function to trace, `(hparams, numbers, key_indices, seed) -> Population`
+    (numbers and key indices int32): `_init_program` jits it, `Devices` jits it with a sharded output."""
     model = structure.model
 
     def init_member(key, hp):
@@ -160,4 +166,4 @@ def _init_program(structure: Structure):
             best_objective=jnp.full(size, jnp.inf, jnp.float32),
         )
 
-    return jax.jit(init_population, static_argnums=3)
+    return init_population
