@@ -39,8 +39,29 @@ def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
     return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
 
 
+class Dense(nn.Module):
+    """`flax.linen.Dense`'s parameters (kernel (in, out), lecun-normal; bias (out,), zeros) applied to
+    activations laid out features first: (in, batch) -> (out, batch).
+
+    Under `jax.vmap` over a population whose kernels are stored (trials, out, in)
+    (`sweeps.engine.structure.stored`), every product is then one (trials * out, in) x (in, batch)
+    matrix product, and its weight gradient comes out as (trials * out, in): no transposes in the
+    step (benchmarks/README.md, "Issue 13"). Same parameters and initial values as `nn.Dense`; outputs
+    equal to float rounding (tests/test_hparams.py).
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, h: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (h.shape[0], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return jnp.dot(kernel.T, h) + bias[:, None]
+
+
 class MLP(nn.Module):
-    """Dense layers with one activation, dropout after each hidden layer.
+    """Dense layers with one activation, dropout after each hidden layer; the parameter tree of a
+    stack of `nn.Dense` (`Dense_0`, `Dense_1`, ...), computed features first (`Dense`).
 
     Attributes:
       hidden: widths of the hidden layers, e.g. `(64,)` for the lesson's model.
@@ -79,8 +100,9 @@ class MLP(nn.Module):
         (`apply(..., rngs={"dropout": key})`).
         """
         act = ACTIVATIONS[self.activation]
-        for width in self.hidden:
-            x = act(nn.Dense(width)(x))
+        h = x.T  # features first through the layers (`Dense`), back to (batch, outputs) at the end
+        for layer, width in enumerate(self.hidden):
+            h = act(Dense(width, name=f"Dense_{layer}")(h))
             if not deterministic:
-                x = dropout(x, dropout_rate, self.make_rng("dropout"))
-        return nn.Dense(self.outputs)(x)
+                h = dropout(h, dropout_rate, self.make_rng("dropout"))
+        return Dense(self.outputs, name=f"Dense_{len(self.hidden)}")(h).T

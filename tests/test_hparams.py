@@ -81,6 +81,26 @@ def test_every_group_of_a_mixed_sweep_matches_training_alone():
     print(f"{len(plan.groups)} groups; worst max |vmapped - alone| = {worst:.2e}")
 
 
+def test_the_mlp_is_a_stack_of_flax_dense_layers():
+    """Computed features first, but flax's parameters, initial values and outputs: kept models load as before."""
+    import flax.linen as nn
+
+    class Stack(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for width in (16, 8):
+                x = jnp.tanh(nn.Dense(width)(x))
+            return nn.Dense(3)(x)
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (32, 5))
+    ours = MLP(hidden=(16, 8), activation="tanh", outputs=3).init(jax.random.PRNGKey(1), x)
+    theirs = Stack().init(jax.random.PRNGKey(1), x)
+    assert jax.tree.map(np.shape, ours) == jax.tree.map(np.shape, theirs)
+    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+    out = MLP(hidden=(16, 8), activation="tanh", outputs=3).apply(ours, x)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(Stack().apply(theirs, x)), atol=1e-6, rtol=1e-6)
+
+
 def test_zero_dropout_is_the_model_without_dropout():
     model = MLP(hidden=(16, 8), outputs=2)
     x = jax.random.normal(jax.random.PRNGKey(0), (32, 5))

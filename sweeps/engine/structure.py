@@ -90,11 +90,12 @@ def n_params(structure: Structure) -> int:
 def stored(flax_params: Any) -> Any:
     """A parameter tree in the population's layout: every dense kernel transposed to (out, in).
 
-    On XLA:CPU the weight gradient of the first layer comes out of its matrix product as (out, in)
-    for the whole population at once; a kernel stored that way is updated by the optimizer in
-    streaming passes, where flax's (in, out) made each of Adam's passes read the gradient
-    transposed (benchmarks/README.md, "Issue 13"). Leading axes (the trial axis)
-    are kept; `flax_layout` is the inverse. Works on jax and numpy arrays alike.
+    The model's layers (`models.mlp.Dense`, features first) multiply by a kernel in this layout as
+    it is stored, and the weight gradient of the whole population comes out of one matrix product
+    in it, so the optimizer updates it in streaming passes and the step has no transposes (flax's
+    (in, out) made each of Adam's passes read the gradient transposed; benchmarks/README.md,
+    "Issue 13"). Leading axes (the trial axis) are kept; `flax_layout` is the inverse. Works on jax
+    and numpy arrays alike.
     """
     return jax.tree_util.tree_map_with_path(
         lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, flax_params
