@@ -25,13 +25,15 @@ from helpers import EPOCH, log_compilations, synthetic, train_alone
 SEED = 0
 
 
-def train_population(data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf):
+def train_population(
+    data, learning_rates, epochs=1, numbers=None, batch_size=32, divergence_limit=np.inf, edit=lambda pop: pop
+):
     params = [resolve({"learning_rate": lr, "batch_size": batch_size, "epochs": epochs}) for lr in learning_rates]
     numbers = np.arange(len(params)) if numbers is None else np.asarray(numbers)
     structure = Structure(
         (64,), "relu", batch_size, "adam", "constant", False, False, data.task, data.n_features, data.n_outputs
     )
-    pop = init_population(structure, stack_hparams(params, len(params)), numbers, SEED)
+    pop = edit(init_population(structure, stack_hparams(params, len(params)), numbers, SEED))
     epoch_fn = make_train_epoch(structure)
     controls = Controls(jnp.float32(divergence_limit), jnp.int32(1), jnp.float32(0), jnp.float32(1))
     train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
@@ -62,6 +64,21 @@ def test_diverging_member_changes_no_other_member(binary_data):
     np.testing.assert_array_equal(flat_params(pop_calm.params), flat_params(pop_wild.params)[:4])
     assert bool(metrics["diverged"][4]) and not metrics["diverged"][:4].any()
     assert np.isfinite(flat_params(pop_wild.params)).all(), "a diverged member keeps its last finite parameters"
+
+
+def test_a_member_whose_parameters_stop_being_finite_is_marked_diverged(binary_data):
+    """relu turns an infinite bias into a unit that is off for good: the loss stays finite and only the
+    epoch's check of the parameters sees it. The other member trains as it would alone."""
+
+    def infinite_bias(pop):  # member 1, hidden unit 0
+        layer = pop.params["Dense_0"]
+        return pop.replace(params={**pop.params, "Dense_0": {**layer, "bias": layer["bias"].at[1, 0].set(-jnp.inf)}})
+
+    clean, _, _ = train_population(binary_data, [1e-3, 1e-2])
+    pop, _, metrics = train_population(binary_data, [1e-3, 1e-2], edit=infinite_bias)
+    assert np.isfinite(metrics["train_loss"]).all(), "the loss alone would not have caught it"
+    assert metrics["diverged"].tolist() == [False, True] and metrics["active"].tolist() == [False, False]
+    np.testing.assert_array_equal(flat_params(pop.params)[0], flat_params(clean.params)[0])
 
 
 def test_population_order_and_size_do_not_change_a_trial(binary_data):

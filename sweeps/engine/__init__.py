@@ -14,7 +14,7 @@ through the names below.
   metrics.py      validation metrics and the valid metric names
   keys.py         where a trial id becomes a random key
   memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
-  compiles.py     compilations counted from JAX's own compile events
+  compiles.py     compilations counted from JAX's own compile events; `jit` with the engine's compiler options
 """
 
 from sweeps.engine import edits, hparams, keys, memory, metrics
