@@ -68,8 +68,10 @@ class KeptModels:
         rows = [i for _, _, i in ranked if i is not None]
         fetched = {}
         if rows:
-            picked = jax.tree.map(lambda leaf: leaf[np.asarray(rows, np.int32)], pop.best_params)
-            fetched = dict(zip(rows, flat_params(fetch(picked))))
+            # Always as many rows (padded with the first): one compiled gather per population shape, not
+            # one eager gather compiled per count (a second a sweep in churn_three's five groups).
+            padded = np.resize(np.asarray(rows, np.int32), min(self.k, len(numbers)))
+            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)))))
         self.entries = {n: (s, self.entries[n][1] if i is None else fetched[i]) for s, n, i in ranked}
 
     def ranked(self) -> list[int]:
@@ -87,6 +89,12 @@ class KeptModels:
 
     def load(self, meta: Mapping[str, float], arrays: Mapping[str, np.ndarray]) -> None:
         self.entries = {int(n): (float(s), np.asarray(arrays[f"trial_{n}"])) for n, s in meta.items()}
+
+
+@jax.jit
+def _take_members(tree: Any, rows: jax.Array) -> Any:
+    """The members at `rows` of a tree whose leaves have the trial axis first."""
+    return jax.tree.map(lambda leaf: leaf[rows], tree)
 
 
 FOLDER = "models"
