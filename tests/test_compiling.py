@@ -79,3 +79,23 @@ def test_ahead_runs_one_compilation_at_a_time():
     ahead.wait("a", "a")
     assert not ahead.pending
     ahead.close()
+
+
+def test_compiler_options_leave_out_what_this_xla_does_not_know(monkeypatch):
+    """XLA refuses a program with an unknown option: the engine keeps only the options this version takes."""
+    import jax
+    import jax.numpy as jnp
+
+    from sweeps.engine import compiles
+
+    known = dict(compiles.CPU_COMPILER_OPTIONS)
+    monkeypatch.setattr(compiles, "CPU_COMPILER_OPTIONS", {**known, "xla_option_that_does_not_exist": 1})
+    compiles.compiler_options.cache_clear()
+    try:
+        taken = compiles.compiler_options("cpu") or {}
+        assert "xla_option_that_does_not_exist" not in taken and set(taken) <= set(known)
+        assert compiles.compiler_options("gpu") is None
+        if jax.default_backend() == "cpu":
+            assert float(compiles.jit(lambda x: x * 2.0)(jnp.float32(1.5))) == 3.0
+    finally:
+        compiles.compiler_options.cache_clear()

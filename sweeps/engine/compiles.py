@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,18 +26,39 @@ import jax
 
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
-# LLVM at -O1 on a CPU: XLA's default level spends a first run's compile in LLVM passes that these
-# programs do not gain from (benchmarks/README.md, "Issue 13": the lesson's initialisation compiled in
-# 0.61-0.68 s instead of 0.99-1.21 s, its epoch in 1.07 s instead of 1.18 s, same results, same speed).
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+# On a CPU: LLVM at -O1 and XLA's elemental fusion emitters instead of its MLIR ones. XLA's defaults
+# spend a first run's compile on work these small programs do not gain from (benchmarks/README.md,
+# "Issue 13": the lesson's epoch compiled in 0.62 s instead of 1.18, its initialisation in 0.25 s
+# instead of 0.99-1.21; epochs as fast at 16 and 64 members, about 6% slower at 256).
+CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+
+
+@functools.cache
+def compiler_options(backend: str) -> dict[str, Any] | None:
+    """The compiler options of the engine's programs on `backend`: `CPU_COMPILER_OPTIONS` on a CPU, those
+    this XLA knows (it refuses a program with an option it does not know, and options come and go
+    between versions); XLA's defaults on an accelerator."""
+    if backend != "cpu":
+        return None
+    if _compiles({**CPU_COMPILER_OPTIONS}):
+        return dict(CPU_COMPILER_OPTIONS)
+    known = {name: value for name, value in CPU_COMPILER_OPTIONS.items() if _compiles({name: value})}
+    return known or None
+
+
+def _compiles(options: dict[str, Any]) -> bool:
+    """Whether XLA takes `options` (one compilation of a one-operation program, about 20 ms)."""
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
+    except jax.errors.JaxRuntimeError:
+        return False
+    return True
 
 
 def jit(fun: Callable, **kwargs: Any) -> Callable:
-    """`jax.jit` with the engine's compiler options: `CPU_COMPILER_OPTIONS` when the default backend is a
-    CPU, XLA's defaults on an accelerator. Call it when a program is built, not at import (it asks JAX
-    for its backend)."""
-    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
-    return jax.jit(fun, compiler_options=options, **kwargs)
+    """`jax.jit` with the engine's compiler options for the default backend (`compiler_options`). Call it
+    when a program is built, not at import (it asks JAX for its backend)."""
+    return jax.jit(fun, compiler_options=compiler_options(jax.default_backend()), **kwargs)
 
 
 @dataclasses.dataclass
