@@ -11,7 +11,7 @@ prints it.
 loop lowers and compiles the next group's initialisation and epoch (`jit(...).lower(shapes)
 .compile()` puts them in JAX's cache, so the next group's first call does not compile). On the
 2-core development machine a cold `data/examples/churn_three.toml` (5 structures) took 13.8-15.1 s
-of sweep wall time instead of 16.2-18.3 s (3 alternating runs each, load average about 2 from other
+of sweep wall time instead of 16.2-18.3 s (2026-11-27, 3 alternating runs each, load average about 2 from other
 jobs; before the engine's tree rewrite: 38-41 s instead of 45-50 s at a load of about 6): a small
 population's training leaves a core idle. A failed background compilation is raised in the main
 thread when the group that needs it starts, naming the structure.

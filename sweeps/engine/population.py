@@ -146,7 +146,7 @@ def population_builder(structure: Structure):
         opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
         return params, opt.init(params)
 
-    def init_population(hparams, numbers, key_indices, seed):
+    def init_population(hparams, numbers, key_indices, seed):  # its name is what JAX's compile log shows
         safe = jnp.maximum(key_indices, 0)
         params, opt_state = jax.vmap(init_member)(keys.init_keys(seed, safe), hparams)
         size = numbers.shape[0]
