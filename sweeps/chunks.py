@@ -111,7 +111,7 @@ def train_chunk(
     loop = ChunkRunner(structure, data, seed, stop_metric, controls)
     pop = new_population(structure, chunk, size, seed, init)
     history = []
-    for epoch in range(max(t.hparams["epochs"] for t in chunk)):
+    for epoch in range(epochs_of(chunk)):
         pop, metrics = loop.epoch(pop, epoch)
         history.append(metrics)
         if after_epoch is not None:
@@ -119,6 +119,11 @@ def train_chunk(
         if not metrics["active"].any():
             break
     return pop, history
+
+
+def epochs_of(chunk: tuple[Trial, ...]) -> int:
+    """The epochs a chunk's population trains at most: its longest trial's."""
+    return max(t.hparams["epochs"] for t in chunk)
 
 
 def device_splits(data: Dataset) -> tuple[Split, Split]:

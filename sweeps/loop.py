@@ -40,13 +40,14 @@ import numpy as np
 
 from sweeps import distributed
 from sweeps.checkpoints import Checkpoints
-from sweeps.chunks import ChunkRunner, controls_for, new_population
+from sweeps.chunks import ChunkRunner, controls_for, epochs_of, new_population
 from sweeps.compile_ahead import CompilingMixin
 from sweeps.compiling import Ahead, CompileTimes
 from sweeps.data import Dataset
 from sweeps.decisions import DecisionsMixin
 from sweeps.engine.epoch import Split
 from sweeps.engine.population import Population
+from sweeps.lanes import LanesMixin, lane_count
 from sweeps.planning import Group, Plan, Trial, plan_round
 from sweeps.progress import Progress
 from sweeps.records import Records
@@ -66,7 +67,7 @@ class Interrupted(Exception):
         super().__init__(f"interrupted by {name} after the current epoch: {where}")
 
 
-class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
+class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
     """Drives a sweep from its planned first round to the last round's results.
 
     Args:
@@ -122,14 +123,14 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
     def run(self) -> Records:
         """Trains every round (from the newest checkpoint, when there is one); returns the records."""
         strategy = self.settings.strategy
-        population = self.restore()
+        restored = self.restore()
         try:
             with self._signals(), self.compile_times.listening():
                 while True:
                     round_index = self.position.round
                     trials, groups = self.rounds[round_index]
-                    self.train_round(groups, population)
-                    population = None
+                    self.train_round(groups, restored)
+                    restored = {}
                     strategy.tell(self.table(trials))
                     if not strategy.another_round():
                         break
@@ -162,11 +163,17 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
         self.rounds.append((trials, groups))
         self.configs.append([dict(c) for c in configs])
 
-    def train_round(self, groups: list[Group], population: Population | None) -> None:
-        """Trains the round's chunks from the current position; `population` is a restored chunk's state."""
+    def train_round(self, groups: list[Group], restored: dict[int, Population]) -> None:
+        """Trains the round's chunks from the current position; `restored` holds the populations a
+        checkpoint had in flight, by work index. Small populations train side by side (`sweeps.lanes`)."""
         work = [(g, chunk) for g in groups for chunk in g.chunks]
+        lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices)
+        if lanes > 1 or self.position.lanes:
+            self.train_round_in_lanes(groups, lanes, restored)
+            return
+        population = restored.get(self.position.work)
         self.progress.round(self.position.round, self.settings.strategy.planned_rounds())
-        self.progress.add_total(sum(_epochs(chunk) for _, chunk in work[self.position.work :]), self.position.epoch)
+        self.progress.add_total(sum(epochs_of(chunk) for _, chunk in work[self.position.work :]), self.position.epoch)
         times = self.compile_times
         while self.position.work < len(work):
             group, chunk = work[self.position.work]
@@ -184,7 +191,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
                 pop, population = self.place(population), None
             if self.position.epoch == 0 and self.settings.strategy.tracks_hparams:  # lineage starts at itself
                 self.parents = np.asarray(self.devices.fetch(pop.numbers)).copy()
-            epochs = _epochs(chunk)
+            epochs = epochs_of(chunk)
             with times.program(structure, "epoch", pop.size):
                 pending = runner.start(pop, self.position.epoch)
             first = True
@@ -303,7 +310,3 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin):
         step = self.save(pop)
         self.checkpoints.wait()
         raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
-
-
-def _epochs(chunk: tuple[Trial, ...]) -> int:
-    return max(t.hparams["epochs"] for t in chunk)

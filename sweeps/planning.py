@@ -173,6 +173,15 @@ class Plan:
                 f"chunks also hold at most the members that train fastest together on this CPU "
                 f"(their step state within its {self.settings.cache_bytes / 2**20:.0f} MiB cache)"
             )
+        from sweeps.lanes import lane_count  # the lanes module plans with this module's types
+
+        work = [(g, c) for g in self.groups for c in g.chunks]
+        lanes = lane_count(work, self.settings.strategy, self.settings.layout)
+        if lanes > 1:
+            lines.append(
+                f"lanes: {lanes} work items train side by side, one per CPU core (small populations leave cores "
+                f"idle alone; SWEEPS_LANES=1 trains one at a time)"
+            )
         lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
 

@@ -25,18 +25,29 @@ from sweeps.records import Records
 
 @dataclasses.dataclass(frozen=True)
 class LoopPosition:
-    """Where the loop is: round, the index of the (group, chunk) work item in the round, epoch of the chunk."""
+    """Where the loop is: round, the index of the (group, chunk) work item in the round, epoch of the chunk.
+
+    In lanes (`sweeps.lanes`) several items train at once: `lanes` lists each one in flight as (work
+    index, epochs trained), `work` is the next item to start and `epoch` is 0; the items before
+    `work` that are not in flight are done.
+    """
 
     round: int = 0
     work: int = 0
     epoch: int = 0
+    lanes: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoopPosition:
+        lanes = tuple((int(work), int(epoch)) for work, epoch in data.get("lanes", ()))
+        return cls(int(data["round"]), int(data["work"]), int(data["epoch"]), lanes)
 
 
 class ResumingMixin:
     """Expects the loop's `checkpoints`, `rounds`, `configs`, `refilled`, `settings`, `records`, `kept`,
     `position`, `pruned`, `parents`, `fingerprints`, `devices`, `seed` and `plan_next_round`."""
 
-    def snapshot(self, pop: Population | None) -> Snapshot:
+    def snapshot(self, pop: Population | dict[str, Population] | None) -> Snapshot:
         meta = {
             "position": dataclasses.asdict(self.position),
             "rounds": self.configs,
@@ -46,26 +57,28 @@ class ResumingMixin:
             "pruned": {str(n): e for n, e in self.pruned.items()},
             "refilled": [_trial_json(t) for t in self.refilled],
             "parents": None if self.parents is None else [int(p) for p in self.parents],
-            "population_size": None if pop is None else pop.size,
+            "population_size": pop.size if isinstance(pop, Population) else None,
         }
         return Snapshot(meta=meta, records=self.records.arrays(), population=pop, kept=self.kept.arrays())
 
-    def save(self, pop: Population | None = None) -> int | None:
-        """Writes a checkpoint of the current position (with the chunk's population when mid-chunk)."""
+    def save(self, pop: Population | dict[str, Population] | None = None) -> int | None:
+        """Writes a checkpoint of the current position (with the chunk's population when mid-chunk, or the
+        populations in flight by work index, in lanes)."""
         if self.checkpoints is None:
             return None
         return self.checkpoints.save(self.snapshot(pop))
 
-    def restore(self) -> Population | None:
+    def restore(self) -> dict[int, Population]:
         """Continues from the newest usable checkpoint, if any: position, rounds, records, kept models.
 
-        Returns the restored chunk's population when the checkpoint was taken mid-chunk.
+        Returns the populations of the work items the checkpoint had in flight, by work index (one item
+        mid-chunk, several in lanes, none between chunks).
         """
         if self.checkpoints is None:
-            return None
+            return {}
         snapshot = self.checkpoints.restore_latest(self._population_target)
         if snapshot is None:
-            return None
+            return {}
         meta = snapshot.meta
         stored = meta["fingerprints"]
         if stored.get("data") != self.fingerprints.get("data"):
@@ -78,10 +91,14 @@ class ResumingMixin:
         self.settings.strategy.load_state_dict(meta["strategy"])
         self.records = Records(snapshot.records)
         self.kept.load(meta["kept"], snapshot.kept)
-        self.position = LoopPosition(**meta["position"])
+        self.position = LoopPosition.from_json(meta["position"])
         self.pruned = {int(n): e for n, e in meta["pruned"].items()}
         self.parents = None if meta["parents"] is None else np.asarray(meta["parents"], np.int64)
-        return snapshot.population
+        if snapshot.population is None:
+            return {}
+        if isinstance(snapshot.population, Population):
+            return {self.position.work: snapshot.population}
+        return {int(work): pop for work, pop in snapshot.population.items()}
 
     def _replan(self, meta: dict) -> None:
         """The stored rounds planned again (the strategy is not asked), with the trials strategies
@@ -106,15 +123,23 @@ class ResumingMixin:
             self.refilled.extend(mine)
 
     def _population_target(self, meta: dict) -> Any:
-        """The abstract population of the checkpoint's work item, for orbax to restore into."""
+        """The abstract population of the checkpoint's work item (in lanes, of each item in flight by work
+        index), for orbax to restore into."""
         self._replan(meta)
-        position = LoopPosition(**meta["position"])
+        position = LoopPosition.from_json(meta["position"])
         _, groups = self.rounds[position.round]
-        group, chunk = [(g, c) for g in groups for c in g.chunks][position.work]
-        size = meta["population_size"] or group.population  # a repacked population is smaller
-        chunk = tuple((chunk * size)[:size])
-        # restored straight into the sharding, never the saved layout
-        return population_shapes(group.structure, chunk, size, self.seed, self.settings.init, self.devices)
+        work = [(g, c) for g in groups for c in g.chunks]
+
+        def shapes(index: int, size: int | None) -> Any:
+            group, chunk = work[index]
+            size = size or group.population  # a repacked population is smaller
+            chunk = tuple((chunk * size)[:size])
+            # restored straight into the sharding, never the saved layout
+            return population_shapes(group.structure, chunk, size, self.seed, self.settings.init, self.devices)
+
+        if position.lanes:
+            return {str(index): shapes(index, None) for index, epoch in position.lanes if epoch}
+        return shapes(position.work, meta["population_size"])
 
 
 def _trial_json(trial: Trial) -> dict:

@@ -86,15 +86,32 @@ def assert_same_run(a_dir: Path, b_dir: Path) -> None:
         jax.tree.map(np.testing.assert_array_equal, pa, pb)
 
 
-@pytest.mark.parametrize(("kill_at", "mode"), [(2, "early"), (7, "between_chunks"), (11, "during_write")])
-def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(data, uninterrupted, tmp_path, kill_at, mode):
+# (lanes killed, lanes resumed, kill at the n-th save, mode): one work item at a time saves 16 times, two
+# lanes 8 times (one checkpoint holds both items in flight); a checkpoint of either kind resumes in the other.
+KILLS = [
+    (1, 1, 2, "early"),
+    (1, 1, 7, "between_chunks"),
+    (1, 1, 11, "during_write"),
+    (2, 2, 2, "early"),
+    (2, 2, 4, "between_chunks"),
+    (2, 2, 6, "during_write"),
+    (2, 1, 3, "early"),
+    (1, 2, 6, "early"),
+]
+
+
+@pytest.mark.parametrize(("lanes", "resume_lanes", "kill_at", "mode"), KILLS)
+def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
+    data, uninterrupted, tmp_path, monkeypatch, lanes, resume_lanes, kill_at, mode
+):
     run_dir = tmp_path / "run"
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT.format(tests=str(ROOT / "tests")))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_LANES": str(lanes)}
     done = subprocess.run([sys.executable, str(script), str(run_dir), str(kill_at), mode], env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert not (run_dir / "config.json").exists(), "the run was killed before it finished"
+    monkeypatch.setenv("SWEEPS_LANES", str(resume_lanes))
     sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
     assert_same_run(uninterrupted[1], run_dir)
 

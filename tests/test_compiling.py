@@ -28,6 +28,7 @@ def data():
 def test_config_json_records_compile_seconds_per_structure_and_compiling_ahead_changes_nothing(
     data, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("SWEEPS_LANES", "1")  # compiling ahead is for one work item at a time (lanes: test_lanes.py)
     with log_compilations() as compiled:
         result = sweep(data, tmp_path / "ahead")
     config = json.loads((tmp_path / "ahead" / "config.json").read_text())
@@ -63,6 +64,7 @@ def test_a_failed_background_compilation_is_raised_in_the_main_thread(data, monk
     def fail(*args, **kwargs):
         raise ValueError("no such layout")
 
+    monkeypatch.setenv("SWEEPS_LANES", "1")
     monkeypatch.setattr(compile_ahead, "compile_population", fail)
     message = r"compiling the programs of hidden=\[7\] relu, batch 32.* ahead of time"
     with pytest.raises(RuntimeError, match=message) as e:

@@ -1,0 +1,108 @@
+"""Lanes: two small populations trained one after the other against side by side (`sweeps.lanes`).
+
+For each population size N and pair of batch sizes, two lesson populations (the churn MLP 45 -> 64
+-> 1, N learning rates each, one per batch size) train `--epochs` epochs each, first one after the
+other, then at the same time in two threads (as the sweep's lanes do), `--repeats` times
+alternating; each line is one repeat. Compile and a warm-up epoch are excluded. The ratio is what
+`sweeps.lanes.LANE_PARAMETERS` was chosen from: lanes pay while a population leaves cores idle.
+
+    python benchmarks/lanes.py                       # N 8 18 32 64 128 256, batches 16+32 and 128+256
+    python benchmarks/lanes.py --n 18 64 --epochs 5
+
+This file is never imported by the library. Run it from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+
+import jax
+import throughput
+
+from sweeps.engine.structure import n_params
+from sweeps.lanes import cpu_cores
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def populations(n: int, batch_sizes: tuple[int, ...]) -> list[list]:
+    """Per batch size: [engine, compiled epoch, population after one warm-up epoch]."""
+    out = []
+    for batch_size in batch_sizes:
+        engine = throughput.Engine(throughput.Workload("lesson", (64,), batch_size, throughput.lesson_data), False)
+        pop, _, _ = engine.population(throughput.learning_rates(n))
+        program, _, _ = engine.compiled(pop)
+        pop, _ = engine.run_epoch(program, pop, 0)
+        out.append([engine, program, pop])
+    return out
+
+
+def train(entry: list, epochs: int) -> None:
+    engine, program, pop = entry
+    for epoch in range(1, epochs + 1):
+        pop, _ = engine.run_epoch(program, pop, epoch)
+    entry[2] = pop
+
+
+def one_after_the_other(entries: list[list], epochs: int) -> float:
+    start = time.perf_counter()
+    for entry in entries:
+        train(entry, epochs)
+    return time.perf_counter() - start
+
+
+def side_by_side(entries: list[list], epochs: int) -> float:
+    start = time.perf_counter()
+    threads = [threading.Thread(target=train, args=(entry, epochs)) for entry in entries]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[8, 18, 32, 64, 128, 256])
+    parser.add_argument("--batches", nargs="+", default=["16,32", "128,256"], help="pairs of batch sizes")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = throughput.device_name()
+    out = args.out or RESULTS / f"lanes-{throughput.slug(device)}-{time.strftime('%Y-%m-%d')}.jsonl"
+    member = n_params(throughput.make_workloads()["lesson"].structure())
+    print(f"{device}, {cpu_cores()} cores, jax {jax.__version__}; {member} parameters per member")
+    print(
+        f"{'N':>5} {'parameters':>10} {'batches':>8} {'one after the other s':>22} {'side by side s':>15} {'ratio':>6}"
+    )
+    with out.open("a") as log:
+        for n in args.n:
+            for pair in args.batches:
+                batch_sizes = tuple(int(b) for b in pair.split(","))
+                entries = populations(n, batch_sizes)
+                for _ in range(args.repeats):
+                    alone = one_after_the_other(entries, args.epochs)
+                    both = side_by_side(entries, args.epochs)
+                    row = {
+                        "device": device,
+                        "n": n,
+                        "parameters": n * member,
+                        "batch_sizes": list(batch_sizes),
+                        "epochs": args.epochs,
+                        "one_after_the_other_s": round(alone, 4),
+                        "side_by_side_s": round(both, 4),
+                        "ratio": round(alone / both, 3),
+                        "commit": throughput.engine_commit(),
+                    }
+                    log.write(json.dumps(row) + "\n")
+                    print(f"{n:>5} {n * member:>10} {pair:>8} {alone:>22.3f} {both:>15.3f} {alone / both:>6.2f}")
+    print(f"rows appended to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Small populations trained side by side: a round's work items in lanes, one per CPU core.
+
+On a CPU a small population's epoch keeps about one core busy: XLA splits an operation over the
+cores only when it is large. A round of several small work items (a grid over batch sizes is one
+group per batch size) therefore trains them side by side, each in its own thread (JAX releases the
+Python lock while a program runs), one lane per core. Nothing is shared between lanes but the data
+on the device, so each work item computes exactly what it computes alone: the table and the
+history are the same bit for bit, only the wall time differs.
+
+Measured on the 2-core development machine (2026-11-28, lesson model 45 -> 64 -> 1, two batch
+sizes trained one after the other against side by side, `benchmarks/README.md`, "Lanes"):
+18 members 1.72-1.98x, 32 members 1.70-1.86x, 64 members 1.07-1.31x, 256 members 0.92-0.96x.
+So a round trains in lanes when every work item's population holds at most `LANE_PARAMETERS`
+parameters (members x parameters of one member; 64 lesson members hold 193k, 256 hold 770k).
+
+Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
+one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
+the number of lanes (1 turns them off).
+
+A checkpoint taken in lanes records every work item in flight with its epoch (`LoopPosition.lanes`)
+and their populations; resuming continues each where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from sweeps.chunks import ChunkRunner, epochs_of, new_population
+from sweeps.engine.population import Population
+from sweeps.engine.structure import n_params
+from sweeps.planning import Group, Trial
+from sweeps.resuming import LoopPosition
+from sweeps.strategies.base import Strategy
+
+LANE_PARAMETERS = 2**17  # a population of at most this many parameters leaves cores idle (module docstring)
+LANES_VARIABLE = "SWEEPS_LANES"
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def lanes_from_environment() -> int | None:
+    """`SWEEPS_LANES` as a count, or None when it is not set.
+
+    Raises:
+      ValueError: it is set to something that is not a whole number of at least 1.
+    """
+    text = os.environ.get(LANES_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"{LANES_VARIABLE}={text!r} is not a number of lanes: set it to a whole number of at least 1 "
+            f"(1 trains one work item at a time), or unset it to let the sweep choose"
+        )
+    return int(text)
+
+
+def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any) -> int:
+    """How many of `work`'s items train side by side: 1 unless lanes can pay (module docstring)."""
+    fits = (
+        type(strategy).decide is Strategy.decide
+        and not strategy.tracks_hparams
+        and devices.processes == 1
+        and devices.count == 1
+        and devices.devices[0].platform == "cpu"
+    )
+    if not fits or len(work) < 2:
+        return 1
+    chosen = lanes_from_environment()
+    if chosen is not None:
+        return min(chosen, len(work))
+    small = all(g.population * n_params(g.structure) <= LANE_PARAMETERS for g, _ in work)
+    return min(cpu_cores(), len(work)) if small else 1
+
+
+@dataclasses.dataclass
+class Lane:
+    """One work item in flight: its population (None before it is built) and the epochs it has trained."""
+
+    work: int
+    group: Group
+    chunk: tuple[Trial, ...]
+    runner: ChunkRunner
+    epochs: int
+    epoch: int = 0
+    pop: Population | None = None
+    called: bool = False  # its epoch program was called in this process
+
+
+class LanesMixin:
+    """`train_round_in_lanes`; expects the loop's `position`, `records`, `progress`, `kept`, `checkpoints`,
+    `compile_times`, `devices`, `settings`, `seed`, `pruned`, `_signal`, `runner`, `place` and `_check_signal`."""
+
+    def train_round_in_lanes(self, groups: list[Group], lanes: int, restored: dict[int, Population]) -> None:
+        """Trains the round's work items from the current position, `lanes` of them at a time.
+
+        `restored`: the populations of the items a checkpoint had in flight, by work index.
+        """
+        work = [(g, chunk) for g in groups for chunk in g.chunks]
+        position = self.position
+        flight = dict(position.lanes)
+        start = position.work
+        if not flight and position.epoch:  # a checkpoint taken one item at a time, mid-item
+            flight, start = {position.work: position.epoch}, position.work + 1
+        self.progress.round(position.round, self.settings.strategy.planned_rounds())
+        unstarted = [epochs_of(chunk) for _, chunk in work[start:]]
+        started = [(epochs_of(work[i][1]), e) for i, e in flight.items()]
+        self.progress.add_total(sum(unstarted) + sum(n for n, _ in started), sum(e for _, e in started))
+
+        def lane(index: int, epoch: int = 0) -> Lane:
+            group, chunk = work[index]
+            pop = restored.get(index) if epoch else None
+            return Lane(index, group, chunk, self.runner(group), epochs_of(chunk), epoch, pop)
+
+        waiting = [lane(i, e) for i, e in sorted(flight.items())]
+        while len(waiting) < lanes and start < len(work):
+            waiting.append(lane(start))
+            start += 1
+        running: dict[Future, Lane] = {}
+        due = False
+        self._lane_locks: dict[Any, threading.Lock] = {}
+        with ThreadPoolExecutor(max(lanes, len(waiting)), thread_name_prefix="sweeps-lane") as pool:
+            try:
+                while waiting or running:
+                    saving = due or self._signal is not None
+                    if saving and not running:  # every lane between epochs: one checkpoint holds them all
+                        self.position = _position(position.round, start, waiting)
+                        self._check_signal({str(w.work): w.pop for w in waiting if w.epoch} or None, due=due)
+                        due = False
+                    if not (saving and running):
+                        for item in waiting:
+                            running[pool.submit(self._lane_epoch, item)] = item
+                        waiting = []
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item = running.pop(future)
+                        item.pop, metrics = future.result()
+                        item.epoch += 1
+                        self.records.add(metrics)
+                        self.progress.epoch(
+                            metrics, item.group.structure.label(), item.epoch, item.epochs, self.checkpoints
+                        )
+                        due = due or (self.checkpoints is not None and self.checkpoints.due())
+                        if item.epoch < item.epochs and metrics["active"].any():
+                            waiting.append(item)
+                            continue
+                        self.progress.skip(item.epochs - item.epoch)  # every member stopped early
+                        self.kept.offer(item.pop, skip=self.pruned, fetch=self.devices.fetch)
+                        due = self.checkpoints is not None  # a checkpoint at the end of every chunk, as one at a time
+                        if start < len(work):
+                            waiting.append(lane(start))
+                            start += 1
+            finally:
+                for future in running:
+                    future.cancel()
+        self.position = LoopPosition(position.round, len(work))
+        self.save()
+        self._check_signal(None)
+
+    def _lane_epoch(self, item: Lane) -> tuple[Population, dict[str, Any]]:
+        """In a lane's thread: the item's population built (its first epoch) and one epoch trained and read.
+
+        A lane's first call of a program holds that program's lock: two lanes that need the same program
+        (two chunks of a group, the initialisation every batch size shares) compile it once, not each.
+        """
+        structure, size = item.group.structure, item.group.population
+        pop = item.pop
+        if pop is None:
+            with self._lane_locks.setdefault("initialisation", threading.Lock()):
+                with self.compile_times.program(structure, "initialisation", size):
+                    pop = new_population(structure, item.chunk, size, self.seed, self.settings.init, self.devices)
+                    pop = self.place(pop)
+        program = (structure, pop.size)
+        first = contextlib.nullcontext() if item.called else self._lane_locks.setdefault(program, threading.Lock())
+        with first, self.compile_times.program(structure, "epoch", size):
+            item.called = True
+            return item.runner.epoch(pop, item.epoch)
+
+
+def _position(round_index: int, start: int, waiting: list[Lane]) -> LoopPosition:
+    """The position of a round in lanes: items before `start` are done unless in flight."""
+    return LoopPosition(round_index, start, 0, tuple(sorted((w.work, w.epoch) for w in waiting)))
