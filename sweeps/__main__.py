@@ -1,7 +1,5 @@
 """`python -m sweeps ...` is the `sweeps` command."""
 
-import sys
+from sweeps.cli import command
 
-from sweeps.cli import main
-
-sys.exit(main())
+command()

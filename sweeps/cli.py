@@ -13,9 +13,11 @@ set SWEEPS_TRACEBACK=1 to see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -379,5 +381,19 @@ def folder_files(run_dir: Path) -> list[str]:
     return names + [f"plots/{p.name}" for p in plots]
 
 
+def command() -> None:
+    """`sweeps` and `python -m sweeps`: `main`, then, once every thread has finished and every exit handler (JAX's,
+    orbax's, logging's) has run, an exit without the interpreter's teardown (freeing each compiled program and
+    module took 0.6-0.7 s after churn_three on the development machine): nothing written is left unflushed."""
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

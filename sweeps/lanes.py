@@ -7,11 +7,13 @@ Python lock while a program runs), one lane per core. Nothing is shared between 
 on the device, so each work item computes exactly what it computes alone: the table and the
 history are the same bit for bit, only the wall time differs.
 
-Measured on the 2-core development machine (2026-11-28, lesson model 45 -> 64 -> 1, two batch
-sizes trained one after the other against side by side, `benchmarks/README.md`, "Lanes"):
-18 members 1.72-1.98x, 32 members 1.70-1.86x, 64 members 1.07-1.31x, 256 members 0.92-0.96x.
-So a round trains in lanes when every work item's population holds at most `LANE_PARAMETERS`
-parameters (members x parameters of one member; 64 lesson members hold 193k, 256 hold 770k).
+Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
+populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
+after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
+N = 8: 1.43-2.07x, 18: 1.44-2.35x, 32: 1.27-2.10x, 64: 0.98-1.45x (median 1.19x), 128:
+1.05-1.28x, 256: 0.83-1.41x (median 1.09x). So a round trains in lanes when every work item's
+population holds at most `LANE_PARAMETERS` parameters (members x parameters of one member: 87
+lesson members; 64 hold 193k, 256 hold 770k).
 
 Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
 one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
@@ -37,7 +39,7 @@ from sweeps.planning import Group, Trial
 from sweeps.resuming import LoopPosition
 from sweeps.strategies.base import Strategy
 
-LANE_PARAMETERS = 2**17  # a population of at most this many parameters leaves cores idle (module docstring)
+LANE_PARAMETERS = 2**18  # a population of at most this many parameters leaves cores idle (module docstring)
 LANES_VARIABLE = "SWEEPS_LANES"
 
 

@@ -9,8 +9,11 @@ trials and epochs.
 import contextlib
 import io
 import json
+import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import pandas as pd
@@ -306,6 +309,37 @@ def test_help_describes_the_commands(capsys):
     out = capsys.readouterr().out
     for word in ("--set", "--out", "--overwrite", "--quiet", "[space]", "[train]", "examples:"):
         assert word in out
+
+
+COMMAND = """
+import atexit, sys, threading, time
+from pathlib import Path
+from sweeps import cli
+
+out = Path(sys.argv[1])
+
+def main():
+    def write():
+        time.sleep(0.3)
+        (out / "thread.txt").write_text("written")
+
+    threading.Thread(target=write).start()
+    atexit.register(lambda: (out / "atexit.txt").write_text((out / "thread.txt").read_text()))
+    print("printed", end="")  # left in stdout's buffer
+    return 3
+
+cli.main = main
+cli.command()
+print("after the exit")
+"""
+
+
+def test_the_command_exits_with_mains_status_after_its_threads_and_exit_handlers(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", COMMAND, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stdout == "printed", "stdout flushed, nothing runs after the exit"
+    assert (tmp_path / "atexit.txt").read_text() == "written", "the thread finished before the exit handlers ran"
 
 
 # --- load_config and overrides ----------------------------------------------------------
