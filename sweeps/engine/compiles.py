@@ -29,8 +29,15 @@ BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 # On a CPU: LLVM at -O1 and XLA's elemental fusion emitters instead of its MLIR ones. XLA's defaults
 # spend a first run's compile on work these small programs do not gain from (benchmarks/README.md,
 # "Issue 13": the lesson's epoch compiled in 0.62 s instead of 1.18, its initialisation in 0.25 s
-# instead of 0.99-1.21; epochs as fast at 16 and 64 members, about 6% slower at 256).
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+# instead of 0.99-1.21; epochs as fast at 16 and 64 members, about 6% slower at 256). And no YNNPACK
+# fusions: the population's skinny matrix products ((members x 64, 45) by (45, batch) and back) ran
+# slower in them than in XLA's own dot (an epoch at 18, 64 and 256 members: 39%, 8% and 12% shorter
+# without; one member's epoch, which never used them, unchanged).
+CPU_COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 1,
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_experimental_ynn_fusion_type": "",
+}
 
 
 @functools.cache
