@@ -10,10 +10,10 @@ history are the same bit for bit, only the wall time differs.
 Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
 populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
 after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
-N = 8: 1.43-2.07x, 18: 1.44-2.35x, 32: 1.27-2.10x, 64: 0.98-1.45x (median 1.19x), 128:
-1.05-1.28x, 256: 0.83-1.41x (median 1.09x). So a round trains in lanes when every work item's
-population holds at most `LANE_PARAMETERS` parameters (members x parameters of one member: 87
-lesson members; 64 hold 193k, 256 hold 770k).
+N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.15x, 256:
+0.98-1.08x. So a round trains in lanes when every work item's population holds at most
+`LANE_PARAMETERS` parameters (members x parameters of one member: 87 lesson members; 64 hold 193k,
+256 hold 770k).
 
 Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
 one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
     "device",
@@ -120,3 +122,27 @@ def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path
     assert (row["devices"], row["n"], row["population"], row["per_device"]) == (2, 3, 4, 2)  # padded to 4
     assert row["model_epochs_per_s"] > 0 and row["vs_fewest_devices"] == 1.0
     assert "| 2 | 3 | 2 |" in done.stdout  # the markdown table
+
+
+def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path):
+    out = tmp_path / "lanes.jsonl"
+    command = [sys.executable, str(ROOT / "benchmarks" / "lanes.py"), "--n", "4", "--batches", "16,32"]
+    done = subprocess.run(
+        [*command, "--epochs", "1", "--repeats", "1", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["n"] == 4 and row["batch_sizes"] == [16, 32]
+    assert row["parameters"] == 4 * (45 * 64 + 64 + 64 + 1), "four members of the lesson MLP 45 -> 64 -> 1"
+    assert row["ratio"] == pytest.approx(row["one_after_the_other_s"] / row["side_by_side_s"], rel=0.01)
+    command = [sys.executable, str(ROOT / "benchmarks" / "compiler_options.py"), "--n", "2", "--epochs", "3"]
+    done = subprocess.run(
+        [*command, "--drop", "xla_cpu_use_fusion_emitters"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "'xla_cpu_use_fusion_emitters'" not in done.stdout.split("variant:")[1].splitlines()[0]
+    assert "N =     2: engine" in done.stdout and "engine / variant" in done.stdout
