@@ -179,14 +179,16 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
         x = at([best[column]])[0]
         right = warp([best[column]])[0] > distinct.min() + 0.6 * np.ptp(distinct)  # label on its left, inside
         ax.axvline(x, color="grey", ls=":", lw=1)
-        ax.annotate(
+        ax.annotate(  # at the top of the best value's line: points near the best sit low, so none under it
             f"best {name} {best[column]:.3g}" if numeric else f"best {name} {best[column]}",
-            (x, best[y]),
+            (x, 0.97),
+            xycoords=ax.get_xaxis_transform(),
             textcoords="offset points",
-            xytext=(-6 if right else 6, 10),
+            xytext=(-4 if right else 4, 0),
             ha="right" if right else "left",
+            va="top",
             fontsize=9,
-            bbox={"facecolor": "white", "alpha": 0.6, "edgecolor": "none", "pad": 1},
+            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
         )
     if log:
         ax.set_xscale("log")
