@@ -114,6 +114,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         self.compile_times = CompileTimes()
         self._ahead = Ahead()
         self._compiled: set[tuple[Any, int]] = set()  # (structure, population) whose programs are compiled or compiling
+        self.lanes = 1  # the most work items trained side by side so far (`sweeps.lanes`)
 
     @property
     def trials(self) -> list[Trial]:
@@ -169,6 +170,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         work = [(g, chunk) for g in groups for chunk in g.chunks]
         lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices)
         if lanes > 1 or self.position.lanes:
+            self.lanes = max(self.lanes, lanes)
             self.train_round_in_lanes(groups, lanes, restored)
             return
         population = restored.get(self.position.work)

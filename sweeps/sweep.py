@@ -229,6 +229,7 @@ def execute(
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
         "compile_by_structure": loop.compile_times.by_structure(),
+        "lanes": loop.lanes,  # the most work items trained side by side (1: one at a time)
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "devices": layout.summary(),

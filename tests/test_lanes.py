@@ -52,6 +52,7 @@ def test_lanes_give_the_table_history_and_models_of_one_item_at_a_time(data, tmp
     three, three_calls = run(data, tmp_path / "three", monkeypatch, 3)
     assert not one_calls, "SWEEPS_LANES=1 trains one work item at a time"
     assert set(three_calls) == set(range(6)), "every work item trained in a lane"
+    assert (one.config["lanes"], three.config["lanes"]) == (1, 3), "config.json records the lanes"
     assert len(one.table) == 18 and one.table["state"].isin(["complete", "diverged", "stopped"]).all()
     pd.testing.assert_frame_equal(one.table, three.table)
     pd.testing.assert_frame_equal(one.history, three.history)
