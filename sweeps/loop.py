@@ -22,7 +22,9 @@ Where the capabilities plug in (each a method of the loop; the larger ones in mi
   - `save` / `restore` (`sweeps.resuming`): checkpoints of the position (`LoopPosition`: round,
     work item, epoch), the chunk's population, the records and the kept models;
   - `compile_ahead` (`sweeps.compile_ahead`): the next work item's programs compiled while this
-    one trains; `compile_times` (`sweeps.compiling`) holds the compile seconds per structure.
+    one trains; `compile_times` (`sweeps.compiling`) holds the compile seconds per structure;
+  - `train_round_in_lanes` (`sweeps.lanes`): on a CPU, a round of small populations trained side
+    by side, one work item per core (each lane compiles its item's programs as it starts it).
 """
 
 from __future__ import annotations
