@@ -107,12 +107,12 @@ class LanesMixin:
     """`train_round_in_lanes`; expects the loop's `position`, `records`, `progress`, `kept`, `checkpoints`,
     `compile_times`, `devices`, `settings`, `seed`, `pruned`, `_signal`, `runner`, `place` and `_check_signal`."""
 
-    def train_round_in_lanes(self, groups: list[Group], lanes: int, restored: dict[int, Population]) -> None:
-        """Trains the round's work items from the current position, `lanes` of them at a time.
-
-        `restored`: the populations of the items a checkpoint had in flight, by work index.
+    def train_round_in_lanes(
+        self, work: list[tuple[Group, tuple[Trial, ...]]], lanes: int, restored: dict[int, Population]
+    ) -> None:
+        """Trains the round's work items (`planning.work_items`) from the current position, `lanes` of them
+        at a time. `restored`: the populations of the items a checkpoint had in flight, by work index.
         """
-        work = [(g, chunk) for g in groups for chunk in g.chunks]
         position = self.position
         flight = dict(position.lanes)
         start = position.work
@@ -134,7 +134,7 @@ class LanesMixin:
             start += 1
         running: dict[Future, Lane] = {}
         due = False
-        self._lane_locks: dict[Any, threading.Lock] = {}
+        locks: dict[Any, threading.Lock] = {}  # a program's first call in a lane holds its lock
         with ThreadPoolExecutor(max(lanes, len(waiting)), thread_name_prefix="sweeps-lane") as pool:
             try:
                 while waiting or running:
@@ -145,7 +145,7 @@ class LanesMixin:
                         due = False
                     if not (saving and running):
                         for item in waiting:
-                            running[pool.submit(self._lane_epoch, item)] = item
+                            running[pool.submit(self._lane_epoch, item, locks)] = item
                         waiting = []
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -172,7 +172,7 @@ class LanesMixin:
         self.save()
         self._check_signal(None)
 
-    def _lane_epoch(self, item: Lane) -> tuple[Population, dict[str, Any]]:
+    def _lane_epoch(self, item: Lane, locks: dict[Any, threading.Lock]) -> tuple[Population, dict[str, Any]]:
         """In a lane's thread: the item's population built (its first epoch) and one epoch trained and read.
 
         A lane's first call of a program holds that program's lock: two lanes that need the same program
@@ -181,12 +181,12 @@ class LanesMixin:
         structure, size = item.group.structure, item.group.population
         pop = item.pop
         if pop is None:
-            with self._lane_locks.setdefault("initialisation", threading.Lock()):
+            with locks.setdefault("initialisation", threading.Lock()):
                 with self.compile_times.program(structure, "initialisation", size):
                     pop = new_population(structure, item.chunk, size, self.seed, self.settings.init, self.devices)
                     pop = self.place(pop)
         program = (structure, pop.size)
-        first = contextlib.nullcontext() if item.called else self._lane_locks.setdefault(program, threading.Lock())
+        first = contextlib.nullcontext() if item.called else locks.setdefault(program, threading.Lock())
         with first, self.compile_times.program(structure, "epoch", size):
             item.called = True
             return item.runner.epoch(pop, item.epoch)

@@ -50,7 +50,7 @@ from sweeps.decisions import DecisionsMixin
 from sweeps.engine.epoch import Split
 from sweeps.engine.population import Population
 from sweeps.lanes import LanesMixin, lane_count
-from sweeps.planning import Group, Plan, Trial, plan_round
+from sweeps.planning import Group, Plan, Trial, plan_round, work_items
 from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
@@ -169,11 +169,11 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
     def train_round(self, groups: list[Group], restored: dict[int, Population]) -> None:
         """Trains the round's chunks from the current position; `restored` holds the populations a
         checkpoint had in flight, by work index. Small populations train side by side (`sweeps.lanes`)."""
-        work = [(g, chunk) for g in groups for chunk in g.chunks]
+        work = work_items(groups)
         lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices)
         if lanes > 1 or self.position.lanes:
             self.lanes = max(self.lanes, lanes)
-            self.train_round_in_lanes(groups, lanes, restored)
+            self.train_round_in_lanes(work, lanes, restored)
             return
         population = restored.get(self.position.work)
         self.progress.round(self.position.round, self.settings.strategy.planned_rounds())

@@ -77,6 +77,11 @@ class Group:
         return len(self.chunks) * self.population - len(self.trials)
 
 
+def work_items(groups) -> list[tuple[Group, tuple[Trial, ...]]]:
+    """A round's work items in training order: (group, chunk) for every chunk of every group."""
+    return [(g, chunk) for g in groups for chunk in g.chunks]
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """A sweep's checked, run-wide settings: what every round is planned with."""
@@ -175,8 +180,7 @@ class Plan:
             )
         from sweeps.lanes import lane_count  # the lanes module plans with this module's types
 
-        work = [(g, c) for g in self.groups for c in g.chunks]
-        lanes = lane_count(work, self.settings.strategy, self.settings.layout)
+        lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout)
         if lanes > 1:
             lines.append(
                 f"lanes: {lanes} work items train side by side, one per CPU core (small populations leave cores "

@@ -19,7 +19,7 @@ import numpy as np
 from sweeps.checkpoints import Snapshot
 from sweeps.chunks import population_shapes
 from sweeps.engine.population import Population
-from sweeps.planning import Trial
+from sweeps.planning import Trial, work_items
 from sweeps.records import Records
 
 
@@ -128,7 +128,7 @@ class ResumingMixin:
         self._replan(meta)
         position = LoopPosition.from_json(meta["position"])
         _, groups = self.rounds[position.round]
-        work = [(g, c) for g in groups for c in g.chunks]
+        work = work_items(groups)
 
         def shapes(index: int, size: int | None) -> Any:
             group, chunk = work[index]

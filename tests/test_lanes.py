@@ -38,9 +38,9 @@ def run(data, run_dir, monkeypatch, count):
     monkeypatch.setenv("SWEEPS_LANES", str(count))
     calls = []
 
-    def spy(self, item):
+    def spy(self, item, locks):
         calls.append(item.work)
-        return LANE_EPOCH(self, item)
+        return LANE_EPOCH(self, item, locks)
 
     monkeypatch.setattr(lanes.LanesMixin, "_lane_epoch", spy)
     result = sweeps.run(data, run_dir=run_dir, **SWEEP)
