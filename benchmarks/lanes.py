@@ -4,10 +4,17 @@ For each population size N and pair of batch sizes, two lesson populations (the 
 -> 1, N learning rates each, one per batch size) train `--epochs` epochs each, first one after the
 other, then at the same time in two threads (as the sweep's lanes do), `--repeats` times
 alternating; each line is one repeat. Compile and a warm-up epoch are excluded. The ratio is what
-`sweeps.lanes.LANE_PARAMETERS` was chosen from: lanes pay while a population leaves cores idle.
+`sweeps.lane_plan.LANE_PARAMETERS` was chosen from: lanes pay while a population leaves cores idle.
 
     python benchmarks/lanes.py                       # N 8 18 32 64 128 256, batches 16+32 and 128+256
     python benchmarks/lanes.py --n 18 64 --epochs 5
+
+`--split`: the cut of one group for lanes (`sweeps.lane_plan.lane_chunk_size`). For each N, the lesson's
+N learning rates (batch 32) train as one population, as the lane cut's chunks side by side (one
+thread per lane), and as the same chunks one after the other in one thread; repeats alternate, each
+line gives seconds per epoch of all N and the ratio whole / cut in lanes.
+
+    python benchmarks/lanes.py --split --n 32 64 128 256
 
 This file is never imported by the library. Run it from the repository root.
 """
@@ -24,7 +31,7 @@ import jax
 import throughput
 
 from sweeps.engine.structure import n_params
-from sweeps.lanes import cpu_cores
+from sweeps.lane_plan import cpu_cores, lane_chunk_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -65,6 +72,60 @@ def side_by_side(entries: list[list], epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def split(ns: list[int], epochs: int, repeats: int, log) -> None:
+    """`--split` (module docstring)."""
+    engine = throughput.Engine(throughput.make_workloads()["lesson"], False)
+    lanes = cpu_cores()
+    print(f"{'N':>5} {'chunks':>9} {'whole s/epoch':>14} {'cut, lanes':>11} {'cut, one thread':>16} {'ratio':>6}")
+    for n in ns:
+        size = lane_chunk_size(engine.workload.structure(), n, n, lanes)
+        rates = throughput.learning_rates(n)
+        entries = []  # the whole population, then the chunks: each [engine, program, population after epoch 0]
+        for part in [rates] + [rates[i : i + size] for i in range(0, n, size)]:
+            pop = engine.population(part)[0]
+            program = engine.compiled(pop)[0]
+            entries.append([engine, program, engine.run_epoch(program, pop, 0)[0]])
+        whole, chunks = entries[0], entries[1:]
+        in_lanes = [chunks[j::lanes] for j in range(lanes)]
+        for _ in range(repeats):
+            alone = one_after_the_other([whole], epochs) / epochs
+            cut = side_by_side_lists(in_lanes, epochs) / epochs
+            one_thread = one_after_the_other(chunks, epochs) / epochs
+            row = {
+                "device": throughput.device_name(),
+                "split": True,
+                "n": n,
+                "chunks": len(chunks),
+                "chunk_population": size,
+                "lanes": lanes,
+                "whole_epoch_s": round(alone, 4),
+                "cut_lanes_epoch_s": round(cut, 4),
+                "cut_one_thread_epoch_s": round(one_thread, 4),
+                "commit": throughput.engine_commit(),
+            }
+            log.write(json.dumps(row) + "\n")
+            line = f"{n:>5} {len(chunks):>4} x {size:<3} {alone:>14.3f} {cut:>11.3f} {one_thread:>16.3f}"
+            print(f"{line} {alone / cut:>6.2f}")
+
+
+def side_by_side_lists(lanes: list[list[list]], epochs: int) -> float:
+    """Each lane's entries trained epoch by epoch in its own thread."""
+
+    def lane(entries: list[list]) -> None:
+        for epoch in range(1, epochs + 1):
+            for entry in entries:
+                engine, program, pop = entry
+                entry[2], _ = engine.run_epoch(program, pop, epoch)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=lane, args=(entries,)) for entries in lanes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[8, 18, 32, 64, 128, 256])
@@ -72,11 +133,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--split", action="store_true", help="one group whole against cut for lanes (docstring)")
     args = parser.parse_args()
     device = throughput.device_name()
     out = args.out or RESULTS / f"lanes-{throughput.slug(device)}-{time.strftime('%Y-%m-%d')}.jsonl"
     member = n_params(throughput.make_workloads()["lesson"].structure())
     print(f"{device}, {cpu_cores()} cores, jax {jax.__version__}; {member} parameters per member")
+    if args.split:
+        with out.open("a") as log:
+            split(args.n, args.epochs, args.repeats, log)
+        print(f"rows appended to {out}")
+        return
     print(
         f"{'N':>5} {'parameters':>10} {'batches':>8} {'one after the other s':>22} {'side by side s':>15} {'ratio':>6}"
     )

@@ -4,9 +4,14 @@ Measures model-epochs per second (trials x epochs trained per wall-clock
 second, compile excluded) for
 
 - `vmap`: the engine, N trials as one population, one compiled epoch;
+- `lanes`: the N trials as `sweeps.run` trains them on this machine: on a CPU of
+  several cores cut into chunks trained side by side, one thread (lane) per core
+  (`sweeps.lane_plan.lane_chunk_size`); elsewhere the same as `vmap`;
 - `sequential`: the engine's own compiled epoch for a population of ONE,
   compiled once and run for each trial in turn (the fairest sequential
   baseline: same program, same XLA, no vectorization);
+- `sequential-lanes`: the same, one trial at a time in each of as many
+  threads as `lanes` uses (the sequential baseline given the lanes' threads);
 - `keras`: Keras 3 `model.fit`, one model per learning rate (the lesson's code);
 - `torch`: a plain PyTorch loop, one model per learning rate;
 - `torch-vmap`: the strongest PyTorch peer, a `torch.func` ensemble of the N
@@ -53,6 +58,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -70,13 +76,15 @@ from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.hparams import resolve
 from sweeps.engine.population import Population, init_population, stack_hparams
 from sweeps.engine.structure import structure_of
+from sweeps.lane_plan import cpu_cores, lane_chunk_size
 
 ROOT = Path(__file__).resolve().parents[1]
 CHURN = ROOT / "data" / "telco_customer_churn.csv"
 RESULTS = ROOT / "benchmarks" / "results"
 
 WORKLOADS = ("lesson", "wide")
-MODES = ("vmap", "sequential", "keras", "torch", "torch-vmap")
+MODES = ("vmap", "lanes", "sequential", "sequential-lanes", "keras", "torch", "torch-vmap")
+DEFAULT_MODES = ["vmap", "lanes", "sequential", "sequential-lanes"]
 TABLES_OF_THEIR_OWN = ("sweeps.run", "end-to-end")  # modes whose rows are not throughput rows
 CPU_NS = (1, 8, 64, 256, 1024)
 ACCELERATOR_NS = (1, 8, 64, 256, 1024, 4096, 16384)
@@ -448,6 +456,64 @@ def bench_vmap(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
     }
 
 
+def bench_lanes(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
+    """N trials as `sweeps.run` trains them here: chunks of `lane_chunk_size` members, each epoch of every chunk
+    trained in one of `lanes` threads (chunk j in thread j mod lanes), after one warm-up epoch. The last chunk is
+    padded with copies of its last learning rate; the rate counts the N trials only."""
+    lanes = cpu_cores() if jax.default_backend() == "cpu" else 1
+    size = lane_chunk_size(engine.workload.structure(), n, n, lanes)
+    rates = learning_rates(n)
+    chunks = [rates[i : i + size] for i in range(0, n, size)]
+    chunks[-1] = np.concatenate([chunks[-1], np.full(size - len(chunks[-1]), chunks[-1][-1])])
+    lanes = min(lanes, len(chunks))
+    rss_before = current_rss_mb()
+    reset_peak_memory()
+    built = [engine.population(chunk) for chunk in chunks]
+    pops = [pop for pop, _, _ in built]
+    program, compile_epoch_s, cost = engine.compiled(pops[0])
+
+    def epoch(e: int) -> float:
+        def lane(j: int) -> None:
+            for i in range(j, len(pops), lanes):
+                pops[i], _ = engine.run_epoch(program, pops[i], e)
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=lane, args=(j,)) for j in range(lanes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - start
+
+    warmup_s = epoch(0)
+    times = [epoch(e) for e in range(1, epochs + 1)]
+    peak, peak_source = peak_memory_mb()
+    compile_init_s = built[0][2]
+    pops.clear()
+    return {
+        "n": n,
+        "model_epochs_per_s": n / statistics.median(times),
+        "model_epochs_per_s_mean": n * epochs / sum(times),
+        "epoch_s": statistics.median(times),
+        "step_us": statistics.median(times) / engine.workload.steps_per_epoch * 1e6,
+        "sweep_s": compile_epoch_s + compile_init_s + warmup_s + sum(times),
+        "compile_s": compile_epoch_s + compile_init_s,
+        "compile_epoch_s": compile_epoch_s,
+        "compile_init_s": compile_init_s,
+        "warmup_epoch_s": warmup_s,
+        "init_s": sum(seconds for _, seconds, _ in built),
+        "timed_trials": n,
+        "extrapolated": False,
+        "lanes": lanes,
+        "chunks": len(chunks),
+        "chunk_population": size,
+        "peak_mem_mb": peak,
+        "peak_mem_source": peak_source,
+        "rss_before_mb": rss_before,
+        **cost,
+    }
+
+
 def memory_check(workload: Workload, n: int) -> dict[str, Any]:
     """The engine's estimate for a population of `n` (sweeps.engine.memory.population_bytes, the figure
     `sweeps.run` plans chunks with) against the memory free on the device now (sweeps.engine.memory.available_bytes:
@@ -495,6 +561,51 @@ def bench_sequential(engine: Engine, trials: int, epochs: int, budget_s: float) 
         r.update(compile_init_s=compile_init_s, peak_mem_mb=peak, peak_mem_source=peak_source, rss_before_mb=rss_before)
         r.update(cost)
     return records
+
+
+def bench_sequential_lanes(engine: Engine, trials: int, epochs: int) -> dict[str, Any]:
+    """`trials` trials one at a time in each of `lanes` threads (trial i in thread i mod lanes), each trained
+    one warm-up epoch and `epochs` timed ones through the one-member program. The rate: lanes over the
+    median timed epoch (the threads train at the same time throughout)."""
+    lanes = cpu_cores() if jax.default_backend() == "cpu" else 1
+    trials = max(trials, lanes)
+    everyone, _, compile_init_s = engine.population(learning_rates(trials))
+    first = jax.tree.map(lambda a: a[:1], everyone)
+    program, compile_epoch_s, cost = engine.compiled(first)
+    engine.run_epoch(program, first, 0)  # warms caches, not timed
+    times: list[float] = []
+
+    def lane(j: int) -> None:
+        for i in range(j, trials, lanes):
+            pop = jax.tree.map(lambda a, i=i: a[i : i + 1], everyone)
+            for e in range(epochs + 1):
+                pop, seconds = engine.run_epoch(program, pop, e)
+                if e:
+                    times.append(seconds)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=lane, args=(j,)) for j in range(lanes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    epoch_s = statistics.median(times)
+    return {
+        "model_epochs_per_s": lanes / epoch_s,
+        "model_epochs_per_s_mean": trials * (epochs + 1) / wall,
+        "epoch_s": epoch_s,
+        "step_us": epoch_s / engine.workload.steps_per_epoch * 1e6,
+        "trial_s": wall * lanes / trials,
+        "compile_s": compile_epoch_s + compile_init_s,
+        "compile_epoch_s": compile_epoch_s,
+        "compile_init_s": compile_init_s,
+        "timed_trials": trials,
+        "lanes": lanes,
+        "peak_mem_mb": peak_memory_mb()[0],
+        "peak_mem_source": peak_memory_mb()[1],
+        **cost,
+    }
 
 
 def sequential_rows(records: list[dict[str, Any]], ns: list[int], steps: int) -> list[dict[str, Any]]:
@@ -914,6 +1025,26 @@ def torch_vmap_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- output
 
 
+def against_sequential(rows: list[dict[str, Any]]) -> str:
+    """One line per workload and N where vmap or lanes ran beside sequential: their rates over sequential's."""
+    rate = {(r["workload"], r["mode"], r["n"]): r["model_epochs_per_s"] for r in rows if "model_epochs_per_s" in r}
+    lines = []
+    for (workload, mode, n), sequential in rate.items():
+        if mode != "sequential":
+            continue
+        parts = [
+            f"{engine} {rate[(workload, engine, n)] / sequential:.2f}x"
+            for engine in ("vmap", "lanes")
+            if (workload, engine, n) in rate
+        ]
+        if (workload, "lanes", n) in rate and (workload, "sequential-lanes", n) in rate:
+            ratio = rate[(workload, "lanes", n)] / rate[(workload, "sequential-lanes", n)]
+            parts.append(f"(lanes against sequential-lanes {ratio:.2f}x)")
+        if parts:
+            lines.append(f"{workload} N={n}: against sequential: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
 def _compile_parts(row: dict[str, Any]) -> str:
     """ " (epoch 1.10 + init 0.62)" for the engine's rows (compile_s is their sum); "" for the others."""
     if "compile_epoch_s" not in row:
@@ -934,7 +1065,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
             continue
         timed = f"{r['timed_trials']}{' (extrap.)' if r.get('extrapolated') else ''}"
         traffic = "n/a"
-        engine = r["mode"] in ("vmap", "sequential")  # other frameworks' rows carry the engine's cost, not their own
+        engine = r["mode"] in ("vmap", "lanes", "sequential", "sequential-lanes")  # others carry the engine's cost
         if engine and r.get("bytes_source", "").startswith("xla") and r.get("steps_per_epoch"):
             traffic = f"{r['bytes'] / r['steps_per_epoch'] / 1e3:.0f} ({r['bytes'] / r['bytes_analytic']:.2f}x)"
         lines.append(
@@ -990,10 +1121,20 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
         return  # one N per line: nothing to draw
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     styles = {"lesson": "-", "wide": "--"}
-    markers = {"vmap": "o", "sequential": "s", "keras": "^", "torch": "v", "torch-vmap": "D"}
+    markers = {
+        "vmap": "o",
+        "lanes": "P",
+        "sequential": "s",
+        "sequential-lanes": "X",
+        "keras": "^",
+        "torch": "v",
+        "torch-vmap": "D",
+    }
     colors = {
         "vmap": "tab:green",
+        "lanes": "tab:olive",
         "sequential": "tab:blue",
+        "sequential-lanes": "tab:cyan",
         "keras": "tab:red",
         "torch": "tab:orange",
         "torch-vmap": "tab:purple",
@@ -1045,9 +1186,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--mode",
         nargs="+",
-        default=["vmap", "sequential"],
+        default=DEFAULT_MODES,
         choices=[*MODES, "all"],
-        help="default: vmap sequential; 'all' adds keras, torch and torch-vmap where they import",
+        help=f"default: {' '.join(DEFAULT_MODES)}; 'all' adds keras, torch and torch-vmap where they import",
     )
     parser.add_argument(
         "--n",
@@ -1077,7 +1218,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="JSONL path (default benchmarks/results/<device>-<date>.jsonl)"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, vmap and sequential"
+        "--quick",
+        action="store_true",
+        help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, the default modes",
     )
     parser.add_argument(
         "--trials",
@@ -1127,7 +1270,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.n is not None and min(args.n) < 1:
         parser.error(f"every --n must be >= 1, but got {args.n}")
     if args.quick:
-        args.workload, args.mode, args.n, args.epochs = ["lesson"], ["vmap", "sequential"], [1, 8], 1
+        args.workload, args.mode, args.n, args.epochs = ["lesson"], DEFAULT_MODES, [1, 8], 1
         args.sequential_trials = min(args.sequential_trials, 4)
     return args
 
@@ -1289,10 +1432,26 @@ def main(argv=None) -> int:
                         continue
                     last = (n, 1 / row["model_epochs_per_s"], row["compile_s"])
                     emit({**base, "mode": mode, **fit, **row})
+            elif mode == "lanes":
+                for n in ns:
+                    fit = memory_check(workload, n)
+                    if fit["memory_estimate_mb"] > fit["memory_available_mb"]:
+                        emit({**base, "mode": mode, "n": n, **fit, "skipped": "memory estimate > available"})
+                        continue
+                    row = bench_lanes(engine, n, args.epochs)
+                    emit({**base, "mode": mode, **fit, **row})
+                    print(f"           {row['chunks']} chunks of {row['chunk_population']} in {row['lanes']} lanes")
             elif mode == "sequential":
                 records = bench_sequential(engine, min(max(ns), args.sequential_trials), args.epochs, budget)
                 engine_cost = {k: records[0][k] for k in COST_KEYS}
                 for row in sequential_rows(records, ns, workload.steps_per_epoch):
+                    emit({**base, "mode": mode, **row})
+            elif mode == "sequential-lanes":
+                record = bench_sequential_lanes(engine, min(max(ns), args.sequential_trials), args.epochs)
+                for n in ns:
+                    timed = min(n, record["timed_trials"])
+                    sweep_s = record["compile_s"] + n * record["trial_s"] / record["lanes"]
+                    row = {**record, "n": n, "timed_trials": timed, "extrapolated": timed < n, "sweep_s": sweep_s}
                     emit({**base, "mode": mode, **row})
             elif mode == "torch-vmap":
                 why = torch_available()
@@ -1345,6 +1504,9 @@ def main(argv=None) -> int:
     out.write_text("".join(json.dumps(row) + "\n" for row in rows))
     print()
     print(markdown_table(rows))
+    ratios = against_sequential(rows)
+    if ratios:
+        print("\n" + ratios)
     png = out.with_suffix(".png")
     try:
         plot(rows, png, device)

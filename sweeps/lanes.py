@@ -1,23 +1,10 @@
-"""Small populations trained side by side: a round's work items in lanes, one per CPU core.
+"""Small populations trained side by side: a round's work items in lanes, one thread per CPU core.
 
-On a CPU a small population's epoch keeps about one core busy: XLA splits an operation over the
-cores only when it is large. A round of several small work items (a grid over batch sizes is one
-group per batch size) therefore trains them side by side, each in its own thread (JAX releases the
-Python lock while a program runs), one lane per core. Nothing is shared between lanes but the data
-on the device, so each work item computes exactly what it computes alone: the table and the
-history are the same bit for bit, only the wall time differs.
-
-Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
-populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
-after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
-N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.15x, 256:
-0.98-1.08x. So a round trains in lanes when every work item's population holds at most
-`LANE_PARAMETERS` parameters (members x parameters of one member: 87 lesson members; 64 hold 193k,
-256 hold 770k).
-
-Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
-one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
-the number of lanes (1 turns them off).
+Each lane trains one work item (a chunk of a group) at a time, in its own thread (JAX releases the
+Python lock while a program runs). Nothing is shared between lanes but the data on the device, so
+each work item computes exactly what it computes alone: the table and the history are the same bit
+for bit, only the wall time differs. When lanes pay, how many, and how a group is cut for them:
+`sweeps/lane_plan.py`.
 
 A checkpoint taken in lanes records every work item in flight with its epoch (`LoopPosition.lanes`)
 and their populations; resuming continues each where it was. It is written when one is due (every
@@ -30,63 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from sweeps.chunks import ChunkRunner, epochs_of, new_population
 from sweeps.engine.population import Population
-from sweeps.engine.structure import n_params
 from sweeps.planning import Group, Trial
 from sweeps.resuming import LoopPosition
-from sweeps.strategies.base import Strategy
-
-LANE_PARAMETERS = 2**18  # a population of at most this many parameters leaves cores idle (module docstring)
-LANES_VARIABLE = "SWEEPS_LANES"
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def lanes_from_environment() -> int | None:
-    """`SWEEPS_LANES` as a count, or None when it is not set.
-
-    Raises:
-      ValueError: it is set to something that is not a whole number of at least 1.
-    """
-    text = os.environ.get(LANES_VARIABLE, "").strip()
-    if not text:
-        return None
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(
-            f"{LANES_VARIABLE}={text!r} is not a number of lanes: set it to a whole number of at least 1 "
-            f"(1 trains one work item at a time), or unset it to let the sweep choose"
-        )
-    return int(text)
-
-
-def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any) -> int:
-    """How many of `work`'s items train side by side: 1 unless lanes can pay (module docstring)."""
-    fits = (
-        type(strategy).decide is Strategy.decide
-        and not strategy.tracks_hparams
-        and devices.processes == 1
-        and devices.count == 1
-        and devices.devices[0].platform == "cpu"
-    )
-    if not fits or len(work) < 2:
-        return 1
-    chosen = lanes_from_environment()
-    if chosen is not None:
-        return min(chosen, len(work))
-    small = all(g.population * n_params(g.structure) <= LANE_PARAMETERS for g, _ in work)
-    return min(cpu_cores(), len(work)) if small else 1
 
 
 @dataclasses.dataclass

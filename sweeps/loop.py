@@ -49,7 +49,8 @@ from sweeps.data import Dataset
 from sweeps.decisions import DecisionsMixin
 from sweeps.engine.epoch import Split
 from sweeps.engine.population import Population
-from sweeps.lanes import LanesMixin, lane_count
+from sweeps.lane_plan import lane_count
+from sweeps.lanes import LanesMixin
 from sweeps.planning import Group, Plan, Trial, plan_round, work_items
 from sweeps.progress import Progress
 from sweeps.records import Records

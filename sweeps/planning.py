@@ -30,6 +30,7 @@ from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction
 from sweeps.engine.structure import Structure, structure_of
+from sweeps.lane_plan import LANE_PARAMETERS, lane_chunk_size, lane_count, planned_lanes
 from sweeps.space import Axis, as_space
 from sweeps.strategies import Grid, Strategy
 
@@ -100,6 +101,7 @@ class Settings:
     pad_to: int | None = None  # members per population in every round: the strategy's round_size() x seeds
     devices: Devices | None = None  # None: every device (`sweeps.devices.select_devices`)
     cache_bytes: int | None = None  # a CPU's last-level cache: chunks also capped by speed (memory.fastest_members)
+    lanes: int = 1  # the lanes groups are cut for (sweeps.lane_plan.lane_chunk_size); 1: not cut
 
     @property
     def layout(self) -> Devices:
@@ -158,9 +160,11 @@ class Plan:
             ]
         )
 
-    def with_budget(self, budget_bytes: int, cache_bytes: int | None, data: Dataset) -> Plan:
-        """The same trials chunked for another memory budget and cache (a resumed run plans as it first did)."""
-        settings = dataclasses.replace(self.settings, budget_bytes=int(budget_bytes), cache_bytes=cache_bytes)
+    def with_budget(self, budget_bytes: int, cache_bytes: int | None, lanes: int, data: Dataset) -> Plan:
+        """The same trials chunked for another memory budget, cache and lanes (a resumed run plans as it first did)."""
+        settings = dataclasses.replace(
+            self.settings, budget_bytes=int(budget_bytes), cache_bytes=cache_bytes, lanes=int(lanes)
+        )
         groups = group_trials(list(self.trials), data, settings)
         return dataclasses.replace(self, settings=settings, groups=tuple(groups))
 
@@ -178,13 +182,12 @@ class Plan:
                 f"chunks also hold at most the members that train fastest together on this CPU "
                 f"(their step state within its {self.settings.cache_bytes / 2**20:.0f} MiB cache)"
             )
-        from sweeps.lanes import lane_count  # the lanes module plans with this module's types
-
         lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout)
         if lanes > 1:
             lines.append(
                 f"lanes: {lanes} work items train side by side, one per CPU core (small populations leave cores "
-                f"idle alone; SWEEPS_LANES=1 trains one at a time)"
+                f"idle alone; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters; SWEEPS_LANES=1: "
+                "one at a time)"
             )
         lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
@@ -313,7 +316,12 @@ def check_settings(
     )
     # A strategy that acts inside populations (halving, PBT) keeps them whole; others are also cut by speed.
     by_speed = layout.local[0].platform == "cpu" and type(strategy).decide is Strategy.decide
-    return dataclasses.replace(settings, devices=layout, cache_bytes=memory.cache_bytes() if by_speed else None)
+    return dataclasses.replace(
+        settings,
+        devices=layout,
+        cache_bytes=memory.cache_bytes() if by_speed else None,
+        lanes=planned_lanes(strategy, layout),
+    )
 
 
 def plan_round(
@@ -368,7 +376,8 @@ def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list
     With `settings.cache_bytes`
     (a CPU's last-level cache) a chunk also holds at most the members that train fastest together
     (`memory.fastest_members`: on a CPU a larger population is slower per member once its state
-    outgrows the cache; the devices of a CPU share that cache).
+    outgrows the cache; the devices of a CPU share that cache). With `settings.lanes` > 1 a group is
+    also cut into chunks that train side by side (`sweeps.lane_plan.lane_chunk_size`).
     """
     devices, cache_bytes, max_population = settings.layout.count, settings.cache_bytes, settings.max_population
     by_structure: dict[Structure, list[Trial]] = {}
@@ -381,7 +390,8 @@ def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list
             fits = min(fits, memory.fastest_members(structure, cache_bytes))
         if max_population is not None:
             fits = min(fits, max_population)
-        size = memory.chunk_size(settings.pad_to or len(members), fits)
+        total = settings.pad_to or len(members)
+        size = lane_chunk_size(structure, total, memory.chunk_size(total, fits), settings.lanes)
         per_device = -(-size // devices)
         estimate = memory.population_bytes(structure, per_device, data.n_train, data.n_val)
         groups.append(Group(structure, tuple(members), size, estimate, devices))

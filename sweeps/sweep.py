@@ -186,16 +186,19 @@ def execute(
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["memory_budget"] = old["memory_budget"]
                 manifest["cache_bytes"] = old.get("cache_bytes")
+                manifest["lanes"] = old.get("lanes", 1)
                 manifest["devices"] = old.get("devices", layout.count)
                 fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
                 manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
+                manifest["lanes"] = sweep_plan.settings.lanes
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
             distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume)
         _refuse_other_device_count(manifest, layout.count, run_dir)
-        first = (manifest["memory_budget"], manifest.get("cache_bytes"))  # runs before the speed cap had none
-        if first != (sweep_plan.budget_bytes, sweep_plan.settings.cache_bytes):  # plan the chunks as the run first did
+        # plan the chunks as the run first did (runs before the speed cap or the lanes' cut had none)
+        first = (manifest["memory_budget"], manifest.get("cache_bytes"), manifest.get("lanes", 1))
+        if first != (sweep_plan.budget_bytes, sweep_plan.settings.cache_bytes, sweep_plan.settings.lanes):
             sweep_plan = sweep_plan.with_budget(*first, data=data)
         checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=keep_checkpoints, every=checkpoint_every)
     loop = SweepLoop(

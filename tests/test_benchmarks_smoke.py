@@ -1,6 +1,7 @@
 """Smoke test of benchmarks/throughput.py: the --quick subset runs and writes well-formed rows."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,10 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {(r["mode"], r["n"]) for r in rows} == {("vmap", 1), ("vmap", 8), ("sequential", 1), ("sequential", 8)}
+    modes = {(r["mode"], r["n"]) for r in rows}
+    assert modes == {(mode, n) for mode in ("vmap", "lanes", "sequential", "sequential-lanes") for n in (1, 8)}
+    for row in (r for r in rows if r["mode"] == "lanes"):  # 8 trials are too few to cut (lane_plan.LANE_FEWEST)
+        assert (row["chunks"], row["chunk_population"]) == (1, row["n"]), row
     for row in rows:
         missing = KEYS - set(row)
         assert not missing, f"row {row['mode']} N={row['n']} lacks {sorted(missing)}"
@@ -50,6 +54,8 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
         assert 1 <= row["timed_trials"] <= row["n"]
         assert row["extrapolated"] == (row["timed_trials"] < row["n"])
     assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
+    against = r"lesson N=8: against sequential: vmap [\d.]+x, lanes [\d.]+x, \(lanes against sequential-lanes [\d.]+x\)"
+    assert re.search(against, done.stdout), done.stdout[-1500:]
     assert out.with_suffix(".png").stat().st_size > 0  # the plot
 
 

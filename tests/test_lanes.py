@@ -7,8 +7,9 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps import lanes, space
-from sweeps.lanes import lane_count
+from sweeps import lane_plan, lanes, space
+from sweeps.engine.structure import n_params
+from sweeps.lane_plan import lane_count
 from sweeps.trained import load_model
 
 from helpers import EPOCH, log_compilations, synthetic
@@ -86,7 +87,7 @@ def work_of(data, **overrides):
 
 def test_small_populations_get_a_lane_per_core_and_large_ones_none(data, monkeypatch):
     monkeypatch.delenv("SWEEPS_LANES", raising=False)
-    monkeypatch.setattr(lanes, "cpu_cores", lambda: 4)
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
     work, settings = work_of(data)
     assert lane_count(work, settings.strategy, settings.layout) == 4
     assert lane_count(work[:2], settings.strategy, settings.layout) == 2, "no more lanes than work items"
@@ -106,6 +107,63 @@ def test_strategies_that_act_between_epochs_train_one_item_at_a_time(data, monke
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
 def test_a_bad_lane_count_names_the_variable_and_what_it_takes(data, monkeypatch, value):
     monkeypatch.setenv("SWEEPS_LANES", value)
-    work, settings = work_of(data)
     with pytest.raises(ValueError, match=r"SWEEPS_LANES=.* whole number of at least 1"):
-        lane_count(work, settings.strategy, settings.layout)
+        work_of(data)  # refused while planning, before anything compiles
+
+
+# One structure, 32 learning rates, 4 epochs: a group the lanes cut into two chunks of 16 (lane_plan.LANE_FEWEST).
+CUT = dict(space={"learning_rate": space.loguniform(1e-3, 3e-1)}, strategy=sweeps.Grid(n=32), epochs=4)
+
+
+def chunking(data, **overrides):
+    plan = sweeps.plan(data, **{**CUT, **overrides})
+    return [(len(g.chunks), g.population) for g in plan.groups], plan.settings.lanes
+
+
+def test_a_group_is_cut_into_chunks_for_as_many_lanes_as_cores(data, monkeypatch):
+    monkeypatch.delenv("SWEEPS_LANES", raising=False)
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
+    assert chunking(data) == ([(2, 16)], 2)
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
+    assert chunking(data) == ([(2, 16)], 4), "no chunk below LANE_FEWEST members, even for more lanes"
+    assert chunking(data, strategy=sweeps.Grid(n=64)) == ([(4, 16)], 4), "as many chunks as a multiple of the lanes"
+    assert chunking(data, strategy=sweeps.Grid(n=20)) == ([(1, 20)], 4), "20 trials are not cut into chunks of 5"
+    big = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=1000)})
+    cap = lane_plan.LANE_PARAMETERS // n_params(big.groups[0].structure)
+    assert [(len(g.chunks) % 4, g.population <= cap) for g in big.groups] == [(0, True)], (big.table(), cap)
+    described = sweeps.plan(data, **CUT).describe()  # what `sweeps run --dry-run` prints
+    assert "lanes: 2 work items train side by side" in described and "at most 262,144 parameters" in described
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    assert chunking(data) == ([(1, 32)], 1), "SWEEPS_LANES=1 turns the cut off with the lanes"
+    assert "lanes:" not in sweeps.plan(data, **CUT).describe()
+
+
+def test_no_cut_for_big_members_or_strategies_that_act_between_epochs(data, monkeypatch):
+    big = MLP(hidden=(512, 512))
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    alone = chunking(data, model=big)[0]
+    monkeypatch.setenv("SWEEPS_LANES", "2")
+    assert chunking(data, model=big) == (alone, 2), "16 such members exceed LANE_PARAMETERS: chunked by cache alone"
+    halving = chunking(data, strategy=sweeps.Halving(n=32, max_epochs=4))
+    assert halving == ([(1, 32)], 1)
+
+
+@pytest.mark.parametrize(("first", "then"), [(1, 2), (2, 1)])
+def test_a_resumed_run_keeps_the_chunks_it_was_cut_into(data, tmp_path, monkeypatch, first, then):
+    from helpers import Stop, crash_after_saves
+
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    whole = sweeps.run(data, run_dir=tmp_path / "whole", **CUT)
+    monkeypatch.setenv("SWEEPS_LANES", str(first))
+    undo = crash_after_saves(monkeypatch, 2)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=tmp_path / "run", checkpoint_every=1, **CUT)
+    undo()
+    monkeypatch.setenv("SWEEPS_LANES", str(then))
+    resumed = sweeps.run(data, run_dir=tmp_path / "run", resume=True, **CUT)
+    cut = [(g["chunks"], g["population"]) for g in resumed.config["groups"]]
+    assert cut == ([(1, 32)] if first == 1 else [(2, 16)]), "planned as the run was first planned"
+    assert len(resumed.table) == 32 and resumed.table["state"].notna().all()
+    cols = ["number", "params_learning_rate", "state", "best_epoch"]
+    pd.testing.assert_frame_equal(whole.table[cols], resumed.table[cols])
+    np.testing.assert_allclose(whole.table["best_val_loss"], resumed.table["best_val_loss"], rtol=1e-5)

@@ -1,0 +1,129 @@
+"""How many lanes a sweep's work items train in, and how a group is cut for them (`sweeps/lanes.py` trains them).
+
+On a CPU a small population's epoch keeps about one core busy: XLA splits an operation over the
+cores only when it is large. So a round's small work items train side by side, one lane (thread)
+per core.
+
+Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
+populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
+after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
+N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.15x, 256:
+0.98-1.08x. So a round trains in lanes when every work item's population holds at most
+`LANE_PARAMETERS` parameters (members x parameters of one member: 87 lesson members; 64 hold 193k,
+256 hold 770k).
+
+A large group is cut for the lanes too (`lane_chunk_size`, planned with the other chunking): into
+chunks of at most `LANE_PARAMETERS` parameters, as many as a multiple of the lanes, none smaller than
+`LANE_FEWEST` members. Measured the same way (`python benchmarks/lanes.py --split`: one lesson
+population of N against N cut into chunks trained in two lanes, epochs alternated): N = 32 45 -> 36
+ms per epoch (2 chunks of 16), 64 100 -> 62 (2 x 32), 128 193 -> 128 (2 x 64), 256 343 -> 247 (4 x
+64; 2 x 128: 280). One thread training the four chunks of 64 one after the other took 352: the gain
+is the lanes', not the smaller populations'. (The `--split` figures above are from the probe the
+benchmark keeps; benchmarks/README.md has the benchmark's own.)
+
+Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
+one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
+the number of lanes (1 turns them off, and with them the cut).
+
+Examples:
+  >>> from sweeps.engine.structure import Structure
+  >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+  >>> LANE_PARAMETERS // 3009, lane_chunk_size(lesson, 256, 256, lanes=2)  # 87 members at most; 4 chunks of 64
+  (87, 64)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import TYPE_CHECKING, Any
+
+from sweeps.engine.structure import n_params
+from sweeps.strategies.base import Strategy
+
+if TYPE_CHECKING:
+    from sweeps.planning import Group, Trial
+
+LANE_PARAMETERS = 2**18  # a population of at most this many parameters leaves cores idle (module docstring)
+LANE_FEWEST = 16  # a group is not cut for lanes into chunks of fewer members (dispatch would dominate them)
+LANES_VARIABLE = "SWEEPS_LANES"
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def lanes_from_environment() -> int | None:
+    """`SWEEPS_LANES` as a count, or None when it is not set.
+
+    Raises:
+      ValueError: it is set to something that is not a whole number of at least 1.
+    """
+    text = os.environ.get(LANES_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(
+            f"{LANES_VARIABLE}={text!r} is not a number of lanes: set it to a whole number of at least 1 "
+            f"(1 trains one work item at a time), or unset it to let the sweep choose"
+        )
+    return int(text)
+
+
+def lanes_fit(strategy: Strategy, devices: Any) -> bool:
+    """Whether a sweep's work items may train in lanes: nothing between epochs reaches into them (no strategy
+    decisions, no lineage), one process, one CPU device."""
+    return (
+        type(strategy).decide is Strategy.decide
+        and not strategy.tracks_hparams
+        and devices.processes == 1
+        and devices.count == 1
+        and devices.devices[0].platform == "cpu"
+    )
+
+
+def planned_lanes(strategy: Strategy, devices: Any) -> int:
+    """The lanes a sweep's groups are cut for (`lane_chunk_size`): `SWEEPS_LANES`, else one per core; 1 where
+    lanes do not fit."""
+    if not lanes_fit(strategy, devices):
+        return 1
+    chosen = lanes_from_environment()
+    return cpu_cores() if chosen is None else chosen
+
+
+def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
+    """Members per chunk of a group of `total` trials, chunked `size` by memory and cache, cut for `lanes` lanes.
+
+    Chunks of at most LANE_PARAMETERS parameters, equal in size, as many as a multiple of `lanes` (no lane
+    idles at a group's end) where each keeps LANE_FEWEST members, else as many as keep that many; `size`
+    unchanged where no cut leaves LANE_FEWEST members a chunk.
+
+    Examples:
+      >>> from sweeps.engine.structure import Structure
+      >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+      >>> [lane_chunk_size(lesson, n, min(n, 256), 2) for n in (20, 32, 64, 128, 256, 300)]
+      [20, 16, 32, 64, 64, 75]
+      >>> [lane_chunk_size(lesson, n, n, 4) for n in (32, 48, 64)]  # four lanes: 2, 3 and 4 chunks
+      [16, 16, 16]
+    """
+    if lanes < 2:
+        return size
+    needed = math.ceil(total / max(1, min(size, LANE_PARAMETERS // n_params(structure))))
+    chunks = min(math.ceil(needed / lanes) * lanes, max(needed, total // LANE_FEWEST))
+    cut = math.ceil(total / chunks)
+    return cut if chunks > 1 and cut >= LANE_FEWEST else size
+
+
+def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any) -> int:
+    """How many of `work`'s items train side by side: 1 unless lanes can pay (module docstring)."""
+    if not lanes_fit(strategy, devices) or len(work) < 2:
+        return 1
+    chosen = lanes_from_environment()
+    if chosen is not None:
+        return min(chosen, len(work))
+    small = all(g.population * n_params(g.structure) <= LANE_PARAMETERS for g, _ in work)
+    return min(cpu_cores(), len(work)) if small else 1
