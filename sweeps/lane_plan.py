@@ -14,12 +14,14 @@ N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.1
 
 A large group is cut for the lanes too (`lane_chunk_size`, planned with the other chunking): into
 chunks of at most `LANE_PARAMETERS` parameters, as many as a multiple of the lanes, none smaller than
-`LANE_FEWEST` members. Measured the same way (`python benchmarks/lanes.py --split`: one lesson
-population of N against N cut into chunks trained in two lanes, epochs alternated): N = 32 45 -> 36
-ms per epoch (2 chunks of 16), 64 100 -> 62 (2 x 32), 128 193 -> 128 (2 x 64), 256 343 -> 247 (4 x
-64; 2 x 128: 280). One thread training the four chunks of 64 one after the other took 352: the gain
-is the lanes', not the smaller populations'. (The `--split` figures above are from the probe the
-benchmark keeps; benchmarks/README.md has the benchmark's own.)
+`LANE_FEWEST` members. `python benchmarks/lanes.py --split --n 32 64 128 256` (the lesson's N
+learning rates as one population, as the cut's chunks in two lanes, and as the same chunks one
+after the other in one thread; seconds per epoch of all N, three alternating repeats, 2026-11-28):
+N = 32: 45-47 ms whole, 34-37 cut in lanes (2 chunks of 16); 64: 87-94 -> 64-73 (2 x 32); 128:
+163-195 -> 124-125 (2 x 64); 256: 356-490 -> 256-273 (4 x 64). The four chunks of 64 one after the
+other in one thread took 361-374 ms: the gain is the lanes', not the smaller populations'. The cut
+left the README example's table.csv (64 trials: one population before, two chunks of 32 now)
+byte-identical on this CPU.
 
 Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
 one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
