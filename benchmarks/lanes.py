@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -63,13 +62,7 @@ def one_after_the_other(entries: list[list], epochs: int) -> float:
 
 
 def side_by_side(entries: list[list], epochs: int) -> float:
-    start = time.perf_counter()
-    threads = [threading.Thread(target=train, args=(entry, epochs)) for entry in entries]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
+    return throughput.in_threads(lambda j: train(entries[j], epochs), len(entries))
 
 
 def split(ns: list[int], epochs: int, repeats: int, log) -> None:
@@ -111,19 +104,13 @@ def split(ns: list[int], epochs: int, repeats: int, log) -> None:
 def side_by_side_lists(lanes: list[list[list]], epochs: int) -> float:
     """Each lane's entries trained epoch by epoch in its own thread."""
 
-    def lane(entries: list[list]) -> None:
+    def lane(j: int) -> None:
         for epoch in range(1, epochs + 1):
-            for entry in entries:
+            for entry in lanes[j]:
                 engine, program, pop = entry
                 entry[2], _ = engine.run_epoch(program, pop, epoch)
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=lane, args=(entries,)) for entries in lanes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - start
+    return throughput.in_threads(lane, len(lanes))
 
 
 def main() -> None:

@@ -456,6 +456,17 @@ def bench_vmap(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
     }
 
 
+def in_threads(work: Callable[[int], None], count: int) -> float:
+    """Seconds to run work(0), ..., work(count - 1), each in its own thread, all at once."""
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start
+
+
 def bench_lanes(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
     """N trials as `sweeps.run` trains them here: chunks of `lane_chunk_size` members, each epoch of every chunk
     trained in one of `lanes` threads (chunk j in thread j mod lanes), after one warm-up epoch. The last chunk is
@@ -477,13 +488,7 @@ def bench_lanes(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
             for i in range(j, len(pops), lanes):
                 pops[i], _ = engine.run_epoch(program, pops[i], e)
 
-        start = time.perf_counter()
-        threads = [threading.Thread(target=lane, args=(j,)) for j in range(lanes)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return time.perf_counter() - start
+        return in_threads(lane, lanes)
 
     warmup_s = epoch(0)
     times = [epoch(e) for e in range(1, epochs + 1)]
@@ -583,13 +588,7 @@ def bench_sequential_lanes(engine: Engine, trials: int, epochs: int) -> dict[str
                 if e:
                     times.append(seconds)
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=lane, args=(j,)) for j in range(lanes)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - start
+    wall = in_threads(lane, lanes)
     epoch_s = statistics.median(times)
     return {
         "model_epochs_per_s": lanes / epoch_s,
