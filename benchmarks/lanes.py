@@ -12,9 +12,11 @@ alternating; each line is one repeat. Compile and a warm-up epoch are excluded. 
 `--split`: the cut of one group for lanes (`sweeps.lane_plan.lane_chunk_size`). For each N, the lesson's
 N learning rates (batch 32) train as one population, as the lane cut's chunks side by side (one
 thread per lane), and as the same chunks one after the other in one thread; repeats alternate, each
-line gives seconds per epoch of all N and the ratio whole / cut in lanes.
+line gives seconds per epoch of all N and the ratio whole / cut in lanes. `--hidden` sets the
+hidden layers of the model on the churn data (default 64: the lesson's).
 
     python benchmarks/lanes.py --split --n 32 64 128 256
+    python benchmarks/lanes.py --split --n 64 --hidden 128,128
 
 This file is never imported by the library. Run it from the repository root.
 """
@@ -65,9 +67,10 @@ def side_by_side(entries: list[list], epochs: int) -> float:
     return throughput.in_threads(lambda j: train(entries[j], epochs), len(entries))
 
 
-def split(ns: list[int], epochs: int, repeats: int, log) -> None:
+def split(ns: list[int], hidden: tuple[int, ...], epochs: int, repeats: int, log) -> None:
     """`--split` (module docstring)."""
-    engine = throughput.Engine(throughput.make_workloads()["lesson"], False)
+    engine = throughput.Engine(throughput.Workload("lesson", hidden, 32, throughput.lesson_data), False)
+    print(f"hidden {list(hidden)}: {n_params(engine.workload.structure())} parameters per member")
     lanes = cpu_cores()
     print(f"{'N':>5} {'chunks':>9} {'whole s/epoch':>14} {'cut, lanes':>11} {'cut, one thread':>16} {'ratio':>6}")
     for n in ns:
@@ -87,6 +90,7 @@ def split(ns: list[int], epochs: int, repeats: int, log) -> None:
             row = {
                 "device": throughput.device_name(),
                 "split": True,
+                "hidden": list(hidden),
                 "n": n,
                 "chunks": len(chunks),
                 "chunk_population": size,
@@ -121,6 +125,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--split", action="store_true", help="one group whole against cut for lanes (docstring)")
+    parser.add_argument("--hidden", default="64", help="--split: hidden widths, comma-separated (default 64)")
     args = parser.parse_args()
     device = throughput.device_name()
     out = args.out or RESULTS / f"lanes-{throughput.slug(device)}-{time.strftime('%Y-%m-%d')}.jsonl"
@@ -128,7 +133,7 @@ def main() -> None:
     print(f"{device}, {cpu_cores()} cores, jax {jax.__version__}; {member} parameters per member")
     if args.split:
         with out.open("a") as log:
-            split(args.n, args.epochs, args.repeats, log)
+            split(args.n, tuple(int(w) for w in args.hidden.split(",")), args.epochs, args.repeats, log)
         print(f"rows appended to {out}")
         return
     print(

@@ -8,20 +8,25 @@ Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes
 populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
 after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
 N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.15x, 256:
-0.98-1.08x. So a round trains in lanes when every work item's population holds at most
-`LANE_PARAMETERS` parameters (members x parameters of one member: 87 lesson members; 64 hold 193k,
-256 hold 770k).
+0.98-1.08x: lanes pay for populations of up to about `LANE_PARAMETERS` parameters (members x
+parameters of one member: 87 lesson members; 64 hold 193k, 256 hold 770k) and cost nothing
+measurable above. So a sweep planned for lanes (`planned_lanes`: one per core, or `SWEEPS_LANES`)
+trains its work items that many at a time, each chunk sized within that share of the memory budget.
 
 A large group is cut for the lanes too (`lane_chunk_size`, planned with the other chunking): into
 chunks of at most `LANE_PARAMETERS` parameters, as many as a multiple of the lanes, none smaller than
-`LANE_FEWEST` members. `python benchmarks/lanes.py --split --n 32 64 128 256` (the lesson's N
+`LANE_FEWEST` members (for members too big for that, chunks of `LANE_FEWEST` or more, still as many
+as a multiple of the lanes). `python benchmarks/lanes.py --split --n 32 64 128 256` (the lesson's N
 learning rates as one population, as the cut's chunks in two lanes, and as the same chunks one
 after the other in one thread; seconds per epoch of all N, three alternating repeats, 2026-11-28):
 N = 32: 45-47 ms whole, 34-37 cut in lanes (2 chunks of 16); 64: 87-94 -> 64-73 (2 x 32); 128:
 163-195 -> 124-125 (2 x 64); 256: 356-490 -> 256-273 (4 x 64). The four chunks of 64 one after the
 other in one thread took 361-374 ms: the gain is the lanes', not the smaller populations'. The cut
 left the README example's table.csv (64 trials: one population before, two chunks of 32 now)
-byte-identical on this CPU.
+byte-identical on this CPU. Wider members (`--split --n 64 --hidden W`, three repeats): hidden
+256 (12k parameters a member) 0.34-0.44 s whole, 0.25-0.29 cut (4 x 16); 128,128 (23k) 1.32-1.51
+-> 0.66-0.80 (4 x 16); 256,256 (78k) 3.73-4.24 -> 2.55-3.10 (4 x 16); 64,64 at N = 128 0.81-0.91
+-> 0.44-0.49 (4 x 32).
 
 Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
 one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
@@ -101,8 +106,9 @@ def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
     """Members per chunk of a group of `total` trials, chunked `size` by memory and cache, cut for `lanes` lanes.
 
     Chunks of at most LANE_PARAMETERS parameters, equal in size, as many as a multiple of `lanes` (no lane
-    idles at a group's end) where each keeps LANE_FEWEST members, else as many as keep that many; `size`
-    unchanged where no cut leaves LANE_FEWEST members a chunk.
+    idles at a group's end), each of at least LANE_FEWEST members; where the parameter bound would leave
+    fewer, chunks of LANE_FEWEST members or more, as many as a multiple of `lanes` (or as many as keep that
+    many); `size` unchanged where fewer than two chunks keep LANE_FEWEST members.
 
     Examples:
       >>> from sweeps.engine.structure import Structure
@@ -111,21 +117,24 @@ def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
       [20, 16, 32, 64, 64, 75]
       >>> [lane_chunk_size(lesson, n, n, 4) for n in (32, 48, 64)]  # four lanes: 2, 3 and 4 chunks
       [16, 16, 16]
+      >>> wider = Structure((256, 256), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+      >>> lane_chunk_size(wider, 64, 64, 2)  # 77,825 parameters a member: 4 chunks of 16
+      16
     """
-    if lanes < 2:
+    most = total // LANE_FEWEST  # the most chunks that keep LANE_FEWEST members
+    if lanes < 2 or most < max(2, math.ceil(total / size)):
         return size
     needed = math.ceil(total / max(1, min(size, LANE_PARAMETERS // n_params(structure))))
-    chunks = min(math.ceil(needed / lanes) * lanes, max(needed, total // LANE_FEWEST))
-    cut = math.ceil(total / chunks)
-    return cut if chunks > 1 and cut >= LANE_FEWEST else size
+    chunks = math.ceil(needed / lanes) * lanes
+    if chunks > most:  # the parameter bound would cut below LANE_FEWEST members
+        chunks = most // lanes * lanes if most // lanes * lanes >= max(2, math.ceil(total / size)) else most
+    return math.ceil(total / chunks)
 
 
-def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any) -> int:
-    """How many of `work`'s items train side by side: 1 unless lanes can pay (module docstring)."""
+def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any, planned: int) -> int:
+    """How many of `work`'s items train side by side: `SWEEPS_LANES`, else the lanes the sweep was planned
+    for (`planned`, its chunks sized to fit the memory budget that many at a time); 1 where lanes do not fit."""
     if not lanes_fit(strategy, devices) or len(work) < 2:
         return 1
     chosen = lanes_from_environment()
-    if chosen is not None:
-        return min(chosen, len(work))
-    small = all(g.population * n_params(g.structure) <= LANE_PARAMETERS for g, _ in work)
-    return min(cpu_cores(), len(work)) if small else 1
+    return min(planned if chosen is None else chosen, len(work))

@@ -171,7 +171,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         """Trains the round's chunks from the current position; `restored` holds the populations a
         checkpoint had in flight, by work index. Small populations train side by side (`sweeps.lanes`)."""
         work = work_items(groups)
-        lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices)
+        lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices, self.settings.lanes)
         if lanes > 1 or self.position.lanes:
             self.lanes = max(self.lanes, lanes)
             self.train_round_in_lanes(work, lanes, restored)

@@ -182,12 +182,12 @@ class Plan:
                 f"chunks also hold at most the members that train fastest together on this CPU "
                 f"(their step state within its {self.settings.cache_bytes / 2**20:.0f} MiB cache)"
             )
-        lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout)
+        lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout, self.settings.lanes)
         if lanes > 1:
             lines.append(
-                f"lanes: {lanes} work items train side by side, one per CPU core (small populations leave cores "
-                f"idle alone; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters; SWEEPS_LANES=1: "
-                "one at a time)"
+                f"lanes: {lanes} work items train side by side, one per CPU core (a population alone leaves cores "
+                f"idle; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters where 16 members fit; "
+                "SWEEPS_LANES=1: one at a time)"
             )
         lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
@@ -214,9 +214,10 @@ def plan(
     """Checks every input, asks the strategy for its first round and plans it.
 
     Takes `run`'s arguments; trains and compiles nothing. Every bad value is refused here,
-    before the first compilation. `memory_budget` (bytes per device) defaults to half of each
-    device's free memory. The strategy is started (`Strategy.start`: the objective and its direction)
-    and asked exactly once (with several processes, process 0's answer is used by all).
+    before the first compilation. `memory_budget` (bytes per device, shared by the chunks lanes train
+    at once) defaults to half of each device's free memory. The strategy is started (`Strategy.start`:
+    the objective and its direction) and asked exactly once (with several processes, process 0's
+    answer is used by all).
     """
     settings = check_settings(
         data,
@@ -373,11 +374,11 @@ def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list
 
     `settings.budget_bytes` is per device: a chunk holds up to the device count times what fits on one
     (and at most `max_population` trials); its population is padded to a multiple of the device count.
-    With `settings.cache_bytes`
-    (a CPU's last-level cache) a chunk also holds at most the members that train fastest together
-    (`memory.fastest_members`: on a CPU a larger population is slower per member once its state
-    outgrows the cache; the devices of a CPU share that cache). With `settings.lanes` > 1 a group is
-    also cut into chunks that train side by side (`sweeps.lane_plan.lane_chunk_size`).
+    With `settings.cache_bytes` (a CPU's last-level cache) a chunk also holds at most the members that
+    train fastest together (`memory.fastest_members`: on a CPU a larger population is slower per member
+    once its state outgrows the cache; the devices of a CPU share that cache). With `settings.lanes` > 1
+    the chunks train that many at a time (each fits a share of the budget) and a group is also cut
+    into chunks for them (`sweeps.lane_plan.lane_chunk_size`).
     """
     devices, cache_bytes, max_population = settings.layout.count, settings.cache_bytes, settings.max_population
     by_structure: dict[Structure, list[Trial]] = {}
@@ -385,7 +386,8 @@ def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list
         by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
     groups = []
     for structure, members in by_structure.items():
-        fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, settings.budget_bytes)
+        budget = settings.budget_bytes // settings.lanes  # lanes hold that many chunks at once
+        fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, budget)
         if cache_bytes is not None:
             fits = min(fits, memory.fastest_members(structure, cache_bytes))
         if max_population is not None:

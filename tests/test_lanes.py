@@ -85,23 +85,36 @@ def work_of(data, **overrides):
     return [(g, chunk) for g in plan.groups for chunk in g.chunks], plan.settings
 
 
-def test_small_populations_get_a_lane_per_core_and_large_ones_none(data, monkeypatch):
+def test_work_items_train_in_as_many_lanes_as_the_sweep_was_planned_for(data, monkeypatch):
     monkeypatch.delenv("SWEEPS_LANES", raising=False)
     monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
     work, settings = work_of(data)
-    assert lane_count(work, settings.strategy, settings.layout) == 4
-    assert lane_count(work[:2], settings.strategy, settings.layout) == 2, "no more lanes than work items"
-    assert lane_count(work[:1], settings.strategy, settings.layout) == 1
+    assert settings.lanes == 4, "planned for one lane per core"
+    assert lane_count(work, settings.strategy, settings.layout, settings.lanes) == 4
+    assert lane_count(work[:2], settings.strategy, settings.layout, 4) == 2, "no more lanes than work items"
+    assert lane_count(work[:1], settings.strategy, settings.layout, 4) == 1
+    assert lane_count(work, settings.strategy, settings.layout, 2) == 2, "a resumed run: the lanes it was planned for"
     wide, settings = work_of(data, model=MLP(hidden=(512, 512)), max_population=64)
-    assert lane_count(wide, settings.strategy, settings.layout) == 1, "a population that fills the cores alone"
+    assert len(wide) == 3 and lane_count(wide, settings.strategy, settings.layout, settings.lanes) == 3, "big too"
     monkeypatch.setenv("SWEEPS_LANES", "2")
-    assert lane_count(wide, settings.strategy, settings.layout) == 2, "SWEEPS_LANES decides"
+    assert lane_count(wide, settings.strategy, settings.layout, 4) == 2, "SWEEPS_LANES decides"
+
+
+def test_lanes_share_the_memory_budget(data, monkeypatch):
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    whole = sweeps.plan(data, **CUT).groups[0]  # 32 members as one population
+    budget = int(1.5 * whole.chunk_bytes)  # fits one population of 32, not two of them at once
+    alone = sweeps.plan(data, **CUT, memory_budget=budget).groups[0]
+    monkeypatch.setenv("SWEEPS_LANES", "2")
+    two = sweeps.plan(data, **CUT, memory_budget=budget).groups[0]
+    assert (len(alone.chunks), alone.population) == (1, 32)
+    assert len(two.chunks) >= 2 and 2 * two.chunk_bytes <= budget, (two.chunk_size, two.chunk_bytes, budget)
 
 
 def test_strategies_that_act_between_epochs_train_one_item_at_a_time(data, monkeypatch):
     monkeypatch.setenv("SWEEPS_LANES", "4")
     work, settings = work_of(data, strategy=sweeps.Halving(n=9, max_epochs=4))
-    assert lane_count(work, settings.strategy, settings.layout) == 1
+    assert lane_count(work, settings.strategy, settings.layout, settings.lanes) == 1
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])

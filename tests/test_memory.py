@@ -35,7 +35,8 @@ def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members
     assert xla <= estimate <= 3 * xla
 
 
-def test_a_group_too_large_for_the_budget_is_chunked_with_padding_and_one_program(binary_data):
+def test_a_group_too_large_for_the_budget_is_chunked_with_padding_and_one_program(binary_data, monkeypatch):
+    monkeypatch.setenv("SWEEPS_LANES", "1")  # lanes share the budget (test_lanes.py)
     structure_bytes = memory.population_bytes(
         Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", binary_data.n_features, 1),
         4,
