@@ -121,13 +121,15 @@ def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
       >>> lane_chunk_size(wider, 64, 64, 2)  # 77,825 parameters a member: 4 chunks of 16
       16
     """
+    fewest = max(2, math.ceil(total / size))  # the chunks memory and cache need, and at least two
     most = total // LANE_FEWEST  # the most chunks that keep LANE_FEWEST members
-    if lanes < 2 or most < max(2, math.ceil(total / size)):
+    if lanes < 2 or most < fewest:
         return size
     needed = math.ceil(total / max(1, min(size, LANE_PARAMETERS // n_params(structure))))
     chunks = math.ceil(needed / lanes) * lanes
-    if chunks > most:  # the parameter bound would cut below LANE_FEWEST members
-        chunks = most // lanes * lanes if most // lanes * lanes >= max(2, math.ceil(total / size)) else most
+    if chunks > most:  # the parameter bound would cut below LANE_FEWEST members: as many as keep them
+        in_whole_lanes = most // lanes * lanes
+        chunks = in_whole_lanes if in_whole_lanes >= fewest else most
     return math.ceil(total / chunks)
 
 

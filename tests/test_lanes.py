@@ -180,3 +180,26 @@ def test_a_resumed_run_keeps_the_chunks_it_was_cut_into(data, tmp_path, monkeypa
     cols = ["number", "params_learning_rate", "state", "best_epoch"]
     pd.testing.assert_frame_equal(whole.table[cols], resumed.table[cols])
     np.testing.assert_allclose(whole.table["best_val_loss"], resumed.table["best_val_loss"], rtol=1e-5)
+
+
+def test_the_cut_keeps_memory_fewest_members_and_whole_lanes():
+    from sweeps.engine.structure import Structure
+
+    fewest = lane_plan.LANE_FEWEST
+    for hidden in [(8,), (64,), (256, 256), (512, 512, 512)]:
+        structure = Structure(hidden, "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+        cap = max(1, lane_plan.LANE_PARAMETERS // n_params(structure))
+        for total in [1, 15, 16, 31, 32, 33, 48, 64, 100, 256, 1000, 4099]:
+            for size in {total, max(1, total // 3), 8, 256}:
+                for count in [1, 2, 3, 4, 16]:
+                    cut = lane_plan.lane_chunk_size(structure, total, size, count)
+                    chunks = -(-total // cut)
+                    case = (hidden, total, size, count, cut)
+                    assert cut <= size, case  # memory and cache still hold
+                    if count == 1 or cut == size:
+                        continue
+                    assert cut >= fewest and chunks >= 2, case
+                    if cut > cap:  # the parameter bound gave way only to keep LANE_FEWEST members
+                        assert -(-total // cap) > total // fewest, case
+                    if -(-total // min(size, cap)) <= total // fewest // count * count:
+                        assert chunks % count == 0, case  # whole lanes wherever they keep LANE_FEWEST
