@@ -71,7 +71,7 @@ def split(ns: list[int], hidden: tuple[int, ...], epochs: int, repeats: int, log
     """`--split` (module docstring)."""
     engine = throughput.Engine(throughput.Workload("lesson", hidden, 32, throughput.lesson_data), False)
     print(f"hidden {list(hidden)}: {n_params(engine.workload.structure())} parameters per member")
-    lanes = cpu_cores()
+    lanes = throughput.lanes_here()
     print(f"{'N':>5} {'chunks':>9} {'whole s/epoch':>14} {'cut, lanes':>11} {'cut, one thread':>16} {'ratio':>6}")
     for n in ns:
         size = lane_chunk_size(engine.workload.structure(), n, n, lanes)

@@ -76,7 +76,7 @@ from sweeps.engine.epoch import Controls, Split, make_train_epoch
 from sweeps.engine.hparams import resolve
 from sweeps.engine.population import Population, init_population, stack_hparams
 from sweeps.engine.structure import structure_of
-from sweeps.lane_plan import cpu_cores, lane_chunk_size
+from sweeps.lane_plan import cpu_cores, lane_chunk_size, lanes_from_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CHURN = ROOT / "data" / "telco_customer_churn.csv"
@@ -467,11 +467,16 @@ def in_threads(work: Callable[[int], None], count: int) -> float:
     return time.perf_counter() - start
 
 
+def lanes_here() -> int:
+    """The lanes `sweeps.run` plans for on this machine: `SWEEPS_LANES`, else one per CPU core; 1 on an accelerator."""
+    return lanes_from_environment() or cpu_cores() if jax.default_backend() == "cpu" else 1
+
+
 def bench_lanes(engine: Engine, n: int, epochs: int) -> dict[str, Any]:
     """N trials as `sweeps.run` trains them here: chunks of `lane_chunk_size` members, each epoch of every chunk
     trained in one of `lanes` threads (chunk j in thread j mod lanes), after one warm-up epoch. The last chunk is
     padded with copies of its last learning rate; the rate counts the N trials only."""
-    lanes = cpu_cores() if jax.default_backend() == "cpu" else 1
+    lanes = lanes_here()
     size = lane_chunk_size(engine.workload.structure(), n, n, lanes)
     rates = learning_rates(n)
     chunks = [rates[i : i + size] for i in range(0, n, size)]
@@ -572,7 +577,7 @@ def bench_sequential_lanes(engine: Engine, trials: int, epochs: int) -> dict[str
     """`trials` trials one at a time in each of `lanes` threads (trial i in thread i mod lanes), each trained
     one warm-up epoch and `epochs` timed ones through the one-member program. The rate: lanes over the
     median timed epoch (the threads train at the same time throughout)."""
-    lanes = cpu_cores() if jax.default_backend() == "cpu" else 1
+    lanes = lanes_here()
     trials = max(trials, lanes)
     everyone, _, compile_init_s = engine.population(learning_rates(trials))
     first = jax.tree.map(lambda a: a[:1], everyone)
@@ -601,8 +606,7 @@ def bench_sequential_lanes(engine: Engine, trials: int, epochs: int) -> dict[str
         "compile_init_s": compile_init_s,
         "timed_trials": trials,
         "lanes": lanes,
-        "peak_mem_mb": peak_memory_mb()[0],
-        "peak_mem_source": peak_memory_mb()[1],
+        **dict(zip(("peak_mem_mb", "peak_mem_source"), peak_memory_mb())),
         **cost,
     }
 

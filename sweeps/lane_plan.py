@@ -1,8 +1,8 @@
 """How many lanes a sweep's work items train in, and how a group is cut for them (`sweeps/lanes.py` trains them).
 
 On a CPU a small population's epoch keeps about one core busy: XLA splits an operation over the
-cores only when it is large. So a round's small work items train side by side, one lane (thread)
-per core.
+cores only when it is large. So a round's work items train side by side, one lane (thread) per
+core.
 
 Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
 populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
@@ -51,7 +51,7 @@ from sweeps.strategies.base import Strategy
 if TYPE_CHECKING:
     from sweeps.planning import Group, Trial
 
-LANE_PARAMETERS = 2**18  # a population of at most this many parameters leaves cores idle (module docstring)
+LANE_PARAMETERS = 2**18  # the largest chunk a group is cut into, where LANE_FEWEST members fit (module docstring)
 LANE_FEWEST = 16  # a group is not cut for lanes into chunks of fewer members (dispatch would dominate them)
 LANES_VARIABLE = "SWEEPS_LANES"
 

@@ -1,4 +1,4 @@
-"""Small populations trained side by side: a round's work items in lanes, one thread per CPU core.
+"""Populations trained side by side: a round's work items in lanes, one thread per CPU core.
 
 Each lane trains one work item (a chunk of a group) at a time, in its own thread (JAX releases the
 Python lock while a program runs). Nothing is shared between lanes but the data on the device, so

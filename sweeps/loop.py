@@ -23,8 +23,8 @@ Where the capabilities plug in (each a method of the loop; the larger ones in mi
     work item, epoch), the chunk's population, the records and the kept models;
   - `compile_ahead` (`sweeps.compile_ahead`): the next work item's programs compiled while this
     one trains; `compile_times` (`sweeps.compiling`) holds the compile seconds per structure;
-  - `train_round_in_lanes` (`sweeps.lanes`): on a CPU, a round of small populations trained side
-    by side, one work item per core (each lane compiles its item's programs as it starts it).
+  - `train_round_in_lanes` (`sweeps.lanes`): on a CPU, a round's populations trained side by side,
+    one work item per core (each lane compiles its item's programs as it starts it).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
 
     def train_round(self, groups: list[Group], restored: dict[int, Population]) -> None:
         """Trains the round's chunks from the current position; `restored` holds the populations a
-        checkpoint had in flight, by work index. Small populations train side by side (`sweeps.lanes`)."""
+        checkpoint had in flight, by work index. On a CPU the items train side by side (`sweeps.lanes`)."""
         work = work_items(groups)
         lanes = lane_count(work[self.position.work :], self.settings.strategy, self.devices, self.settings.lanes)
         if lanes > 1 or self.position.lanes:

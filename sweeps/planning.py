@@ -30,7 +30,7 @@ from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction
 from sweeps.engine.structure import Structure, structure_of
-from sweeps.lane_plan import LANE_PARAMETERS, lane_chunk_size, lane_count, planned_lanes
+from sweeps.lane_plan import LANE_FEWEST, LANE_PARAMETERS, lane_chunk_size, lane_count, planned_lanes
 from sweeps.space import Axis, as_space
 from sweeps.strategies import Grid, Strategy
 
@@ -185,9 +185,9 @@ class Plan:
         lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout, self.settings.lanes)
         if lanes > 1:
             lines.append(
-                f"lanes: {lanes} work items train side by side, one per CPU core (a population alone leaves cores "
-                f"idle; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters where 16 members fit; "
-                "SWEEPS_LANES=1: one at a time)"
+                f"lanes: {lanes} work items train side by side, one per CPU core (a population alone leaves "
+                f"cores idle; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters where {LANE_FEWEST} "
+                "members fit; SWEEPS_LANES=1: one at a time)"
             )
         lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
