@@ -46,6 +46,10 @@ class CheckpointError(ValueError):
     """A checkpoint could not be written or read; the message says what to do."""
 
 
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint that reads back whole but belongs to another run or other settings: refused, never skipped."""
+
+
 @dataclasses.dataclass
 class Snapshot:
     """What one checkpoint holds, as the loop gives and takes it."""
@@ -146,16 +150,22 @@ class Checkpoints:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, population_target: Callable[[dict], Any]) -> Snapshot | None:
+    def restore_latest(
+        self, population_target: Callable[[dict], Any], check: Callable[[dict, int], None] | None = None
+    ) -> Snapshot | None:
         """The newest checkpoint that reads back whole; None when there is none.
 
         A damaged checkpoint (truncated, corrupted, half written) is named in a warning and the
         previous one is tried. `population_target(meta)` gives the abstract population
-        (`jax.eval_shape`) to restore into, so optimizer states keep their types.
+        (`jax.eval_shape`) to restore into, so optimizer states keep their types. `check(meta, step)`
+        runs on each checkpoint's meta before its arrays are read; a `CheckpointMismatch` it (or
+        `population_target`) raises refuses the checkpoint outright.
         """
         for step in reversed(self.steps()):
             try:
-                return self._restore(step, population_target)
+                return self._restore(step, population_target, check)
+            except CheckpointMismatch:
+                raise
             except Exception as e:  # noqa: BLE001 - any failure to read means this checkpoint is unusable
                 warnings.warn(
                     f"checkpoint {step} in {self.folder} is damaged and was skipped ({type(e).__name__}: "
@@ -164,10 +174,14 @@ class Checkpoints:
                 )
         return None
 
-    def _restore(self, step: int, population_target: Callable[[dict], Any]) -> Snapshot:
+    def _restore(
+        self, step: int, population_target: Callable[[dict], Any], check: Callable[[dict, int], None] | None = None
+    ) -> Snapshot:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"format {meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT}")
+        if check is not None:
+            check(meta, step)
         items = {}
         if meta["records_shapes"]:
             items["records"] = ocp.args.StandardRestore(_target(meta["records_shapes"]))

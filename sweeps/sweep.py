@@ -102,7 +102,8 @@ def run(
         (`sweeps.load_model`); 0 keeps none.
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
         data are required; a finished run is returned as it is). A path forks: a new run in `run_dir`
-        starts from that run's newest checkpoint under these settings.
+        starts from that run's newest checkpoint under these settings (which must keep its trials). A new
+        run never restores a checkpoint, and a resumed one only its own or its fork's.
       overwrite: replace a run already in `run_dir` (everything it wrote is removed first).
       progress: show a progress bar.
       metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
@@ -169,7 +170,7 @@ def execute(
     check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
     settings_now = describe(sweep_plan, data, seed)
     fingerprints = {"settings": run_folder.fingerprint(settings_now), "data": run_folder.data_fingerprint(data)}
-    checkpoints = None
+    checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
     layout = sweep_plan.settings.layout
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -178,17 +179,20 @@ def execute(
             if run_folder.is_finished(run_dir):
                 return load_result(run_dir)
             _refuse_changes(manifest, settings_now, fingerprints, run_dir)
+            fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
+            restores = manifest.get("restores", [fingerprints])
         else:
             manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
             manifest["devices"] = layout.count
+            manifest["restores"] = restores = [fingerprints]
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
                 manifest["forked_from"] = str(Path(resume).absolute())
+                manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
                 manifest["memory_budget"] = old["memory_budget"]
                 manifest["cache_bytes"] = old.get("cache_bytes")
                 manifest["lanes"] = old.get("lanes", 1)
                 manifest["devices"] = old.get("devices", layout.count)
-                fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
                 manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
@@ -208,6 +212,7 @@ def execute(
         progress and distributed.is_writer(),
         checkpoints=checkpoints,
         fingerprints=fingerprints,
+        restores=restores,
         keep_models=keep_models if run_dir is not None else 0,
     )
     try:
@@ -336,10 +341,6 @@ def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir:
             f"populations are cut and padded for {started}; resume on {started} devices (devices={started}, "
             f"[run] devices = {started}, or as many processes and devices per process as before)"
         )
-
-
-def _checkpoint_data_fingerprint(old_run: Path) -> str:
-    return run_folder.read_manifest(old_run)["fingerprints"]["data"]
 
 
 def _strategy_config(strategy: Strategy) -> dict[str, Any]:
