@@ -66,10 +66,12 @@ Cloud TPU pod slice), as jax.distributed.initialize() detects it; every process 
 command, loads the data itself, and process 0 writes the run folder.
 
 the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
-when that one already holds a run). It gets run.json, config.json, table.csv/.parquet
-(one row per trial), history.csv/.parquet (every metric by epoch), plots/, checkpoints/
-and models/ (the best trials' weights: `sweeps predict`). A killed run continues with
-`sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first.
+when that one is not empty). It gets run.json, config.json, table.csv/.parquet
+(one row per trial), history.csv/.parquet (every metric by epoch), plots/, checkpoints/,
+models/ (the best trials' weights: `sweeps predict`) and, last, finished.json. A killed run
+continues with `sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first. One process at a time
+runs in a folder (others are refused with its pid and host); a folder holding files sweepax did
+not write is refused, never cleared.
 """
 
 MAIN_EXAMPLES = """\
@@ -116,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a run already in the run folder (everything it wrote is removed first)",
+        help="replace a run already in the run folder (everything it wrote is removed first, nothing else; never "
+        "a folder another process runs in)",
     )
     run_parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary; print only the run folder's path"
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check everything and print the devices, the structure groups, their population sizes and "
         "members per device, the programs to compile and the memory estimate per device; train nothing, "
-        "write nothing, compile nothing (fast)",
+        "write nothing, compile nothing (fast); any run folder will do, even one in use",
     )
     run_parser.add_argument(
         "--compile",
@@ -254,7 +257,7 @@ def run_command(args: argparse.Namespace) -> int:
     config["run"]["dir"] = str(run_dir)
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
-    if args.dry_run:
+    if args.dry_run:  # writes nothing, so it takes any folder and no lock; it says what a run would meet there
         return dry_run(args, config, data, sweep_plan)
     if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
         sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
@@ -302,6 +305,10 @@ def dry_run(args: argparse.Namespace, config: dict, data, sweep_plan) -> int:
         wall_s = time.perf_counter() - started
     if writer:
         print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))
+        try:
+            check_run_dir(Path(config["run"]["dir"]), args.overwrite, "the run folder")
+        except ValueError as e:
+            print(f"note: the run itself would stop here: {e}")
         print(f"dry run: nothing trained, {'no run folder' if args.compile else 'nothing'} written")
     return 0
 
@@ -310,10 +317,11 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     """--out, else [run] dir, else runs/<config stem> (or the first free runs/<stem>-2, -3, ...).
 
     Raises:
-      ValueError: when a folder named by --out or [run] dir already holds a run (finished or not)
-        and --overwrite was not given.
+      ValueError: (not for a dry run, which writes nothing) when a folder named by --out or [run] dir is
+        in use by another process, holds files sweepax did not write, or already holds a run (finished or
+        not) and --overwrite was not given.
     """
-    from sweeps.run_folder import holds_run, is_finished
+    from sweeps.run_folder import foreign_entries, holds_run
 
     if args.out:
         chosen, source = Path(args.out), "--out"
@@ -322,23 +330,32 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     else:
         stem = Path(args.config).stem
         chosen, n = RUNS / stem, 1
-        while holds_run(chosen) and not args.overwrite:
+        while (foreign_entries(chosen) or holds_run(chosen)) and not (args.overwrite and holds_run(chosen)):
             n += 1
             chosen = RUNS / f"{stem}-{n}"
         return chosen
-    if holds_run(chosen) and not args.overwrite:
+    if not args.dry_run:
+        check_run_dir(chosen, args.overwrite, f"{show_path(chosen)} (from {source})")
+    return chosen
+
+
+def check_run_dir(chosen: Path, overwrite: bool, shown: str) -> None:
+    """Refuses, before anything loads, a run folder that `sweeps run` could not take (see `choose_run_dir`)."""
+    from sweeps.run_folder import holds_run, is_finished, refuse_foreign, refuse_in_use
+
+    if chosen.exists() and not chosen.is_dir():
+        raise ValueError(f"{shown} is a file; choose another run folder with --out DIR")
+    refuse_in_use(chosen)
+    refuse_foreign(chosen, shown)
+    if holds_run(chosen) and not overwrite:
         where = show_path(chosen)
         if is_finished(chosen):
             state, way = "a finished run", f"`sweeps report {where}` shows it"
         else:
             state, way = "an unfinished run", f"continue it with `sweeps resume {where}`"
         raise ValueError(
-            f"{where} (from {source}) already holds {state}; {way}; replace it with --overwrite, "
-            f"or write elsewhere with --out DIR"
+            f"{shown} already holds {state}; {way}; replace it with --overwrite, or write elsewhere with --out DIR"
         )
-    if chosen.exists() and not chosen.is_dir():
-        raise ValueError(f"the run folder {show_path(chosen)} (from {source}) is a file; choose another with --out DIR")
-    return chosen
 
 
 # --- sweeps report -------------------------------------------------------------------

@@ -46,6 +46,8 @@ def resume_command(args: argparse.Namespace) -> int:
     args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
     run_dir = Path(args.run_dir)
     manifest = run_folder.read_manifest(run_dir)
+    if not args.fork:  # before the data loads (process 0 looks); the run itself then takes the lock
+        distributed.on_writer(run_folder.refuse_in_use, run_dir)
     if run_folder.is_finished(run_dir) and not args.fork:
         print(
             f"{show_path(run_dir)} already finished: nothing to resume (`sweeps report {show_path(run_dir)}` shows it)"

@@ -94,17 +94,21 @@ def run(
         or a list of device ids. Populations are padded to a multiple of the count (padding never
         reaches the table); the memory budget is per device; the table does not depend on the count.
       run_dir: where to write the run folder (config, table, history, plots, checkpoints, the kept
-        models); None writes nothing. A folder that holds a run is refused unless `resume` or `overwrite`.
+        models, and last `finished.json`); None writes nothing. A folder that holds a run is refused unless
+        `resume` or `overwrite`; a folder holding files sweepax did not write is refused (named), and one
+        that another process runs in (`run_folder.RunLock`: its pid and host are named).
       checkpoint_every: save a checkpoint every this many epochs; None (default) saves at least every
         60 seconds of training. A checkpoint is also saved at the end of every chunk and round.
       keep_checkpoints: how many checkpoints to keep, the newest.
       keep_models: the best trials whose best-epoch parameters are saved in `run_dir/models`
         (`sweeps.load_model`); 0 keeps none.
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
-        data are required; a finished run is returned as it is). A path forks: a new run in `run_dir`
-        starts from that run's newest checkpoint under these settings (which must keep its trials). A new
-        run never restores a checkpoint, and a resumed one only its own or its fork's.
-      overwrite: replace a run already in `run_dir` (everything it wrote is removed first).
+        data are required; a finished run is returned as it is; a run stopped during its final write gets
+        its results written). A path forks: a new run in `run_dir` starts from that run's newest checkpoint
+        under these settings (which must keep its trials). A new run never restores a checkpoint, and a
+        resumed one only its own or its fork's.
+      overwrite: replace a run already in `run_dir` (what its run.json lists as written is removed first,
+        nothing else).
       progress: show a progress bar.
       metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
         the config file it ran).
@@ -151,10 +155,26 @@ def run(
     )
 
 
-def execute(
+def execute(sweep_plan: Plan, data: Dataset, **options: Any) -> Result:
+    """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; `options`: see `run`.
+
+    With a run folder, this process (process 0 of several) holds the folder's lock
+    (`run_folder.RunLock`) from claiming it to its final write, and lets it go however the run ends.
+    """
+    run_dir = options.get("run_dir")
+    lock = run_folder.RunLock(run_dir) if run_dir is not None else None
+    try:
+        return _execute(sweep_plan, data, lock=lock, **options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _execute(
     sweep_plan: Plan,
     data: Dataset,
     *,
+    lock: run_folder.RunLock | None,
     seed: int = 0,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -165,7 +185,6 @@ def execute(
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; see `run`."""
     started = time.perf_counter()
     check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
     settings_now = describe(sweep_plan, data, seed)
@@ -176,6 +195,7 @@ def execute(
         run_dir = Path(run_dir)
         if resume is True:
             manifest = run_folder.read_manifest(run_dir)
+            distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
             if run_folder.is_finished(run_dir):
                 return load_result(run_dir)
             _refuse_changes(manifest, settings_now, fingerprints, run_dir)
@@ -187,6 +207,7 @@ def execute(
             manifest["restores"] = restores = [fingerprints]
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
+                run_folder.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
                 manifest["memory_budget"] = old["memory_budget"]
@@ -198,7 +219,7 @@ def execute(
                 manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
                 manifest["lanes"] = sweep_plan.settings.lanes
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
-            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume)
+            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume, lock)
         _refuse_other_device_count(manifest, layout.count, run_dir)
         # plan the chunks as the run first did (runs before the speed cap or the lanes' cut had none)
         first = (manifest["memory_budget"], manifest.get("cache_bytes"), manifest.get("lanes", 1))
@@ -324,12 +345,19 @@ def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerp
         )
 
 
-def _start_run_folder(run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path) -> None:
-    """Claims `run_dir` for a new run, copies a forked run's checkpoints in, and writes the manifest."""
-    run_folder.claim(run_dir, overwrite)
+def _start_run_folder(
+    run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path, lock: run_folder.RunLock
+) -> None:
+    """Claims `run_dir` for a new run (taking its lock), writes the manifest and copies a forked run's checkpoints in
+    (under a partial name first, so a folder never holds half of them)."""
+    run_folder.claim(run_dir, overwrite, lock)
+    partial = run_dir / f".{checkpoints_lib.FOLDER}{run_folder.PARTIAL}"
     if fork:
-        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, run_dir / checkpoints_lib.FOLDER)
+        shutil.rmtree(partial, ignore_errors=True)  # left by a fork killed while copying
+        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, partial)
     run_folder.write_manifest(run_dir, manifest)
+    if fork:
+        partial.rename(run_dir / checkpoints_lib.FOLDER)
 
 
 def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: Path) -> None:
@@ -351,7 +379,9 @@ def _strategy_config(strategy: Strategy) -> dict[str, Any]:
 
 
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:
-    """Saves the result and draws its plots into `run_dir`.
+    """Draws the result's plots and saves it into `run_dir`, each file whole or not at all, the `finished.json`
+    marker last (`Result.save`): a run stopped before the marker is unfinished, and resuming it writes the
+    results again from its newest checkpoint.
 
     When the folder cannot be written at the end anyway (a disk that filled up, permissions
     changed), the results go into a new temporary folder and the error names it: nothing
@@ -359,9 +389,10 @@ def write_run_folder(result: Result, run_dir: str | Path) -> Path:
     """
     from sweeps import plots  # matplotlib only when a folder is written
 
+    path = Path(run_dir)
     try:
-        path = result.save(run_dir)
         plots.plot_run(result, path / "plots")
+        result.save(path)
     except OSError as e:
         rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
         result.save(rescue)

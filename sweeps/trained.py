@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from models import MLP
+from sweeps import run_folder
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
@@ -171,7 +172,7 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
         "trials": entries,
     }
     if jax.process_index() == 0:  # several processes: orbax wrote the arrays from process 0, and so is the index
-        (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        run_folder.write_json(folder / INDEX, index)
     return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
 
 

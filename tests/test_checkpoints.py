@@ -197,8 +197,11 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_leaves_nothing_of_the_o
 def test_an_unwritable_run_dir_is_refused_before_training(data, tmp_path):
     from helpers import log_compilations
 
-    with log_compilations() as compiled, pytest.raises(ValueError, match="cannot write into run_dir /proc"):
-        sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc")
+    with log_compilations() as compiled:
+        with pytest.raises(ValueError, match="cannot create run_dir /proc/sweepax-run"):
+            sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc/sweepax-run")
+        with pytest.raises(ValueError, match="/proc is not a sweepax run folder"):  # and not an empty one either
+            sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc")
     assert not compiled.count("jit(train_epoch)"), "refused before anything compiled"
 
 

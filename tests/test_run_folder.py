@@ -1,22 +1,44 @@
-"""The life of a run folder (issue 20): how it is written, claimed, locked, cleared, resumed.
+"""The life of a run folder (issue 20, items 6-9 and 11): how it is written, claimed, locked, cleared, resumed.
 
-Item 8: a checkpoint is continued only by the run that wrote it (or a fork of that run, under settings that keep
-its trials); anything else is refused, never adopted and never silently started over.
+Each file is written whole or not at all and `finished.json` last, so a run killed during its final write is
+unfinished and resumes to the same results; one process at a time holds a folder, and a killed one leaves no
+stale lock; a checkpoint is continued only by the run that wrote it; a new run never adopts checkpoints, nor
+deletes files, it did not write; a dry run takes any folder.
 """
 
+import contextlib
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
+from test_checkpoints import assert_same_run
+from test_cli import CHURN, run_cli, write_config
 
 import sweeps
+from sweeps import run_folder
 from sweeps.checkpoints import CheckpointMismatch
+from sweeps.cli import main
+from sweeps.run_folder import RunFolderInUse
 
 from helpers import Stop, crash_after_saves, synthetic
 
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
 # One structure, three trials, two epochs, a checkpoint every epoch, two kept models: small, and a final write of
 # every kind of file.
 SWEEP = dict(space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, checkpoint_every=1, keep_models=2)
+# After run.json, the final write: models/models.json, two plots, config.json, the table and the history (Parquet,
+# CSV), finished.json.
+FINAL_WRITE = 9
+RESULTS = ("table.parquet", "table.csv", "history.parquet", "history.csv")
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +46,166 @@ def data():
     return synthetic("binary", rows=200)
 
 
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run of SWEEP."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    sweeps.run(data, run_dir=run_dir, **SWEEP)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    """The first 800 rows of the churn CSV: the config files here train on it (test_cli's SMALL, 4 trials)."""
+    path = tmp_path_factory.mktemp("rows") / "churn.csv"
+    pd.read_csv(CHURN, dtype=str, keep_default_na=False).head(800).to_csv(path, index=False)
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes: what a refused command must leave as it was."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_same_results(reference: Path, run_dir: Path) -> None:
+    assert_same_run(reference, run_dir)
+    for name in RESULTS:
+        assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
+    assert not list(run_dir.rglob("*.partial")), "no partial file is left"
+
+
+# --- 6: a kill during the final write leaves an unfinished run, and resuming it gives the same results ---------
+
+
+def stop_at_file(monkeypatch, k: int) -> list[str]:
+    """The next run stops as a kill would while its k-th file after run.json is being written: the files before
+    it whole, a partial of it left behind. Returns the names written, in order."""
+    original, names = run_folder.atomic_write, []
+
+    @contextlib.contextmanager
+    def atomic_write(path):
+        path = Path(path)
+        names.append(path.name)
+        if len(names) == k + 1:  # the first is run.json, at the start
+            path.with_name(f".{path.name}{run_folder.PARTIAL}").write_bytes(b"half of it")
+            raise Stop(path.name)
+        with original(path) as f:
+            yield f
+
+    monkeypatch.setattr(run_folder, "atomic_write", atomic_write)
+    return names
+
+
+@pytest.mark.parametrize("k", range(1, FINAL_WRITE + 1))
+def test_a_run_stopped_at_any_file_of_its_final_write_is_unfinished_and_resumes_to_the_same_results(
+    data, reference, tmp_path, monkeypatch, k
+):
+    run_dir = tmp_path / "run"
+    names = stop_at_file(monkeypatch, k)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=run_dir, **SWEEP)
+    monkeypatch.undo()
+    assert names[0] == "run.json" and (names[-1] == "finished.json") == (k == FINAL_WRITE)
+    assert not run_folder.is_finished(run_dir)
+    with pytest.raises(ValueError, match=r"has not finished \(no finished.json.*sweeps resume"):
+        sweeps.load_result(run_dir)
+    sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
+    assert run_folder.is_finished(run_dir)
+    assert_same_results(reference, run_dir)
+
+
+KILL_IN_THE_TABLE = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import pandas as pd
+import sweeps
+from helpers import synthetic
+
+def to_csv(self, *args, **kwargs):  # the first CSV of the final write is the table's: table.parquet is there
+    os.kill(os.getpid(), signal.SIGKILL)
+
+pd.DataFrame.to_csv = to_csv
+sweeps.run(synthetic("binary", rows=200), run_dir=sys.argv[1], **{sweep!r})
+"""
+
+
+def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_says_so(
+    data, reference, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    script = KILL_IN_THE_TABLE.format(tests=str(ROOT / "tests"), sweep=SWEEP)
+    done = subprocess.run([sys.executable, "-c", script, str(run_dir)], env=ENV, capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert (run_dir / "table.parquet").is_file() and not run_folder.is_finished(run_dir)
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "has not finished" in err and f"sweeps resume {run_dir}" in err
+    sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)  # not "already finished": the results are written
+    assert_same_results(reference, run_dir)
+
+
+# --- 7: one process at a time ------------------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from sweeps.run_folder import RunLock
+
+RunLock(sys.argv[1]).acquire()
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def held(run_dir: Path):
+    """Another process holds `run_dir`'s lock until the block ends; then it is killed with SIGKILL."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_folder_another_process_holds_is_refused_with_its_pid_and_host_and_kill_9_frees_it(
+    data, reference, tmp_path, rows
+):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    config = write_config(tmp_path, path=rows)
+    with held(run_dir) as other:
+        before = snapshot(run_dir)
+        who = rf"{re.escape(str(run_dir))} is in use by pid {other.pid} on host {re.escape(socket.gethostname())} "
+        for options in ({"overwrite": True}, {"resume": True}):
+            with pytest.raises(RunFolderInUse, match=who + "since .*; wait for it to finish"):
+                sweeps.run(data, run_dir=run_dir, **options, **SWEEP)
+        with pytest.raises(RunFolderInUse, match=who):  # a fork into it
+            sweeps.run(data, run_dir=run_dir, resume=reference, **SWEEP)
+        for argv in (["run", config, "--out", run_dir, "--overwrite"], ["resume", run_dir]):
+            code, _, err = run_cli(argv)
+            assert code == 2 and re.search(who, err) and len(err.splitlines()) == 1, err
+        assert snapshot(run_dir) == before, "a refused command changed nothing, --overwrite deleted nothing"
+    # the holder died by SIGKILL: the OS let its lock go, nothing stale is left
+    sweeps.run(data, run_dir=run_dir, overwrite=True, **SWEEP)
+    assert_same_results(reference, run_dir)
+
+
 # --- 8: a new run never adopts checkpoints it did not write ---------------------------------------------------
+
+
+def test_a_new_run_in_a_folder_whose_run_json_was_deleted_does_not_adopt_its_checkpoints(data, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    undo = crash_after_saves(monkeypatch, 1)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=run_dir, **SWEEP)  # seed 0, killed
+    undo()
+    (run_dir / "run.json").unlink()
+    before = snapshot(run_dir)
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"is not a sweepax run folder .*it holds checkpoints/;"):
+            sweeps.run(data, run_dir=run_dir, seed=1, overwrite=overwrite, **SWEEP)
+    assert snapshot(run_dir) == before, "the checkpoints are neither used nor deleted"
 
 
 def test_resume_refuses_a_checkpoint_another_run_wrote_naming_both(data, tmp_path, monkeypatch):
@@ -54,3 +235,57 @@ def test_a_fork_under_other_trials_is_refused_not_started_over(data, tmp_path, m
     undo()
     with pytest.raises(CheckpointMismatch, match="the trials of the first round differ from the checkpoint's"):
         sweeps.run(data, run_dir=tmp_path / "fork", resume=run_dir, **{**SWEEP, "epochs": 3})
+
+
+# --- 9: a run deletes only what it wrote, and refuses a folder of someone else's files ----------------------------
+
+
+def test_a_folder_of_someone_elses_files_is_refused_and_nothing_in_it_is_deleted(data, tmp_path, rows):
+    user = tmp_path / "mine"
+    for step in (1, 2):
+        (user / "checkpoints" / str(step)).mkdir(parents=True)
+        (user / "checkpoints" / str(step) / "state.bin").write_bytes(b"my step")
+    (user / "models").mkdir()
+    (user / "models" / "model.bin").write_bytes(b"my model")
+    (user / "config.json").write_text('{"mine": true}')
+    (user / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    before = snapshot(user)
+    refused = r"is not a sweepax run folder \(it has no run.json of ours\) and is not empty: it holds checkpoints/, "
+    refused += r"config.json, history.csv, models/; .*never deletes what it did not write"
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=refused):
+            sweeps.run(data, run_dir=user, overwrite=overwrite, **SWEEP)
+    code, _, err = run_cli(["run", write_config(tmp_path, path=rows), "--out", user, "--overwrite"])
+    assert code == 2 and re.search(refused, err), err
+    assert snapshot(user) == before
+
+
+def test_overwrite_deletes_only_names_a_run_writes_whatever_its_manifest_says(data, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    (tmp_path / "outside.txt").write_text("mine")
+    (run_dir / "notes.txt").write_text("mine")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    manifest["writes"] += ["../outside.txt", "notes.txt"]  # a tampered manifest
+    (run_dir / "run.json").write_text(json.dumps(manifest))
+    sweeps.run(data, run_dir=run_dir, overwrite=True, **SWEEP)
+    assert (tmp_path / "outside.txt").read_text() == "mine" and (run_dir / "notes.txt").read_text() == "mine"
+    assert_same_results(reference, run_dir)
+
+
+# --- 11: a dry run into a folder that holds a run -------------------------------------------------------------
+
+
+def test_a_dry_run_into_a_folder_holding_a_live_run_writes_nothing_and_needs_no_lock(reference, tmp_path, rows):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference, run_dir)
+    config = write_config(tmp_path, path=rows)
+    with held(run_dir):
+        before = snapshot(run_dir)
+        code, out, err = run_cli(["run", config, "--dry-run", "--out", run_dir])
+        assert code == 0, err
+        assert snapshot(run_dir) == before
+    assert "dry run: nothing trained, nothing written" in out
+    assert "note: the run itself would stop here:" in out and "is in use by pid" in out
+    code, out, err = run_cli(["run", config, "--dry-run", "--out", run_dir])  # no holder now
+    assert code == 0 and "note: the run itself would stop here:" in out and "already holds a finished run" in out
