@@ -5,15 +5,18 @@
     sweeps report runs/churn_lr
     sweeps run sweep.toml --coordinator node001:12355 --num-processes 2 --process-id 0   (and 1 on the other host)
 
-Errors a user can fix (a wrong key, a missing file, a bad value) print
-`error: <message>` on stderr and exit with status 2, without a traceback;
-set SWEEPS_TRACEBACK=1 to see the traceback instead.
+Errors a user can fix (a wrong key, a missing file, a bad value, a full disk)
+print `error: <message>` on stderr and exit with status 2, without a traceback
+or the checkpoint library's own error log; pass --verbose (or set
+SWEEPS_TRACEBACK=1) to see them.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
+import logging
 import math
 import os
 import sys
@@ -209,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
     predict_parser.set_defaults(handler=predict_command)
     add_lr_find_parser(commands)
+    for sub in commands.choices.values():
+        sub.add_argument(
+            "--verbose",
+            action="store_true",
+            help="on an error, print its traceback and the checkpoint library's own log too (as SWEEPS_TRACEBACK=1)",
+        )
     return parser
 
 
@@ -220,14 +229,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2): argparse has printed why
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     enable_compilation_cache()
+    verbose = getattr(args, "verbose", False) or bool(os.environ.get("SWEEPS_TRACEBACK"))
     try:
-        if hasattr(args, "coordinator"):
-            from sweeps.distributed import join
+        with contextlib.nullcontext() if verbose else quiet_background_errors():
+            if hasattr(args, "coordinator"):
+                from sweeps.distributed import join
 
-            join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
-        return args.handler(args)
+                join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
+            return args.handler(args)
     except USER_ERRORS as e:
-        if os.environ.get("SWEEPS_TRACEBACK"):
+        if verbose:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -237,6 +248,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def quiet_background_errors():
+    """Keeps the checkpoint library's own reports of a failed write off the screen (without --verbose).
+
+    A failed write (a full disk) fails in orbax's background threads, which log a traceback each (dozens),
+    and tensorstore then calls back into orbax's closed event loops ("Event loop is closed", printed as
+    unraisable errors); the failure itself reaches the main thread, where it becomes one message.
+    """
+    absl, level, hook = logging.getLogger("absl"), logging.getLogger("absl").level, sys.unraisablehook
+
+    def unraisable(error):
+        if not (isinstance(error.exc_value, RuntimeError) and str(error.exc_value) == "Event loop is closed"):
+            hook(error)
+
+    absl.setLevel(logging.CRITICAL)
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+        sys.unraisablehook = hook
 
 
 # --- sweeps run ----------------------------------------------------------------------

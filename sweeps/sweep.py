@@ -267,7 +267,12 @@ def _execute(
     result = Result(table=table, history=history, config=config)
     if run_dir is not None:
         # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
-        models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+        try:
+            models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+        except Exception as e:
+            if checkpoints_lib.disk_full(e):
+                raise _disk_full_at_the_end(run_dir) from e
+            raise
         result.config["models"] = models
         distributed.barrier("sweeps: models saved")
         test = trained.test_metrics(run_dir / trained.FOLDER, data)
@@ -394,13 +399,26 @@ def write_run_folder(result: Result, run_dir: str | Path) -> Path:
         plots.plot_run(result, path / "plots")
         result.save(path)
     except OSError as e:
-        rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
-        result.save(rescue)
+        what = "the disk is full (no space left on device)" if checkpoints_lib.disk_full(e) else (e.strerror or e)
+        again = f"free space (or fix the folder), then `sweeps resume {run_dir}` writes them there from its checkpoint"
+        try:
+            rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
+            result.save(rescue)
+        except OSError:
+            raise ValueError(f"could not write the results into {run_dir}: {what}; {again}") from e
         raise ValueError(
-            f"could not write the results into {run_dir} ({e.strerror or e}); they were saved in {rescue} instead "
-            f"(table, history, config.json): copy them where you want them"
+            f"could not write the results into {run_dir}: {what}; they were saved in {rescue} instead (table, history, "
+            f"config.json): copy them where you want them, or {again}"
         ) from e
     return path
+
+
+def _disk_full_at_the_end(run_dir: Path) -> ValueError:
+    return ValueError(
+        f"could not write the results into {run_dir}: the disk is full (no space left on device); its newest "
+        f"checkpoint holds every trial's records and the kept models: free space, then `sweeps resume {run_dir}` "
+        f"(API: resume=True) writes them"
+    )
 
 
 def versions() -> dict[str, str]:

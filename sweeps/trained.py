@@ -26,6 +26,7 @@ import pandas as pd
 
 from models import MLP
 from sweeps import run_folder
+from sweeps.checkpoints import close_orbax
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
@@ -154,10 +155,11 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
         return []
     folder.mkdir(parents=True, exist_ok=True)
     checkpointer = ocp.StandardCheckpointer()
-    for name, tree in trees.items():  # one orbax folder per trial: a model loads alone
-        checkpointer.save((folder / name).absolute(), tree, force=True)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
+    try:
+        for name, tree in trees.items():  # one orbax folder per trial: a model loads alone
+            checkpointer.save((folder / name).absolute(), tree, force=True)
+    finally:
+        close_orbax(checkpointer)  # waits for the saves; closed on an error too (else the command hangs at exit)
     fit = getattr(data, "preprocessing_fit", None)
     index = {
         "format": FORMAT,

@@ -1,9 +1,9 @@
-"""The life of a run folder (issue 20, items 6-9 and 11): how it is written, claimed, locked, cleared, resumed.
+"""The life of a run folder (issue 20, items 6-9, 11 and 13): how it is written, claimed, locked, cleared, resumed.
 
 Each file is written whole or not at all and `finished.json` last, so a run killed during its final write is
 unfinished and resumes to the same results; one process at a time holds a folder, and a killed one leaves no
 stale lock; a checkpoint is continued only by the run that wrote it; a new run never adopts checkpoints, nor
-deletes files, it did not write; a dry run takes any folder.
+deletes files, it did not write; a dry run takes any folder; a full disk gives one message and never hangs.
 """
 
 import contextlib
@@ -289,3 +289,58 @@ def test_a_dry_run_into_a_folder_holding_a_live_run_writes_nothing_and_needs_no_
     assert "note: the run itself would stop here:" in out and "is in use by pid" in out
     code, out, err = run_cli(["run", config, "--dry-run", "--out", run_dir])  # no holder now
     assert code == 0 and "note: the run itself would stop here:" in out and "already holds a finished run" in out
+
+
+# --- 13: a full disk: one message, the way on, no hang --------------------------------------------------------
+
+FULL_DISK = """
+import sys
+from orbax.checkpoint._src.serialization import serialization, type_handlers
+from sweeps import cli
+
+WHERE = "/" + sys.argv.pop(1) + "/"
+FULL = "RESOURCE_EXHAUSTED: Failed writing: No space left on device [os_error_code='28']"  # as tensorstore says it
+arrays, numpy_arrays = serialization.async_serialize_from_host, type_handlers.NumpyHandler._open_and_write
+
+async def write_arrays(slices, spec, **kwargs):  # checkpoints: jax arrays, in orbax's background thread
+    if WHERE in str(spec):
+        raise ValueError(FULL)
+    return await arrays(slices, spec, **kwargs)
+
+async def write_numpy(self, value, spec, context):  # the kept models: numpy arrays
+    if WHERE in str(spec):
+        raise ValueError(FULL)
+    return await numpy_arrays(self, value, spec, context)
+
+serialization.async_serialize_from_host = write_arrays
+type_handlers.NumpyHandler._open_and_write = write_numpy
+sys.argv = ["sweeps", *sys.argv[1:]]
+cli.command()
+"""
+
+
+@pytest.mark.parametrize("where", ["checkpoints", "models"])
+def test_a_full_disk_gives_one_message_that_says_how_to_go_on_and_never_hangs(tmp_path, where, rows):
+    from orbax.checkpoint._src.serialization import serialization, type_handlers
+
+    if not hasattr(serialization, "async_serialize_from_host") or not hasattr(
+        type_handlers.NumpyHandler, "_open_and_write"
+    ):
+        pytest.skip("this orbax writes arrays elsewhere: the full disk cannot be staged here")
+    config = write_config(tmp_path, extra="\n[run]\ncheckpoint_every = 1\n", path=rows)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-c", FULL_DISK, where, "run", str(config), "--out", str(run_dir), "--quiet"]
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=240)  # a hang fails here
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr[-3000:]
+    assert "disk is full" in done.stderr
+    assert re.search(rf"[Ff]ree space.*, then .*`sweeps resume {run_dir}`", done.stderr), done.stderr
+    code, _, err = run_cli(["resume", run_dir, "--quiet"])  # space freed: the advised command finishes the run
+    assert code == 0, err
+    assert run_folder.is_finished(run_dir) and len(pd.read_csv(run_dir / "table.csv")) == 4
+
+
+def test_verbose_shows_the_traceback_of_an_error(tmp_path):
+    assert main(["run", str(tmp_path / "nope.toml")]) == 2
+    with pytest.raises(ValueError, match="nope.toml"):
+        main(["run", str(tmp_path / "nope.toml"), "--verbose"])
