@@ -168,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume_parser = commands.add_parser(
         "resume",
         help="continue a run folder from its newest checkpoint",
-        description="Continue a sweep that stopped (killed, pre-empted, Ctrl-C) from its newest checkpoint. "
-        "The result equals that of an uninterrupted run. The run's config file is read again: when it or the "
-        "data changed since the start, the differences are listed and nothing runs (--fork runs them in a "
-        "new folder).",
+        description="Continue a sweep that stopped (killed, pre-empted, Ctrl-C, a full disk) from its newest "
+        "checkpoint; a run stopped during its final write gets its results written. The result equals that of an "
+        "uninterrupted run. The run's config file is read again: when it or the data changed since the start, the "
+        "differences are listed and nothing runs (--saved-config continues with the configuration the run saved; "
+        "--fork runs the new one in a new folder).",
         epilog="examples:\n  sweeps resume runs/churn_three\n  sweeps resume runs/churn_three --fork runs/longer "
         "--set train.divergence_threshold=20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -182,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NEW_DIR",
         help="start a new run in NEW_DIR from RUN_DIR's newest checkpoint, under the "
         "configuration as it is now (with --set)",
+    )
+    resume_parser.add_argument(
+        "--saved-config",
+        action="store_true",
+        help="continue with the configuration saved in RUN_DIR/run.json, ignoring edits made to the config file "
+        "since the run started",
     )
     resume_parser.add_argument(
         "--set",

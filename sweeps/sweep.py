@@ -105,8 +105,8 @@ def run(
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
         data are required; a finished run is returned as it is; a run stopped during its final write gets
         its results written). A path forks: a new run in `run_dir` starts from that run's newest checkpoint
-        under these settings (which must keep its trials). A new run never restores a checkpoint, and a
-        resumed one only its own or its fork's.
+        under these settings (which must keep its trials: early stopping, divergence threshold, seed may
+        change). A new run never restores a checkpoint, and a resumed one only its own or its fork's.
       overwrite: replace a run already in `run_dir` (what its run.json lists as written is removed first,
         nothing else).
       progress: show a progress bar.
@@ -333,21 +333,44 @@ def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, 
         raise ValueError(f"resume={str(resume)!r}: no such run folder to fork from; pass True or a run folder")
 
 
+# Settings a fork may change and still continue a checkpoint's trials (the others change the trials or their chunks).
+FORKABLE = ("early_stopping", "divergence_threshold", "seed")
+
+
+class SettingsChanged(ValueError):
+    """Resuming under other settings or data than the run started with: `changed` lists them (`key: old -> new`)."""
+
+    def __init__(self, run_dir: Path, changed: list[str], data_changed: bool):
+        self.run_dir, self.changed, self.data_changed = run_dir, changed, data_changed
+        self.forkable = all(line.split(":")[0].split(".")[0] in FORKABLE for line in changed)
+        if data_changed:
+            way = "pass the data it was started with (the same arrays) to continue it"
+        else:
+            way = "pass the settings it was started with (run.json records them) to continue it"
+        if self.forkable:
+            new = (
+                f"to go on under the new ones from its newest checkpoint, fork it into a new folder: run_dir=NEW_DIR, "
+                f"resume={str(run_dir)!r} (shell: sweeps resume {run_dir} --fork NEW_DIR)"
+            )
+        else:
+            new = (
+                f"to train under the new ones, start a new run in another folder (run_dir=NEW_DIR): a fork continues "
+                f"a checkpoint only under settings that keep its trials ({', '.join(FORKABLE)})"
+            )
+        listed = "\n  ".join(changed)
+        super().__init__(f"{run_dir} was started with other settings; what differs now:\n  {listed}\n{way}; {new}")
+
+
 def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
-    """Resuming under other settings or other data would mix two sweeps: name what differs, and the way out."""
+    """Resuming under other settings or other data would mix two sweeps: name what differs, and the ways out."""
     changed = run_folder.differences(manifest["settings"], now)
-    if manifest["fingerprints"]["data"] != fingerprints["data"]:
+    data_changed = manifest["fingerprints"]["data"] != fingerprints["data"]
+    if data_changed:
         changed.append(
             f"data: the arrays differ (fingerprint {manifest['fingerprints']['data']} -> {fingerprints['data']})"
         )
     if changed:
-        raise ValueError(
-            f"{run_dir} was started with other settings; what differs now:\n  "
-            + "\n  ".join(changed)
-            + f"\nresume with the run's own configuration (sweeps resume {run_dir}), or start a new run from its "
-            f"newest checkpoint under the new one: sweeps resume {run_dir} --fork NEW_DIR (API: run_dir=NEW_DIR, "
-            f"resume={str(run_dir)!r})"
-        )
+        raise SettingsChanged(run_dir, changed, data_changed)
 
 
 def _start_run_folder(

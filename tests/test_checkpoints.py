@@ -157,7 +157,7 @@ def test_resuming_under_changed_settings_or_data_lists_what_differs(data, tmp_pa
     with pytest.raises(Stop):
         sweeps.run(data, run_dir=run_dir, **SWEEP)
     undo()
-    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 4 -> 5\n.*--fork NEW_DIR"):
+    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 4 -> 5\n.*start a new run"):
         sweeps.run(data, run_dir=run_dir, resume=True, **{**SWEEP, "epochs": 5})
     other = synthetic("binary", rows=400, seed=1)
     with pytest.raises(ValueError, match=r"data: the arrays differ"):

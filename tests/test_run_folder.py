@@ -1,9 +1,10 @@
-"""The life of a run folder (issue 20, items 6-9, 11 and 13): how it is written, claimed, locked, cleared, resumed.
+"""The life of a run folder (issue 20, items 6-9 and 11-13): how it is written, claimed, locked, cleared, resumed.
 
 Each file is written whole or not at all and `finished.json` last, so a run killed during its final write is
 unfinished and resumes to the same results; one process at a time holds a folder, and a killed one leaves no
 stale lock; a checkpoint is continued only by the run that wrote it; a new run never adopts checkpoints, nor
-deletes files, it did not write; a dry run takes any folder; a full disk gives one message and never hangs.
+deletes files, it did not write; a dry run takes any folder; a refused resume names commands that work; a full
+disk gives one message and never hangs.
 """
 
 import contextlib
@@ -20,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from test_checkpoints import assert_same_run
-from test_cli import CHURN, run_cli, write_config
+from test_cli import CHURN, run_cli, table_of, write_config
 
 import sweeps
 from sweeps import run_folder
@@ -289,6 +290,41 @@ def test_a_dry_run_into_a_folder_holding_a_live_run_writes_nothing_and_needs_no_
     assert "note: the run itself would stop here:" in out and "is in use by pid" in out
     code, out, err = run_cli(["run", config, "--dry-run", "--out", run_dir])  # no holder now
     assert code == 0 and "note: the run itself would stop here:" in out and "already holds a finished run" in out
+
+
+# --- 12: a refused resume advises commands that work ------------------------------------------------------------
+
+
+def test_a_resume_refused_for_an_edited_config_advises_commands_that_work(tmp_path, monkeypatch, rows):
+    config = write_config(tmp_path, extra="\n[run]\ncheckpoint_every = 1\n", path=rows)
+    original = config.read_text()
+    run_dir = tmp_path / "run"
+    undo = crash_after_saves(monkeypatch, 2)
+    with pytest.raises(Stop):
+        run_cli(["run", config, "--out", run_dir, "--quiet"])
+    undo()
+    never = f"`sweeps resume {run_dir}`"  # the command that fails
+
+    # a change a fork can continue: resume as saved, or fork
+    config.write_text(original.replace("batch_size = 256", "batch_size = 256\ndivergence_threshold = 20"))
+    code, _, err = run_cli(["resume", run_dir])
+    assert code == 2 and "divergence_threshold: 10.0 -> 20" in err and never not in err, err
+    assert f"`sweeps resume {run_dir} --saved-config`" in err and f"`sweeps resume {run_dir} --fork NEW_DIR`" in err
+    code, _, err = run_cli(["resume", run_dir, "--fork", tmp_path / "fork", "--quiet"])
+    assert code == 0, err
+    assert json.loads((tmp_path / "fork" / "config.json").read_text())["divergence_threshold"] == 20
+
+    # a change of the trials: resume as saved, or a new run (a fork cannot continue other trials)
+    config.write_text(original.replace("epochs = 2", "epochs = 3"))
+    code, _, err = run_cli(["resume", run_dir])
+    assert code == 2 and "epochs: 2 -> 3" in err and never not in err and "--fork" not in err, err
+    assert f"`sweeps run {config} --out NEW_DIR`" in err
+    code, _, err = run_cli(["run", config, "--out", tmp_path / "new", "--quiet"])
+    assert code == 0 and table_of(tmp_path / "new")["epochs"].max() == 3, err
+    code, _, err = run_cli(["resume", run_dir, "--saved-config", "--quiet"])
+    assert code == 0, err
+    table = table_of(run_dir)
+    assert len(table) == 4 and table["epochs"].max() == 2
 
 
 # --- 13: a full disk: one message, the way on, no hang --------------------------------------------------------
