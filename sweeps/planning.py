@@ -31,7 +31,7 @@ from sweeps.engine import memory
 from sweeps.engine.metrics import direction
 from sweeps.engine.structure import Structure, structure_of
 from sweeps.lane_plan import LANE_FEWEST, LANE_PARAMETERS, lane_chunk_size, lane_count, planned_lanes
-from sweeps.space import Axis, as_space
+from sweeps.space import Axis, Choice, as_space
 from sweeps.strategies import Grid, Strategy
 
 # How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
@@ -177,6 +177,9 @@ class Plan:
             f"{self.settings.layout.count} and split over them (per_device members each); memory budget "
             f"{self.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
         ]
+        if self.groups:
+            width = self.groups[0].structure.n_features
+            lines.append(f"data: {width} features in (after encoding: one-hot and date columns; memory_mb counts them)")
         if self.settings.cache_bytes is not None:
             lines.append(
                 f"chunks also hold at most the members that train fastest together on this CPU "
@@ -269,8 +272,10 @@ def check_settings(
     if not isinstance(model, MLP):
         raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
     axes = as_space(space)
-    for name in axes:
+    for name, axis in axes.items():
         registry.check_name(name)
+        if isinstance(axis, Choice):  # every listed value, even one a strategy may never draw (inf, nan)
+            registry.check_values(name, axis.values)
     strategy = Grid() if strategy is None else strategy
     if not isinstance(strategy, Strategy):
         raise TypeError(
