@@ -22,6 +22,7 @@ from sweeps.checks import (  # noqa: F401 (re-exported)
     check_early_stopping,
     check_int,
     check_metric,
+    check_model,
     check_reads,
 )
 from sweeps.data import Dataset, check_batch_size
@@ -269,8 +270,7 @@ def check_settings(
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
     model = MLP() if model is None else model
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
+    check_model(model)
     axes = as_space(space)
     for name, axis in axes.items():
         registry.check_name(name)
