@@ -190,11 +190,12 @@ def finish(command: list[str], env: dict[str, str], timeout: float) -> tuple[int
     return process.returncode, stdout + stderr
 
 
-def missing_files(run_dir: Path) -> list[str]:
-    """Result files absent, empty or unreadable (the ones a finished run folder must hold)."""
+def missing_files(run_dir: Path, plots: tuple[str, ...] = ()) -> list[str]:
+    """Result files absent, empty or unreadable (the ones a finished run folder must hold, and `plots`)."""
     import pandas as pd
 
     gone = []
+    lost = [p for p in plots if not (run_dir / "plots" / p).is_file() or (run_dir / "plots" / p).stat().st_size == 0]
     for name in (*RESULT_FILES, "models/models.json"):
         path = run_dir / name
         if not path.is_file() or path.stat().st_size == 0:
@@ -209,7 +210,7 @@ def missing_files(run_dir: Path) -> list[str]:
                 pd.read_csv(path)
         except Exception as e:  # noqa: BLE001 - any reader's error means the file is damaged
             gone.append(f"{name} unreadable ({type(e).__name__})")
-    return gone
+    return gone + ([f"plots {len(lost)} of {len(plots)} missing or empty"] if lost else [])
 
 
 class Comparer:
@@ -221,6 +222,7 @@ class Comparer:
         self.reference = reference
         self.data = data  # the run's Dataset: its validation rows are what the kept models predict
         self.frames = {name: pd.read_parquet(self.reference / name) for name in FRAME_FILES}
+        self.plots = tuple(sorted(p.name for p in (reference / "plots").iterdir()))
         self.trials = self._trials(self.reference)
         self.outputs = {t: self._outputs(self.reference, t) for t in self.trials}
 
@@ -255,7 +257,7 @@ class Comparer:
                 pd.testing.assert_frame_equal(frame, self.frames[name], check_exact=True)
             except AssertionError as e:
                 found.append(f"{name} differs ({str(e).splitlines()[0]})")
-        plots = {p.name for p in (self.reference / "plots").iterdir()}
+        plots = set(self.plots)
         drawn = {p.name for p in (run_dir / "plots").glob("*") if p.stat().st_size > 0}
         if drawn != plots:
             extra = f", {sorted(drawn - plots)} extra" if drawn - plots else ""
@@ -320,7 +322,7 @@ def one_kill(kill: Kill, reference: Reference, comparer: Comparer, out: Path, en
             kill.restarted = True
             status, output = finish(run, env, timeout)
         else:
-            missing = missing_files(run_dir)
+            missing = missing_files(run_dir, comparer.plots)
             status, output = finish(resume, env, timeout)
             kill.resumes += 1
             if status == 0 and ALREADY_FINISHED in output and missing:
@@ -363,7 +365,7 @@ def describe(kill: Kill) -> str:
         )
     again = ", started again (no run.json)" if kill.restarted else ""
     claimed = " ".join(kill.finished_claims)
-    shown = [d for d in kill.differences if d.split(" ")[0] not in claimed]  # not the files the claim names
+    shown = [d for d in kill.differences if d.split(" ")[0].rstrip(":") not in claimed]  # not the claim's files
     verdict = "identical" if kill.identical else "NOT identical: " + "; ".join(kill.finished_claims + shown)
     failures = f" [resume failures: {'; '.join(kill.failures)}]" if kill.failures else ""
     return (

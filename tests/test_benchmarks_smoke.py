@@ -195,7 +195,7 @@ def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path):
 
 def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data):
     """benchmarks/kill_resume.py's check: a copy of the reference passes; a truncated history.csv, a missing
-    table.parquet and a kept model holding another trial's weights are each named."""
+    table.parquet, a missing plot and a kept model holding another trial's weights are each named."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import kill_resume
@@ -211,6 +211,8 @@ def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data
     history = (copy / "history.csv").read_bytes()
     (copy / "history.csv").write_bytes(history[: len(history) // 2])
     (copy / "table.parquet").unlink()
+    plot = comparer.plots[0]
+    (copy / "plots" / plot).unlink()
     first, second = comparer.trials
     shutil.rmtree(copy / "models" / f"trial_{first}")
     shutil.copytree(copy / "models" / f"trial_{second}", copy / "models" / f"trial_{first}")
@@ -219,4 +221,8 @@ def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data
     assert "table.parquet unreadable (FileNotFoundError)" in found
     assert any(f.startswith(f"model trial {first}: probabilities differ (max ") for f in found), found
     assert not any(f.startswith(f"model trial {second}") for f in found), found
-    assert kill_resume.missing_files(copy)[0] == "table.parquet missing"
+    assert f"plots: [{plot!r}] missing or empty" in found
+    assert kill_resume.missing_files(copy, comparer.plots) == [
+        "table.parquet missing",
+        f"plots 1 of {len(comparer.plots)} missing or empty",
+    ]
