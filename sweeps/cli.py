@@ -48,7 +48,8 @@ examples:
 
 the config file (TOML), every key optional but [data] path and target:
   [data]      path (a relative one is read from the config file's folder; with --set, from the working
-              directory), target, task, val_fraction, test_fraction, seed, drop, sep, encoding
+              directory), target, task, val_fraction, test_fraction, seed, drop, sep, encoding,
+              max_categories (30), min_frequency (5): one-hot limits per text column, rarer values pooled
   [model]     hidden (e.g. [64] or [128, 64]), activation
   [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
               | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}

@@ -5,7 +5,7 @@ default, taken from the signatures of `load_csv`, `models.MLP`, the strategy
 and `sweeps.run`, so the file says only what differs:
 
     [data]      path, target, task, val_fraction, test_fraction, seed, drop,
-                sep, encoding                                                 (load_csv)
+                sep, encoding, max_categories, min_frequency                  (load_csv)
     [model]     hidden, activation                                            (models.MLP)
     [space]     hyperparameter name = one value, a list, or an axis           (sweeps.space)
     [strategy]  name ("grid", "random", "quasirandom", "bayes") and its options:

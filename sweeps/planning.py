@@ -23,6 +23,7 @@ from sweeps.checks import (  # noqa: F401 (re-exported)
     check_early_stopping,
     check_int,
     check_metric,
+    check_model,
     check_reads,
 )
 from sweeps.data import Dataset, check_batch_size
@@ -39,7 +40,7 @@ from sweeps.lane_plan import (
     lanes_reason,
     planned_lanes,
 )
-from sweeps.space import Axis, as_space
+from sweeps.space import Axis, Choice, as_space
 from sweeps.strategies import Grid, Strategy
 
 # How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
@@ -215,6 +216,9 @@ class Plan:
             f"{self.settings.layout.count} and split over them (per_device members each); memory budget "
             f"{self.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
         ]
+        if self.groups:
+            width = self.groups[0].structure.n_features
+            lines.append(f"data: {width} features in (after encoding: one-hot and date columns; memory_mb counts them)")
         if self.settings.cache_bytes is not None:
             lines.append(
                 f"chunks also hold at most the members that train fastest together on this CPU "
@@ -308,11 +312,12 @@ def check_settings(
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
     model = MLP() if model is None else model
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
+    check_model(model)
     axes = as_space(space)
-    for name in axes:
+    for name, axis in axes.items():
         registry.check_name(name)
+        if isinstance(axis, Choice):  # every listed value, even one a strategy may never draw (inf, nan)
+            registry.check_values(name, axis.values)
     strategy = Grid() if strategy is None else strategy
     if not isinstance(strategy, Strategy):
         raise TypeError(

@@ -87,9 +87,10 @@ def run(
       early_stopping: `{"metric": "val_loss", "patience": 5, "min_delta": 0.0}` stops a member
         whose metric has not improved for `patience` epochs.
       max_population: the most members trained at once; larger groups are chunked.
-      divergence_threshold: a member whose epoch train loss exceeds this many times the loss of
-        predicting the training prior (or is not finite) is frozen and marked `diverged`;
-        None keeps only the non-finite test.
+      divergence_threshold: a member whose epoch train loss exceeds this many times the loss the
+        model starts from (`sweeps.chunks.baseline_loss`: that of zero outputs, never below predicting
+        the training prior), or is not finite, is frozen and marked `diverged`; None keeps only the
+        non-finite test.
       devices: the devices every population is split over: None (default) for every device JAX sees
         (every process's, after `jax.distributed.initialize()`), a count (the first of each process's),
         or a list of device ids. Populations are padded to a multiple of the count (padding never
