@@ -72,13 +72,14 @@ def check_early_stopping(early_stopping, task) -> dict | None:
 
 def check_reads(space: Mapping[str, Axis], trials: list) -> None:
     """Refuses a swept hyperparameter no trial (`planning.Trial`) reads; warns about a fixed one that is ignored."""
-    used = set().union(*(registry.reads(t.hparams) for t in trials))
+    kinds = {(t.hparams["optimizer"], t.hparams["schedule"]): t.hparams for t in trials}  # what a trial reads
+    used = set().union(*(registry.reads(hparams) for hparams in kinds.values()))
     for name, axis in space.items():
         if name in used:
             continue
-        optimizers = sorted({t.hparams["optimizer"] for t in trials})
-        schedules = sorted({t.hparams["schedule"] for t in trials})
-        read = sorted(set().union(*(registry.reads(t.hparams) for t in trials)) & set(registry.CONDITIONAL))
+        optimizers = sorted({optimizer for optimizer, _ in kinds})
+        schedules = sorted({schedule for _, schedule in kinds})
+        read = sorted(used & set(registry.CONDITIONAL))
         message = (
             f"{name} is set but no trial reads it: optimizer {', '.join(optimizers)} with schedule "
             f"{', '.join(schedules)} reads {', '.join(read) or 'none of the optional ones'} besides learning_rate; "

@@ -26,6 +26,7 @@ from models import MLP
 from sweeps import checkpoints as checkpoints_lib
 from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
+from sweeps.devices import resume_advice
 from sweeps.engine.compiles import compile_log
 from sweeps.engine.metrics import direction
 from sweeps.loop import SweepLoop
@@ -169,7 +170,10 @@ def execute(
     started = time.perf_counter()
     check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
     settings_now = describe(sweep_plan, data, seed)
-    fingerprints = {"settings": run_folder.fingerprint(settings_now), "data": run_folder.data_fingerprint(data)}
+    fingerprints = {
+        "settings": run_folder.fingerprint(comparable(settings_now)),
+        "data": run_folder.data_fingerprint(data),
+    }
     checkpoints = None
     layout = sweep_plan.settings.layout
     if run_dir is not None:
@@ -189,6 +193,7 @@ def execute(
                 manifest["cache_bytes"] = old.get("cache_bytes")
                 manifest["lanes"] = old.get("lanes", 1)
                 manifest["devices"] = old.get("devices", layout.count)
+                _refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
                 fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
@@ -281,6 +286,12 @@ def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
     }
 
 
+def comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that decide a sweep's results, without where its data file lies: the data is known by its
+    fingerprint, so a run whose CSV moved resumes (`sweeps resume RUN_DIR --set data.path=...`)."""
+    return {**settings, "data": {k: v for k, v in settings["data"].items() if k != "source"}}
+
+
 def baseline_rmse(data: Dataset) -> float | None:
     """Regression: the validation RMSE of always predicting the training mean, in the target's units."""
     if data.task != "regression":
@@ -305,7 +316,7 @@ def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, 
 
 def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
     """Resuming under other settings or other data would mix two sweeps: name what differs, and the way out."""
-    changed = run_folder.differences(manifest["settings"], now)
+    changed = run_folder.differences(comparable(manifest["settings"]), comparable(now))
     if manifest["fingerprints"]["data"] != fingerprints["data"]:
         changed.append(
             f"data: the arrays differ (fingerprint {manifest['fingerprints']['data']} -> {fingerprints['data']})"
@@ -332,10 +343,11 @@ def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir:
     """A checkpoint's chunks were cut and padded for the devices the run started on: resume on as many."""
     started = manifest.get("devices", count)
     if started != count:
+        every = jax.devices()
+        advice = resume_advice(started, len(every), every[0].platform, jax.process_count())
         raise ValueError(
             f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
-            f"populations are cut and padded for {started}; resume on {started} devices (devices={started}, "
-            f"[run] devices = {started}, or as many processes and devices per process as before)"
+            f"populations are cut and padded for {started}; {advice}"
         )
 
 

@@ -52,8 +52,8 @@ def assert_kept_models_are_the_tables(result, run_dir, data, top: list[int]) -> 
     [
         (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
         (sweeps.PBT(population=8, interval=2, seed=1), {"epochs": 6}),
-        (sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=9), {}),
-        (sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3), {"early_stopping": {"patience": 1}}),
+        (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
+        (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4, "early_stopping": {"patience": 1}}),
     ],
     ids=["pbt-every-epoch", "pbt", "halving-refill", "halving-early-stopping"],
 )

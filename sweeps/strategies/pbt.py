@@ -73,6 +73,9 @@ class PBT(Strategy):
         self._space: dict = {}
         self._rng = np.random.default_rng(self.seed)
 
+    def asks_for(self, space) -> int:
+        return self.population
+
     def ask(self, space):
         self._space = as_space(space)
         return Random(n=self.population, seed=self.seed).ask(self._space)
