@@ -50,6 +50,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from throughput import output_path  # noqa: E402
+
 import sweeps  # noqa: E402
 from models import MLP  # noqa: E402
 from sweeps import space  # noqa: E402
@@ -69,13 +71,20 @@ ETA = 3  # successive halving's reduction factor
 CONCURRENT = 16  # members training at once for halving with refill, and PBT's population
 
 
-def halving_spent(n: int, epochs: int, eta: int = ETA) -> int:
-    """Model-epochs synchronous successive halving spends: n trials, rungs 1, eta, eta**2 ... below `epochs`."""
-    spent, alive, done, rung = 0, n, 0, 1
+def halving_schedule(n: int, epochs: int, eta: int = ETA) -> tuple[int, dict[int, int]]:
+    """Synchronous successive halving of n trials, rungs 1, eta, eta**2 ... below `epochs`: the model-epochs
+    it spends, and how many trials go on past each rung (the best 1/eta of all n, rounded up)."""
+    spent, alive, done, rung, going_on = 0, n, 0, 1, {}
     while rung < epochs:
         spent += alive * (rung - done)
-        alive, done, rung = -(-alive // eta), rung, rung * eta
-    return spent + alive * (epochs - done)
+        alive, done = -(-alive // eta), rung
+        going_on[rung], rung = alive, rung * eta
+    return spent + alive * (epochs - done), going_on
+
+
+def halving_spent(n: int, epochs: int, eta: int = ETA) -> int:
+    """Model-epochs synchronous successive halving spends (`halving_schedule`)."""
+    return halving_schedule(n, epochs, eta)[0]
 
 
 def halving_trials(budget: int, epochs: int) -> int:
@@ -135,7 +144,13 @@ def vectorized(data, name: str, trials: int, epochs: int, seed: int) -> dict:
     wall = time.perf_counter() - start
     table = result.table.sort_values("number")
     values = np.where(table["state"] != "diverged", table["value"], np.inf)  # a pruned trial's model is real too
+    params = [c for c in table.columns if c.startswith("params_")]
+    best = table.iloc[int(np.argmin(values))]
     return {
+        "best_params": {c.removeprefix("params_"): best[c].item() for c in params},
+        "grid_points": {c.removeprefix("params_"): sorted(table[c].unique().tolist()) for c in params}
+        if name == "grid"
+        else None,
         "trials": len(table),
         "model_epochs": int(table["epochs"].sum()),
         "wall_s": round(wall, 3),
@@ -233,6 +248,56 @@ def summarize(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def notes(rows: list[dict]) -> list[str]:
+    """What the table's numbers do not say by themselves (one line each): a grid too coarse to have inner
+    points, model-epochs spent under the allotted (diverged trials stop at once) and over it (halving with
+    refill promotes asynchronously). Read from the first seed's rows of each data set."""
+    lines = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        mine = {r["strategy"]: r for r in rows if r["data"] == data and r["seed"] == min(x["seed"] for x in rows)}
+        grid = mine.get("grid")
+        if grid is not None and min(len(v) for v in grid["grid_points"].values()) < 3:
+            per_axis = min(len(v) for v in grid["grid_points"].values())
+            ends = ", ".join(f"{k} {' and '.join(f'{v:g}' for v in vs)}" for k, vs in grid["grid_points"].items())
+            best = ", ".join(f"{k} {v:g}" for k, v in grid["best_params"].items())
+            lines.append(
+                f"{data}: grid: {grid['trials']} trials make {per_axis} points per axis, the ends of each range "
+                f"({ends}): {grid['diverged']} of {grid['trials']} diverged, and its best ({grid['best']:.4f}) is "
+                f"{best} trained {max(grid['epochs_per_trial'])} epochs; {3 ** len(SPACE)} or more trials "
+                f"(--trials) give the grid inner points"
+            )
+        under = [
+            f"{name} {r['diverged']} of {r['trials']}"
+            + (
+                f" (its rungs plan {halving_spent(r['trials'], max(r['epochs_per_trial']))})"
+                if name == "halving"
+                else ""
+            )
+            for name, r in mine.items()
+            if r["model_epochs"] < r["allotted"]
+        ]
+        if under:
+            lines.append(
+                f"{data}: model-epochs spent under the allotted: a diverged trial stops at once (diverged: "
+                f"{', '.join(under)})"
+            )
+        for name, r in mine.items():
+            if r["model_epochs"] > r["allotted"] and name == "halving-refill":
+                _, synchronous = halving_schedule(r["trials"], max(r["epochs_per_trial"]))
+                went = {rung: sum(e > rung for e in r["epochs_per_trial"]) for rung in synchronous}
+                lines.append(
+                    f"{data}: halving-refill spent {r['model_epochs']} of {r['allotted']}: with refill a trial goes "
+                    f"on at a rung when it is among the best 1/{ETA} (rounded up) of the trials that have reached "
+                    f"that rung so far, not of all {r['trials']} (asynchronous, as ASHA), so more go on than the "
+                    f"synchronous budget counts: past epoch {', '.join(map(str, went))}: "
+                    f"{', '.join(map(str, went.values()))} trials (synchronous: "
+                    f"{', '.join(map(str, synchronous.values()))})"
+                )
+            elif r["model_epochs"] > r["allotted"]:
+                lines.append(f"{data}: {name} spent {r['model_epochs']} of {r['allotted']} model-epochs")
+    return lines
+
+
 def plot(rows: list[dict], path: Path) -> None:
     """Best-so-far val_loss against model-epochs allotted (trials x epochs), the mean over seeds."""
     import matplotlib
@@ -284,13 +349,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=64, help="trials per sweep (a cube, for the grid); default 64")
     parser.add_argument("--quick", action="store_true", help="diabetes, 1 seed, 8 trials of 3 epochs (a smoke test)")
-    parser.add_argument("--out", type=Path, help="the JSON lines (default benchmarks/results/strategies-<date>.jsonl)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON lines (default benchmarks/results/strategies-cpu-<date>.jsonl; with --quick, a new temporary "
+        "folder)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.data, args.seeds, args.trials = ["diabetes"], 1, 8
     day = datetime.date.today().isoformat()
-    out = args.out or ROOT / "benchmarks" / "results" / f"strategies-cpu-{day}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out, f"strategies-cpu-{day}.jsonl", args.quick)
     machine = {
         "device": str(jax.devices()[0].device_kind),
         "processor": platform.processor() or platform.machine(),
@@ -323,7 +392,7 @@ def main(argv=None) -> int:
                         f"{row['compilations']} compilations, load {load:.1f}",
                         flush=True,
                     )
-    table = summarize(rows)
+    table = "\n".join([summarize(rows), "", *(f"- {line}" for line in notes(rows))]).rstrip()
     print()
     print(table)
     print(f"\nwhole benchmark: {time.perf_counter() - started:.0f} s; rows: {out}")

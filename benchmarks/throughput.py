@@ -58,6 +58,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +81,20 @@ from sweeps.lane_plan import cpu_cores, lane_chunk_size, lanes_from_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 CHURN = ROOT / "data" / "telco_customer_churn.csv"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # the campaigns' files, tracked: never a --quick run's
+
+
+def output_path(given: Path | None, name: str, quick: bool) -> Path:
+    """Where a benchmark writes `name`: the path given (--out); else benchmarks/results/ for a real
+    campaign, and a new temporary folder for a --quick smoke run (printed), so a smoke run never
+    touches the tracked results. The folder is created."""
+    if given is None:
+        given = (Path(tempfile.mkdtemp(prefix="sweeps-quick-")) if quick else RESULTS) / name
+        if quick:
+            print(f"--quick: writing into {given.parent} (benchmarks/results/ keeps the campaigns)", flush=True)
+    given.parent.mkdir(parents=True, exist_ok=True)
+    return given
+
 
 WORKLOADS = ("lesson", "wide")
 MODES = ("vmap", "lanes", "sequential", "sequential-lanes", "keras", "torch", "torch-vmap")
@@ -1218,7 +1232,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "sequential modes stop timing new trials (default 300 on CPU, 600 on an accelerator)",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="JSONL path (default benchmarks/results/<device>-<date>.jsonl)"
+        "--out",
+        type=Path,
+        default=None,
+        help="JSONL path (default benchmarks/results/<device>-<date>.jsonl; with --quick, a new temporary folder)",
     )
     parser.add_argument(
         "--quick",
@@ -1293,8 +1310,7 @@ def main(argv=None) -> int:
     workloads = list(WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
     modes = list(MODES) if "all" in args.mode else list(dict.fromkeys(args.mode))
     date = datetime.date.today().isoformat()
-    out = args.out or RESULTS / f"{slug(device.replace(':', ''))}-{date}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(args.out, f"{slug(device.replace(':', ''))}-{date}.jsonl", args.quick)
 
     print(f"device: {device} ({backend}, {os.cpu_count()} CPUs), jax {jax.__version__}")
     quick = args.quick

@@ -24,13 +24,31 @@ from sweeps.planning import Trial
 
 
 def baseline_loss(data: Dataset) -> float:
-    """The training loss of predicting the training prior: the class entropy, or the target's variance."""
+    """The training loss a model starts from, the unit of the divergence limit: the larger of the loss of
+    predicting the training prior and the loss of the untrained network's output, zero.
+
+    Regression: the mean square of the target, `var(y) + mean(y)**2` (1.0 on a target `load_csv` or
+    `Dataset.from_arrays` standardized; on one given unstandardized, its own scale, so a trial that has not
+    moved yet is never past the limit). Classification: log(classes), the loss of zero logits, never
+    below the class entropy (a rare positive class makes the prior's loss small, not the start's).
+
+    Examples:
+      >>> import numpy as np
+      >>> from sweeps.data import Dataset
+      >>> x = np.zeros((100, 1))
+      >>> rare = (np.arange(100) < 2).astype(float)  # 2% positives: entropy 0.098, zero logits 0.693
+      >>> round(baseline_loss(Dataset.from_arrays(x, rare, x, rare, task="binary")), 4)
+      0.6931
+      >>> prices = 500.0 + np.arange(100)
+      >>> raw = Dataset.from_arrays(x, prices, x, prices, task="regression", y_mean=0.0, y_std=1.0)
+      >>> baseline_loss(raw) == float(np.mean(np.asarray(raw.y_train, np.float64) ** 2))
+      True
+    """
     y = np.asarray(data.y_train, np.float64)
     if data.task == "regression":
-        return float(max(y.var(), 1e-12))  # 1.0 on a target load_csv standardized
-    counts = np.bincount(y.astype(np.int64))
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+        return float(max(np.mean(y**2), 1e-12))
+    classes = max(len(data.class_names), 2)
+    return float(np.log(classes))  # >= the entropy of any prior over `classes` classes
 
 
 def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:

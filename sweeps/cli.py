@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.compilation_cache import enable_compilation_cache
+from sweeps.config_schema import strategy_help
 from sweeps.loop import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import compile_lines, describe_config, show_path, summary_lines
@@ -35,9 +36,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, TypeError, ImportError)  # ImportE
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_SIGNAL_BASE = 128  # a run stopped by signal N after saving a checkpoint exits 128 + N (130 Ctrl-C, 143 SIGTERM)
+SIGPIPE = 13  # signal.SIGPIPE where there is one: stdout's reader went away (141)
 RUNS = Path("runs")  # the default parent of run folders, relative to the working directory
 
-RUN_EXAMPLES = """\
+_RUN_EXAMPLES = """\
 examples:
   sweeps run data/examples/churn_lr.toml
   sweeps run data/examples/churn_lr.toml --set train.epochs=5 --set strategy.n=8 --out runs/quick
@@ -48,13 +50,14 @@ examples:
   (quote a value with braces, commas or spaces, or the shell splits it)
 
 the config file (TOML), every key optional but [data] path and target:
-  [data]      path, target, task, val_fraction, test_fraction, seed, drop, sep, encoding
+  [data]      path (a relative one is read from the config file's folder; with --set, from the working
+              directory), target, task, val_fraction, test_fraction, seed, drop, sep, encoding,
+              max_categories (30), min_frequency (5): one-hot limits per text column, rarer values pooled
   [model]     hidden (e.g. [64] or [128, 64]), activation
   [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
               | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}
               e.g. learning_rate, batch_size, dropout, weight_decay, hidden, optimizer
-  [strategy]  name = "grid" (n points per range), "random" (n, seed), "quasirandom" (n, seed: Sobol)
-              or "bayes" (rounds, per_round, sampler = "tpe" | "gp" | "cmaes", seed)
+{strategy}
   [train]     optimizer, epochs, batch_size, seeds, seed, objective,
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial")
@@ -76,6 +79,7 @@ continues with `sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first. One pro
 runs in a folder (others are refused with its pid and host); a folder holding files sweepax did
 not write is refused, never cleared.
 """
+RUN_EXAMPLES = _RUN_EXAMPLES.replace("{strategy}", strategy_help("  [strategy]  "))  # the text has TOML's braces
 
 MAIN_EXAMPLES = """\
 examples:
@@ -443,14 +447,28 @@ def command() -> None:
     """`sweeps` and `python -m sweeps`: `main`, then, once every thread has finished and every exit handler (JAX's,
     orbax's, logging's) has run, an exit without the interpreter's teardown (freeing each compiled program and
     module took 0.6-0.7 s after churn_three on the development machine): nothing written is left unflushed."""
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader of stdout went away (`sweeps predict ... | head`)
+        code = stdout_gone()
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = stdout_gone()
     sys.stderr.flush()
     os._exit(code)
+
+
+def stdout_gone() -> int:
+    """Stops quietly when nothing reads stdout any more: what is left for it goes to /dev/null (Python's recipe,
+    `signal` docs, "Note on SIGPIPE"), and the status is that of a command stopped by SIGPIPE (141)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_SIGNAL_BASE + SIGPIPE
 
 
 if __name__ == "__main__":

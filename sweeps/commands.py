@@ -40,7 +40,7 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
 
 def resume_command(args: argparse.Namespace) -> int:
     from sweeps import distributed, run_folder
-    from sweeps.config import load_config, plan_from_config, resolve, sweep_from_config
+    from sweeps.config import load_config, plan_from_config, resolve_saved, sweep_from_config
     from sweeps.results import load_result
 
     started = time.perf_counter()
@@ -61,12 +61,11 @@ def resume_command(args: argparse.Namespace) -> int:
             f"sweeps.run(..., run_dir={str(run_dir)!r}, resume=True)"
         )
     config_file = stored.get("config_file")
-    overrides = list(stored.get("overrides", [])) + list(args.overrides)
-    if config_file and Path(config_file).is_file() and not args.saved_config:
-        config = load_config(config_file, overrides)  # a file edited since the start shows up as a difference
+    _refuse_missing_data(stored, args, run_dir)
+    if config_file and Path(config_file).is_file() and not args.saved_config:  # an edit shows up as a difference
+        config = load_config(config_file, list(stored.get("overrides", [])) + list(args.overrides))
     else:
-        config = resolve({k: v for k, v in stored.items() if k not in ("config_file", "overrides")}, config_file or ".")
-        config["overrides"] = overrides
+        config = resolve_saved(stored, args.overrides, where=f"the configuration saved in {show_path(run_dir)}")
     target = Path(args.fork) if args.fork else run_dir
     config["run"]["dir"] = str(target)
     planned = plan_from_config(config)
@@ -113,6 +112,20 @@ def changed_settings_advice(error: SettingsChanged, config_file: str | None, sav
             f"fork cannot continue): `sweeps run {show_path(config_file)} --out NEW_DIR`"
         )
     return "\n".join(lines)
+
+
+def _refuse_missing_data(stored: dict, args: argparse.Namespace, run_dir: Path) -> None:
+    """A run whose data file is no longer where it trained from (a moved folder, another machine): how to point
+    it at the data, unless this command does (`--set data.path=...`)."""
+    path = stored.get("data", {}).get("path")
+    pointed = any(text.partition("=")[0].strip() == "data.path" for text in args.overrides)
+    if path and not Path(path).is_file() and not pointed:
+        where = show_path(run_dir)
+        command = f"sweeps resume {where}{f' --fork {args.fork}' if args.fork else ''}"
+        raise ValueError(
+            f"{where} trained on {path}, which is not there any more (moved, or another machine); point the run at "
+            f"its data with `{command} --set data.path=PATH` (the same data: its fingerprint is checked)"
+        )
 
 
 # --- sweeps predict --------------------------------------------------------------------

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import os
 
+OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
+
 
 def enable_compilation_cache(folder: str | None = None) -> str | None:
     """Keeps compiled programs on disk, so a second run of the same structures skips compilation.
 
     Args:
       folder: where; default $SWEEPS_CACHE_DIR, else $XDG_CACHE_HOME/sweepax/xla, else
-        ~/.cache/sweepax/xla. SWEEPS_CACHE_DIR=off (with no folder given) leaves the cache off.
+        ~/.cache/sweepax/xla. SWEEPS_CACHE_DIR=off (or none, false, 0, no, in any case; with no
+        folder given) leaves the cache off.
 
     Returns:
       The folder in use, or None when it is off.
@@ -32,7 +35,7 @@ def enable_compilation_cache(folder: str | None = None) -> str | None:
     import jax
 
     folder = folder or os.environ.get("SWEEPS_CACHE_DIR")
-    if folder == "off":
+    if folder is not None and folder.strip().lower() in OFF:
         return None
     if not folder:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

@@ -5,7 +5,7 @@ default, taken from the signatures of `load_csv`, `models.MLP`, the strategy
 and `sweeps.run`, so the file says only what differs:
 
     [data]      path, target, task, val_fraction, test_fraction, seed, drop,
-                sep, encoding                                                 (load_csv)
+                sep, encoding, max_categories, min_frequency                  (load_csv)
     [model]     hidden, activation                                            (models.MLP)
     [space]     hyperparameter name = one value, a list, or an axis           (sweeps.space)
     [strategy]  name ("grid", "random", "quasirandom", "bayes") and its options:
@@ -16,10 +16,14 @@ and `sweeps.run`, so the file says only what differs:
                 devices (a count or a list of device ids; absent: every device)
 
 `load_config` reads, checks and resolves a file: unknown sections and keys
-are refused with the nearest valid name, every default is filled in, and a
-relative data path is looked up in the working directory first, then next to
-the config file. The result is a plain JSON-serialisable dict that
-`sweep_from_config` turns into a finished sweep.
+are refused with the nearest valid name, every default is filled in, and the
+data path is made absolute: a relative `[data] path` is read from the config
+file's folder (as every tool that reads a config file does), a relative
+`--set data.path=...` from the working directory (it was typed there). Every
+`--set` applies before any value is checked, so an override can replace a
+placeholder; an error names the file or the override that set the value. The
+result is a plain JSON-serialisable dict that `sweep_from_config` turns into a
+finished sweep.
 
 TOML has no null: where a `[train]` setting may be None (`early_stopping`,
 `max_population`, `divergence_threshold`), `false` means None (off).
@@ -39,6 +43,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +51,7 @@ from typing import Any
 
 from models import MLP
 from sweeps.config_schema import (
+    DEFAULT_STRATEGY,
     DEFAULTS,
     NULLABLE_RUN,
     NULLABLE_TRAIN,
@@ -63,8 +69,6 @@ from sweeps.results import Result
 from sweeps.space import Axis, axis_from_config
 from sweeps.strategies import Strategy, make_strategy
 from sweeps.sweep import execute
-
-_DEFAULT_STRATEGY = "grid"
 
 # --- overrides -----------------------------------------------------------------------
 
@@ -142,16 +146,19 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
 
     Args:
       path: the TOML file.
-      overrides: `section.key=value` texts applied in order after the file (the CLI's `--set`).
+      overrides: `section.key=value` texts applied in order after the file (the CLI's `--set`), before
+        any value is checked; a relative `data.path` among them is read from the working directory.
 
     Returns:
       A JSON-serialisable dict with every section (`data`, `model`, `space`, `strategy`, `train`,
-      `run`) and every default filled in, the data path made absolute, and `config_file`: the
-      file's absolute path.
+      `run`) and every default filled in, the data path made absolute, `config_file`: the file's
+      absolute path, and `overrides`: the overrides as `sweeps resume` replays them (a relative
+      data path made absolute).
 
     Raises:
       ValueError: a missing file, a TOML syntax error, an unknown section or key, a missing
-        `[data] path` or `target`, a data file that is found nowhere, or a value of the wrong kind.
+        `[data] path` or `target`, a data file that is not there, or a value of the wrong kind;
+        the message names the file or the `--set` that set the value.
 
     Examples:
       >>> config = load_config("data/examples/churn_lr.toml", ["train.epochs=5"])  # doctest: +SKIP
@@ -161,21 +168,52 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     path = Path(path)
     raw = read_toml(path)
     check_keys(raw, str(path))
-    config = resolve(raw, path)  # the file's own values first: an error there names the file
-    for text in overrides:  # then each --set in turn: an error names the override that caused it
-        raw = apply_override(raw, text)
-        config = resolve(raw, path, where=f"--set {text}")
-    config["overrides"] = list(overrides)
+    raw, sources, replayed = with_overrides(raw, overrides)
+    config = resolve(raw, path, sources=sources)
+    config["overrides"] = replayed
     return config
 
 
-def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) -> dict[str, Any]:
+def with_overrides(
+    raw: Mapping[str, Any], overrides: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """`raw` with each `--set` applied in order (names checked, values not yet).
+
+    Returns the overridden config; `section.key` -> the `--set` that set it last (what a message about
+    its value names); and the overrides as a later `sweeps resume` replays them: a relative
+    `data.path` made absolute against the working directory, where it was typed.
+    """
+    out = copy.deepcopy(dict(raw))
+    sources: dict[str, str] = {}
+    replayed = []
+    for text in overrides:
+        out = apply_override(out, text)
+        key = ".".join(text.partition("=")[0].strip().split(".")[:2])
+        sources[key] = f"--set {text}"
+        if key == "data.path" and isinstance(out["data"]["path"], str) and out["data"]["path"]:
+            given = Path(out["data"]["path"]).expanduser()
+            if not given.is_absolute():
+                out["data"]["path"] = str(Path.cwd() / given)
+                text = f"data.path={out['data']['path']}"
+        replayed.append(text)
+    return out, sources, replayed
+
+
+def resolve(
+    raw: Mapping[str, Any], path: str | Path, where: str | None = None, sources: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Fills defaults and checks the kinds of values of a parsed (and overridden) config from `path`.
 
-    `where` names the source in error messages (default: the file).
+    `where` names the source in error messages (default: the file); `sources` maps a `section.key`
+    to the `--set` that set it (`with_overrides`), named instead where that value is wrong.
     """
     path = Path(path)
     where = str(path) if where is None else where
+    sources = dict(sources or {})
+
+    def at(key: str) -> str:
+        return sources.get(key, where)
+
     defaults = DEFAULTS
     config: dict[str, Any] = {"config_file": str(path.resolve())}
 
@@ -184,15 +222,16 @@ def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) 
         if data[key] is REQUIRED:
             raise ValueError(
                 f"[data] {key} is missing in {where}; add it, e.g.\n"
-                f'  [data]\n  path = "data/telco_customer_churn.csv"\n  target = "Churn"'
+                f'  [data]\n  path = "churn.csv"  # relative to the config file\'s folder\n  target = "Churn"\n'
+                f"or give it with --set data.{key}=..."
             )
         if not isinstance(data[key], str) or not data[key]:
-            raise ValueError(f"[data] {key} in {where} must be a non-empty string, but got {data[key]!r}")
-    data["path"] = str(_find_data(data["path"], path))
+            raise ValueError(f"[data] {key} in {at('data.' + key)} must be a non-empty string, but got {data[key]!r}")
+    data["path"] = str(_find_data(data["path"], path, at("data.path")))
     if isinstance(data["drop"], str):
         data["drop"] = [data["drop"]]
     if not isinstance(data["drop"], list) or not all(isinstance(c, str) for c in data["drop"]):
-        raise ValueError(f"[data] drop in {where} must be a list of column names, but got {data['drop']!r}")
+        raise ValueError(f"[data] drop in {at('data.drop')} must be a list of column names, but got {data['drop']!r}")
     config["data"] = data
 
     model = {**defaults["model"], **raw.get("model", {})}
@@ -203,7 +242,7 @@ def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) 
     )
     if not widths_ok:
         raise ValueError(
-            f"[model] hidden in {where} must be a list of layer widths >= 1 like [64] or [128, 64], "
+            f"[model] hidden in {at('model.hidden')} must be a list of layer widths >= 1 like [64] or [128, 64], "
             f"but got {model['hidden']!r}"
         )
     model["hidden"] = hidden
@@ -214,10 +253,10 @@ def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) 
         try:  # a wrong axis fails here, before any data is read
             axis_from_config(name, value)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"[space] {name} = {value!r} in {where}: {e}") from None
+            raise ValueError(f"[space] {name} = {value!r} in {at('space.' + name)}: {e}") from None
     config["space"] = space
 
-    config["strategy"] = _resolve_strategy(dict(raw.get("strategy", {})), where)
+    config["strategy"] = _resolve_strategy(dict(raw.get("strategy", {})), at)
 
     train = {**defaults["train"], **raw.get("train", {})}
     for key in NULLABLE_TRAIN:
@@ -226,7 +265,7 @@ def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) 
     if train.get("early_stopping") is True:
         train["early_stopping"] = {}  # sweeps.run's defaults: val_loss, patience 5
     if isinstance(train.get("early_stopping"), Mapping):
-        check_early_stopping_keys(train["early_stopping"], where)
+        check_early_stopping_keys(train["early_stopping"], at("train.early_stopping"))
     config["train"] = train
 
     run_section = {**defaults["run"], **raw.get("run", {})}
@@ -234,47 +273,68 @@ def resolve(raw: Mapping[str, Any], path: str | Path, where: str | None = None) 
         if run_section.get(key) is False:
             run_section[key] = None
     if run_section["dir"] is not None and (not isinstance(run_section["dir"], str) or not run_section["dir"]):
-        raise ValueError(f"[run] dir in {where} must be a folder path (a string), but got {run_section['dir']!r}")
+        raise ValueError(
+            f"[run] dir in {at('run.dir')} must be a folder path (a string), but got {run_section['dir']!r}"
+        )
     config["run"] = run_section
 
-    _check_json(config, where)
+    _check_json(config, at)
     return copy.deepcopy(config)  # nothing shared with DEFAULTS or the parsed file
 
 
-def _resolve_strategy(strategy: dict[str, Any], where: str) -> dict[str, Any]:
-    name = strategy.pop("name", _DEFAULT_STRATEGY)
+def resolve_saved(stored: Mapping[str, Any], overrides: Sequence[str], where: str) -> dict[str, Any]:
+    """A run's saved configuration (config.json's `sweep_config`) resolved again, with more `--set` overrides on
+    top: what `sweeps resume` runs when the config file is gone. `where` names the saved configuration in messages.
+    """
+    raw = {k: v for k, v in stored.items() if k not in ("config_file", "overrides")}
+    raw, sources, replayed = with_overrides(raw, overrides)
+    config = resolve(raw, stored.get("config_file") or ".", where=where, sources=sources)
+    config["config_file"] = stored.get("config_file")
+    config["overrides"] = list(stored.get("overrides", [])) + replayed
+    return config
+
+
+def _resolve_strategy(strategy: dict[str, Any], at) -> dict[str, Any]:
+    name = strategy.pop("name", DEFAULT_STRATEGY)
     if name not in STRATEGIES:
         near = difflib.get_close_matches(str(name), list(STRATEGIES), n=1, cutoff=0.5)
         hint = f"; did you mean {near[0]!r}?" if near else ";"
-        raise ValueError(f"unknown strategy {name!r} in {where}{hint} choose one of {sorted(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {name!r} in {at('strategy.name')}{hint} choose one of {sorted(STRATEGIES)}")
     options = strategy_options(name)
     for key in strategy:
         if key not in options:
             raise ValueError(
-                f"strategy {name!r} has no option {key!r} (in {where}); its options: {', '.join(options) or 'none'}"
+                f"strategy {name!r} has no option {key!r} (in {at('strategy.' + key)}); "
+                f"its options: {', '.join(options) or 'none'}"
             )
     return {"name": name, **options, **strategy}
 
 
-def _find_data(text: str, config_path: Path) -> Path:
-    """The data file: as given (absolute, or relative to the working directory), else next to the config."""
+def _find_data(text: str, config_path: Path, where: str) -> Path:
+    """The data file: an absolute path as it is, a relative one in the config file's folder.
+
+    (`with_overrides` has made a relative `--set data.path` absolute against the working directory.)
+    """
+    folder = config_path.resolve().parent
     given = Path(text).expanduser()
-    if given.is_absolute():
-        candidates = [given]
-    else:
-        candidates = [Path.cwd() / given, config_path.resolve().parent / given]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    looked = " and ".join(str(c) for c in dict.fromkeys(candidates))
-    raise ValueError(
-        f"[data] path {text!r} in {config_path} is not a file: looked for {looked}; "
-        f"give a path relative to the working directory or to the config file's folder"
-    )
+    candidate = given if given.is_absolute() else folder / given
+    if candidate.is_file():
+        return candidate.resolve()
+    base = "the working directory" if where.startswith("--set") else "the config file's folder"  # see with_overrides
+    hint = f"give a path relative to {base}, or an absolute one"
+    beside_us = Path.cwd() / given
+    if not given.is_absolute() and beside_us.is_file():
+        hint = (
+            f"{beside_us} exists, relative to the working directory, but a path in a config file is read from the "
+            f"file's folder: write path = {os.path.relpath(beside_us, folder)!r} or an absolute path, or pass "
+            f"--set data.path={text} (read from the working directory)"
+        )
+    relative = "" if given.is_absolute() else f" (relative to {config_path.name}'s folder)"
+    raise ValueError(f"[data] path {text!r} in {where} is not a file: looked for {candidate}{relative}; {hint}")
 
 
-def _check_json(config: Mapping[str, Any], where: str) -> None:
-    """Refuses TOML values JSON cannot hold (dates, times), naming the key."""
+def _check_json(config: Mapping[str, Any], at) -> None:
+    """Refuses TOML values JSON cannot hold (dates, times), naming the key and where it was set."""
 
     def walk(value, key):
         if isinstance(value, Mapping):
@@ -284,7 +344,10 @@ def _check_json(config: Mapping[str, Any], where: str) -> None:
             for v in value:
                 walk(v, key)
         elif value is not None and not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"{key} in {where} must be a number, string, list or table, but got {value!r}")
+            raise ValueError(
+                f"{key} in {at('.'.join(key.split('.')[:2]))} must be a number, string, list or table, "
+                f"but got {value!r}"
+            )
 
     walk(config, "")
     json.dumps(config)

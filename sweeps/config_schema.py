@@ -23,6 +23,7 @@ from sweeps.sweep import run
 
 SECTIONS = ("data", "model", "space", "strategy", "train", "run")
 REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
+DEFAULT_STRATEGY = "grid"  # a config without [strategy] name
 
 # Arguments of sweeps.run that other sections (or the CLI) supply.
 _NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata", "resume", "overwrite")
@@ -60,6 +61,21 @@ def _nullable(fn, skip: Sequence[str] = ()) -> tuple[str, ...]:
 def strategy_options(name: str) -> dict[str, Any]:
     """The options of a strategy class, with their defaults."""
     return _keyword_defaults(STRATEGIES[name])
+
+
+def strategy_help(lead: str) -> str:
+    """The `[strategy]` lines of `sweeps run --help`: every strategy's name and options, from the classes themselves.
+
+    Examples:
+      >>> print(strategy_help("[strategy] ").splitlines()[2])
+                   random: n, seed
+    """
+    pad = " " * len(lead)
+    names = ", ".join(f'"{name}"' for name in STRATEGIES)
+    lines = [f'{lead}name = {names} (default "{DEFAULT_STRATEGY}"), and its options:']
+    lines += [f"{pad}  {name}: {', '.join(strategy_options(name)) or 'none'}" for name in STRATEGIES]
+    lines.append(f"{pad}(each the arguments of its class: help(sweeps.Halving) describes Halving's)")
+    return "\n".join(lines)
 
 
 def _defaults() -> dict[str, dict[str, Any]]:

@@ -104,6 +104,8 @@ class DecisionsMixin:
         """The live members in the next smaller power-of-two population (the epoch compiles once per size),
         a multiple of the device count."""
         live = np.flatnonzero(active)
+        dropped = np.flatnonzero(~active)  # done (finished, stopped early, pruned, diverged): they compete first
+        self.kept.offer(pop, slots=dropped, skip=self.pruned, fetch=self.devices.fetch)
         size = 1 << int(np.ceil(np.log2(len(live))))
         size = -(-size // self.devices.count) * self.devices.count
         index = np.zeros(size, np.int32)

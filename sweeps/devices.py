@@ -262,3 +262,28 @@ def select_devices(devices: int | Sequence[int | jax.Device] | Devices | None = 
             f"process must hold the same number of the chosen devices; pick as many of each process's"
         )
     return Devices(tuple(chosen))
+
+
+def resume_advice(started: int, here: int, platform: str, processes: int = 1) -> str:
+    """How to continue a run whose checkpoints were cut for `started` devices, on a machine whose JAX sees `here`
+    (of `platform`, over `processes` processes): only what this machine can do.
+
+    Examples:
+      >>> resume_advice(2, 8, "gpu")
+      'resume on 2 devices: devices=2 (shell: --set run.devices=2)'
+      >>> "XLA_FLAGS=--xla_force_host_platform_device_count=2" in resume_advice(2, 1, "cpu")
+      True
+    """
+    if started <= here:
+        return f"resume on {started} devices: devices={started} (shell: --set run.devices={started})"
+    if platform == "cpu" and processes == 1:
+        return (
+            f"resume on {started} devices: this machine shows {here} CPU device{'s' * (here != 1)}; split its CPU into "
+            f"{started} by starting the command with XLA_FLAGS=--xla_force_host_platform_device_count={started} in "
+            f"its environment (the forced devices share its cores)"
+        )
+    over = f" over {processes} processes" if processes > 1 else ""
+    return (
+        f"this machine has {here} {platform} device{'s' * (here != 1)}{over}, so the run cannot continue here: resume "
+        f"it where {started} devices are available (as many processes and devices per process as it started with)"
+    )

@@ -30,7 +30,7 @@ byte-identical on this CPU. Wider members (`--split --n 64 --hidden W`, three re
 
 Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
 one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
-the number of lanes (1 turns them off, and with them the cut).
+the number of lanes (1 turns them off, and with them the cut), at most one per core.
 
 Examples:
   >>> from sweeps.engine.structure import Structure
@@ -65,7 +65,8 @@ def cpu_cores() -> int:
 
 
 def lanes_from_environment() -> int | None:
-    """`SWEEPS_LANES` as a count, or None when it is not set.
+    """`SWEEPS_LANES` as a count, at most one per core (`cpu_cores`: more lanes than cores would only take
+    turns, each with a smaller share of the memory budget), or None when it is not set.
 
     Raises:
       ValueError: it is set to something that is not a whole number of at least 1.
@@ -78,7 +79,19 @@ def lanes_from_environment() -> int | None:
             f"{LANES_VARIABLE}={text!r} is not a number of lanes: set it to a whole number of at least 1 "
             f"(1 trains one work item at a time), or unset it to let the sweep choose"
         )
-    return int(text)
+    return min(int(text), cpu_cores())
+
+
+def lanes_reason() -> str:
+    """Why a sweep trains in the lanes it does, as the dry run says it: one per core, or as `SWEEPS_LANES` sets
+    (capped at the cores)."""
+    chosen = lanes_from_environment()
+    if chosen is None:
+        return "one per CPU core"
+    text = os.environ[LANES_VARIABLE].strip()
+    if int(text) > chosen:
+        return f"one per CPU core: {LANES_VARIABLE}={text} is capped at the {chosen} cores this process may use"
+    return f"as {LANES_VARIABLE}={text} sets"
 
 
 def lanes_fit(strategy: Strategy, devices: Any) -> bool:

@@ -29,6 +29,7 @@ Where the capabilities plug in (each a method of the loop; the larger ones in mi
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import signal
@@ -109,7 +110,8 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         self.checkpoints = checkpoints
         self.fingerprints = dict(fingerprints or {})
         self.restores = None if restores is None else [dict(f) for f in restores]
-        self.kept = KeptModels(keep_models)
+        self.kept = KeptModels(keep_models, config_of=self.config_of)
+        self._configs: dict[int, tuple[int, int]] = {}  # trial number -> (configuration, its trials)
         self.position = LoopPosition()
         self._signal: int | None = None
         self.pruned: dict[int, int] = {}  # trial number -> the epochs it had trained when a strategy stopped it
@@ -127,6 +129,21 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
     def trials(self) -> list[Trial]:
         """Every trial planned so far, across rounds, in number order."""
         return [t for trials, _ in self.rounds for t in trials]
+
+    def config_of(self, number: int) -> tuple[int, int]:
+        """The configuration trial `number` belongs to and how many trials (seeds) it has."""
+        if number not in self._configs:  # a new round or recycled slots added trials (of new configurations)
+            new = []
+            for trials, _ in reversed(self.rounds):  # they are at the end: not every trial is read again
+                known = next((i for i in range(len(trials) - 1, -1, -1) if trials[i].number in self._configs), -1)
+                new.extend(trials[known + 1 :])
+                if known >= 0:
+                    break
+            if not any(t.number == number for t in new):  # not where expected: map every trial afresh
+                new, self._configs = self.trials, {}
+            sizes = collections.Counter(t.config for t in new)
+            self._configs.update({t.number: (t.config, sizes[t.config]) for t in new})
+        return self._configs[number]
 
     def run(self) -> Records:
         """Trains every round (from the newest checkpoint, when resuming); returns the records."""

@@ -45,7 +45,7 @@ from sweeps.engine.population import init_population, stack_hparams
 from sweeps.engine.range_test import geometric_rates, make_mean_loss, make_range_test
 from sweeps.engine.structure import structure_of
 from sweeps.lr_curve import Curve, analyse
-from sweeps.planning import check_int
+from sweeps.planning import check_int, check_model
 from sweeps.strategies import Grid
 from sweeps.sweep import run, versions
 
@@ -305,8 +305,7 @@ def check_lr_find(data, model, optimizer, batch_size, epochs, min_lr, max_lr, po
     """Every argument of `lr_find` checked; returns the fixed `hparams`, normalized."""
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
+    check_model(model)
     check_range(min_lr, max_lr, points, epochs)
     registry.check_value("optimizer", optimizer)
     registry.check_value("batch_size", batch_size)

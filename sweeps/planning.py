@@ -10,7 +10,8 @@ compilation, with the name, the value and the rule.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -22,6 +23,7 @@ from sweeps.checks import (  # noqa: F401 (re-exported)
     check_early_stopping,
     check_int,
     check_metric,
+    check_model,
     check_reads,
 )
 from sweeps.data import Dataset, check_batch_size
@@ -29,14 +31,29 @@ from sweeps.devices import Devices, select_devices
 from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction
-from sweeps.engine.structure import Structure, structure_of
-from sweeps.lane_plan import LANE_FEWEST, LANE_PARAMETERS, lane_chunk_size, lane_count, planned_lanes
-from sweeps.space import Axis, as_space
+from sweeps.engine.structure import Structure, structure_of, trial_fields
+from sweeps.lane_plan import (
+    LANE_FEWEST,
+    LANE_PARAMETERS,
+    lane_chunk_size,
+    lane_count,
+    lanes_reason,
+    planned_lanes,
+)
+from sweeps.space import Axis, Choice, as_space
 from sweeps.strategies import Grid, Strategy
 
 # How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
 # numbers shared by every configuration, or from (sweep seed, trial number).
 INIT_MODES = ("shared", "per_trial")
+# The most trials one round may plan. Every trial is a `Trial` holding its resolved hyperparameters: about
+# TRIAL_BYTES of host memory with its configuration (a `sweeps run --dry-run` of `Random(n=10**6)` over two axes
+# peaked at 1.58 GB, 0.33 GB of it before planning, and took 18 s of CPU on the 2-core development machine at a
+# load of 5.5; 2.43 GB and 86 s before issue 20). A larger round is refused before the strategy is asked, with
+# its count and that memory, instead of filling the machine's memory while it plans.
+MAX_TRIALS = 1_000_000
+TRIAL_BYTES = 1_250
+MAX_REPR_GROUPS = 8  # a Plan's repr names its first groups and counts the rest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +86,24 @@ class Group:
         return [self.trials[i : i + self.chunk_size] for i in range(0, len(self.trials), self.chunk_size)]
 
     @property
+    def n_chunks(self) -> int:
+        """`len(self.chunks)`, counted without cutting them."""
+        return -(-len(self.trials) // self.chunk_size)
+
+    @property
     def population(self) -> int:
         """Members per chunk: `chunk_size` rounded up to a multiple of the device count."""
         return -(-self.chunk_size // self.devices) * self.devices
 
     @property
     def padding(self) -> int:
-        return len(self.chunks) * self.population - len(self.trials)
+        return self.n_chunks * self.population - len(self.trials)
+
+    def __repr__(self) -> str:  # the trials are counted, not listed: a group may hold a million
+        return (
+            f"Group({self.structure.label()}: {len(self.trials):,} trials in {self.n_chunks:,} chunks of "
+            f"{self.chunk_size:,}, population {self.population:,}, {self.chunk_bytes / 2**20:.1f} MB per device)"
+        )
 
 
 def work_items(groups) -> list[tuple[Group, tuple[Trial, ...]]]:
@@ -149,7 +177,7 @@ class Plan:
                     "group": i,
                     "structure": g.structure.label(),
                     "trials": len(g.trials),
-                    "chunks": len(g.chunks),
+                    "chunks": g.n_chunks,
                     "population": g.population,
                     "per_device": g.population // g.devices,
                     "padding": g.padding,
@@ -158,6 +186,17 @@ class Plan:
                 }
                 for i, g in enumerate(self.groups)
             ]
+        )
+
+    def __repr__(self) -> str:  # short: the trials are counted, not listed (a dry run may plan a million)
+        groups = ", ".join(repr(g) for g in self.groups[:MAX_REPR_GROUPS])
+        more = f", and {len(self.groups) - MAX_REPR_GROUPS} more" if len(self.groups) > MAX_REPR_GROUPS else ""
+        memory = max((g.chunk_bytes for g in self.groups), default=0) / 2**20
+        return (
+            f"Plan({len(self.trials):,} trials of {self.settings.strategy!r} in {len(self.groups)} structure groups "
+            f"[{groups}{more}]; swept {list(self.swept)}; devices {self.settings.layout.describe()}; at most "
+            f"{memory:.1f} MB per device for a chunk, budget {self.budget_bytes / 2**20:.0f} MB; describe() and "
+            f"table() show the whole plan)"
         )
 
     def with_budget(self, budget_bytes: int, cache_bytes: int | None, lanes: int, data: Dataset) -> Plan:
@@ -177,6 +216,9 @@ class Plan:
             f"{self.settings.layout.count} and split over them (per_device members each); memory budget "
             f"{self.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
         ]
+        if self.groups:
+            width = self.groups[0].structure.n_features
+            lines.append(f"data: {width} features in (after encoding: one-hot and date columns; memory_mb counts them)")
         if self.settings.cache_bytes is not None:
             lines.append(
                 f"chunks also hold at most the members that train fastest together on this CPU "
@@ -185,7 +227,7 @@ class Plan:
         lanes = lane_count(work_items(self.groups), self.settings.strategy, self.settings.layout, self.settings.lanes)
         if lanes > 1:
             lines.append(
-                f"lanes: {lanes} work items train side by side, one per CPU core (a population alone leaves "
+                f"lanes: {lanes} work items train side by side, {lanes_reason()} (a population alone leaves "
                 f"cores idle; groups cut into chunks of at most {LANE_PARAMETERS:,} parameters where {LANE_FEWEST} "
                 "members fit; SWEEPS_LANES=1: one at a time)"
             )
@@ -237,6 +279,10 @@ def plan(
         devices=devices,
     )
     settings.strategy.start(settings.objective, direction(settings.objective))
+    epochs = registry.normalize("epochs", settings.defaults["epochs"])
+    registry.check_value("epochs", epochs)  # before a strategy compares a budget of its own with it
+    settings.strategy.use_epochs(epochs)
+    check_round_size(settings.strategy.asks_for(settings.space), settings)  # counted before anything is made
     configs = distributed.agreed(settings.strategy.ask(settings.space))
     if not configs:
         raise ValueError(f"the strategy {settings.strategy!r} asked for no trials")
@@ -266,11 +312,12 @@ def check_settings(
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
     model = MLP() if model is None else model
-    if not isinstance(model, MLP):
-        raise TypeError(f"model must be a models.MLP, but got {type(model).__name__}")
+    check_model(model)
     axes = as_space(space)
-    for name in axes:
+    for name, axis in axes.items():
         registry.check_name(name)
+        if isinstance(axis, Choice):  # every listed value, even one a strategy may never draw (inf, nan)
+            registry.check_values(name, axis.values)
     strategy = Grid() if strategy is None else strategy
     if not isinstance(strategy, Strategy):
         raise TypeError(
@@ -325,6 +372,23 @@ def check_settings(
     )
 
 
+def check_round_size(configs: int | None, settings: Settings) -> None:
+    """Refuses a round of more than MAX_TRIALS trials (`configs` x seeds) at once, with its count and the memory
+    its plan would take; None (a strategy that cannot count before asking) passes."""
+    if configs is None:
+        return
+    trials = configs * settings.seeds
+    if trials <= MAX_TRIALS:
+        return
+    seeds = f" ({configs:,} configurations x {settings.seeds} seeds)" if settings.seeds > 1 else ""
+    raise ValueError(
+        f"{settings.strategy!r} asks for {trials:,} trials in one round{seeds}, more than the {MAX_TRIALS:,} a round "
+        f"may plan: their plan alone would take about {trials * TRIAL_BYTES / 2**30:,.1f} GB of memory before "
+        f"anything trains; sweep fewer (a smaller n, fewer points or values per axis) or split the space into "
+        f"several sweeps"
+    )
+
+
 def plan_round(
     settings: Settings,
     data: Dataset,
@@ -340,24 +404,38 @@ def plan_round(
     handled as Optuna does: a configuration whose optimizer and schedule do not read a value is the
     same training whatever the value, so configurations that differ only there are trained once;
     a swept hyperparameter that no trial reads is refused, and an ignored fixed one warned about.
+    A round of more than MAX_TRIALS trials is refused (`check_round_size`).
     """
+    check_round_size(len(configs), settings)
     trials = []
     swept = dict.fromkeys(settings.space)  # the table's params_ columns: the space's names, then any a strategy adds
     where = f"the trials {type(settings.strategy).__name__} asked for"
-    seen: dict[str, Mapping[str, Any]] = {}
+    shared = registry.resolve({**settings.defaults, **settings.strategy.fixed()})  # checked once, not per trial
+    read_by: dict[tuple[str, str], Callable] = {}  # (optimizer, schedule) -> the values of what such a trial reads
+    batch_sizes: set[int] = set()  # checked against the data
+    seen: dict[tuple, Mapping[str, Any]] = {}
     index = 0
     for config in configs:
-        for name in config:
-            registry.check_name(name, where=where)
-            swept.setdefault(name)
-        hparams = registry.resolve({**settings.defaults, **settings.strategy.fixed(), **config})
-        effective = repr(sorted((k, v) for k, v in hparams.items() if k in registry.reads(hparams)))
+        hparams = dict(shared)
+        for name, value in config.items():
+            if name not in swept:
+                registry.check_name(name, where=where)
+                swept[name] = None
+            value = registry.normalize(name, value)
+            registry.check_value(name, value)
+            hparams[name] = value
+        kind = (hparams["optimizer"], hparams["schedule"])
+        if kind not in read_by:
+            read_by[kind] = operator.itemgetter(*sorted(registry.reads(hparams)))
+        effective = (kind, read_by[kind](hparams))
         if effective in seen and seen[effective] != config:
             continue  # the same training as an earlier configuration: only unread values differ
         seen[effective] = config
-        check_batch_size(data, hparams["batch_size"])
+        if hparams["batch_size"] not in batch_sizes:
+            check_batch_size(data, hparams["batch_size"])
+            batch_sizes.add(hparams["batch_size"])
         number = first_number + index * settings.seeds
-        trials.extend(Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds))
+        trials.extend([Trial(number + s, first_config + index, s, hparams, round_index) for s in range(settings.seeds)])
         index += 1
     check_reads(settings.space, trials)
     groups = group_trials(trials, data, settings)
@@ -381,9 +459,10 @@ def group_trials(trials: list[Trial], data: Dataset, settings: Settings) -> list
     into chunks for them (`sweeps.lane_plan.lane_chunk_size`).
     """
     devices, cache_bytes, max_population = settings.layout.count, settings.cache_bytes, settings.max_population
-    by_structure: dict[Structure, list[Trial]] = {}
+    by_fields: dict[tuple, list[Trial]] = {}
     for trial in trials:
-        by_structure.setdefault(structure_of(trial.hparams, data), []).append(trial)
+        by_fields.setdefault(trial_fields(trial.hparams), []).append(trial)
+    by_structure: dict[Structure, list[Trial]] = {structure_of(m[0].hparams, data): m for m in by_fields.values()}
     groups = []
     for structure, members in by_structure.items():
         budget = settings.budget_bytes // settings.lanes  # lanes hold that many chunks at once

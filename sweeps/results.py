@@ -27,13 +27,15 @@ import numpy as np
 import pandas as pd
 
 from sweeps import run_folder
-from sweeps.engine.hparams import reads
+from sweeps.engine.hparams import HPARAMS, reads
 from sweeps.engine.metrics import direction
 
 TABLE_FILES = ("table.parquet", "table.csv")
 HISTORY_ONLY = ("lineage",)  # per-epoch parents (PBT): history only; hparam_<name> also gets best_/final_ columns
 HISTORY_FILES = ("history.parquet", "history.csv")
 CONFIG_FILE = "config.json"
+# A learning rate this small cannot blow up, within one epoch, the loss a model on data of unit scale starts from.
+SMALL_LEARNING_RATE = 1e-4
 
 
 @dataclasses.dataclass
@@ -77,10 +79,7 @@ class Result:
             raise ValueError(f"metric {metric!r} is not in this sweep's table; choose one of {known}")
         complete = self.table[(self.table["state"] == "complete") & self.table[column].notna()]
         if complete.empty:
-            raise ValueError(
-                f"no trial completed: all {len(self.table)} diverged; lower the learning rates "
-                f"(the table's params_ columns show what was tried)"
-            )
+            raise ValueError(no_trial_completed(self.table))
         ascending = direction(metric) == "minimize"
         if "seed" in self.table and self.table["seed"].nunique() > 1:
             by_config = self.table.groupby("config", sort=True)
@@ -269,6 +268,36 @@ def build_frames(
     table["best_epoch"] = table["best_epoch"].astype("Int64")
     history = pd.DataFrame(history, columns=["trial", "epoch", "split", "metric", "value"])
     return table, history
+
+
+def no_trial_completed(table: pd.DataFrame) -> str:
+    """Why a sweep has no best trial, and what to try: lower learning rates only where that can help.
+
+    Lowering them cannot help when the smallest learning rate tried is at most SMALL_LEARNING_RATE and
+    its trials diverged in their first epoch: the divergence limit is a multiple of the loss the model
+    starts from (`sweeps.chunks.baseline_loss`), and a step that small cannot multiply that loss within
+    one epoch on data of unit scale, so the data's scale (or `init_scale`, or `divergence_threshold`) is
+    the cause.
+    """
+    diverged = table[table["state"] == "diverged"]
+    states = ", ".join(f"{n} {state}" for state, n in table["state"].value_counts().items())
+    if diverged.empty:
+        return f"no trial completed with a finite objective ({states})"
+    column = "params_learning_rate"
+    rates = diverged[column] if column in diverged else pd.Series(HPARAMS["learning_rate"].default, diverged.index)
+    smallest = float(rates.min())
+    tried = f"learning rate {smallest:.3g}"
+    if rates.nunique() > 1:
+        tried = f"learning rates {smallest:.3g} to {rates.max():.3g}"
+    line = f"no trial completed ({states}; diverged at {tried})"
+    if smallest <= SMALL_LEARNING_RATE and (diverged.loc[rates == smallest, "epochs"] <= 1).all():
+        return (
+            f"{line}: even learning rate {smallest:.3g} diverged in its first epoch, and a step that small cannot "
+            "blow up the loss a model starts from, so lowering the learning rates will not help; check the data's "
+            "scale (features, and a regression target, near mean 0 and std 1: load_csv standardizes both, "
+            "Dataset.from_arrays the target only), then init_scale and divergence_threshold"
+        )
+    return f"{line}; lower the learning rates below {smallest:.3g} (the table's params_ columns show what was tried)"
 
 
 def _cell(value: Any) -> Any:

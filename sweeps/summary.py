@@ -191,7 +191,7 @@ def describe_config(config: dict, config_path: str, trials: int, rounds: int | N
     shared = ", ".join(text for key, text in settings if key not in swept)
     return [
         f"sweep:  {show_path(config_path)}",
-        f"data:   {show_path(config['data']['path'])}, predicting {config['data']['target']!r}",
+        f"data:   {config['data']['path']}, predicting {config['data']['target']!r}",  # absolute: no doubt which file
         f"trials: {count}, {name}{f' ({options})' if options else ''}{over}",
         f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
         f"output: {show_path(config['run']['dir'])}",

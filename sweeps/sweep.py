@@ -26,6 +26,7 @@ from models import MLP
 from sweeps import checkpoints as checkpoints_lib
 from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
+from sweeps.devices import resume_advice
 from sweeps.engine.compiles import compile_log
 from sweeps.engine.metrics import direction
 from sweeps.loop import SweepLoop
@@ -86,9 +87,10 @@ def run(
       early_stopping: `{"metric": "val_loss", "patience": 5, "min_delta": 0.0}` stops a member
         whose metric has not improved for `patience` epochs.
       max_population: the most members trained at once; larger groups are chunked.
-      divergence_threshold: a member whose epoch train loss exceeds this many times the loss of
-        predicting the training prior (or is not finite) is frozen and marked `diverged`;
-        None keeps only the non-finite test.
+      divergence_threshold: a member whose epoch train loss exceeds this many times the loss the
+        model starts from (`sweeps.chunks.baseline_loss`: that of zero outputs, never below predicting
+        the training prior), or is not finite, is frozen and marked `diverged`; None keeps only the
+        non-finite test.
       devices: the devices every population is split over: None (default) for every device JAX sees
         (every process's, after `jax.distributed.initialize()`), a count (the first of each process's),
         or a list of device ids. Populations are padded to a multiple of the count (padding never
@@ -188,7 +190,10 @@ def _execute(
     started = time.perf_counter()
     check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
     settings_now = describe(sweep_plan, data, seed)
-    fingerprints = {"settings": run_folder.fingerprint(settings_now), "data": run_folder.data_fingerprint(data)}
+    fingerprints = {
+        "settings": run_folder.fingerprint(comparable(settings_now)),
+        "data": run_folder.data_fingerprint(data),
+    }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
     layout = sweep_plan.settings.layout
     if run_dir is not None:
@@ -214,6 +219,7 @@ def _execute(
                 manifest["cache_bytes"] = old.get("cache_bytes")
                 manifest["lanes"] = old.get("lanes", 1)
                 manifest["devices"] = old.get("devices", layout.count)
+                _refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
                 manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
@@ -311,6 +317,12 @@ def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
     }
 
 
+def comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that decide a sweep's results, without where its data file lies: the data is known by its
+    fingerprint, so a run whose CSV moved resumes (`sweeps resume RUN_DIR --set data.path=...`)."""
+    return {**settings, "data": {k: v for k, v in settings["data"].items() if k != "source"}}
+
+
 def baseline_rmse(data: Dataset) -> float | None:
     """Regression: the validation RMSE of always predicting the training mean, in the target's units."""
     if data.task != "regression":
@@ -363,7 +375,7 @@ class SettingsChanged(ValueError):
 
 def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
     """Resuming under other settings or other data would mix two sweeps: name what differs, and the ways out."""
-    changed = run_folder.differences(manifest["settings"], now)
+    changed = run_folder.differences(comparable(manifest["settings"]), comparable(now))
     data_changed = manifest["fingerprints"]["data"] != fingerprints["data"]
     if data_changed:
         changed.append(
@@ -392,10 +404,11 @@ def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir:
     """A checkpoint's chunks were cut and padded for the devices the run started on: resume on as many."""
     started = manifest.get("devices", count)
     if started != count:
+        every = jax.devices()
+        advice = resume_advice(started, len(every), every[0].platform, jax.process_count())
         raise ValueError(
             f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
-            f"populations are cut and padded for {started}; resume on {started} devices (devices={started}, "
-            f"[run] devices = {started}, or as many processes and devices per process as before)"
+            f"populations are cut and padded for {started}; {advice}"
         )
 
 

@@ -1,9 +1,10 @@
 """The trained models a user keeps: the best trials' best-epoch parameters, saved and loaded again.
 
 During a sweep, `KeptModels` holds the best-epoch parameters of the
-`keep_models` best complete trials so far (the compiled epoch keeps each
-member's best parameters on the device; only the winners' leave it when a
-chunk ends). At the end they are written into RUN_DIR/models/ with orbax,
+`keep_models` best complete trials so far, ranked as `Result.best()` ranks
+them (with seeds, the best seed of each of the best configurations); the
+compiled epoch keeps each member's best parameters on the device, and only
+the winners' leave it when a chunk ends. At the end they are written into RUN_DIR/models/ with orbax,
 beside a JSON file that says how to apply them: the model's structure and the
 preprocessing fitted on the training split. Nothing is pickled, so loading a
 run folder someone else made cannot run code.
@@ -36,61 +37,112 @@ from sweeps.engine.structure import Structure, param_shapes, structure_of
 
 
 class KeptModels:
-    """The best-epoch parameters of the `k` best complete trials so far, by the objective (ties: lower number)."""
+    """The best-epoch parameters of the models a sweep keeps, ranked as `Result.best()` ranks trials.
 
-    def __init__(self, k: int):
+    The `k` best configurations by the objective at each trial's best epoch (with one seed each, the k
+    best complete trials): configurations none of whose seeds diverged or was pruned first, then by the
+    mean of their seeds' values, ties to the lower configuration; of each, its best complete seed (ties to
+    the lower trial number) is kept. The scores are the members' own best-so-far on the device, the
+    value the table reports for each trial. A configuration is ranked once all its seeds are done (they
+    may train in different chunks); until then its best seed so far is held.
+
+    Args:
+      k: how many to keep (0: none).
+      config_of: trial number -> (its configuration, how many trials that configuration has); default:
+        every trial its own configuration.
+    """
+
+    def __init__(self, k: int, config_of: Callable[[int], tuple[int, int]] | None = None):
         self.k = k
-        self.entries: dict[int, tuple[float, np.ndarray]] = {}  # number -> (score, flat parameters)
+        self.config_of = config_of or (lambda number: (number, 1))
+        self.entries: dict[int, np.ndarray] = {}  # number -> flat parameters: the ranked and the pending best
+        self.ranking: list[tuple[bool, float, int, int]] = []  # (failed, mean, configuration, kept number)
+        self.pending: dict[int, dict[int, tuple[float, bool]]] = {}  # configuration -> {number: (score, complete)}
 
     def offer(
         self, pop: Population, slots=None, skip=frozenset(), fetch: Callable[[Any], Any] = jax.device_get
     ) -> None:
-        """Members compete for the places; only the winners' parameters leave the device.
+        """Members whose training is over compete for the places; only the winners' parameters leave the device.
 
         Args:
-          pop: a population whose members are done (a finished chunk, or slots about to be refilled).
+          pop: a population whose members are done (a finished chunk, or slots about to be refilled or dropped).
           slots: the slots to consider (default all).
-          skip: trial numbers that may not be kept (pruned trials).
+          skip: trial numbers a strategy stopped (pruned): they count in their configuration's mean, as in
+            the table, but are never kept.
           fetch: brings arrays to the host (`Devices.fetch` for a population spread over processes).
         """
         if self.k <= 0:
             return
         numbers, scores, diverged = fetch((pop.numbers, pop.best_objective, pop.diverged))
-        slots = range(len(numbers)) if slots is None else slots
-        candidates = [
-            (float(scores[i]), int(numbers[i]), i)
-            for i in slots
-            if numbers[i] != PADDING
-            and not diverged[i]
-            and np.isfinite(scores[i])
-            and int(numbers[i]) not in skip
-            and int(numbers[i]) not in self.entries
-        ]
-        ranked = sorted([(s, n, None) for n, (s, _) in self.entries.items()] + candidates)[: self.k]
-        rows = [i for _, _, i in ranked if i is not None]
+        ranked = {config for _, _, config, _ in self.ranking}
+        offered: dict[int, int] = {}  # number -> slot
+        for i in range(len(numbers)) if slots is None else slots:
+            number = int(numbers[i])
+            if number == PADDING or self.config_of(number)[0] in ranked:
+                continue
+            score = float(scores[i])
+            complete = not diverged[i] and number not in skip
+            self.pending.setdefault(self.config_of(number)[0], {})[number] = (
+                score if np.isfinite(score) else math.nan,
+                complete,
+            )
+            offered[number] = i
+        for config in {self.config_of(n)[0] for n in offered}:
+            seeds = self.pending[config]
+            if len(seeds) < self.config_of(next(iter(seeds)))[1]:
+                continue
+            del self.pending[config]
+            best = _best_seed(seeds)
+            if best is not None:  # at least one finite value, so the mean is finite
+                values = [v for v, _ in seeds.values() if not math.isnan(v)]
+                failed = not all(c for _, c in seeds.values())
+                self.ranking.append((failed, math.fsum(values) / len(values), config, best))
+        self.ranking = sorted(self.ranking)[: self.k]
+        keep = [n for *_, n in self.ranking] + [b for b in map(_best_seed, self.pending.values()) if b is not None]
+        rows = [offered[n] for n in keep if n not in self.entries]
         fetched = {}
         if rows:
-            # Always as many rows (padded with the first): one compiled gather per population shape, not
-            # one eager gather compiled per count (a second a sweep in churn_three's five groups).
-            padded = np.resize(np.asarray(rows, np.int32), min(self.k, len(numbers)))
+            # As many rows as kept places (padded with the first): one compiled gather per population shape,
+            # not one eager gather compiled per count (a second a sweep in churn_three's five groups).
+            padded = np.resize(np.asarray(rows, np.int32), min(max(self.k, len(rows)), len(numbers)))
             fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)))))
-        self.entries = {n: (s, self.entries[n][1] if i is None else fetched[i]) for s, n, i in ranked}
+        self.entries = {n: self.entries[n] if n in self.entries else fetched[offered[n]] for n in keep}
 
     def ranked(self) -> list[int]:
-        """Kept trial numbers, best first."""
-        return [n for n, _ in sorted(self.entries.items(), key=lambda item: (item[1][0], item[0]))]
+        """Kept trial numbers, best first: the first is the trial `Result.best()` names."""
+        return [n for *_, n in self.ranking]
 
     def params(self, number: int) -> np.ndarray:
-        return self.entries[number][1]
+        return self.entries[number]
 
-    def meta(self) -> dict[str, float]:
-        return {str(n): s for n, (s, _) in self.entries.items()}
+    def meta(self) -> dict[str, Any]:
+        """The ranking and the configurations still training, as JSON (NaN written as None)."""
+        return {
+            "ranking": [list(entry) for entry in self.ranking],
+            "pending": {
+                str(config): {str(n): [None if math.isnan(v) else v, c] for n, (v, c) in seeds.items()}
+                for config, seeds in self.pending.items()
+            },
+        }
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f"trial_{n}": p for n, (_, p) in self.entries.items()}
+        return {f"trial_{n}": p for n, p in self.entries.items()}
 
-    def load(self, meta: Mapping[str, float], arrays: Mapping[str, np.ndarray]) -> None:
-        self.entries = {int(n): (float(s), np.asarray(arrays[f"trial_{n}"])) for n, s in meta.items()}
+    def load(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        if "ranking" not in meta:  # a checkpoint of an earlier version: number -> score of the kept trials
+            meta = {"ranking": [(False, s, self.config_of(int(n))[0], int(n)) for n, s in meta.items()], "pending": {}}
+        self.ranking = sorted((bool(f), float(m), int(c), int(n)) for f, m, c, n in meta["ranking"])
+        self.pending = {
+            int(config): {int(n): (math.nan if v is None else float(v), bool(c)) for n, (v, c) in seeds.items()}
+            for config, seeds in meta["pending"].items()
+        }
+        self.entries = {int(name[len("trial_") :]): np.asarray(p) for name, p in arrays.items()}
+
+
+def _best_seed(seeds: Mapping[int, tuple[float, bool]]) -> int | None:
+    """The complete trial with the best finite score (ties: the lower number), or None."""
+    candidates = [(v, n) for n, (v, complete) in seeds.items() if complete and not math.isnan(v)]
+    return min(candidates)[1] if candidates else None
 
 
 @jax.jit
@@ -215,10 +267,22 @@ class TrainedModel:
     y_std: float
     last_report: TransformReport | None = None
 
+    def __repr__(self) -> str:
+        """One short line: the trial, the network, the task and the sizes (not the weights or categories)."""
+        structure = self.info["structure"]
+        network = f"MLP(hidden={list(structure['hidden'])}, activation={structure['activation']!r})"
+        classes = "" if self.task == "regression" else f", classes={len(self.class_names)}"
+        count = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(self.params))
+        return (
+            f"TrainedModel(trial={self.trial}, {network}, task={self.task!r}, "
+            f"features={structure['n_features']}{classes}, parameters={count:,})"
+        )
+
     def features(self, rows) -> np.ndarray:
-        """(rows, features) float32 from a DataFrame, a CSV path, or an array already preprocessed."""
+        """(rows, features) float32 from a DataFrame, a CSV path, or an array already preprocessed: one row
+        as (features,), or rows as (rows, features)."""
         if isinstance(rows, np.ndarray):
-            return rows.astype(np.float32)
+            return self._checked_array(rows)
         if isinstance(rows, str | Path):
             rows = read_csv(rows, str(rows))
         if not isinstance(rows, pd.DataFrame):
@@ -232,6 +296,26 @@ class TrainedModel:
             )
         x, self.last_report = self.preprocessing.transform_with_report(rows)
         return x
+
+    def _checked_array(self, rows: np.ndarray) -> np.ndarray:
+        """An array of model inputs as (rows, features) float32, its width checked against the model."""
+        expected = self.info["structure"]["n_features"]
+        what = f"this model takes {expected} features per row" + (
+            " (the columns after preprocessing)" if self.preprocessing is not None else ""
+        )
+        raw = (
+            "; pass a DataFrame or a CSV path with the original columns to have them preprocessed"
+            if self.preprocessing is not None
+            else ""
+        )
+        if rows.ndim not in (1, 2):
+            raise ValueError(
+                f"{what}: pass one row (features,) or rows (rows, features), but got an array of shape {rows.shape}"
+            )
+        if rows.shape[-1] != expected:
+            given = f"{rows.shape[0]} values" if rows.ndim == 1 else f"{rows.shape[1]} columns"
+            raise ValueError(f"{what}, but the array has {given} (shape {rows.shape}){raw}")
+        return rows.reshape(-1, expected).astype(np.float32)
 
     def outputs(self, rows) -> np.ndarray:
         """The model's raw outputs: logits (rows, outputs), or standardized regression values."""

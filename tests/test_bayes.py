@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import CHURN
 
 import sweeps
 from models import MLP
@@ -85,8 +86,7 @@ def test_the_config_form_and_the_example_plan_four_rounds(capsys, tmp_path):
     assert (strategy.rounds, strategy.per_round, strategy.sampler) == (4, 8, "cmaes")
     quasi = tmp_path / "quasi.toml"
     quasi.write_text(
-        '[data]\npath = "data/telco_customer_churn.csv"\ntarget = "Churn"\n'
-        '[strategy]\nname = "quasirandom"\nn = 32\nseed = 2\n'
+        f'[data]\npath = "{CHURN.as_posix()}"\ntarget = "Churn"\n[strategy]\nname = "quasirandom"\nn = 32\nseed = 2\n'
     )
     assert strategy_from_config(load_config(quasi)) == sweeps.QuasiRandom(n=32, seed=2)
     with pytest.raises(ValueError, match=r"strategy 'bayes' has no option 'n'.*rounds, per_round, sampler, seed"):

@@ -1,12 +1,17 @@
-"""Smoke test of benchmarks/throughput.py: the --quick subset runs and writes well-formed rows."""
+"""Smoke tests of the benchmarks: the --quick subsets run, write well-formed rows, and never into benchmarks/results."""
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import sweeps
+from models import MLP
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -30,16 +35,27 @@ KEYS = {
 }
 
 
+def quick_output(stdout: str, pattern: str, tmp_path: Path) -> Path:
+    """The file a --quick run printed it wrote: in a new temporary folder (TMPDIR=tmp_path), not benchmarks/results."""
+    match = re.search(pattern, stdout)
+    assert match, stdout[-1500:]
+    out = Path(match.group(1))
+    assert out.parent.parent == tmp_path and out.parent.name.startswith("sweeps-quick-"), out
+    assert f"--quick: writing into {out.parent}" in stdout
+    return out
+
+
 def test_quick_run_writes_rows_with_every_key(tmp_path):
-    out = tmp_path / "quick.jsonl"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick"],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = quick_output(done.stdout, r"\d+ rows -> (\S+\.jsonl)", tmp_path)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     modes = {(r["mode"], r["n"]) for r in rows}
     assert modes == {(mode, n) for mode in ("vmap", "lanes", "sequential", "sequential-lanes") for n in (1, 8)}
@@ -83,15 +99,16 @@ def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_pa
 
 
 def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path):
-    out = tmp_path / "strategies.jsonl"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "strategies.py"), "--quick", "--out", str(out)],
+        [sys.executable, str(ROOT / "benchmarks" / "strategies.py"), "--quick"],
         cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = quick_output(done.stdout, r"rows: (\S+\.jsonl)", tmp_path)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["strategy"] for r in rows] == [
         "grid",
@@ -115,6 +132,28 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
     assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
     assert "| diabetes | bayes | 8 |" in done.stdout
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".md").is_file()
+    # what the table cannot say: 8 trials make a grid of the ranges' ends only (learning rate 1e-4 or 1:
+    # half diverge, the rest barely train), and why model-epochs spent differ from the allotted
+    notes = out.with_suffix(".md").read_text().split("| diabetes | pbt |")[1]
+    assert notes.strip() in done.stdout
+    grid = rows[0]["grid_points"]
+    assert grid == pytest.approx({"learning_rate": [1e-4, 1.0], "weight_decay": [1e-5, 0.1], "dropout": [0.0, 0.5]})
+    assert (
+        "- diabetes: grid: 8 trials make 2 points per axis, the ends of each range (learning_rate 0.0001 and 1,"
+        in notes
+    )
+    assert "27 or more trials (--trials) give the grid inner points" in notes
+    for row in rows:
+        name, spent, allotted = row["strategy"], row["model_epochs"], row["allotted"]
+        if spent < allotted:
+            assert re.search(rf"spent under the allotted: .*\b{name} {row['diverged']} of {row['trials']}\b", notes), (
+                name
+            )
+        if spent > allotted:
+            assert f"{name} spent {spent} of {allotted}" in notes, name
+    refill = next(r for r in rows if r["strategy"] == "halving-refill")
+    if refill["model_epochs"] > refill["allotted"]:
+        assert "among the best 1/3 (rounded up) of the trials that have reached that rung so far" in notes
 
 
 def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path):
@@ -152,3 +191,38 @@ def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "'xla_cpu_use_fusion_emitters'" not in done.stdout.split("variant:")[1].splitlines()[0]
     assert "N =     2: engine" in done.stdout and "engine / variant" in done.stdout
+
+
+def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data):
+    """benchmarks/kill_resume.py's check: a copy of the reference passes; a truncated history.csv, a missing
+    table.parquet, a missing plot and a kept model holding another trial's weights are each named."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import kill_resume
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    reference, copy = tmp_path / "reference", tmp_path / "copy"
+    sweep = dict(model=MLP(hidden=(4,)), space={"learning_rate": [1e-2, 1e-1]}, strategy=sweeps.Grid(), epochs=2)
+    sweeps.run(binary_data, run_dir=reference, keep_models=2, **sweep)
+    shutil.copytree(reference, copy)
+    comparer = kill_resume.Comparer(reference, binary_data)
+    assert comparer.differences(copy) == [] and kill_resume.missing_files(copy) == []
+
+    history = (copy / "history.csv").read_bytes()
+    (copy / "history.csv").write_bytes(history[: len(history) // 2])
+    (copy / "table.parquet").unlink()
+    plot = comparer.plots[0]
+    (copy / "plots" / plot).unlink()
+    first, second = comparer.trials
+    shutil.rmtree(copy / "models" / f"trial_{first}")
+    shutil.copytree(copy / "models" / f"trial_{second}", copy / "models" / f"trial_{first}")
+    found = comparer.differences(copy)
+    assert f"history.csv differs (bytes {len(history) // 2} vs {len(history)}, first at {len(history) // 2})" in found
+    assert "table.parquet unreadable (FileNotFoundError)" in found
+    assert any(f.startswith(f"model trial {first}: probabilities differ (max ") for f in found), found
+    assert not any(f.startswith(f"model trial {second}") for f in found), found
+    assert f"plots: [{plot!r}] missing or empty" in found
+    assert kill_resume.missing_files(copy, comparer.plots) == [
+        "table.parquet missing",
+        f"plots 1 of {len(comparer.plots)} missing or empty",
+    ]

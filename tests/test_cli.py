@@ -226,7 +226,7 @@ def test_overwrite_replaces_a_finished_run_and_set_strategy_n(finished, tmp_path
 
 
 def test_the_shipped_example_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)  # its data path is relative to the repository root
+    monkeypatch.chdir(tmp_path)  # its data path is relative to its own folder: it runs from anywhere
     out_dir = tmp_path / "example"
     code, out, err = run_cli(["run", EXAMPLE, "--set", "train.epochs=2", "--set", "strategy.n=8", "--out", out_dir])
     assert code == 0, err
@@ -412,14 +412,14 @@ def test_data_path_is_found_next_to_the_config(tmp_path, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert load_config(config)["data"]["path"] == str((folder / "churn.csv").resolve())
-    (elsewhere / "churn.csv").write_text("a,Churn\n1,Yes\n")  # the working directory comes first
-    assert load_config(config)["data"]["path"] == str((elsewhere / "churn.csv").resolve())
+    (elsewhere / "churn.csv").write_text("a,Churn\n1,Yes\n")  # the config file's folder, not the working directory
+    assert load_config(config)["data"]["path"] == str((folder / "churn.csv").resolve())
 
 
-def test_data_path_found_nowhere_names_both_places(tmp_path, monkeypatch):
+def test_data_path_found_nowhere_names_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = write_config(tmp_path / "configs", path="missing.csv")
-    with pytest.raises(ValueError, match="looked for .*missing.csv and .*configs.*missing.csv"):
+    with pytest.raises(ValueError, match="looked for .*configs.*missing.csv .relative to small.toml's folder"):
         load_config(config)
 
 

@@ -1,8 +1,11 @@
 """Every hyperparameter of the lesson: traced ones in one program, structural ones grouped."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 
 import sweeps
@@ -10,6 +13,7 @@ from models import MLP
 from sweeps import space
 from sweeps.chunks import controls_for, train_chunk
 from sweeps.engine import flat_params
+from sweeps.engine.hparams import HPARAMS
 from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
 from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
 
@@ -208,3 +212,72 @@ def test_bad_run_arguments_name_the_fix(binary_data):
         sweeps.run(binary_data, early_stopping={"metrc": "val_loss"})
     with pytest.raises(ValueError, match="seeds must be an integer >= 1"):
         sweeps.run(binary_data, seeds=0)
+
+
+# Item 18 of issue 20: a value that is not a finite number is refused for every float hyperparameter,
+# wherever it enters (a fixed value, a list, a choice, a config file, `--set`), before anything compiles.
+FLOATS = [name for name, hp in HPARAMS.items() if hp.traced and name != "epochs"]
+NON_FINITE = [math.inf, -math.inf, math.nan]
+VALID = 0.5  # a valid value of every float hyperparameter
+GIVEN_AS = {
+    "fixed": lambda value: value,
+    "list": lambda value: [VALID, value],
+    "choice": lambda value: space.choice([value, VALID]),
+}
+
+
+def test_the_float_table_is_every_float_hyperparameter():
+    assert set(FLOATS) == {
+        "learning_rate", "b1", "b2", "eps", "weight_decay", "momentum", "l2", "dropout", "init_scale",
+        "clip_norm", "warmup_fraction", "decay_rate", "final_lr_fraction",
+    }  # fmt: skip
+    assert all(HPARAMS[name].check(VALID) for name in FLOATS)
+
+
+@pytest.mark.parametrize("given_as", list(GIVEN_AS))
+@pytest.mark.parametrize("value", NON_FINITE, ids=["inf", "-inf", "nan"])
+@pytest.mark.parametrize("name", FLOATS)
+def test_non_finite_hyperparameters_are_refused_before_compiling(binary_data, name, value, given_as):
+    search = {name: GIVEN_AS[given_as](value)}
+    message = rf"{name} must be a finite number .*, but got {name}={value!r}"
+    with log_compilations() as compiled, pytest.raises(ValueError, match=message):
+        sweeps.plan(binary_data, space=search, strategy=sweeps.Grid(), optimizer="adamw", epochs=1)
+    assert compiled.count() == 0
+
+
+def test_a_non_finite_value_in_a_list_is_refused_even_where_no_trial_draws_it(binary_data):
+    # Random(n=1) draws one of the two values; the list is checked whole before the strategy asks.
+    for seed in range(4):
+        with pytest.raises(ValueError, match=r"learning_rate must be a finite number > 0, but got learning_rate=inf"):
+            sweeps.plan(binary_data, space={"learning_rate": [1e-3, math.inf]}, strategy=sweeps.Random(n=1, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    data = synthetic("binary", rows=60, features=2)
+    frame = pd.DataFrame(np.concatenate([data.x_train, data.x_val]), columns=["u", "v"])
+    frame["y"] = np.concatenate([data.y_train, data.y_val]).astype(int)
+    path = tmp_path_factory.mktemp("floats") / "small.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("given_as", ["config file", "--set"])
+@pytest.mark.parametrize("text, shown", [("inf", "inf"), ("nan", "nan"), ("[0.5, -inf]", "-inf")])
+@pytest.mark.parametrize("name", FLOATS)
+def test_non_finite_hyperparameters_in_a_config_are_refused(small_csv, tmp_path, capsys, name, text, shown, given_as):
+    from sweeps.cli import main
+
+    config = tmp_path / "sweep.toml"
+    space_line = f"{name} = {text}\n" if given_as == "config file" else ""
+    config.write_text(
+        f'[data]\npath = "{small_csv.as_posix()}"\ntarget = "y"\n[space]\n{space_line}'
+        '[train]\noptimizer = "adamw"\nepochs = 1\nbatch_size = 8\n'
+    )
+    overrides = ["--set", f"space.{name}={text}"] if given_as == "--set" else []
+    with log_compilations() as compiled:
+        code = main(["run", str(config), "--dry-run", "--out", str(tmp_path / "run"), *overrides])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{name} must be a finite number" in err and f"{name}={shown}" in err, err
+    assert compiled.count() == 0

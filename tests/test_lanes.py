@@ -37,6 +37,7 @@ def data():
 
 def run(data, run_dir, monkeypatch, count):
     monkeypatch.setenv("SWEEPS_LANES", str(count))
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)  # lanes are capped at the cores
     calls = []
 
     def spy(self, item, locks):
@@ -113,7 +114,7 @@ def test_lanes_share_the_memory_budget(data, monkeypatch):
 
 def test_strategies_that_act_between_epochs_train_one_item_at_a_time(data, monkeypatch):
     monkeypatch.setenv("SWEEPS_LANES", "4")
-    work, settings = work_of(data, strategy=sweeps.Halving(n=9, max_epochs=4))
+    work, settings = work_of(data, strategy=sweeps.Halving(n=9))
     assert lane_count(work, settings.strategy, settings.layout, settings.lanes) == 1
 
 
@@ -122,6 +123,19 @@ def test_a_bad_lane_count_names_the_variable_and_what_it_takes(data, monkeypatch
     monkeypatch.setenv("SWEEPS_LANES", value)
     with pytest.raises(ValueError, match=r"SWEEPS_LANES=.* whole number of at least 1"):
         work_of(data)  # refused while planning, before anything compiles
+
+
+def test_more_lanes_than_cores_are_capped_and_the_dry_run_says_why(data, monkeypatch):
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
+    monkeypatch.setenv("SWEEPS_LANES", "1000")
+    plan = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=64)})
+    assert plan.settings.lanes == 2, "more lanes than cores only take turns, each with less of the memory budget"
+    described = plan.describe()
+    assert "lanes: 2 work items train side by side, one per CPU core: SWEEPS_LANES=1000 is capped at the 2" in described
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
+    monkeypatch.setenv("SWEEPS_LANES", "2")
+    described = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=64)}).describe()
+    assert "lanes: 2 work items train side by side, as SWEEPS_LANES=2 sets (" in described, described
 
 
 # One structure, 32 learning rates, 4 epochs: a group the lanes cut into two chunks of 16 (lane_plan.LANE_FEWEST).

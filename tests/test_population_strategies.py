@@ -48,7 +48,7 @@ def test_halving_keeps_exactly_the_best_third_at_each_rung_ties_to_the_lower_num
 def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_size():
     data = synthetic("binary", rows=300)
     with log_compilations() as compiled:
-        result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=27, min_epochs=1, max_epochs=9, eta=3))
+        result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=27, min_epochs=1, eta=3), epochs=9)
     table = result.table
     assert table["state"].value_counts().to_dict() == {"pruned": 24, "complete": 3}
     assert sorted(table.loc[table["state"] == "pruned", "epochs"].unique()) == [1, 3]
@@ -76,8 +76,8 @@ def test_a_recycled_slot_trains_its_new_trial_exactly_as_alone_from_the_same_sta
         return pop, active
 
     monkeypatch.setattr(loop_module.SweepLoop, "_refill", refill)
-    strategy = sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=10)
-    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 3e-2)}, strategy=strategy)
+    strategy = sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=10)
+    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 3e-2)}, strategy=strategy, epochs=3)
     table = result.table
     assert len(table) == 10 and set(starts) == set(range(4, 10)), "every recycled trial started in a slot"
     number = max(starts, key=lambda n: table.set_index("number").loc[n, "epochs"])  # one that trained longest
@@ -150,7 +150,7 @@ def test_a_pbt_sweep_records_lineage_and_hyperparameter_schedules():
     "strategy",
     [
         sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3),
-        sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=9),
+        sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9),
         sweeps.PBT(population=6, interval=1, seed=2),
     ],
     ids=["halving", "halving-refill", "pbt"],
@@ -189,11 +189,33 @@ def test_population_strategies_refuse_impossible_settings():
         sweeps.PBT(perturb=(0.0, 1.2))
 
 
+def test_halving_trains_to_the_sweeps_epochs_and_refuses_another_max_epochs(capsys):
+    data = synthetic("binary", rows=300)
+    plan = sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=1, eta=2), epochs=5)
+    assert {t.hparams["epochs"] for t in plan.trials} == {5} and plan.settings.strategy.rungs() == [1, 2, 4]
+    agreeing = sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=4), epochs=4)
+    assert {t.hparams["epochs"] for t in agreeing.trials} == {4}
+    with pytest.raises(ValueError, match=r"Halving\(max_epochs=9\) and the sweep's epochs=30 disagree.*epochs=9"):
+        sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=9), epochs=30)
+    with pytest.raises(ValueError, match=r"min_epochs <= the sweep's epochs.*min_epochs=5, epochs=3"):
+        sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=5), epochs=3)
+
+    from sweeps.cli import main
+
+    example = "data/examples/churn_halving.toml"  # the banner's epochs are the epochs every trial may train
+    assert main(["run", example, "--dry-run", "--set", "train.epochs=30", "--set", "strategy.n=9"]) == 0
+    out = capsys.readouterr().out
+    assert ", 30 epochs," in out and "max_epochs" not in out.splitlines()[2], out
+    assert int(out.split("memory_mb\n")[1].splitlines()[0].split()[-2]) == 30, "the plan's epochs column"
+    assert main(["run", example, "--dry-run", "--set", "strategy.max_epochs=9", "--set", "train.epochs=30"]) == 2
+    assert "Halving(max_epochs=9) and the sweep's epochs=30 disagree" in capsys.readouterr().err
+
+
 def test_hyperband_runs_one_round_per_bracket():
     strategy = sweeps.Halving(min_epochs=1, max_epochs=4, eta=2, brackets=True)
     assert strategy.bracket_sizes() == [(4, 1), (3, 2), (3, 4)]
     data = synthetic("binary", rows=300)
-    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=strategy)
+    result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=strategy, epochs=4)
     table = result.table
     assert len(table) == 10 and result.config["rounds"] == 3
     last = table[table["number"] >= 7]  # the last bracket trains its 3 trials fully, no pruning
@@ -218,8 +240,8 @@ from helpers import synthetic
 
 data = synthetic("binary", rows=300)
 runs = {
-    "halving": (sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3), {}),
-    "refill": (sweeps.Halving(n=4, min_epochs=1, max_epochs=3, eta=2, refill=True, samples=9), {}),
+    "halving": (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4}),
+    "refill": (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
     "pbt": (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
 }
 out = {}

@@ -12,10 +12,13 @@ decided on the whole file: they describe the schema, not the values the
 model learns.
 
 Missing text values (empty or blank cells) are not a category of their own:
-like categories first seen in val/test, they encode as all-zero indicators.
+like categories first seen in val/test, they encode as all-zero indicators
+(as "<infrequent>" in a column whose rare values were pooled:
+`load_csv`'s max_categories and min_frequency).
 
 `Dataset.from_arrays` builds a `Dataset` from in-memory arrays for tests and
-benchmarks, with the same shape and dtype checks and no preprocessing.
+benchmarks, with the same shape and dtype checks; it standardizes a
+regression target as `load_csv` does and uses the features as given.
 
 `Dataset.preprocessing_fit` is the fitted `Preprocessing`: it turns new rows
 (a DataFrame) into features exactly as the training rows were

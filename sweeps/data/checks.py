@@ -55,9 +55,43 @@ def check_task(task: str | None, *, allow_none: bool) -> None:
         raise ValueError(f"task must be one of {choices}{infer}, but got task={task!r}")
 
 
+def check_one_hot_limits(max_categories: Any, min_frequency: Any) -> None:
+    """`load_csv`'s max_categories (None or an integer >= 1) and min_frequency (None, an integer >= 1, or a
+    share of the training rows in (0, 1))."""
+    integer = isinstance(max_categories, numbers.Integral) and not isinstance(max_categories, bool)
+    if max_categories is not None and not (integer and max_categories >= 1):
+        raise ValueError(
+            f"max_categories must be an integer >= 1 or None, but got max_categories={max_categories!r}; pass e.g. "
+            "max_categories=30 (at most 30 features per text column), or None for no limit"
+        )
+    count = isinstance(min_frequency, numbers.Integral) and not isinstance(min_frequency, bool) and min_frequency >= 1
+    share = isinstance(min_frequency, float) and 0 < min_frequency < 1
+    if min_frequency is not None and not (count or share):
+        raise ValueError(
+            "min_frequency must be an integer >= 1 (training rows), a float in (0, 1) (a share of them) or None, "
+            f"but got min_frequency={min_frequency!r}; pass e.g. min_frequency=5"
+        )
+
+
 def check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, but got seed={seed!r}; pass e.g. seed=0")
+
+
+def check_target_scale(task: str, y_mean: float | None, y_std: float | None) -> None:
+    """`Dataset.from_arrays`' y_mean and y_std: both or neither, for a regression target only."""
+    if task != "regression":
+        if y_mean not in (None, 0.0) or y_std not in (None, 1.0):
+            raise ValueError(
+                f"y_mean and y_std describe a regression target's scale, but task={task!r} got "
+                f"(y_mean={y_mean!r}, y_std={y_std!r}); leave them out"
+            )
+        return
+    if (y_mean is None) != (y_std is None):
+        raise ValueError(
+            f"y_mean and y_std must be given together, but got (y_mean={y_mean!r}, y_std={y_std!r}); "
+            "pass both for a target already standardized, or neither to standardize y with y_train's mean and std"
+        )
 
 
 def as_features(name: str, value: Any) -> np.ndarray:

@@ -73,21 +73,47 @@ def drop_columns(features: pd.DataFrame, drop: tuple[str, ...], notes: list[str]
 
 
 def drop_id_columns(features: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    """Drops text columns whose values are all distinct (identifiers); dates
-    all distinct (time stamps) are kept."""
+    """Drops identifiers: text columns whose values are all distinct (dates
+    all distinct, time stamps, are kept), and row counters (`is_row_counter`)."""
     if len(features) <= ID_MIN_ROWS:
         return features
-    ids = [
-        name
-        for name, column in features.items()
-        if is_text(column)
-        and not looks_numeric(column)
-        and column.nunique(dropna=False) == len(column)
-        and date_format(column) is None
-    ]
-    for name in ids:
-        notes.append(f"dropped id-like column {name!r} ({len(features)} distinct text values)")
+    ids = []
+    for name, column in features.items():
+        if (
+            is_text(column)
+            and not looks_numeric(column)
+            and column.nunique(dropna=False) == len(column)
+            and date_format(column) is None
+        ):
+            notes.append(f"dropped id-like column {name!r} ({len(features)} distinct text values)")
+            ids.append(name)
+        elif is_row_counter(column):
+            notes.append(
+                f"dropped id-like column {name!r} (a row counter: {len(features)} distinct integers from "
+                f"{column.min()} to {column.max()}; to keep it as a feature, give it as floats: "
+                f"frame[{name!r}].astype(float))"
+            )
+            ids.append(name)
     return features.drop(columns=ids)
+
+
+def is_row_counter(column: pd.Series) -> bool:
+    """An integer column numbering the rows: no missing cell, every value distinct, and the values fill
+    at least half of the range from the smallest to the largest (1, 2, 3, ..., perhaps with the rows of
+    a missing target gone; not a sparse set such as time stamps in seconds).
+
+    Examples:
+        >>> is_row_counter(pd.Series(range(1, 101))), is_row_counter(pd.Series(range(0, 300, 3)))
+        (True, False)
+        >>> is_row_counter(pd.Series([float(v) for v in range(100)]))  # written with decimals: a number
+        False
+    """
+    if not pd.api.types.is_integer_dtype(column) or pd.api.types.is_bool_dtype(column) or column.isna().any():
+        return False
+    if column.nunique() != len(column):
+        return False
+    span = int(column.max()) - int(column.min()) + 1
+    return span <= 2 * len(column)
 
 
 def check_no_empty_columns(features: pd.DataFrame, source: str) -> None:

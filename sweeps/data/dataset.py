@@ -2,7 +2,8 @@
 
 `load_csv` (`sweeps.data.loading`) builds one from a CSV file;
 `Dataset.from_arrays` builds one from in-memory arrays for tests and
-benchmarks, with the same shape and dtype checks and no preprocessing.
+benchmarks, with the same shape and dtype checks; it standardizes a
+regression target as `load_csv` does and uses the features as given.
 `check_batch_size` checks a minibatch size against the training split.
 """
 
@@ -14,8 +15,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from sweeps.data.checks import as_features, as_labels, check_task, validate_dataset
+from sweeps.data.checks import as_features, as_labels, check_target_scale, check_task, validate_dataset
 from sweeps.data.preprocessing import Preprocessing
+from sweeps.data.target import finish_labels
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -89,15 +91,20 @@ class Dataset:
         y_test=None,
         feature_names: Sequence[str] | None = None,
         class_names: Sequence[str] | None = None,
-        y_mean: float = 0.0,
-        y_std: float = 1.0,
+        y_mean: float | None = None,
+        y_std: float | None = None,
         source: str = "<arrays>",
     ) -> Dataset:
         """Builds a `Dataset` from arrays already numeric and split.
 
         The arrays are copied: x to float32, y to float32 ("binary",
-        "regression") or int32 ("multiclass"). Nothing is standardized, and
-        there is no fitted preprocessing: `preprocessing_fit` is None.
+        "regression") or int32 ("multiclass"). The features are used as
+        given (standardize them first, as `load_csv` does). A regression
+        target is standardized as `load_csv` standardizes it: with the mean
+        and std of `y_train` (float64), recorded as `y_mean` and `y_std`, so
+        the sweep trains on a target of scale 1 and reports `val_rmse`,
+        `val_mae` and predictions in the target's own units. There is no
+        fitted preprocessing: `preprocessing_fit` is None.
 
         Args:
             x_train: (train_rows, features) numbers.
@@ -111,8 +118,12 @@ class Dataset:
             feature_names: defaults to ("x0", "x1", ...).
             class_names: defaults to ("0", "1") for "binary" and
                 ("0", ..., "K-1") for "multiclass", K = largest label + 1.
-            y_mean: regression scale, see `Dataset.y_mean`.
-            y_std: regression scale, see `Dataset.y_std`.
+            y_mean: regression only, with `y_std`: the y arrays are already
+                standardized with this mean (a prediction p maps back to
+                p * y_std + y_mean) and are used as given. None (default):
+                fitted on `y_train`, as above.
+            y_std: regression only, with `y_mean`: the std they were
+                standardized with (> 0). None: fitted on `y_train`.
             source: a name for where the arrays came from.
 
         Returns:
@@ -120,7 +131,9 @@ class Dataset:
 
         Raises:
             ValueError: for an unknown task, wrong shapes, non-finite
-                values, or labels that do not fit the task.
+                values, labels that do not fit the task, or only one of
+                y_mean and y_std (or a scale other than 0 and 1 for
+                classification).
 
         Example:
             >>> import numpy as np
@@ -128,6 +141,10 @@ class Dataset:
             >>> y = np.array([0, 1] * 4)
             >>> Dataset.from_arrays(x, y, x[:2], y[:2], task="binary").n_outputs
             1
+            >>> prices = np.array([400.0, 500.0, 600.0, 500.0] * 2)
+            >>> data = Dataset.from_arrays(x, prices, x[:2], prices[:2], task="regression")
+            >>> data.y_mean, round(data.y_std, 4), data.y_train[:3].tolist()
+            (500.0, 70.7107, [-1.4142135381698608, 0.0, 1.4142135381698608])
         """
         check_task(task, allow_none=False)
         if (x_test is None) != (y_test is None):
@@ -137,16 +154,24 @@ class Dataset:
                 f"y_test={'None' if y_test is None else 'an array'}; "
                 "pass both or neither"
             )
+        check_target_scale(task, y_mean, y_std)
         x = {"x_train": x_train, "x_val": x_val}
         y = {"y_train": y_train, "y_val": y_val}
         if x_test is not None:
             x["x_test"], y["y_test"] = x_test, y_test
         x = {name: as_features(name, value) for name, value in x.items()}
-        y = {name: as_labels(name, value, task) for name, value in y.items()}
+        raw = {name: np.asarray(value) for name, value in y.items()}
+        y = {name: as_labels(name, value, task) for name, value in raw.items()}
         n_features = x["x_train"].shape[1]
         if x_test is None:
             x["x_test"] = np.zeros((0, n_features), np.float32)
             y["y_test"] = np.zeros((0,), y["y_train"].dtype)
+            raw["y_test"] = np.zeros((0,))
+        notes: list[str] = []
+        if task == "regression" and y_mean is None:  # as load_csv does, from the float64 values given
+            labels = [raw[name].astype(np.float64) for name in ("y_train", "y_val", "y_test")]
+            scaled, y_mean, y_std = finish_labels(labels, task, "y", notes)
+            y = dict(zip(("y_train", "y_val", "y_test"), scaled))
         if feature_names is None:
             feature_names = tuple(f"x{i}" for i in range(n_features))
         if class_names is None:
@@ -158,9 +183,9 @@ class Dataset:
             target="y",
             feature_names=tuple(str(name) for name in feature_names),
             class_names=tuple(str(name) for name in class_names),
-            y_mean=float(y_mean),
-            y_std=float(y_std),
-            preprocessing=(),
+            y_mean=float(y_mean) if task == "regression" else 0.0,
+            y_std=float(y_std) if task == "regression" else 1.0,
+            preprocessing=tuple(notes),
             source=str(source),
         )
 

@@ -10,8 +10,11 @@ Kinds of column and their features:
     numeric      one feature; missing, infinite or known non-numeric cells
                  get the train median
     boolean      one 0/1 feature
-    categorical  one 0/1 indicator per train category ("name=category");
-                 missing cells and unseen categories are all zero
+    categorical  one 0/1 indicator per train category ("name=category"), and
+                 where rare train categories were pooled (`load_csv`'s
+                 max_categories and min_frequency) one more, "name=<infrequent>",
+                 for them and for categories unseen in train; missing cells,
+                 and unseen categories of a column without one, are all zero
     date         four features: "name:days" (since 1970-01-01), "name:year",
                  "name:month", "name:weekday"; missing or known unparseable
                  cells get the train median date
@@ -29,6 +32,8 @@ from sweeps.data.dates import DATE_FEATURES, date_features, day_text, parse_days
 from sweeps.data.messages import short_list
 
 KINDS = ("numeric", "boolean", "categorical", "date")
+# The category of the pooled indicator: rare train categories, and unseen ones, in a column that pools.
+INFREQUENT = "<infrequent>"
 # Text that means "no value" in a numeric or boolean cell of new rows (as
 # pandas.read_csv reads it), compared case-blind after stripping blanks.
 NA_TEXT = frozenset({"na", "n/a", "nan", "-nan", "null", "none", "#n/a", "<na>"})
@@ -48,10 +53,13 @@ class FittedColumn:
         missing_values: numeric and date: text the training file held in
             this column that does not parse (e.g. "?"), read as missing; any
             other such text in new rows is an error. () otherwise.
-        categories: categorical: the train categories, sorted, one indicator
-            feature each. () otherwise.
+        categories: categorical: the train categories with a feature of their
+            own, sorted, one indicator each. () otherwise.
         date_format: date: the format that parses the column (one of
             `sweeps.data.dates.DATE_FORMATS`); else None.
+        infrequent: categorical: the train categories pooled into one
+            indicator, "name=<infrequent>" (after the others), which also
+            takes categories unseen in train; () when nothing was pooled.
     """
 
     name: str
@@ -60,12 +68,14 @@ class FittedColumn:
     missing_values: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     date_format: str | None = None
+    infrequent: tuple[str, ...] = ()
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The names of the features this column becomes, in order."""
         if self.kind == "categorical":
-            return tuple(f"{self.name}={category}" for category in self.categories)
+            pooled = (INFREQUENT,) if self.infrequent else ()
+            return tuple(f"{self.name}={category}" for category in self.categories + pooled)
         if self.kind == "date":
             return tuple(f"{self.name}:{feature}" for feature in DATE_FEATURES)
         return (self.name,)
@@ -83,8 +93,11 @@ class TransformReport:
         missing: categorical columns: missing or blank cells, encoded as all
             zeros.
         unseen: categorical columns: present values that are not a train
-            category, encoded as all zeros.
+            category, encoded as all zeros (or as "<infrequent>" in a column
+            that pools rare categories).
         unseen_values: categorical columns: those values, distinct, sorted.
+        infrequent: categorical columns that pool: the cells encoded as
+            "<infrequent>" (rare train categories and unseen ones).
     """
 
     rows: int
@@ -92,6 +105,7 @@ class TransformReport:
     missing: dict[str, int] = dataclasses.field(default_factory=dict)
     unseen: dict[str, int] = dataclasses.field(default_factory=dict)
     unseen_values: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    infrequent: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per column with a count, or a line saying all cells were
@@ -101,7 +115,8 @@ class TransformReport:
         ]
         lines += [f"{count} missing values of {name!r} encoded as all-zero" for name, count in self.missing.items()]
         lines += [
-            f"{count} values of {name!r} not seen in train encoded as all-zero: "
+            f"{count} values of {name!r} not seen in train encoded as "
+            f"{INFREQUENT if name in self.infrequent else 'all-zero'}: "
             f"{short_list(list(self.unseen_values[name]), limit=5)}"
             for name, count in self.unseen.items()
         ]
@@ -125,7 +140,7 @@ def encode_columns(columns: tuple[FittedColumn, ...], frame: pd.DataFrame) -> tu
             that is not True/False in a boolean column; the message names
             the column, the row and the value.
     """
-    imputed, missing, unseen, unseen_values = {}, {}, {}, {}
+    imputed, missing, unseen, unseen_values, infrequent = {}, {}, {}, {}, {}
     blocks = []
     for fitted in columns:
         column = frame[fitted.name]
@@ -138,15 +153,19 @@ def encode_columns(columns: tuple[FittedColumn, ...], frame: pd.DataFrame) -> tu
         elif fitted.kind == "boolean":
             blocks.append(_boolean(fitted, column)[:, None])
         else:
-            indicators, outside = _one_hot(column, fitted.categories)
+            indicators, outside = _one_hot(column, fitted.categories, pooled=bool(fitted.infrequent))
             blocks.append(indicators)
             n_missing = int(missing_mask(column).sum())
             if n_missing:
                 missing[fitted.name] = n_missing
+            if fitted.infrequent:
+                infrequent[fitted.name] = int(indicators[:, -1].sum())
+            rare = set(fitted.infrequent)
+            outside = [value for value in outside if value not in rare]
             if outside:
                 unseen[fitted.name] = len(outside)
                 unseen_values[fitted.name] = tuple(sorted(set(outside)))
-    report = TransformReport(len(frame), imputed, missing, unseen, unseen_values)
+    report = TransformReport(len(frame), imputed, missing, unseen, unseen_values, infrequent)
     if not blocks:
         return np.zeros((len(frame), 0)), report
     return np.concatenate(blocks, axis=1), report
@@ -232,15 +251,18 @@ def _refuse(fitted: FittedColumn, column: pd.Series, bad: np.ndarray, why: str) 
     raise ValueError(f"column {fitted.name!r} holds {column.iloc[first]!r} in {where}{more}, but {fitted.name!r} {why}")
 
 
-def _one_hot(column: pd.Series, categories: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """(rows, len(categories)) float64 indicators, and the present values
-    outside `categories` (one entry per cell)."""
+def _one_hot(column: pd.Series, categories: tuple[str, ...], pooled: bool) -> tuple[np.ndarray, list[str]]:
+    """(rows, len(categories) + pooled) float64 indicators, and the present
+    values outside `categories` (one entry per cell). With `pooled`, those
+    values are encoded in the last indicator, "<infrequent>"."""
     missing = missing_mask(column)
     text = as_text(column).to_numpy(dtype=object)
     codes = pd.Index(list(categories), dtype=object).get_indexer(text)
+    outside = (codes < 0) & ~missing
+    if pooled:
+        codes = np.where(outside, len(categories), codes)
     codes = np.where(missing, -1, codes)
-    indicators = np.zeros((len(codes), len(categories)))
+    indicators = np.zeros((len(codes), len(categories) + pooled))
     rows = np.flatnonzero(codes >= 0)
     indicators[rows, codes[rows]] = 1.0
-    unseen = [str(value) for value in text[(codes < 0) & ~missing]]
-    return indicators, unseen
+    return indicators, [str(value) for value in text[outside]]

@@ -11,6 +11,8 @@ new rows go through the same code.
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -24,12 +26,21 @@ from sweeps.data.columns import (
 )
 from sweeps.data.dates import date_format, day_text, parse_days
 from sweeps.data.encoding import (
+    INFREQUENT,
     FittedColumn,
     TransformReport,
     encode_columns,
     numbers_of,
 )
 from sweeps.data.preprocessing import Preprocessing
+
+# One-hot limits per text column (load_csv's defaults, as scikit-learn's OneHotEncoder names them). At most
+# MAX_CATEGORIES features: the MAX_CATEGORIES - 1 most frequent train categories and one pooled
+# "<infrequent>" indicator for the rest, so a column of thousands of values (cities, product codes) cannot
+# multiply the width, and the memory, of every trial; a category with fewer than MIN_FREQUENCY training
+# rows is pooled too: an indicator set on a handful of rows teaches a weight that is mostly noise.
+MAX_CATEGORIES = 30
+MIN_FREQUENCY = 5
 
 
 def describe_columns(features: pd.DataFrame) -> tuple[list[FittedColumn], set[str]]:
@@ -92,6 +103,8 @@ def fit_preprocessing(
     y_mean: float,
     y_std: float,
     source: str,
+    max_categories: int | None = MAX_CATEGORIES,
+    min_frequency: int | float | None = MIN_FREQUENCY,
 ) -> tuple[Preprocessing, list[np.ndarray], list[str]]:
     """Fits medians, categories, means and stds on the training split.
 
@@ -102,6 +115,7 @@ def fit_preprocessing(
         dropped, target, task, class_names, y_mean, y_std: recorded in the
             `Preprocessing`, see there.
         source: where the data came from, for messages.
+        max_categories, min_frequency: the one-hot limits, see `load_csv`.
 
     Returns:
         (the fitted `Preprocessing`, [(rows, features) float32 per split],
@@ -111,7 +125,8 @@ def fit_preprocessing(
         ValueError: when a numeric column has no value in the training split.
     """
     train = parts[0]
-    columns = tuple(_fit_column(fitted, train, source) for fitted in described)
+    min_rows = _min_rows(min_frequency, len(train))
+    columns = tuple(_fit_column(fitted, train, source, max_categories, min_rows) for fitted in described)
     raws, reports = zip(*(encode_columns(columns, part) for part in parts))
     mean = raws[0].mean(axis=0)
     std = raws[0].std(axis=0)
@@ -129,6 +144,7 @@ def fit_preprocessing(
         y_std=y_std,
     )
     notes = _notes(columns, coerced, reports)
+    notes += _pooling_notes(columns, reports[0], max_categories, min_frequency, min_rows)
     note = f"standardized {raws[0].shape[1]} features with train mean and std"
     if constant.any():
         note += f" ({int(constant.sum())} constant in train, now 0)"
@@ -136,7 +152,46 @@ def fit_preprocessing(
     return fit, [fit.standardize(raw) for raw in raws], notes
 
 
-def _fit_column(fitted: FittedColumn, train: pd.DataFrame, source: str) -> FittedColumn:
+def _min_rows(min_frequency: int | float | None, rows: int) -> int:
+    """The fewest training rows a category needs for an indicator of its own: min_frequency as a count,
+    or as a share (a float below 1) of the training rows."""
+    if min_frequency is None:
+        return 1
+    if isinstance(min_frequency, float) and min_frequency < 1:
+        return max(1, math.ceil(min_frequency * rows))
+    return int(min_frequency)
+
+
+def pool_categories(
+    counts: pd.Series, max_categories: int | None, min_rows: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the categories with an indicator each, sorted; the ones pooled into "<infrequent>", sorted).
+
+    As scikit-learn's OneHotEncoder: a category with fewer than `min_rows` rows is infrequent; then, while
+    the frequent ones and the pooled indicator would be more than `max_categories` features, only the
+    `max_categories - 1` most frequent stay (ties: the first in sorted order).
+
+    Args:
+        counts: training rows per category (present values only).
+
+    Examples:
+        >>> counts = pd.Series({"a": 50, "b": 40, "c": 3, "d": 30, "e": 30})
+        >>> pool_categories(counts, max_categories=3, min_rows=5)
+        (('a', 'b'), ('c', 'd', 'e'))
+        >>> pool_categories(counts, max_categories=None, min_rows=1)
+        (('a', 'b', 'c', 'd', 'e'), ())
+    """
+    order = sorted(counts.index, key=lambda category: (-int(counts[category]), category))
+    kept = [category for category in order if counts[category] >= min_rows]
+    if max_categories is not None and len(kept) + (len(kept) < len(order)) > max_categories:
+        kept = kept[: max_categories - 1]
+    infrequent = sorted(set(order) - set(kept))
+    return tuple(sorted(kept)), tuple(infrequent)
+
+
+def _fit_column(
+    fitted: FittedColumn, train: pd.DataFrame, source: str, max_categories: int | None, min_rows: int
+) -> FittedColumn:
     """The column with its train median (numeric) or categories (categorical)."""
     column = train[fitted.name]
     if fitted.kind == "numeric":
@@ -160,8 +215,9 @@ def _fit_column(fitted: FittedColumn, train: pd.DataFrame, source: str) -> Fitte
             )
         return dataclasses.replace(fitted, median=float(np.median(days)))
     if fitted.kind == "categorical":
-        present = as_text(column)[~missing_mask(column)]
-        return FittedColumn(fitted.name, "categorical", categories=tuple(sorted(set(present.tolist()))))
+        counts = as_text(column)[~missing_mask(column)].value_counts()
+        kept, infrequent = pool_categories(counts, max_categories, min_rows)
+        return FittedColumn(fitted.name, "categorical", categories=kept, infrequent=infrequent)
     return fitted
 
 
@@ -200,13 +256,56 @@ def _notes(
         if n_missing:
             notes.append(f"{n_missing} missing values of {column.name!r} encoded as all-zero")
         if n_unseen:
-            notes.append(f"{n_unseen} val/test values of {column.name!r} not seen in train encoded as all-zero")
+            encoded = f"'{INFREQUENT}'" if column.infrequent else "all-zero"
+            notes.append(f"{n_unseen} val/test values of {column.name!r} not seen in train encoded as {encoded}")
     booleans = sum(column.kind == "boolean" for column in columns)
     if booleans:
         notes.append(f"converted {booleans} boolean columns to 0/1")
     if categorical:
-        one_hot = sum(len(column.categories) for column in categorical)
+        one_hot = sum(len(column.feature_names) for column in categorical)
         notes.append(f"one-hot encoded {len(categorical)} text columns into {one_hot} features (categories from train)")
+    return notes
+
+
+def _pooling_notes(
+    columns: tuple[FittedColumn, ...],
+    train: TransformReport,
+    max_categories: int | None,
+    min_frequency: int | float | None,
+    min_rows: int,
+) -> list[str]:
+    """A note per column whose rare categories were pooled, and a warning per column of more distinct
+    training values than MAX_CATEGORIES (one-hot encoded silently, it would multiply the width)."""
+    notes = []
+    for column in columns:
+        if column.kind != "categorical":
+            continue
+        name, kept, pooled = column.name, len(column.categories), len(column.infrequent)
+        distinct = kept + pooled
+        if pooled:
+            why = []
+            if min_rows > 1:
+                why.append(f"with fewer than {min_rows} training rows (min_frequency={min_frequency!r})")
+            if max_categories is not None:
+                why.append(f"past the {max_categories - 1} most frequent (max_categories={max_categories})")
+            notes.append(
+                f"pooled {pooled} of the {distinct} train values of {name!r} into one feature '{name}={INFREQUENT}' "
+                f"({train.infrequent.get(name, 0)} train rows; values not seen in train go there too): those "
+                + " or ".join(why)
+            )
+        if distinct > MAX_CATEGORIES:
+            how = (
+                f"{kept} of them with a feature each and '{name}={INFREQUENT}' for the other {pooled}"
+                if pooled
+                else f"one feature each (max_categories={max_categories!r}, min_frequency={min_frequency!r})"
+            )
+            warnings.warn(
+                f"text column {name!r} has {distinct} distinct values in the training split, one-hot encoded as "
+                f"{len(column.feature_names)} features: {how}; set load_csv's max_categories= and min_frequency= "
+                f"([data] in a config) to change this, or leave the column out with drop=[{name!r}]",
+                UserWarning,
+                stacklevel=4,
+            )
     return notes
 
 

@@ -3,8 +3,9 @@
 1. read the file (pandas; the separator detected unless `sep=` is given),
    or take the DataFrame given;
 2. check the target and `drop` names; drop rows whose target is missing;
-3. drop the `drop` columns and id-like text columns (all values distinct,
-   not dates);
+3. drop the `drop` columns and id-like columns: text with every value
+   distinct (not dates), and row counters (integers, every value distinct,
+   filling their range: 1, 2, 3, ...);
 4. decide each column's kind on all rows: numeric (numbers, and text that
    mostly parses as numbers), boolean, date (text that mostly parses as
    dates of one format, `dates`), categorical (other text);
@@ -12,7 +13,8 @@
 6. split the rows (stratified by class for classification);
 7. fit the preprocessing on the training rows (`fitting`) and apply it to
    every split (`encoding`): impute missing numbers with the train median,
-   one-hot encode text columns (categories seen in train), booleans to 0/1,
+   one-hot encode text columns (categories seen in train; rare ones, past
+   `max_categories` or under `min_frequency`, pooled), booleans to 0/1,
    dates to days since 1970-01-01, year, month and weekday,
    standardize every feature with the train mean and std; a regression
    target is standardized likewise (`target`).
@@ -30,8 +32,9 @@ import pandas as pd
 
 from sweeps.data import columns, fitting, reading
 from sweeps.data import target as targets
-from sweeps.data.checks import check_fractions, check_seed, check_task
+from sweeps.data.checks import check_fractions, check_one_hot_limits, check_seed, check_task
 from sweeps.data.dataset import Dataset
+from sweeps.data.fitting import MAX_CATEGORIES, MIN_FREQUENCY
 from sweeps.data.messages import name_list
 from sweeps.data.splitting import split_rows
 
@@ -47,6 +50,8 @@ def load_csv(
     drop: Iterable[str] | str = (),
     sep: str | None = None,
     encoding: str | None = None,
+    max_categories: int | None = MAX_CATEGORIES,
+    min_frequency: int | float | None = MIN_FREQUENCY,
 ) -> Dataset:
     """Reads a CSV file (or a pandas DataFrame) into a preprocessed, split
     `Dataset`.
@@ -73,6 +78,21 @@ def load_csv(
             the header row (",", ";", tab or "|": the one that splits it into
             the most names).
         encoding: the file's text encoding, e.g. "latin-1"; None is UTF-8.
+        max_categories: the most features one text column becomes (an
+            integer >= 1), as in scikit-learn's OneHotEncoder: past it, only
+            the `max_categories - 1` most frequent train categories keep an
+            indicator and the rest share one, "name=<infrequent>". Default
+            30: a column of thousands of values (cities, product codes)
+            cannot multiply the width, and the memory, of every trial. None:
+            no limit.
+        min_frequency: a train category with fewer rows than this (an
+            integer >= 1, or a float in (0, 1): that share of the training
+            rows) joins the pooled "name=<infrequent>" indicator. Default 5:
+            an indicator set on a handful of rows teaches a weight that is
+            mostly noise. None (or 1): every category counts. Values unseen
+            in train encode as "<infrequent>" in a column that pools, else
+            as all zeros. A column of more than 30 distinct training values
+            is warned about, with how it was encoded.
 
     Returns:
         A `Dataset` whose x arrays are (rows, features) float32 and y arrays
@@ -95,6 +115,7 @@ def load_csv(
     check_fractions(val_fraction, test_fraction)
     check_task(task, allow_none=True)
     check_seed(seed)
+    check_one_hot_limits(max_categories, min_frequency)
     source = reading.source_of(path)
     notes: list[str] = []
 
@@ -127,6 +148,8 @@ def load_csv(
         y_mean=y_mean,
         y_std=y_std,
         source=source,
+        max_categories=max_categories,
+        min_frequency=min_frequency,
     )
     notes += feature_notes + target_notes
 

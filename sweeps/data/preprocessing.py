@@ -37,7 +37,8 @@ from sweeps.data.encoding import KINDS, FittedColumn, TransformReport, encode_co
 from sweeps.data.messages import name_list, short_list
 
 FORMAT = "sweepax.preprocessing"
-VERSION = 1
+VERSION = 2  # 2: categorical columns may pool rare categories ("infrequent"); version 1 reads as pooling none
+READS = (1, 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,8 @@ class Preprocessing:
         columns: one `FittedColumn` per input column, in feature order: its
             name, kind ("numeric", "boolean", "categorical", "date"), the
             train median that imputes it (numeric, date), the text read as
-            missing (numeric, date), the one-hot categories (categorical),
-            the date format (date).
+            missing (numeric, date), the one-hot categories and the rare ones
+            pooled into "<infrequent>" (categorical), the date format (date).
         feature_names: one name per feature (model input), e.g. "tenure",
             "Contract=Month-to-month".
         mean: per feature, the train mean subtracted.
@@ -115,8 +116,10 @@ class Preprocessing:
 
         Returns:
             (rows, features) float32 standardized features, columns in
-            `feature_names` order. Unseen categories and missing text encode
-            as all zeros; `transform_with_report` also counts them.
+            `feature_names` order. Rare train categories (pooled when fitted)
+            encode as "<infrequent>", as unseen categories do in a column that
+            pools (elsewhere all zeros); missing text encodes as all zeros;
+            `transform_with_report` also counts them.
 
         Raises:
             TypeError: when frame is not a pandas DataFrame.
@@ -129,8 +132,10 @@ class Preprocessing:
 
     def transform_with_report(self, frame: pd.DataFrame) -> tuple[np.ndarray, TransformReport]:
         """`transform`, and a `TransformReport` counting per column the cells
-        imputed (numeric, date), missing (categorical) and unseen (categorical:
-        values not among the train categories, encoded as all zeros)."""
+        imputed (numeric, date), missing (categorical), unseen (categorical:
+        values not among the train categories, encoded as all zeros, or as
+        "<infrequent>" in a column that pools) and infrequent (categorical: the
+        cells encoded as "<infrequent>")."""
         frame = self._checked_frame(frame)
         raw, report = encode_columns(self.columns, frame)
         return self.standardize(raw), report
@@ -201,6 +206,7 @@ class Preprocessing:
                     "missing_values": list(fitted.missing_values),
                     "categories": list(fitted.categories),
                     "date_format": fitted.date_format,
+                    "infrequent": list(fitted.infrequent),
                 }
                 for fitted in self.columns
             ],
@@ -230,9 +236,9 @@ class Preprocessing:
                 f"format={FORMAT!r}, but got a {type(data).__name__} with "
                 f"format={found!r}"
             )
-        if data.get("version") != VERSION:
+        if data.get("version") not in READS:
             raise ValueError(
-                f"this sweepax reads preprocessing version {VERSION}, but got "
+                f"this sweepax reads preprocessing versions {list(READS)}, but got "
                 f"version={data.get('version')!r}; save it again with this version"
             )
         try:
@@ -244,6 +250,7 @@ class Preprocessing:
                     missing_values=tuple(column["missing_values"]),
                     categories=tuple(column["categories"]),
                     date_format=column["date_format"],
+                    infrequent=tuple(column.get("infrequent", ())),
                 )
                 for column in data["columns"]
             )

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 
 from sweeps.engine.population import Population, select_members
 
-# What a member's training has produced; `copy_members` moves these and nothing else.
+# What a member's training has produced; `copy_members` moves these and nothing else. The best-so-far
+# (`best`, `since_best`, `best_params`, `best_objective`) is not among them: it belongs to the member's
+# trial, whose history is recorded by trial number, so it stays the trial's own (the table's best epoch).
 TRAINING_STATE = (
     "params",
     "opt_state",
@@ -34,10 +36,6 @@ TRAINING_STATE = (
     "epochs_done",
     "active",
     "diverged",
-    "best",
-    "since_best",
-    "best_params",
-    "best_objective",
 )
 
 
@@ -58,8 +56,10 @@ def place(pop: Population, fresh: Population, where: jax.Array) -> Population:
 def copy_members(pop: Population, source: jax.Array) -> Population:
     """Member i takes the training state of member `source[i]` (`source[i] == i` keeps its own).
 
-    Copies parameters, optimizer state, step and epoch counts, masks and best-so-far
-    (`TRAINING_STATE`); a member keeps its trial number, hyperparameters and dropout key.
+    Copies parameters, optimizer state, step and epoch counts and masks (`TRAINING_STATE`); a member
+    keeps its trial number, hyperparameters, dropout key and best-so-far: its best epoch and the
+    parameters saved there stay those of its own trial's history (what the table reports), so the
+    model kept for a trial is the one at the epoch its row calls `best_epoch`, not its source's.
 
     Args:
       source: (trials,) int32 indices into the population.

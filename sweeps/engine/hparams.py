@@ -39,7 +39,7 @@ class HParam:
 
 def _real(low=-math.inf, high=math.inf, low_open=False, high_open=False):
     def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return False
         above = v > low if low_open else v >= low
         below = v < high if high_open else v <= high
@@ -148,10 +148,27 @@ def normalize(name: str, value: Any) -> Any:
 
 
 def check_value(name: str, value: Any) -> None:
-    """Refuses a value outside its range, naming the hyperparameter, the value and the rule."""
+    """Refuses a value outside its range, naming the hyperparameter, the value and the rule.
+
+    A float hyperparameter must be a finite number: inf and nan are refused whatever the rule.
+
+    Examples:
+      >>> check_value("learning_rate", float("inf"))
+      Traceback (most recent call last):
+      ...
+      ValueError: learning_rate must be a finite number > 0, but got learning_rate=inf
+    """
     hp = HPARAMS[name]
     if not hp.check(value):
-        raise ValueError(f"{name} must be {hp.rule}, but got {name}={value!r}")
+        non_finite = isinstance(value, float) and not math.isfinite(value)
+        rule = f"a finite number {hp.rule}" if non_finite else hp.rule
+        raise ValueError(f"{name} must be {rule}, but got {name}={value!r}")
+
+
+def check_values(name: str, values: Any) -> None:
+    """Checks every value a space entry can give a trial (one value, or each of a list's), before any is drawn."""
+    for value in values:
+        check_value(name, normalize(name, value))
 
 
 def resolve(hparams: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ The sweep loop (`sweeps/loop.py`) is the only code that drives a strategy
 through a sweep (`sweeps.plan` starts it and asks for the first round). A sweep:
 
     start(objective, direction)            once, before the first ask
+    use_epochs(epochs)                     then: the sweep's epochs (a strategy's own budget agrees)
     round: ask(space) -> configurations     once per round
            (the loop trains them, as one population per structure)
            tell(table)                      the round's rows of the trial table
@@ -100,6 +101,11 @@ class Strategy(abc.ABC):
         `ask`, which `sweeps.plan` calls before anything compiles.
         """
 
+    def use_epochs(self, epochs: int) -> None:  # noqa: B027 - optional: most strategies have no budget of their own
+        """Called once after `start`, before the first `ask`: the sweep's `epochs`, every trial's budget unless
+        the space sweeps them. A strategy with a budget of its own (Halving's `max_epochs`) takes it from here,
+        or refuses one that differs, naming both: one budget, stated once."""
+
     @abc.abstractmethod
     def ask(self, space: Mapping[str, Axis]) -> list[dict[str, Any]]:
         """The next round's configurations: one dict of hyperparameter values each.
@@ -107,6 +113,13 @@ class Strategy(abc.ABC):
         Called exactly once per round. Names must be hyperparameters (`sweeps.engine.hparams.HPARAMS`);
         what a configuration leaves out takes the sweep's defaults.
         """
+
+    def asks_for(self, space: Mapping[str, Axis]) -> int | None:
+        """How many configurations the next `ask(space)` makes (those it returns and any it keeps for later in
+        the round), counted without making them, so that a round too large to plan is refused at once
+        (`sweeps.planning.MAX_TRIALS`); None when the strategy cannot tell before asking. Default: `round_size()`.
+        """
+        return self.round_size()
 
     def tell(self, table) -> None:  # noqa: B027 - optional: a strategy that learns nothing from results skips it
         """The results of the round just trained: its rows of the trial table (pandas), one per trial.

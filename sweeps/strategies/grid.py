@@ -31,6 +31,15 @@ class Grid(Strategy):
         if self.n is not None and (isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1):
             raise ValueError(f"Grid(n=...) must be an integer >= 1, but got n={self.n!r}")
 
+    def asks_for(self, space) -> int | None:
+        """The number of combinations, counted (None where a continuous axis has no `n`: `ask` says so)."""
+        count = 1
+        for axis in as_space(space).values():
+            if isinstance(axis, Float) and self.n is None:
+                return None
+            count *= int(self.n) if isinstance(axis, Float) else len(axis.values)
+        return count
+
     def ask(self, space):
         space = as_space(space)
         values = []

@@ -1,16 +1,17 @@
 """`Halving`: successive halving in rungs on epochs, inside one training population.
 
-Every trial is given `max_epochs`; at each rung (`min_epochs`, `min_epochs * eta`, ... below
-`max_epochs`) a member is compared with every trial that reached the same rung, and only the best
-`1/eta` of them (rounded up; ties to the lower trial number) train on: the rest are pruned between
-epochs by the engine's masks, without recompiling. Without `refill`, all members start together,
-so this is synchronous successive halving, and the population is repacked into the next smaller
-power of two as it empties (one compilation per size). With `refill=True` (asynchronous successive
-halving, in the spirit of ASHA) a slot whose trial was pruned, finished or diverged starts the next
-sampled trial at once, so the population stays full until `samples` trials have started.
+Every trial is given the sweep's `epochs` (`max_epochs`, which may be left out: one budget, stated
+once); at each rung (`min_epochs`, `min_epochs * eta`, ... below that budget) a member is compared
+with every trial that reached the same rung, and only the best `1/eta` of them (rounded up; ties to
+the lower trial number) train on: the rest are pruned between epochs by the engine's masks, without
+recompiling. Without `refill`, all members start together, so this is synchronous successive
+halving, and the population is repacked into the next smaller power of two as it empties (one
+compilation per size). With `refill=True` (asynchronous successive halving, in the spirit of ASHA)
+a slot whose trial was pruned, finished or diverged starts the next sampled trial at once, so the
+population stays full until `samples` trials have started.
 
 With `brackets=True`, Hyperband: the sweep runs one round per bracket, from the most aggressive
-(many trials, the first rung at `max_epochs / eta**s_max`) to plain training (few trials, no
+(many trials, the first rung at `epochs / eta**s_max`) to plain training (few trials, no
 pruning), so no single choice of `min_epochs` decides; `n` is then ignored (each bracket's size
 follows Hyperband's formula).
 
@@ -19,7 +20,7 @@ at each step is the sweep's shared order for the population's epoch at that time
 population epoch, batch size), so a sweep is reproducible from its seed and settings.
 
 Examples:
-  >>> Halving(n=27, min_epochs=1, max_epochs=9).rungs()
+  >>> Halving(n=27, min_epochs=1, max_epochs=9).rungs()  # sweeps.run(..., epochs=9) gives the same
   [1, 3]
 """
 
@@ -47,7 +48,8 @@ class Halving(Strategy):
     Args:
       n: trials training at once (the population).
       min_epochs: the first rung.
-      max_epochs: every trial's budget; reaching it completes a trial.
+      max_epochs: every trial's budget; reaching it completes a trial. Default: the sweep's `epochs`
+        (`sweeps.run(..., epochs=...)`, config `[train] epochs`); when given, it must equal them.
       eta: the reduction factor: one in `eta` trials goes on at each rung.
       refill: recycle a pruned, finished or diverged member's slot for the next sampled trial.
       samples: with `refill`, how many trials start in all (default `n * eta`).
@@ -59,7 +61,7 @@ class Halving(Strategy):
 
     n: int = 27
     min_epochs: int = 1
-    max_epochs: int = 9
+    max_epochs: int | None = None
     eta: int = 3
     refill: bool = False
     samples: int | None = None
@@ -70,9 +72,11 @@ class Halving(Strategy):
     def __post_init__(self):
         for name, low in (("n", 1), ("min_epochs", 1), ("max_epochs", 1), ("eta", 2)):
             value = getattr(self, name)
+            if name == "max_epochs" and value is None:
+                continue  # the sweep's epochs (use_epochs)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"Halving({name}=...) must be an integer >= {low}, but got {name}={value!r}")
-        if self.min_epochs > self.max_epochs:
+        if self.max_epochs is not None and self.min_epochs > self.max_epochs:
             raise ValueError(
                 f"Halving needs min_epochs <= max_epochs, but got min_epochs={self.min_epochs}, "
                 f"max_epochs={self.max_epochs}"
@@ -83,15 +87,38 @@ class Halving(Strategy):
             raise ValueError(f"Halving(sampler=...) must be one of {list(SAMPLERS)}, but got sampler={self.sampler!r}")
         if self.brackets and self.refill:
             raise ValueError("Halving(brackets=True) runs Hyperband's rounds; it does not combine with refill=True")
+        self._budget = self.max_epochs  # every trial's epochs: max_epochs, else the sweep's (use_epochs)
         self._queue: list[dict[str, Any]] = []
         self._rungs: dict[int, dict[int, float]] = {}  # rung epoch -> trial number -> score there
         self._bracket = 0  # Hyperband: the round being trained
 
+    def use_epochs(self, epochs: int) -> None:
+        """The sweep's epochs are every trial's budget; a `max_epochs` that differs is refused, naming both."""
+        if self.max_epochs is not None and self.max_epochs != epochs:
+            raise ValueError(
+                f"Halving(max_epochs={self.max_epochs}) and the sweep's epochs={epochs} disagree: a halving trial "
+                f"trains the sweep's epochs at most; state the budget once: epochs={self.max_epochs} (config: [train] "
+                f"epochs = {self.max_epochs}) and leave max_epochs out"
+            )
+        if self.min_epochs > epochs:
+            raise ValueError(
+                f"Halving needs min_epochs <= the sweep's epochs (every trial's budget), but got "
+                f"min_epochs={self.min_epochs}, epochs={epochs}"
+            )
+        self._budget = epochs
+
+    @property
+    def budget(self) -> int:
+        """Every trial's epochs: `max_epochs`, else the sweep's (known once the sweep has started)."""
+        if self._budget is None:
+            raise ValueError("Halving(max_epochs=None) takes the sweep's epochs: run it in a sweep, or give max_epochs")
+        return self._budget
+
     def bracket_sizes(self) -> list[tuple[int, int]]:
         """Hyperband's brackets, most aggressive first: (trials, first rung) for s = s_max .. 0."""
-        s_max = int(math.floor(math.log(self.max_epochs / self.min_epochs, self.eta) + 1e-9))
+        s_max = int(math.floor(math.log(self.budget / self.min_epochs, self.eta) + 1e-9))
         return [
-            (math.ceil((s_max + 1) / (s + 1) * self.eta**s), max(self.min_epochs, self.max_epochs // self.eta**s))
+            (math.ceil((s_max + 1) / (s + 1) * self.eta**s), max(self.min_epochs, self.budget // self.eta**s))
             for s in range(s_max, -1, -1)
         ]
 
@@ -99,10 +126,15 @@ class Halving(Strategy):
         """The epochs at which members are compared (in the current bracket, with `brackets`)."""
         first = self.bracket_sizes()[self._bracket][1] if self.brackets else self.min_epochs
         out, epoch = [], first
-        while epoch < self.max_epochs:
+        while epoch < self.budget:
             out.append(epoch)
             epoch *= self.eta
         return out
+
+    def asks_for(self, space) -> int:
+        if self.brackets:
+            return max(size for size, _ in self.bracket_sizes())
+        return (self.samples or self.n * self.eta) if self.refill else self.n  # refill: the queue is sampled now
 
     def ask(self, space):
         if self.brackets:
@@ -121,7 +153,7 @@ class Halving(Strategy):
         return self.brackets and self._bracket < len(self.bracket_sizes())
 
     def fixed(self) -> dict[str, Any]:
-        return {"epochs": self.max_epochs}  # every trial's budget; pruning ends most of them sooner
+        return {"epochs": self.budget}  # every trial's budget; pruning ends most of them sooner
 
     def decide(self, view: EpochView) -> Decisions | None:
         rungs = set(self.rungs())

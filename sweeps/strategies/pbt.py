@@ -1,14 +1,15 @@
 """`PBT`: population based training inside one compiled population.
 
 Every `interval` epochs the members are ranked by the objective; each member in the bottom
-`quantile` copies the weights and optimizer state of a member drawn from the top `quantile`
-(exploit) and then changes its continuous hyperparameters (explore): with probability
-`resample_probability` a value is drawn afresh from the space, else it is multiplied by one of the
-`perturb` factors and kept inside the space's bounds. Structural hyperparameters (batch size, layer
-widths, optimizer, schedule) stay fixed: they would change the compiled program. Exploit and
-explore are one jitted edit of the stacked population state (`sweeps.engine.edits.exploit_explore`);
-the history records each member's hyperparameters and the trial whose weights it carries at every
-epoch (`split` "hparam" and "lineage").
+`quantile` copies the weights and optimizer state of a member drawn from the top `quantile` of the
+members still training (exploit; never after the last epoch, and never the best-so-far: a member's
+best epoch and kept model stay its own trial's) and then changes its continuous hyperparameters
+(explore): with probability `resample_probability` a value is drawn afresh from the space, else it
+is multiplied by one of the `perturb` factors and kept inside the space's bounds. Structural
+hyperparameters (batch size, layer widths, optimizer, schedule) stay fixed: they would change the
+compiled program. Exploit and explore are one jitted edit of the stacked population state
+(`sweeps.engine.edits.exploit_explore`); the history records each member's hyperparameters and the
+trial whose weights it carries at every epoch (`split` "hparam" and "lineage").
 
 Examples:
   >>> from sweeps import space
@@ -72,6 +73,9 @@ class PBT(Strategy):
         self._space: dict = {}
         self._rng = np.random.default_rng(self.seed)
 
+    def asks_for(self, space) -> int:
+        return self.population
+
     def ask(self, space):
         self._space = as_space(space)
         return Random(n=self.population, seed=self.seed).ask(self._space)
@@ -87,7 +91,9 @@ class PBT(Strategy):
         ]
 
     def decide(self, view: EpochView) -> Decisions | None:
-        if view.epoch % self.interval:
+        # After the last epoch nobody trains on: a copy then would only overwrite what the finished members
+        # hold (a member that diverged in its last epoch would look healthy to the models the sweep keeps).
+        if view.epoch % self.interval or not view.active.any():
             return None
         members = np.flatnonzero(view.numbers != PADDING)
         if len(members) < 2:
@@ -95,7 +101,11 @@ class PBT(Strategy):
         score = np.where(np.isfinite(view.score), view.score, math.inf)[members]
         order = members[np.lexsort((view.numbers[members], score))]  # best first; ties to the lower number
         count = max(1, int(self.quantile * len(members)))
-        top, bottom = order[:count], order[-count:]
+        bottom = order[-count:]
+        rest = order[:-count]
+        top = rest[view.active[rest]][:count]  # sources train on: not diverged, stopped or finished
+        if not len(top):
+            return None
         source = np.arange(len(view.numbers), dtype=np.int32)
         change = np.zeros(len(view.numbers), bool)
         values = {name: view.hparams[name].astype(np.float64).copy() for name in self.explored()}

@@ -44,6 +44,9 @@ class QuasiRandom(Strategy):
         if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1:
             raise ValueError(f"QuasiRandom(n=...) must be an integer >= 1, but got n={self.n!r}")
 
+    def asks_for(self, space) -> int:
+        return int(self.n)
+
     def ask(self, space):
         space = as_space(space)
         swept = [name for name, axis in space.items() if isinstance(axis, Float) or len(axis.values) > 1]

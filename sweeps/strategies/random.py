@@ -32,6 +32,9 @@ class Random(Strategy):
         if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 1:
             raise ValueError(f"Random(n=...) must be an integer >= 1, but got n={self.n!r}")
 
+    def asks_for(self, space) -> int:
+        return int(self.n)
+
     def ask(self, space):
         space = as_space(space)
         rng = np.random.default_rng(self.seed)
