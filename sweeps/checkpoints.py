@@ -21,6 +21,7 @@ previous one used.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -44,6 +45,10 @@ logging.getLogger("absl").setLevel(logging.WARNING)
 
 class CheckpointError(ValueError):
     """A checkpoint could not be written or read; the message says what to do."""
+
+
+class CheckpointMismatch(CheckpointError):
+    """A checkpoint that reads back whole but belongs to another run or other settings: refused, never skipped."""
 
 
 @dataclasses.dataclass
@@ -118,8 +123,8 @@ class Checkpoints:
         if snapshot.population is not None:
             items["population"] = ocp.args.StandardSave(snapshot.population)
         try:
-            self.manager.save(step, args=ocp.args.Composite(**items))
-        except OSError as e:
+            self.manager.save(step, args=ocp.args.Composite(**items))  # raises an earlier save's error, too
+        except Exception as e:
             raise self._write_error(e) from e
         self.epochs_since, self.last_save, self.last_saved_at = 0, time.monotonic(), time.time()
         return step
@@ -128,34 +133,45 @@ class Checkpoints:
         """Blocks until every asynchronous save is on disk."""
         try:
             self.manager.wait_until_finished()
-        except OSError as e:
+        except Exception as e:
             raise self._write_error(e) from e
 
-    def _write_error(self, e: OSError) -> CheckpointError:
-        previous = self.manager.latest_step()
-        kept = f"checkpoint {previous} in {self.folder} stays usable" if previous else "no earlier checkpoint exists"
-        if e.errno == errno.ENOSPC:
+    def _write_error(self, e: Exception) -> Exception:
+        """A failed write as one CheckpointError that says what to do (other errors are returned unchanged)."""
+        if disk_full(e):
             what = "the disk is full (no space left on device)"
-        else:
+        elif isinstance(e, OSError):
             what = f"{e.strerror or e}"
+        else:
+            return e
+        with contextlib.suppress(Exception):  # the saves still under way finish (or fail): then look
+            self.manager.wait_until_finished()
+        previous = max((s for s in self.steps() if (self.folder / str(s)).is_dir()), default=None)  # whole ones
+        kept = f"checkpoint {previous} in {self.folder} stays usable" if previous else "no earlier checkpoint exists"
         return CheckpointError(
-            f"could not write a checkpoint into {self.folder}: {what}; {kept}. Free space (or fix the folder) "
-            f"and continue with `sweeps resume {self.folder.parent}`"
+            f"could not write a checkpoint into {self.folder}: {what}; {kept}. Free space (or fix the folder), "
+            f"then continue with `sweeps resume {self.folder.parent}`"
         )
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def restore_latest(self, population_target: Callable[[dict], Any]) -> Snapshot | None:
+    def restore_latest(
+        self, population_target: Callable[[dict], Any], check: Callable[[dict, int], None] | None = None
+    ) -> Snapshot | None:
         """The newest checkpoint that reads back whole; None when there is none.
 
         A damaged checkpoint (truncated, corrupted, half written) is named in a warning and the
         previous one is tried. `population_target(meta)` gives the abstract population
-        (`jax.eval_shape`) to restore into, so optimizer states keep their types.
+        (`jax.eval_shape`) to restore into, so optimizer states keep their types. `check(meta, step)`
+        runs on each checkpoint's meta before its arrays are read; a `CheckpointMismatch` it (or
+        `population_target`) raises refuses the checkpoint outright.
         """
         for step in reversed(self.steps()):
             try:
-                return self._restore(step, population_target)
+                return self._restore(step, population_target, check)
+            except CheckpointMismatch:
+                raise
             except Exception as e:  # noqa: BLE001 - any failure to read means this checkpoint is unusable
                 warnings.warn(
                     f"checkpoint {step} in {self.folder} is damaged and was skipped ({type(e).__name__}: "
@@ -164,10 +180,14 @@ class Checkpoints:
                 )
         return None
 
-    def _restore(self, step: int, population_target: Callable[[dict], Any]) -> Snapshot:
+    def _restore(
+        self, step: int, population_target: Callable[[dict], Any], check: Callable[[dict, int], None] | None = None
+    ) -> Snapshot:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"format {meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT}")
+        if check is not None:
+            check(meta, step)
         items = {}
         if meta["records_shapes"]:
             items["records"] = ocp.args.StandardRestore(_target(meta["records_shapes"]))
@@ -185,5 +205,36 @@ class Checkpoints:
         )
 
     def close(self) -> None:
-        self.wait()
-        self.manager.close()
+        """Waits for the saves and closes orbax's manager, also after a failed save (see `close_orbax`)."""
+        try:
+            close_orbax(self.manager)
+        except Exception as e:
+            raise self._write_error(e) from e
+
+
+def close_orbax(closable: Any) -> None:
+    """Closes an orbax checkpointer or checkpoint manager, also after a failed save.
+
+    orbax's `close` first waits for the background save and re-raises its error (once), and then
+    closes nothing: the threads left open keep the interpreter from exiting (a hang at the end of the
+    command). Here a second `close` closes them, then the error is raised.
+    """
+    try:
+        closable.close()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            closable.close()
+        raise
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether an error, or one it came from, says the disk is full (errno ENOSPC, as Python or tensorstore says it)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

@@ -5,15 +5,18 @@
     sweeps report runs/churn_lr
     sweeps run sweep.toml --coordinator node001:12355 --num-processes 2 --process-id 0   (and 1 on the other host)
 
-Errors a user can fix (a wrong key, a missing file, a bad value) print
-`error: <message>` on stderr and exit with status 2, without a traceback;
-set SWEEPS_TRACEBACK=1 to see the traceback instead.
+Errors a user can fix (a wrong key, a missing file, a bad value, a full disk)
+print `error: <message>` on stderr and exit with status 2, without a traceback
+or the checkpoint library's own error log; pass --verbose (or set
+SWEEPS_TRACEBACK=1) to see them.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
+import logging
 import math
 import os
 import sys
@@ -69,10 +72,12 @@ Cloud TPU pod slice), as jax.distributed.initialize() detects it; every process 
 command, loads the data itself, and process 0 writes the run folder.
 
 the run folder: --out DIR, else [run] dir, else runs/<config name> (runs/<name>-2, -3, ...
-when that one already holds a run). It gets run.json, config.json, table.csv/.parquet
-(one row per trial), history.csv/.parquet (every metric by epoch), plots/, checkpoints/
-and models/ (the best trials' weights: `sweeps predict`). A killed run continues with
-`sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first.
+when that one is not empty). It gets run.json, config.json, table.csv/.parquet
+(one row per trial), history.csv/.parquet (every metric by epoch), plots/, checkpoints/,
+models/ (the best trials' weights: `sweeps predict`) and, last, finished.json. A killed run
+continues with `sweeps resume RUN_DIR`; Ctrl-C saves a checkpoint first. One process at a time
+runs in a folder (others are refused with its pid and host); a folder holding files sweepax did
+not write is refused, never cleared.
 """
 RUN_EXAMPLES = _RUN_EXAMPLES.replace("{strategy}", strategy_help("  [strategy]  "))  # the text has TOML's braces
 
@@ -120,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a run already in the run folder (everything it wrote is removed first)",
+        help="replace a run already in the run folder (everything it wrote is removed first, nothing else; never "
+        "a folder another process runs in)",
     )
     run_parser.add_argument(
         "--quiet", action="store_true", help="no progress bar or summary; print only the run folder's path"
@@ -130,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check everything and print the devices, the structure groups, their population sizes and "
         "members per device, the programs to compile and the memory estimate per device; train nothing, "
-        "write nothing, compile nothing (fast)",
+        "write nothing, compile nothing (fast); any run folder will do, even one in use",
     )
     run_parser.add_argument(
         "--compile",
@@ -166,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume_parser = commands.add_parser(
         "resume",
         help="continue a run folder from its newest checkpoint",
-        description="Continue a sweep that stopped (killed, pre-empted, Ctrl-C) from its newest checkpoint. "
-        "The result equals that of an uninterrupted run. The run's config file is read again: when it or the "
-        "data changed since the start, the differences are listed and nothing runs (--fork runs them in a "
-        "new folder).",
+        description="Continue a sweep that stopped (killed, pre-empted, Ctrl-C, a full disk) from its newest "
+        "checkpoint; a run stopped during its final write gets its results written. The result equals that of an "
+        "uninterrupted run. The run's config file is read again: when it or the data changed since the start, the "
+        "differences are listed and nothing runs (--saved-config continues with the configuration the run saved; "
+        "--fork runs the new one in a new folder).",
         epilog="examples:\n  sweeps resume runs/churn_three\n  sweeps resume runs/churn_three --fork runs/longer "
         "--set train.divergence_threshold=20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -180,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NEW_DIR",
         help="start a new run in NEW_DIR from RUN_DIR's newest checkpoint, under the "
         "configuration as it is now (with --set)",
+    )
+    resume_parser.add_argument(
+        "--saved-config",
+        action="store_true",
+        help="continue with the configuration saved in RUN_DIR/run.json, ignoring edits made to the config file "
+        "since the run started",
     )
     resume_parser.add_argument(
         "--set",
@@ -210,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
     predict_parser.set_defaults(handler=predict_command)
     add_lr_find_parser(commands)
+    for sub in commands.choices.values():
+        sub.add_argument(
+            "--verbose",
+            action="store_true",
+            help="on an error, print its traceback and the checkpoint library's own log too (as SWEEPS_TRACEBACK=1)",
+        )
     return parser
 
 
@@ -221,14 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2): argparse has printed why
         return e.code if isinstance(e.code, int) else EXIT_USER_ERROR
     enable_compilation_cache()
+    verbose = getattr(args, "verbose", False) or bool(os.environ.get("SWEEPS_TRACEBACK"))
     try:
-        if hasattr(args, "coordinator"):
-            from sweeps.distributed import join
+        with contextlib.nullcontext() if verbose else quiet_background_errors():
+            if hasattr(args, "coordinator"):
+                from sweeps.distributed import join
 
-            join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
-        return args.handler(args)
+                join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
+            return args.handler(args)
     except USER_ERRORS as e:
-        if os.environ.get("SWEEPS_TRACEBACK"):
+        if verbose:
             raise
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -238,6 +259,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+@contextlib.contextmanager
+def quiet_background_errors():
+    """Keeps the checkpoint library's own reports of a failed write off the screen (without --verbose).
+
+    A failed write (a full disk) fails in orbax's background threads, which log a traceback each (dozens),
+    and tensorstore then calls back into orbax's closed event loops ("Event loop is closed", printed as
+    unraisable errors); the failure itself reaches the main thread, where it becomes one message.
+    """
+    absl, level, hook = logging.getLogger("absl"), logging.getLogger("absl").level, sys.unraisablehook
+
+    def unraisable(error):
+        if not (isinstance(error.exc_value, RuntimeError) and str(error.exc_value) == "Event loop is closed"):
+            hook(error)
+
+    absl.setLevel(logging.CRITICAL)
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        absl.setLevel(level)
+        sys.unraisablehook = hook
 
 
 # --- sweeps run ----------------------------------------------------------------------
@@ -258,7 +302,7 @@ def run_command(args: argparse.Namespace) -> int:
     config["run"]["dir"] = str(run_dir)
     planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
     data, sweep_plan = planned
-    if args.dry_run:
+    if args.dry_run:  # writes nothing, so it takes any folder and no lock; it says what a run would meet there
         return dry_run(args, config, data, sweep_plan)
     if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
         sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
@@ -306,6 +350,10 @@ def dry_run(args: argparse.Namespace, config: dict, data, sweep_plan) -> int:
         wall_s = time.perf_counter() - started
     if writer:
         print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))
+        try:
+            check_run_dir(Path(config["run"]["dir"]), args.overwrite, "the run folder")
+        except ValueError as e:
+            print(f"note: the run itself would stop here: {e}")
         print(f"dry run: nothing trained, {'no run folder' if args.compile else 'nothing'} written")
     return 0
 
@@ -314,10 +362,11 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     """--out, else [run] dir, else runs/<config stem> (or the first free runs/<stem>-2, -3, ...).
 
     Raises:
-      ValueError: when a folder named by --out or [run] dir already holds a run (finished or not)
-        and --overwrite was not given.
+      ValueError: (not for a dry run, which writes nothing) when a folder named by --out or [run] dir is
+        in use by another process, holds files sweepax did not write, or already holds a run (finished or
+        not) and --overwrite was not given.
     """
-    from sweeps.run_folder import holds_run, is_finished
+    from sweeps.run_folder import foreign_entries, holds_run
 
     if args.out:
         chosen, source = Path(args.out), "--out"
@@ -326,23 +375,32 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
     else:
         stem = Path(args.config).stem
         chosen, n = RUNS / stem, 1
-        while holds_run(chosen) and not args.overwrite:
+        while (foreign_entries(chosen) or holds_run(chosen)) and not (args.overwrite and holds_run(chosen)):
             n += 1
             chosen = RUNS / f"{stem}-{n}"
         return chosen
-    if holds_run(chosen) and not args.overwrite:
+    if not args.dry_run:
+        check_run_dir(chosen, args.overwrite, f"{show_path(chosen)} (from {source})")
+    return chosen
+
+
+def check_run_dir(chosen: Path, overwrite: bool, shown: str) -> None:
+    """Refuses, before anything loads, a run folder that `sweeps run` could not take (see `choose_run_dir`)."""
+    from sweeps.run_folder import holds_run, is_finished, refuse_foreign, refuse_in_use
+
+    if chosen.exists() and not chosen.is_dir():
+        raise ValueError(f"{shown} is a file; choose another run folder with --out DIR")
+    refuse_in_use(chosen)
+    refuse_foreign(chosen, shown)
+    if holds_run(chosen) and not overwrite:
         where = show_path(chosen)
         if is_finished(chosen):
             state, way = "a finished run", f"`sweeps report {where}` shows it"
         else:
             state, way = "an unfinished run", f"continue it with `sweeps resume {where}`"
         raise ValueError(
-            f"{where} (from {source}) already holds {state}; {way}; replace it with --overwrite, "
-            f"or write elsewhere with --out DIR"
+            f"{shown} already holds {state}; {way}; replace it with --overwrite, or write elsewhere with --out DIR"
         )
-    if chosen.exists() and not chosen.is_dir():
-        raise ValueError(f"the run folder {show_path(chosen)} (from {source}) is a file; choose another with --out DIR")
-    return chosen
 
 
 # --- sweeps report -------------------------------------------------------------------

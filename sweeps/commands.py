@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.summary import show_path, summary_lines
+from sweeps.sweep import SettingsChanged
 
 PREVIEW_ROWS = 5
 
@@ -46,6 +47,8 @@ def resume_command(args: argparse.Namespace) -> int:
     args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
     run_dir = Path(args.run_dir)
     manifest = run_folder.read_manifest(run_dir)
+    if not args.fork:  # before the data loads (process 0 looks); the run itself then takes the lock
+        distributed.on_writer(run_folder.refuse_in_use, run_dir)
     if run_folder.is_finished(run_dir) and not args.fork:
         print(
             f"{show_path(run_dir)} already finished: nothing to resume (`sweeps report {show_path(run_dir)}` shows it)"
@@ -59,7 +62,7 @@ def resume_command(args: argparse.Namespace) -> int:
         )
     config_file = stored.get("config_file")
     _refuse_missing_data(stored, args, run_dir)
-    if config_file and Path(config_file).is_file():  # a file edited since the start shows up as a difference
+    if config_file and Path(config_file).is_file() and not args.saved_config:  # an edit shows up as a difference
         config = load_config(config_file, list(stored.get("overrides", [])) + list(args.overrides))
     else:
         config = resolve_saved(stored, args.overrides, where=f"the configuration saved in {show_path(run_dir)}")
@@ -69,9 +72,12 @@ def resume_command(args: argparse.Namespace) -> int:
     what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
     if not args.quiet:
         print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
-    result = sweep_from_config(
-        config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True
-    )
+    try:
+        result = sweep_from_config(
+            config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True
+        )
+    except SettingsChanged as e:
+        raise ValueError(changed_settings_advice(e, config_file, args.saved_config)) from e
     result = load_result(target) if result.run_dir is None else result
     if args.quiet:
         print(show_path(target))
@@ -81,6 +87,31 @@ def resume_command(args: argparse.Namespace) -> int:
     print(f"wall time: {time.perf_counter() - started:.1f} s")
     print(f"run folder: {show_path(target)}")
     return 0
+
+
+def changed_settings_advice(error: SettingsChanged, config_file: str | None, saved_config: bool) -> str:
+    """`sweeps resume` refused a changed config or data: what differs, and commands that work from here (never the
+    one that just failed)."""
+    run_dir = show_path(error.run_dir)
+    lines = [f"{run_dir} was started with other settings; what differs now:", *(f"  {c}" for c in error.changed)]
+    if error.data_changed:
+        lines.append(f"to continue the run: put back the data it was started with, then `sweeps resume {run_dir}`")
+    elif not saved_config:
+        edited = f"not {show_path(config_file)} as edited" if config_file else "not the edits"
+        lines.append(
+            f"to continue the run with the settings it saved ({edited}): `sweeps resume {run_dir} --saved-config`"
+        )
+    if error.forkable and not error.data_changed:
+        lines.append(
+            f"to go on under the new settings from its newest checkpoint, in a new folder: "
+            f"`sweeps resume {run_dir} --fork NEW_DIR`"
+        )
+    elif config_file:
+        lines.append(
+            f"to train under the new settings, start a new run (its checkpoints hold trials of the old ones, which a "
+            f"fork cannot continue): `sweeps run {show_path(config_file)} --out NEW_DIR`"
+        )
+    return "\n".join(lines)
 
 
 def _refuse_missing_data(stored: dict, args: argparse.Namespace, run_dir: Path) -> None:

@@ -81,6 +81,8 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
       progress: show a progress bar.
       checkpoints: where checkpoints go (`sweeps.checkpoints.Checkpoints`), or None for none.
       fingerprints: the configuration's and the data's, recorded in each checkpoint.
+      restores: the fingerprints of the checkpoints this run may continue (its own; a fork's also those of
+        the run it forked); None for a new run, which never restores one.
       keep_models: how many of the best trials' best-epoch parameters to keep.
     """
 
@@ -92,6 +94,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         progress: bool = False,
         checkpoints: Checkpoints | None = None,
         fingerprints: Mapping[str, str] | None = None,
+        restores: list[Mapping[str, str]] | None = None,
         keep_models: int = 0,
     ):
         self.settings = plan.settings
@@ -106,6 +109,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         self.progress = Progress(self.settings.objective, progress)
         self.checkpoints = checkpoints
         self.fingerprints = dict(fingerprints or {})
+        self.restores = None if restores is None else [dict(f) for f in restores]
         self.kept = KeptModels(keep_models, config_of=self.config_of)
         self._configs: dict[int, tuple[int, int]] = {}  # trial number -> (configuration, its trials)
         self.position = LoopPosition()
@@ -142,9 +146,9 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         return self._configs[number]
 
     def run(self) -> Records:
-        """Trains every round (from the newest checkpoint, when there is one); returns the records."""
+        """Trains every round (from the newest checkpoint, when resuming); returns the records."""
         strategy = self.settings.strategy
-        restored = self.restore()
+        restored = self.restore() if self.restores is not None else {}
         try:
             with self._signals(), self.compile_times.listening():
                 while True:

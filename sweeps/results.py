@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweeps import run_folder
 from sweeps.engine.hparams import HPARAMS, reads
 from sweeps.engine.metrics import direction
 
@@ -156,13 +157,17 @@ class Result:
         return export(self, storage, study_name)
 
     def save(self, run_dir: str | Path) -> Path:
-        """Writes config.json, the table and the history (Parquet and CSV) into `run_dir`."""
+        """Writes config.json, the table and the history (Parquet and CSV) into `run_dir`, each file whole or
+        not at all, then the `finished.json` marker that makes the folder a finished result."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(json.dumps(self.config, indent=2, default=_jsonable) + "\n")
+        run_folder.write_json(run_dir / CONFIG_FILE, self.config, default=_jsonable)
         for frame, (parquet, csv) in ((self.table, TABLE_FILES), (self.history, HISTORY_FILES)):
-            frame.to_parquet(run_dir / parquet, index=False)
-            frame.to_csv(run_dir / csv, index=False)
+            with run_folder.atomic_write(run_dir / parquet) as f:
+                frame.to_parquet(f, index=False)
+            with run_folder.atomic_write(run_dir / csv) as f:
+                frame.to_csv(f, index=False)
+        run_folder.mark_finished(run_dir)
         self.run_dir = run_dir
         return run_dir
 
@@ -176,13 +181,10 @@ def load_result(run_dir: str | Path) -> Result:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist; pass the folder of a finished run (e.g. runs/churn_lr)")
+    if (run_dir / run_folder.MANIFEST).is_file() and not run_folder.is_finished(run_dir):
+        raise ValueError(run_folder.unfinished_message(run_dir))
     needed = [CONFIG_FILE, TABLE_FILES[0], HISTORY_FILES[0]]
     missing = [name for name in needed if not (run_dir / name).is_file()]
-    if missing and (run_dir / "run.json").is_file():
-        raise ValueError(
-            f"{run_dir} holds a run that has not finished (missing {', '.join(missing)}); "
-            f"continue it with `sweeps resume {run_dir}`"
-        )
     if missing:
         raise ValueError(
             f"{run_dir} is not a finished sweepax run folder: missing {', '.join(missing)}; "

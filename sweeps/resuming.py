@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.checkpoints import Snapshot
+from sweeps.checkpoints import CheckpointMismatch, Snapshot
 from sweeps.chunks import population_shapes
 from sweeps.engine.population import Population
 from sweeps.planning import Trial, work_items
@@ -45,7 +45,7 @@ class LoopPosition:
 
 class ResumingMixin:
     """Expects the loop's `checkpoints`, `rounds`, `configs`, `refilled`, `settings`, `records`, `kept`,
-    `position`, `pruned`, `parents`, `fingerprints`, `devices`, `seed` and `plan_next_round`."""
+    `position`, `pruned`, `parents`, `fingerprints`, `restores`, `devices`, `seed` and `plan_next_round`."""
 
     def snapshot(self, pop: Population | dict[str, Population] | None) -> Snapshot:
         meta = {
@@ -76,17 +76,10 @@ class ResumingMixin:
         """
         if self.checkpoints is None:
             return {}
-        snapshot = self.checkpoints.restore_latest(self._population_target)
+        snapshot = self.checkpoints.restore_latest(self._population_target, check=self._check_fingerprints)
         if snapshot is None:
             return {}
         meta = snapshot.meta
-        stored = meta["fingerprints"]
-        if stored.get("data") != self.fingerprints.get("data"):
-            raise ValueError(
-                f"the data changed since this run's checkpoint {snapshot.step} was written (fingerprint "
-                f"{stored.get('data')} -> {self.fingerprints.get('data')}); resume with the data the run started "
-                f"with, or start a new run from this checkpoint under the new data with --fork NEW_DIR"
-            )
         self._replan(meta)
         self.settings.strategy.load_state_dict(meta["strategy"])
         self.records = Records(snapshot.records)
@@ -100,6 +93,21 @@ class ResumingMixin:
             return {self.position.work: snapshot.population}
         return {int(work): pop for work, pop in snapshot.population.items()}
 
+    def _check_fingerprints(self, meta: Mapping[str, Any], step: int) -> None:
+        """A checkpoint is continued only by the run that wrote it (or a fork of that run): its settings' and
+        data's fingerprints must be among `restores`, else it is refused, both named (never adopted)."""
+        stored = meta.get("fingerprints")
+        if stored in (self.restores or []):
+            return
+        stored = stored if isinstance(stored, Mapping) else {}
+        own = self.restores[0] if self.restores else self.fingerprints
+        raise CheckpointMismatch(
+            f"checkpoint {step} in {self.checkpoints.folder} was not written by this run: it records settings "
+            f"{stored.get('settings')} and data {stored.get('data')}, this run is settings {own.get('settings')} "
+            f"and data {own.get('data')} (fingerprints, as in run.json); it is not continued: put back the run's "
+            f"own checkpoints, or start a new run in another folder"
+        )
+
     def _replan(self, meta: dict) -> None:
         """The stored rounds planned again (the strategy is not asked), with the trials strategies
         started in recycled slots; they must match what was trained."""
@@ -107,9 +115,10 @@ class ResumingMixin:
         recycled = {t.number for t in self.refilled}
         first = configs_of([t for t in self.rounds[0][0] if t.number not in recycled], self.settings.seeds)
         if _canonical(first) != _canonical(rounds[0]):
-            raise ValueError(
+            raise CheckpointMismatch(
                 "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
-                "changed since the run started; resume with the original configuration, or start a new run"
+                "changed since the run started (a fork continues a checkpoint only under settings that keep its "
+                "trials); resume with the original configuration, or start a new run"
             )
         refilled = [_trial_from_json(t) for t in meta["refilled"]]
         del self.rounds[1:], self.configs[1:]

@@ -1,81 +1,356 @@
-"""The run folder: what marks it as a sweepax run, how it is claimed, cleared, checked and compared.
+"""The run folder: what marks it as a sweepax run, how it is written, claimed, locked, cleared, checked and compared.
 
 A run writes `run.json` (its manifest) when it starts: the resolved settings,
 the fingerprints of the settings and of the data, the memory budget its chunks
-were planned with, and what the command line ran. `config.json`, the table,
-the history, the plots and `models/` follow when it finishes;
-`checkpoints/` fills while it trains. A folder holding a run is never
-silently replaced: `overwrite=True` clears what a run wrote (and nothing
-else), `resume=True` continues it.
+were planned with, what the command line ran, and the names it writes into the
+folder (`writes`). `checkpoints/` fills while it trains. When it finishes it
+writes `models/`, the plots, `config.json`, the table and the history, and
+last `finished.json`, the marker that makes the folder a finished run (with
+the size and sha256 of each file it vouches for). Every file goes through
+`atomic_write` (a temporary name in the same folder, flushed to disk, then
+renamed), so a file is whole or absent; a run killed during its final write
+has no marker, is unfinished, and resuming it writes its results again from
+its newest checkpoint, which holds every record and the kept models.
+
+One process at a time owns a folder (`RunLock`, held for the life of a run).
+A new run takes only a new or empty folder, or with `overwrite=True` one of its
+own (its `run.json` says so), and then clears only what that run wrote: a
+folder holding files sweepax did not write is refused, naming them, and
+nothing in it is touched. `resume=True` continues a run in its own folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+import socket
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 MANIFEST = "run.json"
 FORMAT = "sweepax-run/1"
 CONFIG_FILE = "config.json"
+FINISHED = "finished.json"  # written last: the folder holds a finished run
+FINISHED_FORMAT = "sweepax-finished/1"
+LOCK_FILE = ".sweepax.lock"
+WRITE_TEST = ".sweepax-write-test"
+PARTIAL = ".partial"  # `.NAME.partial`: NAME being written (`atomic_write`)
 # Everything a run writes into its folder: cleared by overwrite, and nothing else is.
-RUN_FILES = (MANIFEST, CONFIG_FILE, "table.parquet", "table.csv", "history.parquet", "history.csv")
+RUN_FILES = (MANIFEST, CONFIG_FILE, "table.parquet", "table.csv", "history.parquet", "history.csv", FINISHED)
 RUN_FOLDERS = ("plots", "checkpoints", "models")
+WRITES = (*RUN_FILES, *RUN_FOLDERS, LOCK_FILE)
+# The results the finished marker vouches for (the plots are drawn from the table: `sweeps report` redraws them).
+VOUCHED = (CONFIG_FILE, "table.parquet", "table.csv", "history.parquet", "history.csv", "models/models.json")
+SHOWN = 8  # the most names a message lists
 
 
-def holds_run(run_dir: Path) -> bool:
-    return (run_dir / MANIFEST).is_file() or (run_dir / CONFIG_FILE).is_file()
+# --- writing -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[IO[bytes]]:
+    """A binary file that appears at `path` whole or not at all: the only way a run writes its files.
+
+    Written under `.NAME.partial` in the same folder, flushed and synced to disk, then renamed onto
+    `path` (`os.replace`, atomic on POSIX filesystems); a failure removes the partial file and leaves
+    what was at `path` before. A process killed while writing leaves at most the partial file.
+
+    Examples:
+      >>> with atomic_write(folder / "table.csv") as f:  # doctest: +SKIP
+      ...     table.to_csv(f, index=False)
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}{PARTIAL}")
+    try:
+        with open(partial, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_json(path: str | Path, value: Any, default=None) -> None:
+    write_bytes(path, (json.dumps(value, indent=2, default=default or _jsonable) + "\n").encode())
+
+
+def _sync_folder(folder: Path) -> None:
+    """Makes a rename in `folder` durable (its entry on disk), where the OS allows opening a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def mark_finished(run_dir: Path) -> None:
+    """Writes `finished.json`, last: the run's results are complete. Records each result file's size and sha256."""
+    files = {}
+    for name in VOUCHED:
+        path = run_dir / name
+        if path.is_file():
+            data = path.read_bytes()
+            files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    write_json(run_dir / FINISHED, {"format": FINISHED_FORMAT, "finished": _now(), "files": files})
 
 
 def is_finished(run_dir: Path) -> bool:
-    return (run_dir / CONFIG_FILE).is_file() and (run_dir / "table.parquet").is_file()
+    """Whether the folder's final write completed: its `finished.json` marker exists and reads."""
+    marker = _read_json(run_dir / FINISHED)
+    return marker is not None and marker.get("format") == FINISHED_FORMAT
 
 
-def claim(run_dir: Path, overwrite: bool) -> None:
-    """Makes `run_dir` ready for a new run: created, writable, and not holding another run (unless `overwrite`).
+def holds_run(run_dir: Path) -> bool:
+    """Whether the folder is one of ours: its manifest (`run.json`) or finished marker is sweepax's."""
+    manifest = _read_json(run_dir / MANIFEST)
+    return (manifest is not None and manifest.get("format") == FORMAT) or is_finished(run_dir)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object read from `path`; None when absent, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# --- one process at a time -------------------------------------------------------------
+
+
+class RunFolderInUse(ValueError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """The lock a run holds on its folder from claiming it to its last write: one process at a time owns it.
+
+    `fcntl.flock(LOCK_EX | LOCK_NB)` on `RUN_DIR/.sweepax.lock`. The OS releases it when the holder's
+    file is closed or its process ends, however it ends (`kill -9`, a crash), so a dead run never
+    leaves a stale lock and the file itself may stay. The holder writes its pid, host and start time
+    into the file, for the message others get (`RunFolderInUse`).
+
+    On NFS, Linux clients since 2.6.12 emulate flock with byte-range locks that hold across hosts
+    (given a working lock manager); older kernels, or a mount with `local_lock=flock`, lock only on
+    the local host, so two hosts could both run in one folder: the message names the holder's host
+    so a user can check it.
+
+    Only the writer process (process 0) of a run over several processes locks.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Takes the lock; raises RunFolderInUse (naming the holder) when another process holds it.
+
+        Raises:
+          RunFolderInUse: another process holds it.
+          ValueError: the folder cannot be written (or locked).
+        """
+        if self._fd is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise ValueError(
+                f"cannot write into run_dir {self.run_dir}: {e.strerror}; pass a folder you can write to (--out DIR)"
+            ) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunFolderInUse(in_use_message(self.run_dir, read_holder(self.path))) from None
+            raise ValueError(
+                f"cannot lock run_dir {self.run_dir} ({self.path}: {e.strerror}); a filesystem without locks cannot "
+                f"keep two runs out of one folder: pass a folder on a local disk (--out DIR)"
+            ) from e
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "command": sys.argv}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(holder) + "\n").encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Lets the folder go (the holder's details are cleared first). Does nothing when not held."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
+        os.close(fd)  # closing the file releases the lock
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def read_holder(path: Path) -> dict[str, Any]:
+    """The pid, host and start time a lock's holder wrote (empty when it has not written them yet)."""
+    return _read_json(path) or {}
+
+
+def holder(run_dir: Path) -> dict[str, Any] | None:
+    """The holder of the folder's lock (its pid, host, since), or None when no process holds it."""
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return read_holder(path)
+    finally:
+        os.close(fd)
+    return None
+
+
+def in_use_message(run_dir: Path, info: Mapping[str, Any]) -> str:
+    if info.get("pid"):
+        who = f"pid {info['pid']} on host {info.get('host', '?')} since {info.get('since', '?')}"
+    else:
+        who = "another process (starting: it has not written its pid yet)"
+    return (
+        f"{run_dir} is in use by {who}; wait for it to finish, or stop it (Ctrl-C saves a checkpoint) and "
+        f"continue it with `sweeps resume {run_dir}`; to run something else now, choose another folder (--out DIR)"
+    )
+
+
+def unfinished_message(run_dir: Path) -> str:
+    """Why a run folder cannot be read as a finished run: still running (whose), or stopped before its marker."""
+    info = holder(run_dir)
+    if info is not None:
+        return f"{run_dir} holds a run that has not finished: " + in_use_message(run_dir, info)
+    return (
+        f"{run_dir} holds a run that has not finished (no {FINISHED}: it stopped before or during its final "
+        f"write); continue it with `sweeps resume {run_dir}` (API: resume=True), which writes its results from "
+        f"its newest checkpoint"
+    )
+
+
+def refuse_in_use(run_dir: Path) -> None:
+    """Raises RunFolderInUse when another process holds the folder (a check before the lock is taken)."""
+    info = holder(run_dir)
+    if info is not None:
+        raise RunFolderInUse(in_use_message(run_dir, info))
+
+
+# --- claiming and clearing ---------------------------------------------------------------
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """What a folder that is not one of ours holds (beyond a lock or partial file of ours); [] for ours or empty."""
+    if not run_dir.is_dir() or holds_run(run_dir):
+        return []
+    ours = {LOCK_FILE, WRITE_TEST} | {f".{name}{PARTIAL}" for name in WRITES}
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name not in ours)
+
+
+def refuse_foreign(run_dir: Path, shown: str | None = None) -> None:
+    """Refuses a folder that holds files sweepax did not write (a user's folder, or a run whose run.json is gone).
 
     Raises:
-      ValueError: a file in the way, a folder that cannot be created or written, or a folder that
-        holds a run and `overwrite` is False.
+      ValueError: naming the entries; nothing in the folder is touched.
+    """
+    foreign = foreign_entries(run_dir)
+    if not foreign:
+        return
+    listed = ", ".join(foreign[:SHOWN]) + (f" and {len(foreign) - SHOWN} more" if len(foreign) > SHOWN else "")
+    raise ValueError(
+        f"{shown or run_dir} is not a sweepax run folder (it has no {MANIFEST} of ours) and is not empty: it holds "
+        f"{listed}; a run writes only into a new or empty folder, or replaces a run of its own, and never "
+        f"deletes what it did not write: choose another folder (--out DIR), or move those files away yourself"
+    )
+
+
+def claim(run_dir: Path, overwrite: bool, lock: RunLock) -> None:
+    """Makes `run_dir` ready for a new run and takes its lock: created, writable, not another process's,
+    not a folder of someone else's files, and not holding another run (unless `overwrite`).
+
+    Raises:
+      RunFolderInUse: another process holds the folder (even with `overwrite`: a live run is never cleared).
+      ValueError: a file in the way, a folder that cannot be created or written, a folder holding files
+        sweepax did not write (named), or a folder that holds a run and `overwrite` is False.
     """
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"run_dir {run_dir} is a file; pass a folder path (it is created if missing)")
-    if holds_run(run_dir):
-        if not overwrite:
-            if is_finished(run_dir):
-                state, way = "a finished run", "sweeps.load_result reads it"
-            else:
-                state, way = "an unfinished run", f"continue it with resume=True (shell: sweeps resume {run_dir})"
-            raise ValueError(
-                f"{run_dir} already holds {state}; {way}; replace it with overwrite=True (shell: --overwrite), "
-                f"or choose another folder"
-            )
-        clear(run_dir)
+    refuse_foreign(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot create run_dir {run_dir}: {e.strerror}; pass a folder you can write to") from e
-    check_writable(run_dir)
+    lock.acquire()
+    try:
+        if holds_run(run_dir):
+            if not overwrite:
+                if is_finished(run_dir):
+                    state, way = "a finished run", "sweeps.load_result reads it"
+                else:
+                    state, way = "an unfinished run", f"continue it with resume=True (shell: sweeps resume {run_dir})"
+                raise ValueError(
+                    f"{run_dir} already holds {state}; {way}; replace it with overwrite=True (shell: --overwrite), "
+                    f"or choose another folder"
+                )
+            clear(run_dir)
+        check_writable(run_dir)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def clear(run_dir: Path) -> None:
-    """Removes what a run wrote into `run_dir` (manifest, results, plots, checkpoints, models), nothing else."""
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for name in RUN_FOLDERS:
-        shutil.rmtree(run_dir / name, ignore_errors=True)
+    """Removes what the run in `run_dir` wrote (its manifest's `writes`: results, plots, checkpoints, models,
+    partial files), nothing else; the lock file stays (its holder is the caller). Only names sweepax writes
+    are honoured, whatever the manifest says."""
+    manifest = _read_json(run_dir / MANIFEST) or {}
+    recorded = manifest.get("writes", WRITES) if manifest.get("format") == FORMAT else (FINISHED, *VOUCHED[:-1])
+    names = [name for name in WRITES if name in recorded and name != LOCK_FILE]
+    for name in names:
+        for path in (run_dir / name, run_dir / f".{name}{PARTIAL}"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def check_writable(run_dir: Path) -> None:
     """Refuses a folder that cannot be written, before any training it would have to hold."""
-    probe = run_dir / ".sweepax-write-test"
+    probe = run_dir / WRITE_TEST
     try:
         probe.write_text("ok")
         probe.unlink()
@@ -86,10 +361,9 @@ def check_writable(run_dir: Path) -> None:
 
 
 def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
-    body = {"format": FORMAT, "started": _now(), **manifest}
-    tmp = run_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, run_dir / MANIFEST)
+    """Writes `run.json`: the run's settings and fingerprints, and `writes`, the names it writes into the folder
+    (what `clear` removes)."""
+    write_json(run_dir / MANIFEST, {"format": FORMAT, "started": _now(), "writes": list(WRITES), **manifest})
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

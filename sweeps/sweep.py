@@ -96,16 +96,21 @@ def run(
         or a list of device ids. Populations are padded to a multiple of the count (padding never
         reaches the table); the memory budget is per device; the table does not depend on the count.
       run_dir: where to write the run folder (config, table, history, plots, checkpoints, the kept
-        models); None writes nothing. A folder that holds a run is refused unless `resume` or `overwrite`.
+        models, and last `finished.json`); None writes nothing. A folder that holds a run is refused unless
+        `resume` or `overwrite`; a folder holding files sweepax did not write is refused (named), and one
+        that another process runs in (`run_folder.RunLock`: its pid and host are named).
       checkpoint_every: save a checkpoint every this many epochs; None (default) saves at least every
         60 seconds of training. A checkpoint is also saved at the end of every chunk and round.
       keep_checkpoints: how many checkpoints to keep, the newest.
       keep_models: the best trials whose best-epoch parameters are saved in `run_dir/models`
         (`sweeps.load_model`); 0 keeps none.
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
-        data are required; a finished run is returned as it is). A path forks: a new run in `run_dir`
-        starts from that run's newest checkpoint under these settings.
-      overwrite: replace a run already in `run_dir` (everything it wrote is removed first).
+        data are required; a finished run is returned as it is; a run stopped during its final write gets
+        its results written). A path forks: a new run in `run_dir` starts from that run's newest checkpoint
+        under these settings (which must keep its trials: early stopping, divergence threshold, seed may
+        change). A new run never restores a checkpoint, and a resumed one only its own or its fork's.
+      overwrite: replace a run already in `run_dir` (what its run.json lists as written is removed first,
+        nothing else).
       progress: show a progress bar.
       metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
         the config file it ran).
@@ -152,10 +157,26 @@ def run(
     )
 
 
-def execute(
+def execute(sweep_plan: Plan, data: Dataset, **options: Any) -> Result:
+    """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; `options`: see `run`.
+
+    With a run folder, this process (process 0 of several) holds the folder's lock
+    (`run_folder.RunLock`) from claiming it to its final write, and lets it go however the run ends.
+    """
+    run_dir = options.get("run_dir")
+    lock = run_folder.RunLock(run_dir) if run_dir is not None else None
+    try:
+        return _execute(sweep_plan, data, lock=lock, **options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _execute(
     sweep_plan: Plan,
     data: Dataset,
     *,
+    lock: run_folder.RunLock | None,
     seed: int = 0,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -166,7 +187,6 @@ def execute(
     progress: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
-    """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; see `run`."""
     started = time.perf_counter()
     check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
     settings_now = describe(sweep_plan, data, seed)
@@ -174,33 +194,38 @@ def execute(
         "settings": run_folder.fingerprint(comparable(settings_now)),
         "data": run_folder.data_fingerprint(data),
     }
-    checkpoints = None
+    checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
     layout = sweep_plan.settings.layout
     if run_dir is not None:
         run_dir = Path(run_dir)
         if resume is True:
             manifest = run_folder.read_manifest(run_dir)
+            distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
             if run_folder.is_finished(run_dir):
                 return load_result(run_dir)
             _refuse_changes(manifest, settings_now, fingerprints, run_dir)
+            fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
+            restores = manifest.get("restores", [fingerprints])
         else:
             manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
             manifest["devices"] = layout.count
+            manifest["restores"] = restores = [fingerprints]
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
+                run_folder.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
                 manifest["forked_from"] = str(Path(resume).absolute())
+                manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
                 manifest["memory_budget"] = old["memory_budget"]
                 manifest["cache_bytes"] = old.get("cache_bytes")
                 manifest["lanes"] = old.get("lanes", 1)
                 manifest["devices"] = old.get("devices", layout.count)
                 _refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
-                fingerprints = {**fingerprints, "data": _checkpoint_data_fingerprint(Path(resume))}
             else:
                 manifest["memory_budget"] = sweep_plan.budget_bytes
                 manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
                 manifest["lanes"] = sweep_plan.settings.lanes
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
-            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume)
+            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume, lock)
         _refuse_other_device_count(manifest, layout.count, run_dir)
         # plan the chunks as the run first did (runs before the speed cap or the lanes' cut had none)
         first = (manifest["memory_budget"], manifest.get("cache_bytes"), manifest.get("lanes", 1))
@@ -214,6 +239,7 @@ def execute(
         progress and distributed.is_writer(),
         checkpoints=checkpoints,
         fingerprints=fingerprints,
+        restores=restores,
         keep_models=keep_models if run_dir is not None else 0,
     )
     try:
@@ -247,7 +273,12 @@ def execute(
     result = Result(table=table, history=history, config=config)
     if run_dir is not None:
         # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
-        models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+        try:
+            models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+        except Exception as e:
+            if checkpoints_lib.disk_full(e):
+                raise _disk_full_at_the_end(run_dir) from e
+            raise
         result.config["models"] = models
         distributed.barrier("sweeps: models saved")
         test = trained.test_metrics(run_dir / trained.FOLDER, data)
@@ -314,29 +345,59 @@ def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, 
         raise ValueError(f"resume={str(resume)!r}: no such run folder to fork from; pass True or a run folder")
 
 
+# Settings a fork may change and still continue a checkpoint's trials (the others change the trials or their chunks).
+FORKABLE = ("early_stopping", "divergence_threshold", "seed")
+
+
+class SettingsChanged(ValueError):
+    """Resuming under other settings or data than the run started with: `changed` lists them (`key: old -> new`)."""
+
+    def __init__(self, run_dir: Path, changed: list[str], data_changed: bool):
+        self.run_dir, self.changed, self.data_changed = run_dir, changed, data_changed
+        self.forkable = all(line.split(":")[0].split(".")[0] in FORKABLE for line in changed)
+        if data_changed:
+            way = "pass the data it was started with (the same arrays) to continue it"
+        else:
+            way = "pass the settings it was started with (run.json records them) to continue it"
+        if self.forkable:
+            new = (
+                f"to go on under the new ones from its newest checkpoint, fork it into a new folder: run_dir=NEW_DIR, "
+                f"resume={str(run_dir)!r} (shell: sweeps resume {run_dir} --fork NEW_DIR)"
+            )
+        else:
+            new = (
+                f"to train under the new ones, start a new run in another folder (run_dir=NEW_DIR): a fork continues "
+                f"a checkpoint only under settings that keep its trials ({', '.join(FORKABLE)})"
+            )
+        listed = "\n  ".join(changed)
+        super().__init__(f"{run_dir} was started with other settings; what differs now:\n  {listed}\n{way}; {new}")
+
+
 def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
-    """Resuming under other settings or other data would mix two sweeps: name what differs, and the way out."""
+    """Resuming under other settings or other data would mix two sweeps: name what differs, and the ways out."""
     changed = run_folder.differences(comparable(manifest["settings"]), comparable(now))
-    if manifest["fingerprints"]["data"] != fingerprints["data"]:
+    data_changed = manifest["fingerprints"]["data"] != fingerprints["data"]
+    if data_changed:
         changed.append(
             f"data: the arrays differ (fingerprint {manifest['fingerprints']['data']} -> {fingerprints['data']})"
         )
     if changed:
-        raise ValueError(
-            f"{run_dir} was started with other settings; what differs now:\n  "
-            + "\n  ".join(changed)
-            + f"\nresume with the run's own configuration (sweeps resume {run_dir}), or start a new run from its "
-            f"newest checkpoint under the new one: sweeps resume {run_dir} --fork NEW_DIR (API: run_dir=NEW_DIR, "
-            f"resume={str(run_dir)!r})"
-        )
+        raise SettingsChanged(run_dir, changed, data_changed)
 
 
-def _start_run_folder(run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path) -> None:
-    """Claims `run_dir` for a new run, copies a forked run's checkpoints in, and writes the manifest."""
-    run_folder.claim(run_dir, overwrite)
+def _start_run_folder(
+    run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path, lock: run_folder.RunLock
+) -> None:
+    """Claims `run_dir` for a new run (taking its lock), writes the manifest and copies a forked run's checkpoints in
+    (under a partial name first, so a folder never holds half of them)."""
+    run_folder.claim(run_dir, overwrite, lock)
+    partial = run_dir / f".{checkpoints_lib.FOLDER}{run_folder.PARTIAL}"
     if fork:
-        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, run_dir / checkpoints_lib.FOLDER)
+        shutil.rmtree(partial, ignore_errors=True)  # left by a fork killed while copying
+        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, partial)
     run_folder.write_manifest(run_dir, manifest)
+    if fork:
+        partial.rename(run_dir / checkpoints_lib.FOLDER)
 
 
 def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: Path) -> None:
@@ -351,10 +412,6 @@ def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir:
         )
 
 
-def _checkpoint_data_fingerprint(old_run: Path) -> str:
-    return run_folder.read_manifest(old_run)["fingerprints"]["data"]
-
-
 def _strategy_config(strategy: Strategy) -> dict[str, Any]:
     return {
         "name": type(strategy).__name__.lower(),
@@ -363,7 +420,9 @@ def _strategy_config(strategy: Strategy) -> dict[str, Any]:
 
 
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:
-    """Saves the result and draws its plots into `run_dir`.
+    """Draws the result's plots and saves it into `run_dir`, each file whole or not at all, the `finished.json`
+    marker last (`Result.save`): a run stopped before the marker is unfinished, and resuming it writes the
+    results again from its newest checkpoint.
 
     When the folder cannot be written at the end anyway (a disk that filled up, permissions
     changed), the results go into a new temporary folder and the error names it: nothing
@@ -371,17 +430,31 @@ def write_run_folder(result: Result, run_dir: str | Path) -> Path:
     """
     from sweeps import plots  # matplotlib only when a folder is written
 
+    path = Path(run_dir)
     try:
-        path = result.save(run_dir)
         plots.plot_run(result, path / "plots")
+        result.save(path)
     except OSError as e:
-        rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
-        result.save(rescue)
+        what = "the disk is full (no space left on device)" if checkpoints_lib.disk_full(e) else (e.strerror or e)
+        again = f"free space (or fix the folder), then `sweeps resume {run_dir}` writes them there from its checkpoint"
+        try:
+            rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
+            result.save(rescue)
+        except OSError:
+            raise ValueError(f"could not write the results into {run_dir}: {what}; {again}") from e
         raise ValueError(
-            f"could not write the results into {run_dir} ({e.strerror or e}); they were saved in {rescue} instead "
-            f"(table, history, config.json): copy them where you want them"
+            f"could not write the results into {run_dir}: {what}; they were saved in {rescue} instead (table, history, "
+            f"config.json): copy them where you want them, or {again}"
         ) from e
     return path
+
+
+def _disk_full_at_the_end(run_dir: Path) -> ValueError:
+    return ValueError(
+        f"could not write the results into {run_dir}: the disk is full (no space left on device); its newest "
+        f"checkpoint holds every trial's records and the kept models: free space, then `sweeps resume {run_dir}` "
+        f"(API: resume=True) writes them"
+    )
 
 
 def versions() -> dict[str, str]:

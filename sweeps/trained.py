@@ -26,6 +26,8 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from models import MLP
+from sweeps import run_folder
+from sweeps.checkpoints import close_orbax
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
@@ -205,10 +207,11 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
         return []
     folder.mkdir(parents=True, exist_ok=True)
     checkpointer = ocp.StandardCheckpointer()
-    for name, tree in trees.items():  # one orbax folder per trial: a model loads alone
-        checkpointer.save((folder / name).absolute(), tree, force=True)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
+    try:
+        for name, tree in trees.items():  # one orbax folder per trial: a model loads alone
+            checkpointer.save((folder / name).absolute(), tree, force=True)
+    finally:
+        close_orbax(checkpointer)  # waits for the saves; closed on an error too (else the command hangs at exit)
     fit = getattr(data, "preprocessing_fit", None)
     index = {
         "format": FORMAT,
@@ -223,7 +226,7 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
         "trials": entries,
     }
     if jax.process_index() == 0:  # several processes: orbax wrote the arrays from process 0, and so is the index
-        (folder / INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        run_folder.write_json(folder / INDEX, index)
     return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
 
 

@@ -157,7 +157,7 @@ def test_resuming_under_changed_settings_or_data_lists_what_differs(data, tmp_pa
     with pytest.raises(Stop):
         sweeps.run(data, run_dir=run_dir, **SWEEP)
     undo()
-    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 4 -> 5\n.*--fork NEW_DIR"):
+    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 4 -> 5\n.*start a new run"):
         sweeps.run(data, run_dir=run_dir, resume=True, **{**SWEEP, "epochs": 5})
     other = synthetic("binary", rows=400, seed=1)
     with pytest.raises(ValueError, match=r"data: the arrays differ"):
@@ -197,8 +197,11 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_leaves_nothing_of_the_o
 def test_an_unwritable_run_dir_is_refused_before_training(data, tmp_path):
     from helpers import log_compilations
 
-    with log_compilations() as compiled, pytest.raises(ValueError, match="cannot write into run_dir /proc"):
-        sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc")
+    with log_compilations() as compiled:
+        with pytest.raises(ValueError, match="cannot create run_dir /proc/sweepax-run"):
+            sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc/sweepax-run")
+        with pytest.raises(ValueError, match="/proc is not a sweepax run folder"):  # and not an empty one either
+            sweeps.run(data, space={"learning_rate": [1e-3]}, epochs=1, run_dir="/proc")
     assert not compiled.count("jit(train_epoch)"), "refused before anything compiled"
 
 

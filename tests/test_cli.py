@@ -124,7 +124,7 @@ def test_set_epochs_quiet_and_the_numbered_default_folder(tmp_path, monkeypatch,
     config = write_config(tmp_path / "configs", name="lr.toml")
     taken = tmp_path / "runs" / "lr"
     taken.mkdir(parents=True)
-    (taken / "config.json").write_text("{}")  # runs/lr holds a finished run: the default moves on
+    (taken / "config.json").write_text("{}")  # runs/lr is not empty: the default moves on
     assert main(["run", str(config), "--set", "train.epochs=1", "--quiet"]) == 0
     assert capsys.readouterr().out == "runs/lr-2\n"  # --quiet prints only the folder
     assert (table_of(tmp_path / "runs" / "lr-2")["epochs"] == 1).all()

@@ -13,15 +13,23 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from sweeps import run_folder  # noqa: E402
+
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
 MAX_LINES = 10  # the most lines (one per value of the other hyperparameters) in a plot against one of them
 STRUCTURAL = ("batch_size", "hidden", "activation", "optimizer", "schedule")  # one compiled program per value
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Writes the figure (PNG unless `path` names another format), whole or not at all (`run_folder.atomic_write`), and
+    closes it."""
+    path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with run_folder.atomic_write(path) as f:
+            fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
