@@ -6,7 +6,9 @@ exactly where it stopped:
 
   meta        JSON: the format version, the loop's position (round, work item, epoch),
               every round's configurations, the strategy's state, the fingerprints of
-              the configuration and the data, what the array items hold
+              the configuration and the data, what the array items hold, a checksum of
+              each array item (taken from host copies when it is written, compared when
+              it is read), and a copy of the run folder's manifest (`restore_manifest`)
   records     the per-epoch metrics of every trial so far (flat arrays, by trial number)
   population  the chunk in training (parameters, optimizer state, hyperparameters,
               steps, keys, masks, best-so-far), absent between chunks
@@ -15,8 +17,9 @@ exactly where it stopped:
 Saves are asynchronous: `save` returns once orbax has copied the arrays off
 the device, so the next epoch may consume (donate) the population's buffers
 while the files are written. A save killed half-way leaves a temporary folder
-that restore ignores; a damaged newest checkpoint is reported and the
-previous one used.
+that restore ignores; a damaged newest checkpoint (unreadable, or arrays
+that no longer match their checksum) is reported and the previous one used;
+when none is left, restore says so and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
+import sys
 import time
+import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +40,9 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from sweeps import run_folder
+from sweeps.evidence import checksum, reason
 
 FORMAT = "sweepax-checkpoint/2"  # 2: parameters as a tree, kernels stored (out, in)
 FOLDER = "checkpoints"
@@ -112,6 +121,8 @@ class Checkpoints:
             records_shapes=_abstract(snapshot.records),
             kept_shapes=_abstract(snapshot.kept),
             has_population=snapshot.population is not None,
+            checksums=_checksums(snapshot),
+            manifest=self._manifest(),
         )
         items = {"meta": ocp.args.JsonSave(meta)}
         if snapshot.records and next(iter(snapshot.records.values())).size:
@@ -167,17 +178,32 @@ class Checkpoints:
         runs on each checkpoint's meta before its arrays are read; a `CheckpointMismatch` it (or
         `population_target`) raises refuses the checkpoint outright.
         """
+        quiet_abandoned_reads()
+        damaged = []
         for step in reversed(self.steps()):
             try:
-                return self._restore(step, population_target, check)
+                snapshot = self._restore(step, population_target, check)
             except CheckpointMismatch:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure to read means this checkpoint is unusable
+                damaged.append((step, reason(e)))
+                continue
+            for bad, why in damaged:
                 warnings.warn(
-                    f"checkpoint {step} in {self.folder} is damaged and was skipped ({type(e).__name__}: "
-                    f"{str(e)[:200]}); resuming from the one before it",
+                    f"checkpoint {bad} in {self.folder} is damaged and was skipped ({why}); resuming from "
+                    f"checkpoint {step}, the newest that reads back whole",
                     stacklevel=2,
                 )
+            return snapshot
+        if damaged:
+            what = "; ".join(f"checkpoint {bad}: {why}" for bad, why in damaged)
+            run_dir = self.folder.parent
+            raise CheckpointError(
+                f"no usable checkpoint is left in {self.folder}: every one is damaged ({what}). Nothing was "
+                f"changed and nothing trained. To train this run again from its first epoch, delete {self.folder} "
+                f"and continue with `sweeps resume {run_dir}` (Python: sweeps.run(..., run_dir={str(run_dir)!r}, "
+                f"resume=True))"
+            )
         return None
 
     def _restore(
@@ -196,13 +222,29 @@ class Checkpoints:
         if meta["has_population"]:
             items["population"] = ocp.args.StandardRestore(population_target(meta))
         restored = self.manager.restore(step, args=ocp.args.Composite(**items)) if items else {}
-        return Snapshot(
+        snapshot = Snapshot(
             meta=meta,
             records={k: np.asarray(v) for k, v in (restored.get("records") or {}).items()},
             population=restored.get("population"),
             kept={k: np.asarray(v) for k, v in (restored.get("kept") or {}).items()},
             step=step,
         )
+        written, now = meta.get("checksums") or {}, _checksums(snapshot)
+        for item in items:
+            if written.get(item) is not None and now[item] is not None and written[item] != now[item]:
+                raise CheckpointError(
+                    f"its {item} arrays do not match the checksum written with them ({now[item]}, not "
+                    f"{written[item]}): they changed on disk since"
+                )
+        return snapshot
+
+    def _manifest(self) -> dict[str, Any] | None:
+        """The run folder's manifest as it is now: every checkpoint keeps a copy (`restore_manifest`)."""
+        try:
+            manifest = json.loads((self.folder.parent / run_folder.MANIFEST).read_text())
+        except (OSError, ValueError):  # missing or unreadable now: an older checkpoint's copy stays
+            return None
+        return manifest if isinstance(manifest, dict) else None
 
     def close(self) -> None:
         """Waits for the saves and closes orbax's manager, also after a failed save (see `close_orbax`)."""
@@ -238,3 +280,92 @@ def disk_full(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def _checksums(snapshot: Snapshot) -> dict[str, str | None]:
+    """`sweeps.evidence.checksum` of each array item, from host copies (None: a population spread over
+    several processes, which no one process holds whole, is not checked)."""
+    population = snapshot.population
+    spread = any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable for leaf in jax.tree.leaves(population))
+    return {
+        "records": checksum(snapshot.records),
+        "kept": checksum(snapshot.kept),
+        "population": None if population is None or spread else checksum(jax.device_get(population)),
+    }
+
+
+def restore_manifest(run_dir: str | Path) -> str | None:
+    """Puts back a run folder's missing or unreadable manifest (run.json) from its newest checkpoint's copy.
+
+    Returns a note saying what was done, or None when the manifest reads (nothing done) or no
+    checkpoint holds a copy (then reading the manifest raises its own error).
+    """
+    run_dir = Path(run_dir)
+    folder, path = run_dir.absolute() / FOLDER, run_dir / run_folder.MANIFEST
+    try:
+        run_folder.read_manifest(run_dir)
+        return None
+    except ValueError:
+        problem = "was damaged" if path.is_file() else "was missing"
+    if not folder.is_dir():
+        return None
+    manager = ocp.CheckpointManager(folder, options=ocp.CheckpointManagerOptions(create=False))
+    try:
+        for step in sorted(manager.all_steps(), reverse=True):
+            try:
+                meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # noqa: BLE001 - a damaged checkpoint: try the one before it
+                continue
+            copy = meta.get("manifest") if isinstance(meta, dict) else None
+            if isinstance(copy, dict) and copy.get("format") == run_folder.FORMAT:
+                run_folder.write_manifest(run_dir, copy)
+                return f"{path} {problem}: put back from the copy in checkpoint {step} of {folder}"
+    finally:
+        manager.close()
+    return None
+
+
+class _AbandonedReads(logging.Filter):
+    """asyncio's reports about a damaged checkpoint's reads that orbax abandoned (see `quiet_abandoned_reads`)."""
+
+    MARKS = ("orbax", "tensorstore", "OCDBT")  # in the future's repr, or in its traceback's file names
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "exception was never retrieved" not in message:
+            return True
+        tb = record.exc_info[2] if record.exc_info else None
+        files = " ".join(entry.filename for entry in traceback.extract_tb(tb)) if tb is not None else ""
+        return not any(mark.lower() in f"{message} {files}".lower() for mark in self.MARKS)
+
+
+_NEVER_AWAITED = r"coroutine '_read_\w*' was never awaited"
+
+
+def quiet_abandoned_reads() -> None:
+    """Silences the noise a damaged checkpoint's read leaves behind (the damage itself is reported); call it
+    before reading arrays with orbax. What is already in place is not added twice.
+
+    When one array of a checkpoint fails to read, orbax closes its event loop while tensorstore is
+    still reading the others; each of those then reports "Event loop is closed" (up to hundreds of
+    tracebacks, through `sys.unraisablehook`, arriving after the error), the abandoned read coroutines
+    report their error when they are collected, asyncio logs the tasks' unretrieved exceptions, and
+    Python warns about coroutines never awaited. Exactly these are dropped; anything else passes.
+    """
+    previous = sys.unraisablehook
+    if not getattr(previous, "quiets_abandoned_reads", False):
+
+        def hook(unraisable):
+            code = getattr(unraisable.object, "cr_code", None)  # an orbax read coroutine closed unfinished
+            error = unraisable.exc_value
+            closed = isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+            if not closed and not (code is not None and "orbax" in code.co_filename):
+                previous(unraisable)
+
+        hook.quiets_abandoned_reads = True
+        sys.unraisablehook = hook
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _AbandonedReads) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_AbandonedReads())
+    if not any(f[1] is not None and f[1].pattern == _NEVER_AWAITED for f in warnings.filters):
+        warnings.filterwarnings("ignore", message=_NEVER_AWAITED, category=RuntimeWarning)

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from sweeps.distributed import join
 
                 join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
-            return args.handler(args)
+            return handle(args)
     except USER_ERRORS as e:
         if verbose:
             raise
@@ -282,6 +282,25 @@ def quiet_background_errors():
     finally:
         absl.setLevel(level)
         sys.unraisablehook = hook
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Runs the command's handler; an error raised while a Ctrl-C unwinds is that Ctrl-C.
+
+    A second Ctrl-C stops at once, wherever it lands: in the middle of orbax starting its save thread,
+    the cleanup after it then fails ("cannot join thread before it is started"); that is still the
+    user's interrupt (exit 130), not a crash.
+    """
+    try:
+        return args.handler(args)
+    except Exception as e:
+        seen, cause = set(), e.__context__
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, KeyboardInterrupt):
+                raise KeyboardInterrupt from e
+            seen.add(id(cause))
+            cause = cause.__context__
+        raise
 
 
 # --- sweeps run ----------------------------------------------------------------------
@@ -446,14 +465,16 @@ def folder_files(run_dir: Path) -> list[str]:
 def command() -> None:
     """`sweeps` and `python -m sweeps`: `main`, then, once every thread has finished and every exit handler (JAX's,
     orbax's, logging's) has run, an exit without the interpreter's teardown (freeing each compiled program and
-    module took 0.6-0.7 s after churn_three on the development machine): nothing written is left unflushed."""
+    module took 0.6-0.7 s after churn_three on the development machine): nothing written is left unflushed.
+    After a Ctrl-C nothing is waited for: a second one may have stopped orbax mid-save, leaving threads that
+    never end (the newest whole checkpoint is on disk either way)."""
     try:
         code = main()
         sys.stdout.flush()
     except BrokenPipeError:  # the reader of stdout went away (`sweeps predict ... | head`)
         code = stdout_gone()
     for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
+        if thread is not threading.main_thread() and not thread.daemon and code != EXIT_INTERRUPTED:
             thread.join()
     atexit._run_exitfuncs()
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -40,12 +41,16 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
 
 def resume_command(args: argparse.Namespace) -> int:
     from sweeps import distributed, run_folder
+    from sweeps.checkpoints import restore_manifest
     from sweeps.config import load_config, plan_from_config, resolve_saved, sweep_from_config
     from sweeps.results import load_result
 
     started = time.perf_counter()
     args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
     run_dir = Path(args.run_dir)
+    restored = distributed.on_writer(restore_manifest, run_dir)  # run.json lost or damaged: its checkpoints' copy
+    if restored and not args.quiet:
+        print(f"note: {restored}", file=sys.stderr)
     manifest = run_folder.read_manifest(run_dir)
     if not args.fork:  # before the data loads (process 0 looks); the run itself then takes the lock
         distributed.on_writer(run_folder.refuse_in_use, run_dir)
@@ -135,11 +140,18 @@ def predict_command(args: argparse.Namespace) -> int:
     from sweeps.data.reading import read_csv
     from sweeps.trained import load_model
 
+    out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
+    if out.is_dir():  # refused before anything is computed
+        raise ValueError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'predictions.csv'}")
     model = load_model(args.run_dir, trial=args.trial)
     frame = read_csv(args.csv, str(args.csv), sep=args.sep)
     predictions = predictions_frame(model, frame)
-    out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
-    predictions.to_csv(out, index=False)
+    try:
+        predictions.to_csv(out, index=False)
+    except OSError as e:
+        raise ValueError(
+            f"could not write the predictions to {out} ({e.strerror or e}); choose a file you can write with --out FILE"
+        ) from e
     info = model.info
     print(
         f"model: trial {model.trial} of {show_path(args.run_dir)} at its best epoch {info['best_epoch']} "

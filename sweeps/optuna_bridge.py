@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweeps.evidence import reason
 from sweeps.space import Axis, Choice, Float, as_space, axis_from_config
 
 INSTALL = 'pip install "sweepax[bayes]"'
@@ -139,13 +140,15 @@ def export(result, storage: str, study_name: str | None = None):
       study_name: the new study's name; default the run folder's name, else "sweepax".
 
     Raises:
-      ValueError: when the storage already holds a study of that name.
+      ValueError: when the storage already holds a study of that name, or cannot be opened.
 
     Examples:
       >>> study = sweeps.load_result("runs/lr").to_optuna("sqlite:///runs/lr/optuna.db")  # doctest: +SKIP
       >>> study.best_params  # doctest: +SKIP
     """
     optuna = import_optuna("Result.to_optuna")
+    import sqlalchemy.exc  # installed with optuna
+
     table, history, objective = result.table, result.history, result.objective
     if study_name is None:
         study_name = Path(result.run_dir).name if result.run_dir is not None else "sweepax"
@@ -180,6 +183,12 @@ def export(result, storage: str, study_name: str | None = None):
                 f"(sweeps report --study-name NAME), or delete it first: "
                 f"optuna delete-study --storage {storage} --study-name {study_name}"
             ) from None
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:  # a URL it cannot parse, load or open
+            raise ValueError(
+                f"cannot open the Optuna storage {storage!r} ({reason(e, 200)}); "
+                f"pass a database URL, e.g. sqlite:///runs/lr/optuna.db (a file, created if missing); the run "
+                f"folder is not affected"
+            ) from e
         with warnings.catch_warnings():  # experimental since Optuna 3.2, and what the dashboard labels axes with
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([objective])

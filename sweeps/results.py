@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from sweeps import run_folder
 from sweeps.engine.hparams import HPARAMS, reads
 from sweeps.engine.metrics import direction
+from sweeps.evidence import DamagedRunFolder, check_result, reason
 
 TABLE_FILES = ("table.parquet", "table.csv")
 HISTORY_ONLY = ("lineage",)  # per-epoch parents (PBT): history only; hparam_<name> also gets best_/final_ columns
@@ -175,8 +177,12 @@ class Result:
 def load_result(run_dir: str | Path) -> Result:
     """Reads a run folder written by `sweeps.run(..., run_dir=...)`.
 
+    Every name it gives (the objective, metric and hyperparameter names, trial numbers) is checked to be
+    one sweepax writes before anything uses it (`sweeps.evidence.check_result`).
+
     Raises:
-      ValueError: when the folder or one of its files is missing.
+      ValueError: when the folder or one of its files is missing; `sweeps.evidence.DamagedRunFolder` (a
+        ValueError) when a file is damaged or holds a name sweepax never writes.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -197,9 +203,22 @@ def load_result(run_dir: str | Path) -> Result:
             f"{run_dir / CONFIG_FILE} is damaged and cannot be read ({e}); the table and history are in "
             f"{run_dir / TABLE_FILES[1]} and {run_dir / HISTORY_FILES[1]}"
         ) from e
-    table = pd.read_parquet(run_dir / TABLE_FILES[0])
-    history = pd.read_parquet(run_dir / HISTORY_FILES[0])
+    table = _read_frame(run_dir / TABLE_FILES[0], run_dir / TABLE_FILES[1])
+    history = _read_frame(run_dir / HISTORY_FILES[0], run_dir / HISTORY_FILES[1])
+    check_result(config, table, history, run_dir)  # names read here build file names and labels later
     return Result(table=table, history=history, config=config, run_dir=run_dir)
+
+
+def _read_frame(path: Path, csv_copy: Path) -> pd.DataFrame:
+    """A Parquet file of a run folder; a damaged one is named, with its CSV copy."""
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
+        copy = f"its copy {csv_copy} may still be whole" if csv_copy.is_file() else f"{csv_copy} is missing too"
+        raise DamagedRunFolder(
+            f"{path} is damaged and cannot be read ({reason(e)}); {copy}; the run folder's checkpoints "
+            f"and models/ are not affected"
+        ) from e
 
 
 def _jsonable(value: Any) -> Any:

@@ -15,6 +15,7 @@ import platform
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,9 @@ def _execute(
     if run_dir is not None:
         run_dir = Path(run_dir)
         if resume is True:
+            restored = distributed.on_writer(checkpoints_lib.restore_manifest, run_dir)  # run.json lost: a copy
+            if restored:
+                warnings.warn(restored, stacklevel=2)
             manifest = run_folder.read_manifest(run_dir)
             distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
             if run_folder.is_finished(run_dir):

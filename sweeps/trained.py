@@ -26,14 +26,16 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from models import MLP
+from models.mlp import ACTIVATIONS
 from sweeps import run_folder
-from sweeps.checkpoints import close_orbax
+from sweeps.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
-from sweeps.engine.metrics import evaluate
+from sweeps.engine.metrics import METRICS, evaluate
 from sweeps.engine.population import PADDING, Population, flat_params
 from sweeps.engine.structure import Structure, param_shapes, structure_of
+from sweeps.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial, checksum, reason
 
 
 class KeptModels:
@@ -201,6 +203,7 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
                 "best_epoch": int(row["best_epoch"]),
                 "value": float(row["value"]),
                 "metrics": {c: float(row[c]) for c in rows.columns if c.startswith("best_") and c != "best_epoch"},
+                "checksum": checksum(trees[f"trial_{number}"]),  # load_model compares it
             }
         )
     if not entries:
@@ -346,12 +349,19 @@ class TrainedModel:
 def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
     """A saved model of a run folder: the best trial's (or the named trial's), at its best epoch.
 
+    The arrays are compared with the checksum written with them: a model file changed on disk is
+    refused, never used.
+
     Args:
       run_dir: a folder written by `sweeps run` / `sweeps.run(..., run_dir=...)`.
-      trial: a trial number among the saved ones (`keep_models` best); None for the best.
+      trial: a trial number among the saved ones (`keep_models` best), as an int or its digits ("10");
+        None for the best.
 
     Raises:
-      ValueError: no saved models there, or the trial is not among them.
+      ValueError: no saved models there, or the trial is not among them; `DamagedRunFolder` (a
+        ValueError) when models.json or the trial's arrays are damaged: it names the file and the
+        saved trials that still load.
+      TypeError: `trial` is not a trial number.
 
     Examples:
       >>> model = sweeps.load_model("runs/churn_lr")  # doctest: +SKIP
@@ -364,10 +374,9 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
             f"{run_dir} has no saved models ({FOLDER}/{INDEX} is missing): pass a run folder that finished with "
             f"keep_models >= 1 (the default keeps 5)"
         )
-    index = json.loads((folder / INDEX).read_text())
-    if index.get("format") != FORMAT:
-        raise ValueError(f"{folder / INDEX} is not a sweepax models index (format {index.get('format')!r})")
+    index = _read_index(folder / INDEX)
     saved = {e["trial"]: e for e in index["trials"]}
+    trial = _trial_number(trial)
     if trial is None:
         trial = index["trials"][0]["trial"]
     if trial not in saved:
@@ -376,31 +385,147 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
             f"{index['objective']}); raise keep_models to keep more"
         )
     info = saved[trial]
-    structure = Structure(
-        hidden=tuple(info["structure"]["hidden"]),
-        activation=info["structure"]["activation"],
-        batch_size=1,
-        optimizer="sgd",
-        schedule="constant",
-        clip=False,
-        dropout=False,
-        task=index["task"],
-        n_features=info["structure"]["n_features"],
-        n_outputs=info["structure"]["n_outputs"],
-    )
-    shapes = jax.eval_shape(_model(info).init, jax.random.PRNGKey(0), jnp.zeros((1, structure.n_features)))["params"]
-    with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore((folder / f"trial_{trial}").absolute(), shapes)
-    restored = jax.tree.map(np.asarray, restored)
+    try:
+        restored = _params(folder, info)
+    except DamagedRunFolder as e:
+        still = [n for n in sorted(saved) if n != trial and _loads(folder, saved[n])]
+        way = (
+            f"trials {still} still load (sweeps.load_model(run_dir, trial={still[0]}), or `sweeps predict "
+            f"{run_dir} ROWS.csv --trial {still[0]}`)"
+            if still
+            else "no other saved trial loads either"
+        )
+        raise DamagedRunFolder(f"{e}; {way}; the table and history are not affected") from e
     fit = index["preprocessing"]
+    try:
+        preprocessing = Preprocessing.from_json(fit) if fit is not None else None
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise _damaged_index(folder / INDEX, f"its preprocessing entry cannot be read ({e})") from e
     return TrainedModel(
         trial=trial,
         hparams=info["hparams"],
         info=info,
         params=restored,
-        preprocessing=Preprocessing.from_json(fit) if fit is not None else None,
+        preprocessing=preprocessing,
         task=index["task"],
         class_names=tuple(index["class_names"]),
         y_mean=index["y_mean"],
         y_std=index["y_std"],
     )
+
+
+def _trial_number(trial: Any) -> int | None:
+    """`trial` as load_model takes it: None, an int, or an int's digits ("10", as a command line gives it)."""
+    if isinstance(trial, str) and trial.strip().isdigit():
+        return int(trial)
+    if trial is None or (isinstance(trial, int | np.integer) and not isinstance(trial, bool)):
+        return None if trial is None else int(trial)
+    raise TypeError(f"trial must be a saved trial's number (an int, e.g. trial=3) or None for the best, not {trial!r}")
+
+
+def _params(folder: Path, info: Mapping[str, Any]) -> Any:
+    """A saved trial's flax parameter tree (numpy), checked against the checksum written with it.
+
+    Raises:
+      DamagedRunFolder: the arrays cannot be read, or they do not match their checksum.
+    """
+    path = folder / f"trial_{info['trial']}"
+    s = info["structure"]
+    shapes = jax.eval_shape(_model(info).init, jax.random.PRNGKey(0), jnp.zeros((1, s["n_features"])))["params"]
+    quiet_abandoned_reads()
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            restored = checkpointer.restore(path.absolute(), shapes)
+    except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds for a damaged file
+        raise DamagedRunFolder(
+            f"the saved model of trial {info['trial']} ({path}) is damaged and cannot be read ({reason(e)})"
+        ) from e
+    restored = jax.tree.map(np.asarray, restored)
+    written = info.get("checksum")  # absent in run folders written before checksums
+    if written is not None and checksum(restored) != written:
+        raise DamagedRunFolder(
+            f"the saved model of trial {info['trial']} ({path}) is damaged: its arrays do not match the checksum "
+            f"written with them ({checksum(restored)}, not {written}), so they changed on disk since"
+        )
+    return restored
+
+
+def _loads(folder: Path, info: Mapping[str, Any]) -> bool:
+    try:
+        _params(folder, info)
+    except DamagedRunFolder:
+        return False
+    return True
+
+
+def _damaged_index(path: Path, problem: str) -> DamagedRunFolder:
+    return DamagedRunFolder(
+        f"{path} is damaged or was edited: {problem}; the saved models cannot be used without it (run the sweep "
+        f"again to save them), while the run's table and history are not affected (`sweeps report "
+        f"{path.parent.parent}`)"
+    )
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    """models.json, checked: every entry `load_model` and `sweeps predict` read is there, of the kind sweepax writes.
+
+    Raises:
+      DamagedRunFolder: naming the file and the entry.
+    """
+    try:
+        index = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _damaged_index(path, f"it cannot be read ({e})") from e
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise _damaged_index(path, f"it is not a sweepax models index (format {found!r}, not {FORMAT!r})")
+
+    def need(entry: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+        value = entry.get(key, _ABSENT)
+        if value is _ABSENT or not isinstance(value, kind) or isinstance(value, bool) and bool not in kind:
+            found = "missing" if value is _ABSENT else f"{value!r}"
+            raise _damaged_index(path, f"its {where}{key!r} entry is {found}")
+        return value
+
+    number = (int, float)
+    need(index, "task", str)
+    if index["task"] not in METRICS:
+        raise _damaged_index(path, f"its task {index['task']!r} is none of {sorted(METRICS)}")
+    check_metric(index.get("objective"), f"{path} (objective)")
+    need(index, "class_names", list)
+    need(index, "y_mean", number)
+    need(index, "y_std", number)
+    if not isinstance(index.get("preprocessing", _ABSENT), dict | type(None)):
+        need(index, "preprocessing", dict)
+    if not need(index, "trials", list):
+        raise _damaged_index(path, "it lists no saved trials (its 'trials' entry is empty)")
+    for entry in index["trials"]:
+        if not isinstance(entry, dict):
+            raise _damaged_index(path, f"a 'trials' entry is {entry!r}, not a saved trial")
+        entry["trial"] = check_trial(entry.get("trial"), f"{path} (trials)")
+        where = f"trial {entry['trial']}'s "
+        for name in need(entry, "hparams", dict, where):
+            check_hparam(name, f"{path} ({where}hparams)")
+        structure = need(entry, "structure", dict, where)
+        hidden = need(structure, "hidden", list, where)
+        if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
+            raise _damaged_index(path, f"its {where}hidden layer widths {hidden!r} are not positive ints")
+        if structure.get("activation") not in ACTIVATIONS:
+            raise _damaged_index(path, f"its {where}activation {structure.get('activation')!r} is unknown")
+        for key in ("n_features", "n_outputs"):
+            if need(structure, key, int, where) < 1:
+                raise _damaged_index(path, f"its {where}{key!r} entry is {structure[key]!r}, not >= 1")
+        need(entry, "best_epoch", int, where)
+        need(entry, "value", number, where)
+        for name, value in need(entry, "metrics", dict, where).items():
+            metric = name.removeprefix("best_")
+            if metric.startswith("hparam_"):  # population based training: a hyperparameter at the best epoch
+                check_hparam(metric.removeprefix("hparam_"), f"{path} ({where}metrics)")
+            else:
+                check_metric(metric, f"{path} ({where}metrics)")
+            if not isinstance(value, number):
+                raise _damaged_index(path, f"its {where}metric {name!r} is {value!r}, not a number")
+    return index
+
+
+_ABSENT = object()

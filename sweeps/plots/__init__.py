@@ -11,6 +11,8 @@
   against its values, drawn as the learning-rate plot is.
 
 Discrete axes are ticked at the values tried; categories keep the space's order in every plot.
+File names built from names (the objective, a hyperparameter) go through `sweeps.evidence.file_name`,
+so a plot is always written inside `folder`.
 Each `plot_*` writes a file; the `draw_*` beside it returns the open `Figure` instead.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sweeps.evidence import file_name
 from sweeps.plots.axes import MAX_LINES, MAX_TICKS, STRUCTURAL, categories, colouring, is_discrete, is_log, swept
 from sweeps.plots.curves import draw_learning_curves, plot_learning_curves, y_range
 from sweeps.plots.hparams import (
@@ -39,12 +42,13 @@ def plot_run(result, folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written, names = [plot_learning_curves(result, folder / "learning_curves.png")], swept(result)
     if "learning_rate" in names:  # otherwise the marginals show the objective against what was swept
-        written.append(plot_metric_vs_learning_rate(result, folder / f"{result.objective}_vs_learning_rate.png"))
+        path = folder / file_name(f"{result.objective}_vs_learning_rate.png")
+        written.append(plot_metric_vs_learning_rate(result, path))
     if len(names) >= 2:
         written.append(plot_parallel_coordinates(result, folder / "parallel_coordinates.png"))
     for name in names:
         if name != "learning_rate":  # the learning-rate plot above is its marginal
-            written.append(plot_marginal(result, name, folder / f"marginal_{name}.png"))
+            written.append(plot_marginal(result, name, folder / file_name(f"marginal_{name}.png")))
     if has_lineage(result):
         written.append(plot_pbt(result, folder / "pbt_lineage.png"))
     return written
