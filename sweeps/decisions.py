@@ -19,7 +19,7 @@ from sweeps.engine.metrics import direction
 from sweeps.engine.population import PADDING, Population
 from sweeps.engine.structure import structure_of
 from sweeps.planning import Group, Trial
-from sweeps.strategies.base import EpochView, Strategy
+from sweeps.strategies.base import EpochView
 
 
 class DecisionsMixin:
@@ -29,7 +29,7 @@ class DecisionsMixin:
         """Between epochs: the strategy's decisions (prune, refill, copy and perturb, repack) applied
         with the engine's jitted edits. Returns the population and whether any member trains on."""
         strategy = self.settings.strategy
-        if type(strategy).decide is Strategy.decide:
+        if not strategy.acts_between_epochs:
             return pop, bool(metrics["active"].any())
         numbers, epochs_done, hparams = self.devices.fetch((pop.numbers, pop.epochs_done, pop.hparams))
         sign = -1.0 if direction(self.settings.objective) == "maximize" else 1.0

@@ -98,7 +98,7 @@ def lanes_fit(strategy: Strategy, devices: Any) -> bool:
     """Whether a sweep's work items may train in lanes: nothing between epochs reaches into them (no strategy
     decisions, no lineage), one process, one CPU device."""
     return (
-        type(strategy).decide is Strategy.decide
+        not strategy.acts_between_epochs
         and not strategy.tracks_hparams
         and devices.processes == 1
         and devices.count == 1

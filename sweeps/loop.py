@@ -57,7 +57,6 @@ from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
 from sweeps.resuming import LoopPosition, ResumingMixin, configs_of
-from sweeps.strategies.base import Strategy
 from sweeps.trained import KeptModels
 
 
@@ -275,7 +274,7 @@ class SweepLoop(DecisionsMixin, CompilingMixin, ResumingMixin, LanesMixin):
         members that all stopped) and one process (checkpoint timing needs no agreement)."""
         strategy = self.settings.strategy
         return (
-            type(strategy).decide is Strategy.decide
+            not strategy.acts_between_epochs
             and not strategy.tracks_hparams
             and self.stop_metric is None
             and self.devices.processes == 1

@@ -363,7 +363,7 @@ def check_settings(
         pad_to,
     )
     # A strategy that acts inside populations (halving, PBT) keeps them whole; others are also cut by speed.
-    by_speed = layout.local[0].platform == "cpu" and type(strategy).decide is Strategy.decide
+    by_speed = layout.local[0].platform == "cpu" and not strategy.acts_between_epochs
     return dataclasses.replace(
         settings,
         devices=layout,

@@ -235,3 +235,54 @@ def test_the_gp_sampler_asks_distinct_trials_round_after_round():
     assert (
         len({(r, d) for r, d in pd.concat(rounds)[["params_learning_rate", "params_dropout"]].itertuples(False)}) == 8
     )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "acts"),
+    [
+        (sweeps.Grid, False),
+        (sweeps.Random, False),
+        (sweeps.QuasiRandom, False),
+        (sweeps.Bayes, False),
+        (sweeps.Halving, True),
+        (sweeps.PBT, True),
+    ],
+)
+def test_strategy_says_whether_it_acts_between_epochs(strategy, acts):
+    """`acts_between_epochs` is the one statement the loop and the planner read: True exactly for the built-in
+    strategies with decisions between epochs."""
+    assert strategy.acts_between_epochs is acts
+    assert strategy().acts_between_epochs is acts
+
+
+def test_user_strategy_that_decides_must_say_it_acts_between_epochs():
+    """A user's strategy that overrides `decide` but does not declare `acts_between_epochs` is refused when the
+    class is defined (its decisions would otherwise never be asked for); declaring it, or inheriting it, is accepted."""
+    with pytest.raises(TypeError, match=r"Pruner.*decide.*acts_between_epochs = True"):
+
+        class Pruner(sweeps.Strategy):
+            def ask(self, space):
+                return [{}]
+
+            def decide(self, view):
+                return None
+
+    class Declared(sweeps.Strategy):
+        acts_between_epochs = True
+
+        def ask(self, space):
+            return [{}]
+
+        def decide(self, view):
+            return None
+
+    class Asks(sweeps.Strategy):
+        def ask(self, space):
+            return [{}]
+
+    class MyHalving(sweeps.Halving):
+        def decide(self, view):
+            return super().decide(view)
+
+    assert Declared.acts_between_epochs and MyHalving.acts_between_epochs
+    assert not Asks.acts_between_epochs

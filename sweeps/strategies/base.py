@@ -15,7 +15,7 @@ with `round_size() -> k`: the loop then pads each structure's population to
 `k` members (times `seeds`) in every round, so a round whose trials share a
 structure with an earlier round's reuses that compiled program instead of
 compiling one for a new population size. A strategy that acts inside a training
-population also answers `decide(view)` after every epoch: it sees the
+population says so (`acts_between_epochs = True`) and answers `decide(view)` after every epoch: it sees the
 population's metrics (`EpochView`) and returns `Decisions` (stop members,
 start new trials in their slots, copy members onto others with new
 hyperparameters), which the loop applies with the engine's jitted edits.
@@ -84,9 +84,23 @@ class Decisions:
 class Strategy(abc.ABC):
     """Which trials to train: `ask` for a round's configurations, `tell` their results."""
 
+    # A strategy that decides between epochs (`decide`: halving, PBT) sets this; it is the only thing the loop
+    # and the planner read to learn whether to call `decide` (a population that acts between epochs is kept
+    # whole and its metrics are read after every epoch). A subclass that defines `decide` without it is refused
+    # when the class is defined, so that no decisions are silently ignored.
+    acts_between_epochs: bool = False
+
     # A strategy that changes members' hyperparameters while they train (population based training)
     # sets this: the history then records every member's traced hyperparameters and parent each epoch.
     tracks_hparams: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "decide" in vars(cls) and not cls.acts_between_epochs:
+            raise TypeError(
+                f"{cls.__name__} defines decide() but does not set acts_between_epochs = True, so the sweep would "
+                f"never call it: add `acts_between_epochs = True` to the class body of {cls.__name__}"
+            )
 
     def start(self, objective: str, direction: str) -> None:  # noqa: B027 - optional: most strategies need neither
         """Called once before the first `ask` of a sweep: the metric it optimizes and its direction.
@@ -135,7 +149,8 @@ class Strategy(abc.ABC):
         return {}
 
     def decide(self, view: EpochView) -> Decisions | None:
-        """Between epochs: decisions about the population (None: nothing to do). Called after every epoch."""
+        """Between epochs: decisions about the population (None: nothing to do). Called after every epoch
+        when the strategy sets `acts_between_epochs`."""
         return None
 
     def another_round(self) -> bool:

@@ -69,6 +69,8 @@ class Halving(Strategy):
     sampler: str = "random"
     seed: int = 0
 
+    acts_between_epochs = True
+
     def __post_init__(self):
         for name, low in (("n", 1), ("min_epochs", 1), ("max_epochs", 1), ("eta", 2)):
             value = getattr(self, name)

@@ -56,6 +56,7 @@ class PBT(Strategy):
     resample_probability: float = 0.25
     seed: int = 0
 
+    acts_between_epochs = True
     tracks_hparams = True
 
     def __post_init__(self):
