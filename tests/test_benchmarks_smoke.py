@@ -217,6 +217,15 @@ def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data
     shutil.rmtree(copy / "models" / f"trial_{first}")
     shutil.copytree(copy / "models" / f"trial_{second}", copy / "models" / f"trial_{first}")
     found = comparer.differences(copy)
+    # the checksum in models.json catches the swap (issue 20 item 14): the model does not load, named
+    assert any(f.startswith(f"model trial {first} does not load (") for f in found), found
+    # with its checksum swapped too, the model loads and its probabilities differ from the reference's
+    index = json.loads((copy / "models" / "models.json").read_text())
+    sums = {entry["trial"]: entry["checksum"] for entry in index["trials"]}
+    for entry in index["trials"]:
+        entry["checksum"] = sums[second] if entry["trial"] == first else entry["checksum"]
+    (copy / "models" / "models.json").write_text(json.dumps(index))
+    found = comparer.differences(copy)
     assert f"history.csv differs (bytes {len(history) // 2} vs {len(history)}, first at {len(history) // 2})" in found
     assert "table.parquet unreadable (FileNotFoundError)" in found
     assert any(f.startswith(f"model trial {first}: probabilities differ (max ") for f in found), found
