@@ -109,12 +109,12 @@ except Stop:
 checkpoints.Checkpoints.save = original_save
 targets = []
 original_restore = checkpoints.Checkpoints.restore_latest
-def restore_latest(self, population_target):
+def restore_latest(self, population_target, **options):
     def target(meta):
         abstract = population_target(meta)
         targets.extend(str(getattr(leaf, "sharding", None)) for leaf in jax.tree.leaves(abstract))
         return abstract
-    return original_restore(self, target)
+    return original_restore(self, target, **options)
 checkpoints.Checkpoints.restore_latest = restore_latest
 try:
     sweeps.run(data, run_dir=run_dir, resume=True, devices=4, **device_sweep())
