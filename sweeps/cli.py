@@ -266,22 +266,19 @@ def quiet_background_errors():
     """Keeps the checkpoint library's own reports of a failed write off the screen (without --verbose).
 
     A failed write (a full disk) fails in orbax's background threads, which log a traceback each (dozens),
-    and tensorstore then calls back into orbax's closed event loops ("Event loop is closed", printed as
-    unraisable errors); the failure itself reaches the main thread, where it becomes one message.
+    and tensorstore then calls back into orbax's closed event loops ("Event loop is closed"): the same noise
+    a damaged checkpoint's reads leave, dropped by `checkpoints.quiet_abandoned_reads`; the failure itself
+    reaches the main thread, where it becomes one message.
     """
-    absl, level, hook = logging.getLogger("absl"), logging.getLogger("absl").level, sys.unraisablehook
+    from sweeps.checkpoints import quiet_abandoned_reads
 
-    def unraisable(error):
-        if not (isinstance(error.exc_value, RuntimeError) and str(error.exc_value) == "Event loop is closed"):
-            hook(error)
-
+    absl, level = logging.getLogger("absl"), logging.getLogger("absl").level
     absl.setLevel(logging.CRITICAL)
-    sys.unraisablehook = unraisable
+    quiet_abandoned_reads()
     try:
         yield
     finally:
         absl.setLevel(level)
-        sys.unraisablehook = hook
 
 
 def handle(args: argparse.Namespace) -> int:
