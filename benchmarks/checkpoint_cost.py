@@ -30,7 +30,9 @@ sys.path.insert(0, str(ROOT))
 import sweeps  # noqa: E402
 from sweeps import space  # noqa: E402
 from sweeps.checkpoints import Checkpoints  # noqa: E402
-from sweeps.loop import SweepLoop  # noqa: E402
+from sweeps.driver.populations import new_population  # noqa: E402
+from sweeps.driver.scheduler import Scheduler  # noqa: E402
+from sweeps.driver.state import Item  # noqa: E402
 
 
 def folder_bytes(path: Path) -> int:
@@ -38,23 +40,21 @@ def folder_bytes(path: Path) -> int:
 
 
 def measure(data, n: int, repeats: int) -> dict:
-    plan = sweeps.plan(
+    plan = sweeps.dry_run(
         data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=n), epochs=20, batch_size=32
     )
     (group,) = plan.groups
     (chunk,) = group.chunks
-    loop = SweepLoop(plan, data, seed=0)
-    from sweeps.chunks import ChunkRunner, new_population  # the loop's own pieces
-
-    runner = ChunkRunner(group.structure, data, 0, None, loop.controls)
-    pop, metrics = runner.epoch(new_population(group.structure, chunk, group.chunk_size, 0), 0)
-    loop.records.add(metrics)
+    scheduler = Scheduler(plan.plan)
+    pop, metrics = scheduler.runner(group).epoch(new_population(group.structure, chunk, group.chunk_size, 0), 0)
+    scheduler.state.records.add(metrics)
+    scheduler.state.flight[0] = Item(0, group, chunk, epochs=20, epoch=1, pop=pop)  # one item in flight, mid-chunk
     jax.block_until_ready(pop)
     blocked, written, sizes = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         checkpoints = Checkpoints(folder, keep=2, every=1)
         for _ in range(repeats):
-            snapshot = loop.snapshot(pop)
+            snapshot = scheduler.state.snapshot({}, {})
             start = time.perf_counter()
             step = checkpoints.save(snapshot)
             blocked.append(time.perf_counter() - start)

@@ -36,8 +36,8 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
     import numpy as np
     import throughput
 
-    from sweeps.chunks import controls_for
     from sweeps.devices import select_devices
+    from sweeps.driver.populations import controls_for
     from sweeps.engine import keys
     from sweeps.engine.epoch import Split, make_train_epoch
     from sweeps.engine.population import PADDING, stack_hparams

@@ -10,19 +10,21 @@ Examples:
 """
 
 from sweeps import space
-from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.data import Dataset, load_csv
-from sweeps.loop import Interrupted
+from sweeps.driver.compiling import enable_compilation_cache
+from sweeps.driver.scheduler import Interrupted
 from sweeps.lr_find import LRFind, lr_find
-from sweeps.planning import Plan, plan
+from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result, load_result
+from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import PBT, Bayes, Grid, Halving, QuasiRandom, Random, Strategy
-from sweeps.sweep import run
+from sweeps.sweep import dry_run, run
 from sweeps.trained import TrainedModel, load_model
 
 __all__ = [
     "Bayes",
     "Dataset",
+    "dry_run",
     "enable_compilation_cache",
     "Grid",
     "Halving",
@@ -31,8 +33,11 @@ __all__ = [
     "LRFind",
     "QuasiRandom",
     "Random",
+    "Resources",
     "Result",
+    "Round",
     "Strategy",
+    "SweepConfig",
     "TrainedModel",
     "load_csv",
     "load_model",

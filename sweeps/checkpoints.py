@@ -1,17 +1,18 @@
 """Checkpoints of a running sweep, written with orbax-checkpoint into RUN_DIR/checkpoints/.
 
 One numbered folder per save (orbax's `CheckpointManager` layout), the last
-`keep` kept. A checkpoint holds everything the sweep loop needs to continue
+`keep` kept. A checkpoint holds everything the scheduler needs to continue
 exactly where it stopped:
 
-  meta        JSON: the format version, the loop's position (round, work item, epoch),
+  meta        JSON: the format version, the scheduler's position (round, next work item, the
+              items in flight with their epochs),
               every round's configurations, the strategy's state, the fingerprints of
               the configuration and the data, what the array items hold, a checksum of
               each array item (taken from host copies when it is written, compared when
               it is read), and a copy of the run folder's manifest (`restore_manifest`)
   records     the per-epoch metrics of every trial so far (flat arrays, by trial number)
-  population  the chunk in training (parameters, optimizer state, hyperparameters,
-              steps, keys, masks, best-so-far), absent between chunks
+  population  the populations of the work items in flight, by work index (parameters, optimizer
+              state, hyperparameters, steps, keys, masks, best-so-far), absent between items
   kept        the best-epoch parameters of the best trials so far (the models a user keeps)
 
 Saves are asynchronous: `save` returns once orbax has copied the arrays off
@@ -44,7 +45,7 @@ import orbax.checkpoint as ocp
 from sweeps import run_folder
 from sweeps.evidence import checksum, reason
 
-FORMAT = "sweepax-checkpoint/2"  # 2: parameters as a tree, kernels stored (out, in)
+FORMAT = "sweepax-checkpoint/3"  # 3: the scheduler's state, one shape whatever the lanes (2: kernels stored (out, in))
 FOLDER = "checkpoints"
 DEFAULT_EVERY_SECONDS = 60.0
 
@@ -62,7 +63,7 @@ class CheckpointMismatch(CheckpointError):
 
 @dataclasses.dataclass
 class Snapshot:
-    """What one checkpoint holds, as the loop gives and takes it."""
+    """What one checkpoint holds, as the scheduler gives and takes it."""
 
     meta: dict[str, Any]
     records: dict[str, np.ndarray]
@@ -87,7 +88,8 @@ class Checkpoints:
       run_dir: the run folder; checkpoints go into `run_dir/checkpoints`.
       keep: how many checkpoints to keep (the newest).
       every: save every `every` epochs; None saves at least every 60 seconds of training.
-        The loop also saves at the end of every chunk and round, and on an interrupt.
+        The scheduler also saves at the end of every round (and of a work item that trained alone), and on
+        an interrupt.
     """
 
     def __init__(self, run_dir: str | Path, keep: int = 2, every: int | None = None):
@@ -210,8 +212,14 @@ class Checkpoints:
         self, step: int, population_target: Callable[[dict], Any], check: Callable[[dict, int], None] | None = None
     ) -> Snapshot:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CheckpointError(f"format {meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT}")
+        if not isinstance(meta, dict) or not isinstance(meta.get("format"), str):
+            raise CheckpointError(f"no format recorded, not {FORMAT}")
+        if meta["format"] != FORMAT:
+            raise CheckpointMismatch(
+                f"checkpoint {step} in {self.folder} was written by another version of sweepax (format "
+                f"{meta['format']!r}; this one reads {FORMAT!r}) and is not continued: finish the run with the version "
+                f"that started it, or start it again in a new folder"
+            )
         if check is not None:
             check(meta, step)
         items = {}

@@ -51,7 +51,8 @@ def check_metric(what: str, metric: str, task: str) -> None:
         raise ValueError(f"{what} {metric!r} is not computed for a {task} task; choose one of {valid}")
 
 
-def check_early_stopping(early_stopping, task) -> dict | None:
+def check_early_stopping(early_stopping, task: str | None = None) -> dict | None:
+    """Early stopping's settings with their defaults filled in; the metric is checked against `task` when given."""
     if early_stopping is None or early_stopping is False:
         return None
     if not isinstance(early_stopping, Mapping):
@@ -62,7 +63,8 @@ def check_early_stopping(early_stopping, task) -> dict | None:
     if unknown:
         raise ValueError(f"unknown early_stopping keys {sorted(unknown)}; known: {list(EARLY_STOPPING_KEYS)}")
     stop = {"metric": "val_loss", "patience": 5, "min_delta": 0.0, **early_stopping}
-    check_metric("early_stopping metric", stop["metric"], task)
+    if task is not None:
+        check_metric("early_stopping metric", stop["metric"], task)
     check_int("early_stopping patience", stop["patience"], 1)
     if not (isinstance(stop["min_delta"], (int, float)) and stop["min_delta"] >= 0):
         raise ValueError(f"early_stopping min_delta must be >= 0, but got {stop['min_delta']!r}")

@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sweeps.commands import add_process_flags, predict_command, resume_command
-from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.config_schema import strategy_help
-from sweeps.loop import Interrupted
+from sweeps.driver.compiling import enable_compilation_cache
+from sweeps.driver.scheduler import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import compile_lines, describe_config, show_path, summary_lines
 
@@ -316,18 +316,18 @@ def run_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     run_dir = distributed.agreed(choose_run_dir(args, config))  # several processes: process 0's choice
     config["run"]["dir"] = str(run_dir)
-    planned = plan_from_config(config)  # every value checked and the strategy asked once, before the banner
-    data, sweep_plan = planned
+    planned = plan_from_config(config)  # every value checked and the first round planned, before the banner
+    data, sweep_plan, first = planned
     if args.dry_run:  # writes nothing, so it takes any folder and no lock; it says what a run would meet there
-        return dry_run(args, config, data, sweep_plan)
+        return dry_run(args, config, sweep_plan, first)
     if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
         sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
         print(f"process {distributed.index()} of {distributed.processes()} finished; process 0 wrote {run_dir}")
         return 0
     if not args.quiet:
-        rounds = sweep_plan.settings.strategy.planned_rounds()
-        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)), flush=True)
-        print(f"devices: {sweep_plan.settings.layout.describe()}", flush=True)
+        rounds = sweep_plan.strategy.planned_rounds()
+        print("\n".join(describe_config(config, args.config, len(first.trials), rounds)), flush=True)
+        print(f"devices: {sweep_plan.devices.describe()}", flush=True)
         print(flush=True)
     result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
     if args.quiet:
@@ -344,25 +344,26 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def dry_run(args: argparse.Namespace, config: dict, data, sweep_plan) -> int:
-    """`sweeps run --dry-run`: the plan; with --compile, every structure's programs compiled and cached, no training."""
+def dry_run(args: argparse.Namespace, config: dict, sweep_plan, first) -> int:
+    """`sweeps run --dry-run`: the first round's plan; with --compile, every structure's programs compiled and cached,
+    no training."""
     import jax
 
     from sweeps import distributed
-    from sweeps.loop import SweepLoop
+    from sweeps.driver.scheduler import Scheduler
 
     writer = distributed.is_writer()
     if writer:
-        rounds = sweep_plan.settings.strategy.planned_rounds()
-        print("\n".join(describe_config(config, args.config, len(sweep_plan.trials), rounds)[:-1]))
+        rounds = sweep_plan.strategy.planned_rounds()
+        print("\n".join(describe_config(config, args.config, len(first.trials), rounds)[:-1]))
         print()
-        print(sweep_plan.describe(), flush=True)
+        print(first.describe(), flush=True)
     report = wall_s = None
     if args.compile:
         if writer:
-            print(f"compiling the programs of {len(sweep_plan.groups)} structure groups (no training) ...", flush=True)
+            print(f"compiling the programs of {len(first.groups)} structure groups (no training) ...", flush=True)
         started = time.perf_counter()
-        report = SweepLoop(sweep_plan, data, config["train"]["seed"]).compile_first_round()
+        report = Scheduler(sweep_plan).compile_round(first)
         wall_s = time.perf_counter() - started
     if writer:
         print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))

@@ -76,7 +76,7 @@ def resume_command(args: argparse.Namespace) -> int:
     planned = plan_from_config(config)
     what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
     if not args.quiet:
-        print(f"{what}: {len(planned[1].trials)} trials in the first round", flush=True)
+        print(f"{what}: {len(planned[2].trials)} trials in the first round", flush=True)
     try:
         result = sweep_from_config(
             config, progress=not args.quiet, planned=planned, resume=str(run_dir) if args.fork else True

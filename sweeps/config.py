@@ -61,11 +61,14 @@ from sweeps.config_schema import (
     check_early_stopping_keys,
     check_key,
     check_keys,
+    field_sections,
     strategy_options,
 )
 from sweeps.data import Dataset, load_csv
-from sweeps.planning import Plan, plan
+from sweeps.driver.scheduler import first_round
+from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result
+from sweeps.settings import Resources, SweepConfig
 from sweeps.space import Axis, axis_from_config
 from sweeps.strategies import Strategy, make_strategy
 from sweeps.sweep import execute
@@ -376,35 +379,38 @@ def load_data(config: Mapping[str, Any]) -> Dataset:
     return load_csv(**options)
 
 
-def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> tuple[Dataset, Plan]:
-    """The data and the `sweeps.Plan` of a resolved config: groups, populations, memory; nothing trains.
-
-    The strategy is asked once, here; pass the plan on to `sweep_from_config`.
-    """
-    data = load_data(config) if data is None else data
-    train = {k: v for k, v in config["train"].items() if k != "seed"}
-    sweep_plan = plan(
-        data,
+def settings_from_config(config: Mapping[str, Any]) -> SweepConfig:
+    """The `SweepConfig` a resolved config describes: [model], [space], [strategy], and the [train] and [run]
+    keys, each the field of the same name (`config_schema.field_sections`)."""
+    fields = {name: config[section][name] for name, section in field_sections().items() if section in ("train", "run")}
+    return SweepConfig(
         model=model_from_config(config),
         space=space_from_config(config),
         strategy=strategy_from_config(config),
-        devices=config["run"].get("devices"),
-        **train,
+        **fields,
     )
-    return data, sweep_plan
+
+
+def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> tuple[Dataset, Plan, Round]:
+    """The data, the `sweeps.Plan` and the first round of a resolved config: groups, populations, memory; nothing
+    trains. The first round is asked of a copy of the strategy (`first_round`); the sweep asks its own again.
+    """
+    data = load_data(config) if data is None else data
+    sweep_plan = plan(settings_from_config(config), data, Resources.detect(config["run"].get("devices")))
+    return data, sweep_plan, first_round(sweep_plan)
 
 
 def sweep_from_config(
     config: Mapping[str, Any],
     progress: bool = False,
-    planned: tuple[Dataset, Plan] | None = None,
+    planned: tuple[Dataset, Plan, Round] | None = None,
     resume: bool | str = False,
     overwrite: bool = False,
 ) -> Result:
     """Loads the data and runs the sweep a resolved config (from `load_config`) describes.
 
     `planned` is what `plan_from_config(config)` returned, when the caller has planned already
-    (the CLI prints the plan first); the strategy is then not asked again. With `[run] dir` set,
+    (the CLI prints the plan first). With `[run] dir` set,
     the run folder's config.json also holds `config_file` (the TOML file's path) and
     `sweep_config` (this resolved config, enough to run the sweep again).
 
@@ -413,16 +419,14 @@ def sweep_from_config(
       >>> config = load_config("data/examples/churn_lr.toml", ["train.epochs=2", "run.dir=runs/try"])  # doctest: +SKIP
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """
-    data, sweep_plan = plan_from_config(config) if planned is None else planned
-    run_options = {k: v for k, v in config["run"].items() if k not in ("dir", "devices")}  # devices: in the plan
+    data, sweep_plan, _ = plan_from_config(config) if planned is None else planned
     return execute(
-        sweep_plan,
+        sweep_plan.config,
         data,
-        seed=config["train"]["seed"],
+        sweep_plan.resources,
         run_dir=config["run"]["dir"],
         resume=resume,
         overwrite=overwrite,
         progress=progress,
         metadata={"config_file": config.get("config_file"), "sweep_config": copy.deepcopy(dict(config))},
-        **run_options,
     )

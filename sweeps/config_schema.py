@@ -1,9 +1,11 @@
 """The config file's schema: its sections, their keys and defaults, and the checks on names.
 
-Every key but `[data] path` and `target` has a default, taken from the
-signatures of `load_csv`, `models.MLP`, the strategy and `sweeps.run`, so the
-schema follows the API it configures. An unknown section or key is refused
-with the nearest valid name (in its section, elsewhere, or in `[space]`).
+A config file maps onto the same objects the API takes, field by field: `[data]` onto `load_csv`'s
+arguments, `[model]` onto `models.MLP`'s fields, `[strategy]` onto the strategy class's, `[train]` and
+`[run]` onto the fields of `sweeps.SweepConfig` marked with that section (and `[run] dir` and `devices`,
+the run folder and the machine's devices). Every key but `[data] path` and `target` has the default
+of its field or argument. An unknown section or key is refused with the nearest valid name (in its
+section, elsewhere, or in `[space]`).
 """
 
 from __future__ import annotations
@@ -15,20 +17,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models import MLP
+from sweeps.checks import EARLY_STOPPING_KEYS
 from sweeps.data import load_csv
 from sweeps.engine import hparams
-from sweeps.planning import EARLY_STOPPING_KEYS
+from sweeps.settings import SweepConfig
 from sweeps.strategies import STRATEGIES
-from sweeps.sweep import run
 
 SECTIONS = ("data", "model", "space", "strategy", "train", "run")
 REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
 DEFAULT_STRATEGY = "grid"  # a config without [strategy] name
 
-# Arguments of sweeps.run that other sections (or the CLI) supply.
-_NOT_TRAIN = ("data", "model", "space", "strategy", "run_dir", "progress", "metadata", "resume", "overwrite")
-# Arguments of sweeps.run that belong to the run folder: the [run] section (besides `dir`).
-RUN_KEYS = ("checkpoint_every", "keep_checkpoints", "keep_models", "devices")
+# The [run] keys that are not SweepConfig fields: the run folder, and the devices (a `Resources` choice).
+RUN_ONLY = {"dir": None, "devices": None}
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
 
 
@@ -49,12 +49,24 @@ def _keyword_defaults(fn, skip: Sequence[str] = ()) -> dict[str, Any]:
     return out
 
 
-def _nullable(fn, skip: Sequence[str] = ()) -> tuple[str, ...]:
-    """The parameters of `fn` that take None (TOML has no null: a config writes `false`)."""
+def field_sections() -> dict[str, str]:
+    """Each `SweepConfig` field's section in a config file."""
+    return {f.name: f.metadata["section"] for f in dataclasses.fields(SweepConfig)}
+
+
+def _fields(section: str) -> dict[str, Any]:
+    """The `SweepConfig` fields of a section, with their defaults."""
+    out = {}
+    for f in dataclasses.fields(SweepConfig):
+        if f.metadata["section"] == section:
+            out[f.name] = _plain(f.default if f.default is not dataclasses.MISSING else f.default_factory())
+    return out
+
+
+def _nullable(section: str) -> tuple[str, ...]:
+    """The fields of a section that take None (TOML has no null: a config writes `false`)."""
     return tuple(
-        name
-        for name, p in inspect.signature(fn).parameters.items()
-        if name not in skip and (p.default is None or "None" in str(p.annotation))
+        f.name for f in dataclasses.fields(SweepConfig) if f.metadata["section"] == section and "None" in str(f.type)
     )
 
 
@@ -84,14 +96,14 @@ def _defaults() -> dict[str, dict[str, Any]]:
     return {
         "data": _keyword_defaults(load_csv),
         "model": {k: _plain(model_fields[k]) for k in _MODEL_KEYS},
-        "train": _keyword_defaults(run, skip=_NOT_TRAIN + RUN_KEYS),
-        "run": {"dir": None, **{k: v for k, v in _keyword_defaults(run).items() if k in RUN_KEYS}},
+        "train": _fields("train"),
+        "run": {**RUN_ONLY, **_fields("run")},
     }
 
 
 DEFAULTS = _defaults()
-NULLABLE_TRAIN = _nullable(run, skip=_NOT_TRAIN + RUN_KEYS)
-NULLABLE_RUN = tuple(k for k in _nullable(run) if k in RUN_KEYS)
+NULLABLE_TRAIN = _nullable("train")
+NULLABLE_RUN = (*_nullable("run"), "devices")
 
 
 def _strategy_keys() -> list[str]:

@@ -28,9 +28,10 @@ byte-identical on this CPU. Wider members (`--split --n 64 --hidden W`, three re
 -> 0.66-0.80 (4 x 16); 256,256 (78k) 3.73-4.24 -> 2.55-3.10 (4 x 16); 64,64 at N = 128 0.81-0.91
 -> 0.44-0.49 (4 x 32).
 
-Lanes need work items that nothing between epochs reaches into (no strategy decisions, no lineage),
-one process and one device (a mesh already spreads a population) on a CPU. `SWEEPS_LANES=N` sets
-the number of lanes (1 turns them off, and with them the cut), at most one per core.
+Lanes need one process and one device (a mesh already spreads a population) on a CPU
+(`machine_lanes`), and work items that nothing between epochs reaches into (`planned_lanes`: a strategy
+that acts between epochs trains one item at a time, `ONE_LANE` says why). `SWEEPS_LANES=N` sets the
+number of lanes (1 turns them off, and with them the cut), at most one per core.
 
 Examples:
   >>> from sweeps.engine.structure import Structure
@@ -43,17 +44,22 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sweeps.engine.structure import n_params
 from sweeps.strategies.base import Strategy
 
-if TYPE_CHECKING:
-    from sweeps.planning import Group, Trial
-
 LANE_PARAMETERS = 2**18  # the largest chunk a group is cut into, where LANE_FEWEST members fit (module docstring)
 LANE_FEWEST = 16  # a group is not cut for lanes into chunks of fewer members (dispatch would dominate them)
 LANES_VARIABLE = "SWEEPS_LANES"
+# Why a strategy that acts between epochs trains one work item at a time, as the dry run says it. The one place
+# this rule is made is `planned_lanes`.
+ONE_LANE = (
+    "the strategy acts between epochs (halving, PBT): its decisions about one population read state that spans "
+    "every population (halving's rungs rank trials of all chunks, PBT draws from one generator), so the order "
+    "in which lanes finish their epochs would change its decisions and the table; its work items train one at "
+    "a time and its populations are not cut for lanes"
+)
 
 
 def cpu_cores() -> int:
@@ -94,25 +100,22 @@ def lanes_reason() -> str:
     return f"as {LANES_VARIABLE}={text} sets"
 
 
-def lanes_fit(strategy: Strategy, devices: Any) -> bool:
-    """Whether a sweep's work items may train in lanes: nothing between epochs reaches into them (no strategy
-    decisions, no lineage), one process, one CPU device."""
-    return (
-        not strategy.acts_between_epochs
-        and not strategy.tracks_hparams
-        and devices.processes == 1
-        and devices.count == 1
-        and devices.devices[0].platform == "cpu"
-    )
-
-
-def planned_lanes(strategy: Strategy, devices: Any) -> int:
-    """The lanes a sweep's groups are cut for (`lane_chunk_size`): `SWEEPS_LANES`, else one per core; 1 where
-    lanes do not fit."""
-    if not lanes_fit(strategy, devices):
+def machine_lanes(devices: Any) -> int:
+    """The work items this machine can train side by side: one per core (`SWEEPS_LANES` sets it, at most one
+    per core) with one process and one CPU device; 1 elsewhere (a mesh already spreads a population)."""
+    if devices.processes != 1 or devices.count != 1 or devices.devices[0].platform != "cpu":
         return 1
     chosen = lanes_from_environment()
     return cpu_cores() if chosen is None else chosen
+
+
+def planned_lanes(strategy: Strategy, lanes: int) -> int:
+    """The lanes a sweep's work items train in (and its groups are cut for) on a machine that offers `lanes`:
+    1 for a strategy that acts between epochs or changes hyperparameters as members train (`ONE_LANE` says why),
+    else `lanes`."""
+    if strategy.acts_between_epochs or strategy.tracks_hparams:
+        return 1
+    return lanes
 
 
 def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
@@ -146,10 +149,6 @@ def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
     return math.ceil(total / chunks)
 
 
-def lane_count(work: list[tuple[Group, tuple[Trial, ...]]], strategy: Strategy, devices: Any, planned: int) -> int:
-    """How many of `work`'s items train side by side: `SWEEPS_LANES`, else the lanes the sweep was planned
-    for (`planned`, its chunks sized to fit the memory budget that many at a time); 1 where lanes do not fit."""
-    if not lanes_fit(strategy, devices) or len(work) < 2:
-        return 1
-    chosen = lanes_from_environment()
-    return min(planned if chosen is None else chosen, len(work))
+def lane_count(items: int, lanes: int) -> int:
+    """How many of a round's `items` (work items left) train side by side in `lanes` lanes."""
+    return max(1, min(lanes, items))

@@ -37,6 +37,7 @@ import numpy as np
 
 from models import MLP
 from sweeps import space as axes
+from sweeps.checks import check_int, check_model
 from sweeps.data import Dataset, check_batch_size
 from sweeps.engine import hparams as registry
 from sweeps.engine import keys
@@ -45,7 +46,6 @@ from sweeps.engine.population import init_population, stack_hparams
 from sweeps.engine.range_test import geometric_rates, make_mean_loss, make_range_test
 from sweeps.engine.structure import structure_of
 from sweeps.lr_curve import Curve, analyse
-from sweeps.planning import check_int, check_model
 from sweeps.strategies import Grid
 from sweeps.sweep import run, versions
 

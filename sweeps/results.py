@@ -294,7 +294,7 @@ def no_trial_completed(table: pd.DataFrame) -> str:
 
     Lowering them cannot help when the smallest learning rate tried is at most SMALL_LEARNING_RATE and
     its trials diverged in their first epoch: the divergence limit is a multiple of the loss the model
-    starts from (`sweeps.chunks.baseline_loss`), and a step that small cannot multiply that loss within
+    starts from (`sweeps.driver.populations.baseline_loss`), and a step that small cannot multiply that loss within
     one epoch on data of unit scale, so the data's scale (or `init_scale`, or `divergence_threshold`) is
     the cause.
     """

@@ -1,9 +1,10 @@
 """`sweeps.run`: from a data set and a search space to a finished sweep, and its run folder.
 
-The path: `plan()` checks every argument and plans the first round
-(`sweeps/planning.py`); the sweep loop trains every round (`sweeps/loop.py`);
-this module assembles the `Result` (table, history, config with versions
-and timings) and writes the run folder.
+The path: `run(...)` gathers its keywords into a `SweepConfig` (`sweeps/settings.py`, checked when
+made) and the machine's `Resources`; `plan()` checks them against the data (`sweeps/planning.py`);
+the scheduler asks the strategy for each round and trains it (`sweeps/driver/scheduler.py`); this
+module claims the run folder, assembles the `Result` (table, history, config with versions and
+timings) and writes it. `dry_run(...)` plans the first round and trains nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from sweeps import checkpoints as checkpoints_lib
 from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
 from sweeps.devices import resume_advice
+from sweeps.driver.scheduler import Scheduler, first_round
 from sweeps.engine.compiles import compile_log
-from sweeps.engine.metrics import direction
-from sweeps.loop import SweepLoop
-from sweeps.planning import Plan, check_int, plan
+from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result, build_frames, load_result
-from sweeps.space import axis_to_config
+from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import Strategy
 
 EPOCH_PROGRAM = "jit(train_epoch)"  # the compiled epoch's name in JAX's compile log
@@ -89,7 +89,7 @@ def run(
         whose metric has not improved for `patience` epochs.
       max_population: the most members trained at once; larger groups are chunked.
       divergence_threshold: a member whose epoch train loss exceeds this many times the loss the
-        model starts from (`sweeps.chunks.baseline_loss`: that of zero outputs, never below predicting
+        model starts from (`sweeps.driver.populations.baseline_loss`: that of zero outputs, never below predicting
         the training prior), or is not finite, is frozen and marked `diverged`; None keeps only the
         non-finite test.
       devices: the devices every population is split over: None (default) for every device JAX sees
@@ -126,31 +126,29 @@ def run(
       >>> result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-1)},
       ...                     strategy=sweeps.Grid(n=8), epochs=5)  # doctest: +SKIP
     """
-    model = MLP() if model is None else model
-    sweep_plan = plan(
-        data,
+    config = SweepConfig(
         model=model,
-        space=space,
+        space=space or {},
         strategy=strategy,
         optimizer=optimizer,
         epochs=epochs,
         batch_size=batch_size,
         seeds=seeds,
+        seed=seed,
         objective=objective,
         early_stopping=early_stopping,
         max_population=max_population,
         divergence_threshold=divergence_threshold,
         init=init,
-        devices=devices,
-    )
-    return execute(
-        sweep_plan,
-        data,
-        seed=seed,
-        run_dir=run_dir,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,
+    )
+    return execute(
+        config,
+        data,
+        Resources.detect(devices),
+        run_dir=run_dir,
         resume=resume,
         overwrite=overwrite,
         progress=progress,
@@ -158,45 +156,78 @@ def run(
     )
 
 
-def execute(sweep_plan: Plan, data: Dataset, **options: Any) -> Result:
-    """Trains a planned sweep (`sweeps.plan`) to its end and assembles the result; `options`: see `run`.
+def dry_run(data: Dataset, *, memory_budget: int | None = None, devices: Any = None, **settings: Any) -> Round:
+    """The first round a `run` with these keywords would train, planned: nothing compiles or trains.
+
+    Takes `run`'s settings keywords (model, space, strategy, optimizer, epochs, ...) and `devices`, and
+    `memory_budget` (bytes per device; default half of each device's free memory). The strategy is asked
+    on a copy (`sweeps.driver.scheduler.first_round`), so the one passed in is left unchanged.
+
+    Examples:
+      >>> import sweeps
+      >>> data = sweeps.load_csv("data/telco_customer_churn.csv", target="Churn")  # doctest: +SKIP
+      >>> print(sweeps.dry_run(data, space={"learning_rate": [1e-3, 1e-2]}).describe())  # doctest: +SKIP
+    """
+    resources = Resources.detect(devices, memory_budget)
+    return first_round(plan(SweepConfig(**settings), data, resources))
+
+
+def execute(
+    config: SweepConfig,
+    data: Dataset,
+    resources: Resources | None = None,
+    *,
+    run_dir: str | Path | None = None,
+    resume: bool | str | Path = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> Result:
+    """Trains a sweep to its end and assembles the result; the arguments: see `run`.
 
     With a run folder, this process (process 0 of several) holds the folder's lock
     (`run_folder.RunLock`) from claiming it to its final write, and lets it go however the run ends.
     """
-    run_dir = options.get("run_dir")
     lock = run_folder.RunLock(run_dir) if run_dir is not None else None
     try:
-        return _execute(sweep_plan, data, lock=lock, **options)
+        return _execute(
+            config,
+            data,
+            Resources.detect() if resources is None else resources,
+            lock=lock,
+            run_dir=run_dir,
+            resume=resume,
+            overwrite=overwrite,
+            progress=progress,
+            metadata=metadata,
+        )
     finally:
         if lock is not None:
             lock.release()
 
 
 def _execute(
-    sweep_plan: Plan,
+    config: SweepConfig,
     data: Dataset,
+    resources: Resources,
     *,
     lock: run_folder.RunLock | None,
-    seed: int = 0,
-    run_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    keep_checkpoints: int = 2,
-    keep_models: int = 5,
-    resume: bool | str | Path = False,
-    overwrite: bool = False,
-    progress: bool = False,
-    metadata: Mapping[str, Any] | None = None,
+    run_dir: str | Path | None,
+    resume: bool | str | Path,
+    overwrite: bool,
+    progress: bool,
+    metadata: Mapping[str, Any] | None,
 ) -> Result:
     started = time.perf_counter()
-    check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite)
-    settings_now = describe(sweep_plan, data, seed)
+    check_run_options(run_dir, resume, overwrite)
+    sweep_plan = plan(config, data, resources)
+    settings_now = describe(sweep_plan)
     fingerprints = {
         "settings": run_folder.fingerprint(comparable(settings_now)),
         "data": run_folder.data_fingerprint(data),
     }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
-    layout = sweep_plan.settings.layout
+    layout = resources.devices
     if run_dir is not None:
         run_dir = Path(run_dir)
         if resume is True:
@@ -212,73 +243,65 @@ def _execute(
             restores = manifest.get("restores", [fingerprints])
         else:
             manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
-            manifest["devices"] = layout.count
+            manifest["resources"] = resources.record()
             manifest["restores"] = restores = [fingerprints]
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
                 run_folder.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
-                manifest["memory_budget"] = old["memory_budget"]
-                manifest["cache_bytes"] = old.get("cache_bytes")
-                manifest["lanes"] = old.get("lanes", 1)
-                manifest["devices"] = old.get("devices", layout.count)
+                manifest["resources"] = old["resources"]
                 _refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
-            else:
-                manifest["memory_budget"] = sweep_plan.budget_bytes
-                manifest["cache_bytes"] = sweep_plan.settings.cache_bytes
-                manifest["lanes"] = sweep_plan.settings.lanes
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
             distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume, lock)
         _refuse_other_device_count(manifest, layout.count, run_dir)
-        # plan the chunks as the run first did (runs before the speed cap or the lanes' cut had none)
-        first = (manifest["memory_budget"], manifest.get("cache_bytes"), manifest.get("lanes", 1))
-        if first != (sweep_plan.budget_bytes, sweep_plan.settings.cache_bytes, sweep_plan.settings.lanes):
-            sweep_plan = sweep_plan.with_budget(*first, data=data)
-        checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=keep_checkpoints, every=checkpoint_every)
-    loop = SweepLoop(
+        # plan the chunks as the run first did: with the memory budget, lanes and cache it recorded
+        resources = resources.planned_as(manifest["resources"])
+        sweep_plan = plan(config, data, resources)
+        checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=config.keep_checkpoints, every=config.checkpoint_every)
+    scheduler = Scheduler(
         sweep_plan,
-        data,
-        seed,
         progress and distributed.is_writer(),
         checkpoints=checkpoints,
         fingerprints=fingerprints,
         restores=restores,
-        keep_models=keep_models if run_dir is not None else 0,
+        keep_models=config.keep_models if run_dir is not None else 0,
     )
     try:
         with compile_log() as compiled:
-            records = loop.run()
+            records = scheduler.run()
     finally:
         if checkpoints is not None:
             checkpoints.close()
-    settings = sweep_plan.settings
+    trials = scheduler.trials
     table, history = build_frames(
-        [dataclasses.asdict(t) for t in loop.trials],
-        list(loop.swept),
+        [dataclasses.asdict(t) for t in trials],
+        list(scheduler.swept),
         records.by_trial(),
-        settings.objective,
-        loop.pruned,
+        config.objective,
+        scheduler.state.pruned,
     )
-    config = {
+    result_config = {
         **settings_now,
-        "groups": sweep_plan.table().to_dict(orient="records"),
-        "rounds": len(loop.rounds),
+        "groups": scheduler.rounds[0].table().to_dict(orient="records"),
+        "rounds": len(scheduler.rounds),
         "wall_s": round(time.perf_counter() - started, 3),
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
-        "compile_by_structure": loop.compile_times.by_structure(),
-        "lanes": loop.lanes,  # the most work items trained side by side (1: one at a time)
+        "compile_by_structure": scheduler.compile_times.by_structure(),
+        "lanes": scheduler.lanes,  # the most work items trained side by side (1: one at a time)
+        "resources": resources.record(),  # what the chunks were planned for
+        "run": config.run_options(),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "devices": layout.summary(),
         **dict(metadata or {}),
     }
-    result = Result(table=table, history=history, config=config)
+    result = Result(table=table, history=history, config=result_config)
     if run_dir is not None:
         # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
         try:
-            models = trained.save_models(run_dir / trained.FOLDER, loop.kept, loop.trials, data, result)
+            models = trained.save_models(run_dir / trained.FOLDER, scheduler.state.kept, trials, data, result)
         except Exception as e:
             if checkpoints_lib.disk_full(e):
                 raise _disk_full_at_the_end(run_dir) from e
@@ -294,9 +317,9 @@ def _execute(
     return result
 
 
-def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
+def describe(sweep_plan: Plan) -> dict[str, Any]:
     """The settings that decide a sweep's results, as config.json records them (and resume compares)."""
-    settings = sweep_plan.settings
+    data = sweep_plan.data
     return {
         "data": {
             "source": str(data.source),
@@ -308,16 +331,8 @@ def describe(sweep_plan: Plan, data: Dataset, seed: int) -> dict[str, Any]:
             "baseline_val_rmse": baseline_rmse(data),
             "preprocessing": list(data.preprocessing),
         },
-        "model": {"hidden": list(settings.model.hidden), "activation": settings.model.activation},
-        "space": {name: axis_to_config(axis) for name, axis in settings.space.items()},
-        "strategy": _strategy_config(settings.strategy),
-        **settings.defaults_config(),
-        "seed": seed,
-        "objective": settings.objective,
-        "direction": direction(settings.objective),
-        "early_stopping": dict(settings.early_stopping) if settings.early_stopping else None,
-        "max_population": settings.max_population,
-        "divergence_threshold": settings.divergence_threshold,
+        **sweep_plan.config.record(),
+        "early_stopping": sweep_plan.early_stopping,
     }
 
 
@@ -335,12 +350,8 @@ def baseline_rmse(data: Dataset) -> float | None:
     return float(np.sqrt(np.mean((y_val - y_train.mean()) ** 2)) * data.y_std)
 
 
-def check_run_options(run_dir, checkpoint_every, keep_checkpoints, keep_models, resume, overwrite) -> None:
+def check_run_options(run_dir, resume, overwrite) -> None:
     """The run-folder arguments of `run`, refused with the rule and the value before anything trains."""
-    if checkpoint_every is not None:
-        check_int("checkpoint_every", checkpoint_every, 1)
-    check_int("keep_checkpoints", keep_checkpoints, 1)
-    check_int("keep_models", keep_models, 0)
     if resume is not False and run_dir is None:
         raise ValueError("resume needs run_dir: the folder of the run to continue (or, with resume=PATH, the new one)")
     if resume is True and overwrite:
@@ -406,7 +417,7 @@ def _start_run_folder(
 
 def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: Path) -> None:
     """A checkpoint's chunks were cut and padded for the devices the run started on: resume on as many."""
-    started = manifest.get("devices", count)
+    started = manifest.get("resources", {}).get("devices", count)
     if started != count:
         every = jax.devices()
         advice = resume_advice(started, len(every), every[0].platform, jax.process_count())
@@ -414,13 +425,6 @@ def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir:
             f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
             f"populations are cut and padded for {started}; {advice}"
         )
-
-
-def _strategy_config(strategy: Strategy) -> dict[str, Any]:
-    return {
-        "name": type(strategy).__name__.lower(),
-        **(dataclasses.asdict(strategy) if dataclasses.is_dataclass(strategy) else {}),
-    }
 
 
 def write_run_folder(result: Result, run_dir: str | Path) -> Path:

@@ -1,5 +1,6 @@
 """Checkpoints: a sweep killed anywhere resumes to the same table, history and saved models."""
 
+import copy
 import errno
 import os
 import signal
@@ -33,14 +34,33 @@ SWEEP = dict(
     checkpoint_every=1,
     keep_models=3,
 )
+# Population strategies with two structures (batch sizes): halving and PBT edit their populations
+# between epochs, so they train one work item at a time whatever SWEEPS_LANES asks (`lane_plan.ONE_LANE`).
+POPULATION_SWEEPS = {
+    "halving": dict(
+        space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
+        strategy=sweeps.Halving(n=6, min_epochs=1, eta=2, seed=0),
+        epochs=4,
+        checkpoint_every=1,
+        keep_models=3,
+    ),
+    "pbt": dict(
+        space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
+        strategy=sweeps.PBT(population=4, interval=1, seed=0),
+        epochs=4,
+        checkpoint_every=1,
+        keep_models=3,
+    ),
+}
 SCRIPT = """
-import os, signal, sys
+import copy, os, signal, sys
 sys.path.insert(0, {tests!r})
 import sweeps
-from sweeps import space, checkpoints
-from helpers import Stop, crash_after_saves, synthetic
+from sweeps import checkpoints
+from helpers import synthetic
+from test_checkpoints import POPULATION_SWEEPS, SWEEP
 
-KILL_AT, MODE = int(sys.argv[2]), sys.argv[3]
+KILL_AT, MODE, NAME = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 saves = 0
 original = checkpoints.Checkpoints.save
 
@@ -56,11 +76,7 @@ def save(self, snapshot):
     return step
 
 checkpoints.Checkpoints.save = save
-sweep = dict(
-    space={{"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]}},
-    strategy=sweeps.Grid(n=5), epochs=4, max_population=3, early_stopping={{"patience": 2}},
-    checkpoint_every=1, keep_models=3,
-)
+sweep = copy.deepcopy(SWEEP if NAME == "grid" else POPULATION_SWEEPS[NAME])
 sweeps.run(synthetic("binary", rows=400), run_dir=sys.argv[1], **sweep)
 """
 
@@ -74,6 +90,20 @@ def data():
 def uninterrupted(data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("full") / "run"
     return sweeps.run(data, run_dir=run_dir, **SWEEP), run_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_population(data, tmp_path_factory):
+    """name -> the run folder of each population sweep trained without a kill (made when first asked for)."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            made[name] = tmp_path_factory.mktemp(name) / "run"
+            sweeps.run(data, run_dir=made[name], **copy.deepcopy(POPULATION_SWEEPS[name]))
+        return made[name]
+
+    return get
 
 
 def assert_same_run(a_dir: Path, b_dir: Path) -> None:
@@ -100,20 +130,43 @@ KILLS = [
 ]
 
 
-@pytest.mark.parametrize(("lanes", "resume_lanes", "kill_at", "mode"), KILLS)
-def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
-    data, uninterrupted, tmp_path, monkeypatch, lanes, resume_lanes, kill_at, mode
-):
+def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path:
+    """Runs sweep `name` in a process that SIGKILLs itself at its `kill_at`-th checkpoint; returns its folder."""
     run_dir = tmp_path / "run"
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT.format(tests=str(ROOT / "tests")))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_LANES": str(lanes)}
-    done = subprocess.run([sys.executable, str(script), str(run_dir), str(kill_at), mode], env=env, capture_output=True)
+    command = [sys.executable, str(script), str(run_dir), str(kill_at), mode, name]
+    done = subprocess.run(command, env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert not (run_dir / "config.json").exists(), "the run was killed before it finished"
+    return run_dir
+
+
+@pytest.mark.parametrize(("lanes", "resume_lanes", "kill_at", "mode"), KILLS)
+def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
+    data, uninterrupted, tmp_path, monkeypatch, lanes, resume_lanes, kill_at, mode
+):
+    run_dir = kill(tmp_path, "grid", lanes, kill_at, mode)
     monkeypatch.setenv("SWEEPS_LANES", str(resume_lanes))
     sweeps.run(data, run_dir=run_dir, resume=True, **SWEEP)
     assert_same_run(uninterrupted[1], run_dir)
+
+
+# (strategy, lanes killed, lanes resumed, kill at the n-th save): halving saves 5 times (the second item is pruned
+# whole after its first epoch), PBT 8: mid-item, between items, in the second item
+POPULATION_KILLS = [("halving", 2, 1, 2), ("halving", 1, 2, 4), ("pbt", 2, 1, 3), ("pbt", 1, 2, 6)]
+
+
+@pytest.mark.parametrize(("name", "lanes", "resume_lanes", "kill_at"), POPULATION_KILLS)
+def test_population_strategies_killed_in_either_lane_setting_resume_to_the_same_result(
+    data, uninterrupted_population, tmp_path, monkeypatch, name, lanes, resume_lanes, kill_at
+):
+    run_dir = kill(tmp_path, name, lanes, kill_at, "early")
+    monkeypatch.setenv("SWEEPS_LANES", str(resume_lanes))
+    resumed = sweeps.run(data, run_dir=run_dir, resume=True, **copy.deepcopy(POPULATION_SWEEPS[name]))
+    assert resumed.config["lanes"] == 1, "a strategy that acts between epochs trains one item at a time"
+    assert_same_run(uninterrupted_population(name), run_dir)
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):

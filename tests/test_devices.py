@@ -34,24 +34,26 @@ from pathlib import Path
 import jax, numpy as np
 import sweeps
 from sweeps import checkpoints
-from sweeps.chunks import ChunkRunner, controls_for, new_population
+from sweeps.driver.populations import ChunkRunner, controls_for, new_population
 from sweeps.devices import select_devices
 from sweeps.engine import edits, flat_params
-from sweeps.loop import SweepLoop
+from sweeps.devices import Devices
 from helpers import device_sweep, synthetic
 
 out = Path(sys.argv[1])
 data = synthetic("binary", rows=400)
 report = {"devices": len(jax.devices())}
 
-placed = []  # every population the loop trains: its layout as it arrives (before `place`)
-original_place = SweepLoop.place
+placed = []  # every population the scheduler trains: its layout as it arrives (before `place`)
+original_place = Devices.place
 def place(self, pop):
+    if not hasattr(pop, "step"):  # an edit's arguments (masks, indices) are placed here too
+        return original_place(self, pop)
     sharding = pop.step.sharding
     placed.append({"spec": str(sharding.spec), "devices": len(sharding.device_set), "size": pop.size,
-                   "born_sharded": sharding.is_equivalent_to(self.devices.members, 2)})
+                   "born_sharded": sharding.is_equivalent_to(self.members, 2)})
     return original_place(self, pop)
-SweepLoop.place = place
+Devices.place = place
 
 for name, extra in [("whole", {}), ("chunked", {"max_population": 3}), ("three", {"devices": 3})]:
     placed.clear()
@@ -59,11 +61,11 @@ for name, extra in [("whole", {}), ("chunked", {"max_population": 3}), ("three",
     result.table.to_parquet(out / f"{name}.parquet")
     result.history.to_parquet(out / f"{name}_history.parquet")
     report[name] = {"placed": list(placed), "groups": result.config["groups"], "devices": result.config["devices"]}
-report["describe"] = sweeps.plan(data, **device_sweep()).describe()
+report["describe"] = sweeps.dry_run(data, **device_sweep()).describe()
 
 # copy_members across shards: every member takes the state of a member on another device
 layout = select_devices(None)
-sweep = sweeps.plan(data, space={"learning_rate": list(np.logspace(-4, -2, 16))}, epochs=2)
+sweep = sweeps.dry_run(data, space={"learning_rate": list(np.logspace(-4, -2, 16))}, epochs=2)
 group = sweep.groups[0]
 pop = new_population(group.structure, group.chunks[0], group.population, 0, "shared", layout)
 splits = layout.replicate(jax.tree.map(np.asarray, (
@@ -330,7 +332,7 @@ def test_two_processes_give_the_one_process_table(one_process, two_process_run):
     both = sweeps.load_result(run_dir)
     assert both.config["devices"]["processes"] == 2 and both.config["devices"]["count"] == 2
     # the processes agreed on one memory budget (64 bits: it once came back cut to 32, negative, one member a chunk)
-    assert json.loads((run_dir / "run.json").read_text())["memory_budget"] > 0
+    assert json.loads((run_dir / "run.json").read_text())["resources"]["memory_budget"] > 0
     assert [(g["chunks"], g["population"], g["per_device"]) for g in both.config["groups"]] == [(1, 6, 3)]
     assert_same_table(both.table, one_process.table)
     assert "best: trial" in out0, "process 0 prints the summary"

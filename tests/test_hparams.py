@@ -11,7 +11,7 @@ import pytest
 import sweeps
 from models import MLP
 from sweeps import space
-from sweeps.chunks import controls_for, train_chunk
+from sweeps.driver.populations import controls_for, train_chunk
 from sweeps.engine import flat_params
 from sweeps.engine.hparams import HPARAMS
 from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
@@ -66,7 +66,7 @@ class EveryOptimizerAndSchedule(sweeps.Strategy):
 
 def test_every_group_of_a_mixed_sweep_matches_training_alone():
     data = synthetic("binary", rows=300)
-    plan = sweeps.plan(data, space=MIXED, strategy=EveryOptimizerAndSchedule(), batch_size=64)
+    plan = sweeps.dry_run(data, space=MIXED, strategy=EveryOptimizerAndSchedule(), batch_size=64)
     used = {(g.structure.optimizer, g.structure.schedule) for g in plan.groups}
     assert {o for o, _ in used} == set(OPTIMIZERS) and {s for _, s in used} == set(SCHEDULES)
     controls = controls_for(data, None, None)
@@ -241,7 +241,7 @@ def test_non_finite_hyperparameters_are_refused_before_compiling(binary_data, na
     search = {name: GIVEN_AS[given_as](value)}
     message = rf"{name} must be a finite number .*, but got {name}={value!r}"
     with log_compilations() as compiled, pytest.raises(ValueError, match=message):
-        sweeps.plan(binary_data, space=search, strategy=sweeps.Grid(), optimizer="adamw", epochs=1)
+        sweeps.dry_run(binary_data, space=search, strategy=sweeps.Grid(), optimizer="adamw", epochs=1)
     assert compiled.count() == 0
 
 
@@ -249,7 +249,9 @@ def test_a_non_finite_value_in_a_list_is_refused_even_where_no_trial_draws_it(bi
     # Random(n=1) draws one of the two values; the list is checked whole before the strategy asks.
     for seed in range(4):
         with pytest.raises(ValueError, match=r"learning_rate must be a finite number > 0, but got learning_rate=inf"):
-            sweeps.plan(binary_data, space={"learning_rate": [1e-3, math.inf]}, strategy=sweeps.Random(n=1, seed=seed))
+            sweeps.dry_run(
+                binary_data, space={"learning_rate": [1e-3, math.inf]}, strategy=sweeps.Random(n=1, seed=seed)
+            )
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,7 @@
 """Lanes: a round's small work items trained side by side give the result of training them one at a time."""
 
+import threading
+
 import jax
 import numpy as np
 import pandas as pd
@@ -7,7 +9,8 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps import lane_plan, lanes, space
+from sweeps import lane_plan, space
+from sweeps.driver.scheduler import Scheduler
 from sweeps.engine.structure import n_params
 from sweeps.lane_plan import lane_count
 from sweeps.trained import load_model
@@ -27,7 +30,7 @@ SWEEP = dict(
     early_stopping={"patience": 2},
     keep_models=4,
 )
-LANE_EPOCH = lanes.LanesMixin._lane_epoch
+STEP = Scheduler._step
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +41,13 @@ def data():
 def run(data, run_dir, monkeypatch, count):
     monkeypatch.setenv("SWEEPS_LANES", str(count))
     monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)  # lanes are capped at the cores
-    calls = []
+    calls = []  # (work item, its thread, items in flight) for every epoch a lane ran
 
-    def spy(self, item, locks):
-        calls.append(item.work)
-        return LANE_EPOCH(self, item, locks)
+    def spy(self, item, lanes, ahead):
+        calls.append((item.work, threading.current_thread().name, len(self.state.flight)))
+        return STEP(self, item, lanes, ahead)
 
-    monkeypatch.setattr(lanes.LanesMixin, "_lane_epoch", spy)
+    monkeypatch.setattr(Scheduler, "_step", spy)
     result = sweeps.run(data, run_dir=run_dir, **SWEEP)
     return result, calls
 
@@ -52,8 +55,11 @@ def run(data, run_dir, monkeypatch, count):
 def test_lanes_give_the_table_history_and_models_of_one_item_at_a_time(data, tmp_path, monkeypatch):
     one, one_calls = run(data, tmp_path / "one", monkeypatch, 1)
     three, three_calls = run(data, tmp_path / "three", monkeypatch, 3)
-    assert not one_calls, "SWEEPS_LANES=1 trains one work item at a time"
-    assert set(three_calls) == set(range(6)), "every work item trained in a lane"
+    assert {c[1] for c in one_calls} == {"MainThread"} and max(c[2] for c in one_calls) == 1, (
+        "SWEEPS_LANES=1: the same scheduler trains one work item at a time, in the calling thread"
+    )
+    assert {c[0] for c in three_calls} == set(range(6)), "every work item trained in a lane"
+    assert all(c[1].startswith("sweeps-lane") for c in three_calls) and max(c[2] for c in three_calls) == 3
     assert (one.config["lanes"], three.config["lanes"]) == (1, 3), "config.json records the lanes"
     assert len(one.table) == 18 and one.table["state"].isin(["complete", "diverged", "stopped"]).all()
     pd.testing.assert_frame_equal(one.table, three.table)
@@ -74,7 +80,6 @@ def test_lanes_record_compile_seconds_per_structure(data, tmp_path, monkeypatch)
     for entry in by_structure:
         programs = {p["program"]: p for p in entry["programs"]}
         assert programs["epoch"]["compilations"] >= 1 and programs["epoch"]["compile_s"] > 0, entry
-        assert not any(p["ahead"] for p in programs.values()), "lanes compile each item's programs in its lane"
     inits = [p["compilations"] for s in by_structure for p in s["programs"] if p["program"] == "initialisation"]
     assert sum(inits) == 1, "one initialisation program for every batch size, however many lanes ask for it"
     assert compiled.count(EPOCH) == 3, compiled
@@ -82,40 +87,44 @@ def test_lanes_record_compile_seconds_per_structure(data, tmp_path, monkeypatch)
 
 def work_of(data, **overrides):
     settings = {k: v for k, v in SWEEP.items() if k != "keep_models"}
-    plan = sweeps.plan(data, **{**settings, **overrides})
-    return [(g, chunk) for g in plan.groups for chunk in g.chunks], plan.settings
+    first = sweeps.dry_run(data, **{**settings, **overrides})
+    return first.work, first.plan
 
 
 def test_work_items_train_in_as_many_lanes_as_the_sweep_was_planned_for(data, monkeypatch):
     monkeypatch.delenv("SWEEPS_LANES", raising=False)
     monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
-    work, settings = work_of(data)
-    assert settings.lanes == 4, "planned for one lane per core"
-    assert lane_count(work, settings.strategy, settings.layout, settings.lanes) == 4
-    assert lane_count(work[:2], settings.strategy, settings.layout, 4) == 2, "no more lanes than work items"
-    assert lane_count(work[:1], settings.strategy, settings.layout, 4) == 1
-    assert lane_count(work, settings.strategy, settings.layout, 2) == 2, "a resumed run: the lanes it was planned for"
-    wide, settings = work_of(data, model=MLP(hidden=(512, 512)), max_population=64)
-    assert len(wide) == 3 and lane_count(wide, settings.strategy, settings.layout, settings.lanes) == 3, "big too"
+    work, plan = work_of(data)
+    assert plan.resources.lanes == plan.lanes == 4, "planned for one lane per core"
+    assert lane_count(len(work), plan.lanes) == 4
+    assert lane_count(2, plan.lanes) == 2, "no more lanes than work items"
+    assert lane_count(1, plan.lanes) == 1
+    wide, plan = work_of(data, model=MLP(hidden=(512, 512)), max_population=64)
+    assert len(wide) == 3 and lane_count(len(wide), plan.lanes) == 3, "big too"
     monkeypatch.setenv("SWEEPS_LANES", "2")
-    assert lane_count(wide, settings.strategy, settings.layout, 4) == 2, "SWEEPS_LANES decides"
+    assert work_of(data)[1].lanes == 2, "SWEEPS_LANES decides"
 
 
 def test_lanes_share_the_memory_budget(data, monkeypatch):
     monkeypatch.setenv("SWEEPS_LANES", "1")
-    whole = sweeps.plan(data, **CUT).groups[0]  # 32 members as one population
+    whole = sweeps.dry_run(data, **CUT).groups[0]  # 32 members as one population
     budget = int(1.5 * whole.chunk_bytes)  # fits one population of 32, not two of them at once
-    alone = sweeps.plan(data, **CUT, memory_budget=budget).groups[0]
+    alone = sweeps.dry_run(data, **CUT, memory_budget=budget).groups[0]
     monkeypatch.setenv("SWEEPS_LANES", "2")
-    two = sweeps.plan(data, **CUT, memory_budget=budget).groups[0]
+    two = sweeps.dry_run(data, **CUT, memory_budget=budget).groups[0]
     assert (len(alone.chunks), alone.population) == (1, 32)
     assert len(two.chunks) >= 2 and 2 * two.chunk_bytes <= budget, (two.chunk_size, two.chunk_bytes, budget)
 
 
-def test_strategies_that_act_between_epochs_train_one_item_at_a_time(data, monkeypatch):
+@pytest.mark.parametrize("strategy", [sweeps.Halving(n=9), sweeps.PBT(population=4)])
+def test_strategies_that_act_between_epochs_train_one_item_at_a_time_and_the_dry_run_says_why(
+    data, monkeypatch, strategy
+):
     monkeypatch.setenv("SWEEPS_LANES", "4")
-    work, settings = work_of(data, strategy=sweeps.Halving(n=9))
-    assert lane_count(work, settings.strategy, settings.layout, settings.lanes) == 1
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
+    first = sweeps.dry_run(data, **{**{k: v for k, v in SWEEP.items() if k != "keep_models"}, "strategy": strategy})
+    assert first.plan.resources.lanes == 4 and first.plan.lanes == 1 and len(first.work) > 1
+    assert "lanes: one work item at a time: the strategy acts between epochs" in first.describe()
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
@@ -128,13 +137,13 @@ def test_a_bad_lane_count_names_the_variable_and_what_it_takes(data, monkeypatch
 def test_more_lanes_than_cores_are_capped_and_the_dry_run_says_why(data, monkeypatch):
     monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
     monkeypatch.setenv("SWEEPS_LANES", "1000")
-    plan = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=64)})
-    assert plan.settings.lanes == 2, "more lanes than cores only take turns, each with less of the memory budget"
-    described = plan.describe()
+    first = sweeps.dry_run(data, **{**CUT, "strategy": sweeps.Grid(n=64)})
+    assert first.plan.lanes == 2, "more lanes than cores only take turns, each with less of the memory budget"
+    described = first.describe()
     assert "lanes: 2 work items train side by side, one per CPU core: SWEEPS_LANES=1000 is capped at the 2" in described
     monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 4)
     monkeypatch.setenv("SWEEPS_LANES", "2")
-    described = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=64)}).describe()
+    described = sweeps.dry_run(data, **{**CUT, "strategy": sweeps.Grid(n=64)}).describe()
     assert "lanes: 2 work items train side by side, as SWEEPS_LANES=2 sets (" in described, described
 
 
@@ -143,8 +152,8 @@ CUT = dict(space={"learning_rate": space.loguniform(1e-3, 3e-1)}, strategy=sweep
 
 
 def chunking(data, **overrides):
-    plan = sweeps.plan(data, **{**CUT, **overrides})
-    return [(len(g.chunks), g.population) for g in plan.groups], plan.settings.lanes
+    first = sweeps.dry_run(data, **{**CUT, **overrides})
+    return [(len(g.chunks), g.population) for g in first.groups], first.plan.lanes
 
 
 def test_a_group_is_cut_into_chunks_for_as_many_lanes_as_cores(data, monkeypatch):
@@ -155,14 +164,14 @@ def test_a_group_is_cut_into_chunks_for_as_many_lanes_as_cores(data, monkeypatch
     assert chunking(data) == ([(2, 16)], 4), "no chunk below LANE_FEWEST members, even for more lanes"
     assert chunking(data, strategy=sweeps.Grid(n=64)) == ([(4, 16)], 4), "as many chunks as a multiple of the lanes"
     assert chunking(data, strategy=sweeps.Grid(n=20)) == ([(1, 20)], 4), "20 trials are not cut into chunks of 5"
-    big = sweeps.plan(data, **{**CUT, "strategy": sweeps.Grid(n=1000)})
+    big = sweeps.dry_run(data, **{**CUT, "strategy": sweeps.Grid(n=1000)})
     cap = lane_plan.LANE_PARAMETERS // n_params(big.groups[0].structure)
     assert [(len(g.chunks) % 4, g.population <= cap) for g in big.groups] == [(0, True)], (big.table(), cap)
-    described = sweeps.plan(data, **CUT).describe()  # what `sweeps run --dry-run` prints
+    described = sweeps.dry_run(data, **CUT).describe()  # what `sweeps run --dry-run` prints
     assert "lanes: 2 work items train side by side" in described and "at most 262,144 parameters" in described
     monkeypatch.setenv("SWEEPS_LANES", "1")
     assert chunking(data) == ([(1, 32)], 1), "SWEEPS_LANES=1 turns the cut off with the lanes"
-    assert "lanes:" not in sweeps.plan(data, **CUT).describe()
+    assert "lanes:" not in sweeps.dry_run(data, **CUT).describe()
 
 
 def test_no_cut_for_big_members_or_strategies_that_act_between_epochs(data, monkeypatch):

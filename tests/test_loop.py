@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import sweeps
-from sweeps.chunks import controls_for, train_chunk
+from sweeps.driver.populations import controls_for, train_chunk
+from sweeps.driver.scheduler import Scheduler, first_round
 from sweeps.engine import (
     Population,
     Structure,
@@ -19,6 +20,7 @@ from sweeps.engine import (
 from sweeps.engine.hparams import TRACED, resolve
 from sweeps.planning import plan
 from sweeps.records import Records
+from sweeps.settings import SweepConfig
 
 from helpers import EPOCH, log_compilations
 
@@ -140,14 +142,18 @@ def test_the_loop_asks_once_per_round_tells_each_round_and_numbers_across_rounds
     assert (strategy.told[1]["state"] == "complete").all()
 
 
-def test_plan_asks_the_strategy_once(binary_data):
+def test_planning_never_asks_the_strategy_and_the_dry_run_asks_a_copy(binary_data):
     strategy = Counting(rounds=1)
-    plan(binary_data, strategy=strategy, epochs=1)
-    assert strategy.asked == 1
+    sweep = plan(SweepConfig(strategy=strategy, epochs=1), binary_data)
+    assert strategy.asked == 0, "plan() is pure: the scheduler asks, once per round"
+    first = first_round(sweep)
+    assert strategy.asked == 0 and len(first.trials) == 2, "the dry run asks a copy of the strategy"
+    assert sweeps.dry_run(binary_data, strategy=strategy, epochs=1).trials == first.trials
+    assert strategy.asked == 0
 
 
 def test_train_chunk_metrics_carry_trial_numbers(binary_data):
-    sweep = plan(binary_data, space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, max_population=2)
+    sweep = sweeps.dry_run(binary_data, space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, max_population=2)
     group = sweep.groups[0]
     _, history = train_chunk(
         group.structure,
@@ -205,9 +211,9 @@ def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data)
 
 
 def _dispatch_order(monkeypatch):
-    """Records the loop's epoch dispatches ("start", epoch) and metric reads ("read") in order."""
-    from sweeps.chunks import ChunkRunner
+    """Records the scheduler's epoch dispatches ("start", epoch) and metric reads ("read") in order."""
     from sweeps.devices import Devices
+    from sweeps.driver.populations import ChunkRunner
 
     events = []
     start, fetch = ChunkRunner.start, Devices.fetch
@@ -227,14 +233,12 @@ def _dispatch_order(monkeypatch):
 
 
 def test_the_next_epoch_is_dispatched_before_the_last_ones_metrics_are_read(binary_data, monkeypatch):
-    from sweeps.loop import SweepLoop
-
     space = {"learning_rate": [1e-3, 1e-2, 1e3]}  # the last one diverges: a result, like the others
     events = _dispatch_order(monkeypatch)
     ahead = sweeps.run(binary_data, space=space, epochs=3)
     assert events == [("start", 0), ("start", 1), ("read",), ("start", 2), ("read",), ("read",)]
 
-    monkeypatch.setattr(SweepLoop, "_runs_ahead", lambda self: False)
+    monkeypatch.setattr(Scheduler, "_runs_ahead", lambda self: False)
     events.clear()
     plain = sweeps.run(binary_data, space=space, epochs=3)
     assert events == [("start", 0), ("read",), ("start", 1), ("read",), ("start", 2), ("read",)]
@@ -250,13 +254,11 @@ def test_with_early_stopping_each_epoch_is_read_before_the_next_is_dispatched(bi
 
 
 def test_when_every_member_stops_the_epoch_dispatched_ahead_changes_nothing(binary_data, monkeypatch, tmp_path):
-    from sweeps.loop import SweepLoop
-
     space = {"learning_rate": [1e3, 3e3]}  # both diverge in the first epoch
     events = _dispatch_order(monkeypatch)
     ahead = sweeps.run(binary_data, space=space, epochs=4, run_dir=tmp_path / "ahead", keep_models=2)
     assert events == [("start", 0), ("start", 1), ("read",)]  # stopped: nothing further dispatched
-    monkeypatch.setattr(SweepLoop, "_runs_ahead", lambda self: False)
+    monkeypatch.setattr(Scheduler, "_runs_ahead", lambda self: False)
     plain = sweeps.run(binary_data, space=space, epochs=4, run_dir=tmp_path / "plain", keep_models=2)
     assert (ahead.table["state"] == "diverged").all()
     pd_testing = pytest.importorskip("pandas.testing")

@@ -7,7 +7,7 @@ import pytest
 
 import sweeps
 from sweeps import space
-from sweeps.chunks import controls_for
+from sweeps.driver.populations import controls_for
 from sweeps.engine import Split, Structure, init_population, keys, make_train_epoch, memory, stack_hparams
 from sweeps.engine.hparams import resolve
 
@@ -43,7 +43,7 @@ def test_a_group_too_large_for_the_budget_is_chunked_with_padding_and_one_progra
         binary_data.n_train,
         binary_data.n_val,
     )
-    plan = sweeps.plan(
+    plan = sweeps.dry_run(
         binary_data,
         space={"learning_rate": space.loguniform(1e-3, 1e-1)},
         strategy=sweeps.Grid(n=10),
@@ -112,15 +112,17 @@ def test_the_speed_cap_is_the_largest_power_of_two_whose_step_state_fits_the_cac
 
 def test_on_a_cpu_a_sweep_is_chunked_by_speed_unless_its_strategy_acts_inside_populations(binary_data, monkeypatch):
     monkeypatch.setattr(memory, "cache_bytes", lambda: 8 * memory.step_bytes(_structure(binary_data)))
-    grid = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=20))
+    grid = sweeps.dry_run(
+        binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.Grid(n=20)
+    )
     if jax.default_backend() != "cpu":  # an accelerator: only memory limits a population there
-        assert grid.settings.cache_bytes is None and [len(g.chunks) for g in grid.groups] == [1]
+        assert grid.plan.cache_bytes is None and [len(g.chunks) for g in grid.groups] == [1]
         return
-    assert grid.settings.cache_bytes is not None
+    assert grid.plan.cache_bytes is not None
     assert [len(c) for g in grid.groups for c in g.chunks] == [7, 7, 6]  # at most 8 per chunk, as even as possible
     assert "train fastest together" in grid.describe()
-    pbt = sweeps.plan(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.PBT(20))
-    assert pbt.settings.cache_bytes is None and [len(g.chunks) for g in pbt.groups] == [1]
+    pbt = sweeps.dry_run(binary_data, space={"learning_rate": space.loguniform(1e-4, 1e-1)}, strategy=sweeps.PBT(20))
+    assert pbt.plan.cache_bytes is None and [len(g.chunks) for g in pbt.groups] == [1]
 
 
 def _structure(data):

@@ -157,7 +157,7 @@ def test_the_dry_run_shows_the_encoded_width_its_memory_estimate_counts():
         warnings.simplefilter("ignore", UserWarning)
         wide = load_csv(messy_frame(), target="y", max_categories=None, min_frequency=None)
         capped = load_csv(messy_frame(), target="y")
-    plans = [sweeps.plan(data, space={"learning_rate": [1e-3]}, memory_budget=2**30) for data in (wide, capped)]
+    plans = [sweeps.dry_run(data, space={"learning_rate": [1e-3]}, memory_budget=2**30) for data in (wide, capped)]
     for data, plan in zip((wide, capped), plans):
         assert plan.groups[0].structure.n_features == data.n_features
         assert f"data: {data.n_features} features in" in plan.describe()

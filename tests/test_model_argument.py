@@ -21,7 +21,7 @@ REFUSED = [
     (MLP(hidden=(8,), name="mine"), r"name='mine'\): name is not used"),
 ]
 CALLS = {
-    "plan": lambda data, model: sweeps.plan(data, model=model, space={"learning_rate": [1e-3]}, epochs=1),
+    "plan": lambda data, model: sweeps.dry_run(data, model=model, space={"learning_rate": [1e-3]}, epochs=1),
     "run": lambda data, model: sweeps.run(data, model=model, space={"learning_rate": [1e-3]}, epochs=1),
     "lr_find": lambda data, model: sweeps.lr_find(data, model=model, points=4, min_lr=1e-3, max_lr=1e-1),
 }
@@ -37,5 +37,5 @@ def test_a_model_that_is_not_the_built_in_mlp_is_refused_before_training(binary_
 
 
 def test_the_built_in_mlp_with_its_own_fields_is_accepted(binary_data):
-    plan = sweeps.plan(binary_data, model=MLP(hidden=(8, 4), activation="tanh"), space={"learning_rate": [1e-3]})
+    plan = sweeps.dry_run(binary_data, model=MLP(hidden=(8, 4), activation="tanh"), space={"learning_rate": [1e-3]})
     assert plan.groups[0].structure.hidden == (8, 4) and plan.groups[0].structure.activation == "tanh"

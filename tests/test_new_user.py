@@ -41,12 +41,12 @@ def test_dry_run_without_a_run_section_prints_the_plan(tmp_path, monkeypatch):
 )
 def test_a_swept_hyperparameter_no_trial_reads_is_refused(binary_data, search, optimizer, message):
     with pytest.raises(ValueError, match=message):
-        sweeps.plan(binary_data, space=search, optimizer=optimizer, strategy=sweeps.Grid(n=2))
+        sweeps.dry_run(binary_data, space=search, optimizer=optimizer, strategy=sweeps.Grid(n=2))
 
 
 def test_a_fixed_value_nobody_reads_is_warned_about(binary_data):
     with pytest.warns(UserWarning, match=r"b1 is set but no trial reads it.*its value is ignored"):
-        sweeps.plan(binary_data, space={"b1": 0.8, "learning_rate": [1e-3]}, optimizer="sgd")
+        sweeps.dry_run(binary_data, space={"b1": 0.8, "learning_rate": [1e-3]}, optimizer="sgd")
 
 
 def test_conditional_hyperparameters_leave_empty_cells_and_train_no_duplicates(binary_data):

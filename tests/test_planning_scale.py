@@ -35,14 +35,14 @@ def test_a_round_too_large_to_plan_is_refused_at_once_with_its_count_and_memory(
     never_asked(monkeypatch, type(strategy), sweeps.Random)
     started = time.perf_counter()
     with pytest.raises(ValueError, match=rf"asks for {count} in one round, more than the 1,000,000 .* GB of memory"):
-        sweeps.plan(binary_data, space=search, strategy=strategy, optimizer="adamw")
+        sweeps.dry_run(binary_data, space=search, strategy=strategy, optimizer="adamw")
     assert time.perf_counter() - started < 5
 
 
 def test_seeds_count_and_a_strategy_that_cannot_count_is_checked_after_it_asks(binary_data, monkeypatch):
     never_asked(monkeypatch, sweeps.Random)
     with pytest.raises(ValueError, match=r"1,200,000 trials in one round \(600,000 configurations x 2 seeds\)"):
-        sweeps.plan(binary_data, space=AXES, strategy=sweeps.Random(n=600_000), seeds=2)
+        sweeps.dry_run(binary_data, space=AXES, strategy=sweeps.Random(n=600_000), seeds=2)
 
     class Uncounted(Strategy):
         def ask(self, space):
@@ -50,7 +50,7 @@ def test_seeds_count_and_a_strategy_that_cannot_count_is_checked_after_it_asks(b
 
     monkeypatch.setattr(planning, "MAX_TRIALS", 10)
     with pytest.raises(ValueError, match=r"asks for 11 trials in one round, more than the 10 a round may plan"):
-        sweeps.plan(binary_data, strategy=Uncounted())
+        sweeps.dry_run(binary_data, strategy=Uncounted())
 
 
 def test_the_dry_run_refuses_a_huge_sweep_in_one_line(tmp_path, monkeypatch):
@@ -77,7 +77,7 @@ def test_a_dry_run_of_100000_trials_is_fast(tmp_path):
 
 
 def test_a_plan_of_100000_trials_prints_in_a_few_lines(binary_data):
-    small = sweeps.plan(binary_data, space=AXES, strategy=sweeps.Random(n=3))
+    small = sweeps.dry_run(binary_data, space=AXES, strategy=sweeps.Random(n=3))
     trials = tuple(dataclasses.replace(small.trials[0], number=i) for i in range(100_000))
     group = dataclasses.replace(small.groups[0], trials=trials, chunk_size=87)
     plan = dataclasses.replace(small, trials=trials, groups=(group,))

@@ -63,19 +63,19 @@ def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_si
 
 
 def test_a_recycled_slot_trains_its_new_trial_exactly_as_alone_from_the_same_start(monkeypatch):
-    from sweeps import loop as loop_module
+    from sweeps.driver.decisions import PopulationEdits
 
     data = synthetic("binary", rows=300)
     starts = {}
-    original = loop_module.SweepLoop._refill
+    original = PopulationEdits._refill
 
-    def refill(self, pop, refill, group, active):
-        pop, active = original(self, pop, refill, group, active)
-        for trial in self.refilled:
-            starts.setdefault(trial.number, self.position.epoch)
+    def refill(self, pop, refill, item, active, state, last):
+        pop, active = original(self, pop, refill, item, active, state, last)
+        for trial in state.refilled:
+            starts.setdefault(trial.number, item.epoch)
         return pop, active
 
-    monkeypatch.setattr(loop_module.SweepLoop, "_refill", refill)
+    monkeypatch.setattr(PopulationEdits, "_refill", refill)
     strategy = sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=10)
     result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-3, 3e-2)}, strategy=strategy, epochs=3)
     table = result.table
@@ -191,14 +191,14 @@ def test_population_strategies_refuse_impossible_settings():
 
 def test_halving_trains_to_the_sweeps_epochs_and_refuses_another_max_epochs(capsys):
     data = synthetic("binary", rows=300)
-    plan = sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=1, eta=2), epochs=5)
-    assert {t.hparams["epochs"] for t in plan.trials} == {5} and plan.settings.strategy.rungs() == [1, 2, 4]
-    agreeing = sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=4), epochs=4)
+    plan = sweeps.dry_run(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=1, eta=2), epochs=5)
+    assert {t.hparams["epochs"] for t in plan.trials} == {5} and plan.plan.strategy.rungs() == [1, 2, 4]
+    agreeing = sweeps.dry_run(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=4), epochs=4)
     assert {t.hparams["epochs"] for t in agreeing.trials} == {4}
     with pytest.raises(ValueError, match=r"Halving\(max_epochs=9\) and the sweep's epochs=30 disagree.*epochs=9"):
-        sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=9), epochs=30)
+        sweeps.dry_run(data, space=LR, strategy=sweeps.Halving(n=9, max_epochs=9), epochs=30)
     with pytest.raises(ValueError, match=r"min_epochs <= the sweep's epochs.*min_epochs=5, epochs=3"):
-        sweeps.plan(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=5), epochs=3)
+        sweeps.dry_run(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=5), epochs=3)
 
     from sweeps.cli import main
 

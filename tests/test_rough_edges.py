@@ -13,8 +13,8 @@ import pytest
 from test_cli import CHURN, ROOT, run_cli, write_config
 
 from sweeps.cli import main
-from sweeps.compilation_cache import enable_compilation_cache
 from sweeps.config_schema import strategy_options
+from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.strategies import STRATEGIES
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]), "SWEEPS_CACHE_DIR": "off"}

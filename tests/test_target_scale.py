@@ -8,8 +8,8 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps.chunks import baseline_loss
 from sweeps.data import Dataset, load_csv
+from sweeps.driver.populations import baseline_loss
 
 ROWS, FEATURES = 400, 3
 LEARNING_RATES = [1e-4, 1e-3, 1e-2]

@@ -1,20 +1,21 @@
-"""Compile seconds per structure, and the next group's programs compiled while the current one trains.
+"""Compiling: the seconds per structure, the next structure's programs compiled ahead, and the cache on disk.
 
 `CompileTimes` attributes JAX's own compile events (`/jax/core/compile/backend_compile_duration`,
 the XLA compile seconds `sweeps.engine.compiles.compile_log` also sums) to the structure, program
-and population size whose code caused them: the sweep loop opens `program(structure, "epoch", size)`
+and population size whose code caused them: the scheduler opens `program(structure, "epoch", size)`
 around the call that compiles, and the listener reads it from the thread the event fires in. A run
 writes the result into config.json as `compile_by_structure`; `sweeps run --dry-run --compile`
 prints it.
 
-`Ahead` runs one compilation at a time in a background thread: while a group trains, the sweep
-loop lowers and compiles the next group's initialisation and epoch (`jit(...).lower(shapes)
-.compile()` puts them in JAX's cache, so the next group's first call does not compile). On the
-2-core development machine a cold `data/examples/churn_three.toml` (5 structures) took 13.8-15.1 s
-of sweep wall time instead of 16.2-18.3 s (2026-11-27, 3 alternating runs each, load average about 2 from other
-jobs; before the engine's tree rewrite: 38-41 s instead of 45-50 s at a load of about 6): a small
-population's training leaves a core idle. A failed background compilation is raised in the main
-thread when the group that needs it starts, naming the structure.
+`Ahead` runs one compilation at a time in a background thread: while a work item trains, the
+scheduler lowers and compiles the next new structure's initialisation and epoch (`jit(...).lower(shapes)
+.compile()` puts them in JAX's cache, so that item's first call does not compile): a small population's
+training leaves a core idle (benchmarks/README.md, "Compiling ahead"). A failed background
+compilation is raised where the item that needs it starts, naming the structure.
+
+`enable_compilation_cache` keeps compiled programs on disk between processes: the `sweeps` command
+turns it on; API users call `sweeps.enable_compilation_cache()` once (the library never changes JAX's
+configuration on its own).
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -43,6 +45,7 @@ import jax
 from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
 from sweeps.engine.structure import Structure
 
+OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program loaded from the persistent cache
 
 
@@ -201,3 +204,31 @@ class Ahead:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._executor, self._future, self._key = None, None, None
+
+
+def enable_compilation_cache(folder: str | None = None) -> str | None:
+    """Keeps compiled programs on disk, so a second run of the same structures skips compilation.
+
+    Args:
+      folder: where; default $SWEEPS_CACHE_DIR, else $XDG_CACHE_HOME/sweepax/xla, else
+        ~/.cache/sweepax/xla. SWEEPS_CACHE_DIR=off (or none, false, 0, no, in any case; with no
+        folder given) leaves the cache off.
+
+    Returns:
+      The folder in use, or None when it is off.
+
+    Examples:
+      >>> import jax
+      >>> enable_compilation_cache("/tmp/sweepax-cache-doctest")
+      '/tmp/sweepax-cache-doctest'
+      >>> jax.config.update("jax_compilation_cache_dir", None)  # off again, for the tests that follow
+    """
+    folder = folder or os.environ.get("SWEEPS_CACHE_DIR")
+    if folder is not None and folder.strip().lower() in OFF:
+        return None
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        folder = os.path.join(base, "sweepax", "xla")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return folder

@@ -1,0 +1,498 @@
+"""The scheduler: the one object that drives every sweep, round by round, work item by work item.
+
+    start the strategy -> for each round:
+        ask the strategy (once) -> plan the round (`Plan.round`: trials, groups, work items)
+        train the round's work items, up to `lanes` at a time (`sweeps.driver.lanes`):
+            a lane builds an item's population, dispatches its epochs (the next one before this one's
+            metrics are read, where nothing between epochs reads them) and reads the metrics;
+            after every epoch of every item, `_after_epoch`: records by trial number, the strategy's
+            between-epoch decisions (`sweeps.driver.decisions`), the progress bar, kept models at an
+            item's end, a checkpoint when one is due
+        tell the strategy the round's rows -> another round?
+
+Its state (`sweeps.driver.state.SweepState`: the round, the next item, the items in flight, the records,
+the kept models) is one value that a checkpoint saves whole, in one shape whatever the lane count; a
+checkpoint is written once every lane is between epochs (`_between_epochs`). After an item's first
+epoch, the next new structure's programs compile in the background (`sweeps.driver.compiling.Ahead`).
+The compiled epoch (`sweeps.engine`) knows nothing of strategies, tables or files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, wait
+from typing import Any
+
+import jax
+import numpy as np
+
+from sweeps import distributed
+from sweeps.checkpoints import CheckpointMismatch, Checkpoints
+from sweeps.driver.compiling import Ahead, CompileTimes
+from sweeps.driver.decisions import PopulationEdits, lineage
+from sweeps.driver.lanes import Lanes
+from sweeps.driver.populations import (
+    ChunkRunner,
+    compile_population,
+    controls_for,
+    epochs_of,
+    new_population,
+    population_shapes,
+)
+from sweeps.driver.state import Item, SweepState, canonical, configs_of, trial_from_json
+from sweeps.engine.epoch import Split
+from sweeps.engine.metrics import direction
+from sweeps.lane_plan import lane_count, machine_lanes, planned_lanes
+from sweeps.planning import Group, Plan, Round, Trial, check_round_size
+from sweeps.progress import Progress
+from sweeps.records import Records
+from sweeps.results import build_frames
+from sweeps.trained import KeptModels
+
+
+class Interrupted(Exception):
+    """The sweep stopped on a signal (Ctrl-C, SIGTERM) after saving a checkpoint; `sweeps resume` continues it."""
+
+    def __init__(self, signum: int, run_dir: str | None, step: int | None):
+        self.signum, self.run_dir, self.step = signum, run_dir, step
+        name = signal.Signals(signum).name
+        where = f"checkpoint {step} saved; continue with: sweeps resume {run_dir}" if step else "no checkpoint"
+        super().__init__(f"interrupted by {name} after the current epoch: {where}")
+
+
+def start_strategy(plan: Plan) -> None:
+    """Starts the plan's strategy for a sweep: its objective and direction, then the sweep's epoch budget."""
+    strategy, config = plan.strategy, plan.config
+    strategy.start(config.objective, direction(config.objective))
+    strategy.use_epochs(config.epochs)
+
+
+def ask_round(plan: Plan, index: int, after: list[Trial]) -> tuple[Round, list[dict]]:
+    """Asks the plan's strategy for round `index` (once) and plans it, numbered after the trials `after`.
+
+    A round too large to plan is refused before the strategy makes it (`Strategy.asks_for`). With several
+    processes, process 0's answer is everyone's. Returns the round and the configurations asked for.
+    """
+    strategy = plan.strategy
+    check_round_size(strategy.asks_for(plan.config.space), plan)  # counted before anything is made
+    configs = distributed.agreed(strategy.ask(plan.config.space))
+    if not configs:
+        raise ValueError(f"the strategy {strategy!r} asked for no trials" + (f" in round {index}" if index else ""))
+    return plan_round(plan, configs, index, after), configs
+
+
+def plan_round(plan: Plan, configs: list[Mapping[str, Any]], index: int, after: list[Trial]) -> Round:
+    """Round `index` of `configs`, its trials numbered after `after` (every trial planned before it)."""
+    first_number, first_config = (after[-1].number + 1, after[-1].config + 1) if after else (0, 0)
+    return plan.round(configs, first_number=first_number, first_config=first_config, index=index)
+
+
+def first_round(plan: Plan) -> Round:
+    """The first round a sweep of `plan` would train, asked of a copy of its strategy (the dry run's view): the
+    plan's own strategy is left as it was."""
+    preview = dataclasses.replace(plan, config=dataclasses.replace(plan.config, strategy=copy.deepcopy(plan.strategy)))
+    start_strategy(preview)
+    return ask_round(preview, 0, [])[0]
+
+
+class Scheduler:
+    """Drives a planned sweep from its first round to the last round's records.
+
+    Args:
+      plan: the sweep's plan (`sweeps.planning.plan`); its strategy is asked for each round here.
+      progress: show a progress bar.
+      checkpoints: where checkpoints go (`sweeps.checkpoints.Checkpoints`), or None for none.
+      fingerprints: the configuration's and the data's, recorded in each checkpoint.
+      restores: the fingerprints of the checkpoints this run may continue (its own; a fork's also those of
+        the run it forked); None for a new run, which never restores one.
+      keep_models: how many of the best trials' best-epoch parameters to keep.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        progress: bool = False,
+        checkpoints: Checkpoints | None = None,
+        fingerprints: Mapping[str, str] | None = None,
+        restores: list[Mapping[str, str]] | None = None,
+        keep_models: int = 0,
+    ):
+        self.plan, self.config, self.strategy = plan, plan.config, plan.strategy
+        self.devices = plan.devices
+        self.checkpoints = checkpoints
+        self.fingerprints = dict(fingerprints or {})
+        self.restores = None if restores is None else [dict(f) for f in restores]
+        self.state = SweepState(KeptModels(keep_models, config_of=self.config_of))
+        self.rounds: list[Round] = []  # every round planned so far (derived from state.configs)
+        self.swept: dict[str, None] = dict.fromkeys(plan.config.space)
+        self.progress = Progress(self.config.objective, progress)
+        self._runners: dict[Any, ChunkRunner] = {}
+        self.edits = PopulationEdits(plan, self.devices, self.progress.add_total)
+        self.compile_times = CompileTimes()
+        self.lanes = 1  # the most work items trained side by side so far
+        self._configs: dict[int, tuple[int, int]] = {}  # trial number -> (configuration, its trials)
+        self._ahead = Ahead()
+        self._compiled: set[tuple[Any, int]] = set()  # (structure, population) compiled or compiling
+        self._signal: int | None = None
+        self._due = False  # a checkpoint is due once every lane is between epochs
+        stop = self.config.early_stopping
+        self.stop_metric = stop["metric"] if stop else None
+        self.controls = controls_for(plan.data, plan.early_stopping, self.config.divergence_threshold)
+        data = plan.data
+        splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+        self.splits = self.devices.replicate(jax.tree.map(np.asarray, splits))  # once per sweep
+
+    # --- rounds --------------------------------------------------------------------------
+
+    @property
+    def trials(self) -> list[Trial]:
+        """Every trial planned so far, across rounds (with those started in recycled slots), in number order."""
+        out = []
+        for index, planned in enumerate(self.rounds):
+            out.extend(planned.trials)
+            out.extend(t for t in self.state.refilled if t.round == index)
+        return out
+
+    def round_trials(self, index: int) -> list[Trial]:
+        return [*self.rounds[index].trials, *(t for t in self.state.refilled if t.round == index)]
+
+    def config_of(self, number: int) -> tuple[int, int]:
+        """The configuration trial `number` belongs to and how many trials (seeds) it has."""
+        if number not in self._configs:  # a new round or recycled slots added trials: map them all again
+            trials = self.trials
+            sizes: dict[int, int] = {}
+            for t in trials:
+                sizes[t.config] = sizes.get(t.config, 0) + 1
+            self._configs = {t.number: (t.config, sizes[t.config]) for t in trials}
+        return self._configs[number]
+
+    def _add_round(self, planned: Round, configs: list[dict]) -> None:
+        self.rounds.append(planned)
+        self.state.configs.append([dict(c) for c in configs])
+        self.swept.update(dict.fromkeys(planned.swept))
+
+    def run(self) -> Records:
+        """Trains every round (from the newest checkpoint, when resuming); returns the records."""
+        start_strategy(self.plan)
+        first, _ = ask_round(self.plan, 0, [])
+        self._add_round(first, configs_of(first.trials, self.config.seeds))
+        restored = self._restore() if self.restores is not None else {}
+        try:
+            with self._signals(), self.compile_times.listening():
+                while True:
+                    self._train_round(restored)
+                    restored = {}
+                    self.strategy.tell(self.table(self.round_trials(self.state.round)))
+                    if not self.strategy.another_round():
+                        break
+                    self._add_round(*ask_round(self.plan, self.state.round + 1, self.trials))
+                    self.state.round, self.state.next = self.state.round + 1, 0
+                    self._save()
+            if self.checkpoints is not None:
+                self.checkpoints.wait()
+        finally:
+            self._ahead.close()
+            self.progress.close()
+        return self.state.records
+
+    def table(self, trials: list[Trial]):
+        """The trial table of `trials` from the records so far (what `tell` receives)."""
+        table, _ = build_frames(
+            [dataclasses.asdict(t) for t in trials],
+            list(self.swept),
+            self.state.records.by_trial(),
+            self.config.objective,
+            self.state.pruned,
+        )
+        return table
+
+    # --- one round: its work items in lanes ------------------------------------------------
+
+    def _train_round(self, restored: dict[int, dict[str, Any]]) -> None:
+        """Trains the round's work items from the state's position, up to `lanes` at a time; `restored`: the
+        items a checkpoint had in flight (work index -> position and population)."""
+        state, work = self.state, self.rounds[self.state.round].work
+        for index, saved in sorted(restored.items()):
+            state.flight[index] = self._item(work, index, saved)
+        left = len(work) - state.next + len(state.flight)
+        lanes = lane_count(left, planned_lanes(self.strategy, machine_lanes(self.devices)))
+        self.lanes = max(self.lanes, lanes)
+        self.progress.round(state.round, self.strategy.planned_rounds())
+        in_flight = [(item.epochs, item.epoch) for item in state.flight.values()]
+        unstarted = sum(epochs_of(chunk) for _, chunk in work[state.next :])
+        self.progress.add_total(unstarted + sum(n for n, _ in in_flight), sum(e for _, e in in_flight))
+        pool, running = Lanes(lanes), {}
+        try:
+            while state.flight or state.next < len(work):
+                if not running:
+                    self._between_epochs()
+                while len(state.flight) < lanes and state.next < len(work):
+                    state.flight[state.next] = self._item(work, state.next)
+                    state.next += 1
+                saving = self._due or self._signal is not None
+                idle = [item for item in state.flight.values() if item not in running.values()]
+                for item in idle:
+                    if not saving or item.ahead is not None:  # to checkpoint, lanes stop between epochs
+                        running[pool.submit(self._step, item, pool, self._runs_ahead() and not saving)] = item
+                if not running:
+                    continue
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f].work):
+                    item = running.pop(future)
+                    self._after_epoch(item, future.result(), work)
+        finally:
+            pool.close(list(running))
+        self._due = False
+        self._save()
+        self._check_signal()
+
+    def _item(self, work: list[tuple[Group, tuple[Trial, ...]]], index: int, saved: Mapping | None = None) -> Item:
+        """Work item `index` of the round, fresh or as a checkpoint had it in flight."""
+        group, chunk = work[index]
+        self._compiled.add((group.structure, group.population))
+        item = Item(index, group, chunk, epochs_of(chunk))
+        if saved is not None:
+            item.epoch = int(saved["epoch"])
+            item.pop = None if saved["pop"] is None else self.devices.place(saved["pop"])
+            item.parents = None if saved["parents"] is None else np.asarray(saved["parents"], np.int64)
+        return item
+
+    def _runs_ahead(self) -> bool:
+        """Whether an epoch may be dispatched before the previous one's metrics are read: where nothing between
+        epochs reads them (no strategy decisions or lineage), no early stopping (no epoch is dispatched for
+        members that all stopped) and one process (checkpoint timing needs no agreement)."""
+        strategy = self.strategy
+        return (
+            not strategy.acts_between_epochs
+            and not strategy.tracks_hparams
+            and self.stop_metric is None
+            and self.devices.processes == 1
+        )
+
+    def runner(self, group: Group) -> ChunkRunner:
+        """The group's compiled epoch with the sweep's data on its devices."""
+        if group.structure not in self._runners:
+            self._runners[group.structure] = self._new_runner(group)
+        return self._runners[group.structure]
+
+    def _new_runner(self, group: Group) -> ChunkRunner:
+        return ChunkRunner(
+            group.structure,
+            self.plan.data,
+            self.config.seed,
+            self.stop_metric,
+            self.controls,
+            self.config.objective,
+            splits=self.splits,
+            fetch=self.devices.fetch,
+        )
+
+    def _step(self, item: Item, lanes: Lanes, ahead: bool) -> dict[str, np.ndarray]:
+        """In a lane: the item's population built (before its first epoch), its epoch dispatched (and, with
+        `ahead`, the next one before this one's metrics are read), this epoch's metrics read."""
+        group, times = item.group, self.compile_times
+        structure, size = group.structure, group.population
+        runner = self.runner(group)  # first: making the first program probes the compiler options (not timed)
+        if item.pop is None and item.ahead is None:  # its first epoch: its programs may be compiling ahead
+            with lanes.first("initialisation"):
+                waited = self._ahead.wait((structure, size), f"{structure.label()} (population {size})")
+                times.waited(structure, waited)
+                with times.program(structure, "initialisation", size):
+                    config = self.config
+                    built = new_population(structure, item.chunk, size, config.seed, config.init, self.devices)
+                    item.pop = self.devices.place(built)
+            if item.epoch == 0 and self.strategy.tracks_hparams:  # lineage starts at itself
+                item.parents = np.asarray(self.devices.fetch(item.pop.numbers)).copy()
+        if item.ahead is None:
+            with lanes.first((structure, item.pop.size)), times.program(structure, "epoch", item.pop.size):
+                item.ahead, item.pop = runner.start(item.pop, item.epoch), None  # the population is donated
+        pop, on_device = item.ahead
+        if ahead and item.epoch + 1 < item.epochs:
+            with times.program(structure, "epoch", pop.size):
+                item.ahead = runner.start(pop, item.epoch + 1)
+        else:
+            item.ahead, item.pop = None, pop
+        return self.devices.fetch(on_device)
+
+    def _after_epoch(self, item: Item, metrics: dict[str, np.ndarray], work: list) -> None:
+        """After every epoch of every work item (in the main thread): records by trial number, the strategy's
+        decisions, the progress bar, the kept models at the item's end, and whether a checkpoint is due."""
+        state, structure = self.state, item.group.structure
+        if self.strategy.tracks_hparams:
+            metrics = {**metrics, **lineage(item, self.devices, self.swept)}
+        state.records.add(metrics)
+        item.epoch += 1
+        self.progress.epoch(metrics, structure.label(), item.epoch, item.epochs, self.checkpoints)
+        if self.checkpoints is not None and self.checkpoints.due():
+            self._due = True
+        self._compile_ahead(work[state.next :])  # this item's programs are compiled: the next new structure's now
+        live = bool(metrics["active"].any())
+        if self.strategy.acts_between_epochs:
+            with self.compile_times.program(structure, "edits", item.pop.size):
+                item.pop, live = self.edits.after_epoch(item, metrics, state, lambda: self.trials[-1])
+        if live:  # members train on (past `item.epochs` where a strategy started new trials in recycled slots)
+            return
+        if item.ahead is not None:  # every member had stopped: the epoch ahead trained nobody and changed nothing
+            item.pop, item.ahead = item.ahead[0], None
+        self.progress.skip(item.epochs - item.epoch)  # every member stopped early
+        state.kept.offer(item.pop, skip=state.pruned, fetch=self.devices.fetch)
+        del state.flight[item.work]
+        if not state.flight:  # the only item in flight: a checkpoint at its end holds no population
+            self._due = self.checkpoints is not None
+
+    # --- compiling ahead -------------------------------------------------------------------
+
+    def _compile_ahead(self, later: list[tuple[Group, tuple[Trial, ...]]]) -> None:
+        """Starts compiling, in the background, the first of the `later` work items whose programs are not
+        compiled yet (one at a time); its lane waits for it when it starts the item (`Ahead.wait`)."""
+        if self._ahead.pending:
+            return
+        for group, chunk in later:
+            key = (group.structure, group.population)
+            if key not in self._compiled:
+                self._compiled.add(key)
+                self._ahead.start(key, lambda group=group, chunk=chunk: self.compile_programs(group, chunk, True))
+                return
+
+    def compile_programs(self, group: Group, chunk: tuple[Trial, ...], ahead: bool = False) -> None:
+        """Compiles (runs nothing) a work item's initialisation and epoch, timed into `compile_times`."""
+        structure, size, config = group.structure, group.population, self.config
+        with self.compile_times.program(structure, "initialisation", size, ahead):
+            shapes = compile_population(structure, chunk, size, config.seed, config.init, self.devices)
+        with self.compile_times.program(structure, "epoch", size, ahead):
+            self.runner(group).compile(shapes)
+
+    def compile_round(self, planned: Round) -> list[dict[str, Any]]:
+        """Compiles every group of a round (no training): the dry run's compile seconds per structure."""
+        with self.compile_times.listening():
+            for group in planned.groups:
+                if (group.structure, group.population) not in self._compiled:
+                    self._compiled.add((group.structure, group.population))
+                    self.compile_programs(group, group.chunks[0])
+        return self.compile_times.by_structure()
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def _save(self) -> int | None:
+        """Writes a checkpoint of the state (every item in flight between epochs)."""
+        if self.checkpoints is None:
+            return None
+        self._due = False
+        return self.checkpoints.save(self.state.snapshot(self.strategy.state_dict(), self.fingerprints))
+
+    def _between_epochs(self) -> None:
+        """Every lane is between epochs: saves when due, or saves and stops after a signal; every process takes the
+        same branch."""
+        if self.checkpoints is None:
+            return
+        if any(item.ahead is not None for item in self.state.flight.values()):
+            return  # an epoch runs ahead: the lanes stop for the checkpoint after it
+        due, stop = distributed.any_everywhere(self._due, self._signal is not None)
+        if due and not stop:
+            self._save()
+        elif stop:
+            self._check_signal()
+
+    def _check_signal(self) -> None:
+        """After a signal (here or in another process): saves, waits for the save, and stops."""
+        if self.checkpoints is None:
+            return
+        (stop,) = distributed.any_everywhere(self._signal is not None)
+        if not stop:
+            return
+        self._signal = self._signal or signal.SIGTERM  # another process was signalled: stop together
+        step = self._save()
+        self.checkpoints.wait()
+        raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
+
+    def _restore(self) -> dict[int, dict[str, Any]]:
+        """Continues from the newest usable checkpoint, if any: the state, the rounds as planned (the strategy is
+        not asked again) and the strategy's state. Returns the items it had in flight (`SweepState.load`)."""
+        if self.checkpoints is None:
+            return {}
+        snapshot = self.checkpoints.restore_latest(self._population_target, check=self._check_fingerprints)
+        if snapshot is None:
+            return {}
+        self._replan(snapshot.meta)
+        self.strategy.load_state_dict(snapshot.meta["strategy"])
+        return self.state.load(snapshot)
+
+    def _check_fingerprints(self, meta: Mapping[str, Any], step: int) -> None:
+        """A checkpoint is continued only by the run that wrote it (or a fork of that run): its settings' and
+        data's fingerprints must be among `restores`, else it is refused, both named (never adopted)."""
+        stored = meta.get("fingerprints")
+        if stored in (self.restores or []):
+            return
+        stored = stored if isinstance(stored, Mapping) else {}
+        own = self.restores[0] if self.restores else self.fingerprints
+        raise CheckpointMismatch(
+            f"checkpoint {step} in {self.checkpoints.folder} was not written by this run: it records settings "
+            f"{stored.get('settings')} and data {stored.get('data')}, this run is settings {own.get('settings')} "
+            f"and data {own.get('data')} (fingerprints, as in run.json); it is not continued: put back the run's "
+            f"own checkpoints, or start a new run in another folder"
+        )
+
+    def _replan(self, meta: Mapping[str, Any]) -> None:
+        """The checkpoint's rounds planned again from their stored configurations (the strategy is not asked),
+        with the trials strategies started in recycled slots; the first must be the one just asked for."""
+        stored = meta["rounds"]
+        if canonical(self.state.configs[0]) != canonical(stored[0]):
+            raise CheckpointMismatch(
+                "the trials of the first round differ from the checkpoint's: the space, the strategy or a default "
+                "changed since the run started (a fork continues a checkpoint only under settings that keep its "
+                "trials); resume with the original configuration, or start a new run"
+            )
+        del self.rounds[1:], self.state.configs[1:]
+        self.state.refilled = [trial_from_json(t) for t in meta["refilled"]]
+        for index in range(1, len(stored)):
+            self._add_round(plan_round(self.plan, stored[index], index, self.trials), stored[index])
+        self._configs = {}
+
+    def _population_target(self, meta: Mapping[str, Any]) -> Any:
+        """The abstract populations of the checkpoint's items in flight, by work index, for orbax to restore into
+        (straight into the sharding, never the saved layout)."""
+        self._replan(meta)
+        position = meta["position"]
+        work = self.rounds[int(position["round"])].work
+        config, targets = self.config, {}
+        for saved in position["flight"]:
+            if saved["epoch"]:
+                group, chunk = work[int(saved["work"])]
+                size = int(saved["size"])  # a repacked population is smaller than its group's
+                chunk = tuple((chunk * size)[:size])
+                shapes = population_shapes(group.structure, chunk, size, config.seed, config.init, self.devices)
+                targets[str(saved["work"])] = shapes
+        return targets
+
+    # --- signals ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """Ctrl-C and SIGTERM finish the epoch, save, and stop; a second Ctrl-C stops at once."""
+        if self.checkpoints is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal is not None:  # the second one: stop now, the newest checkpoint stays intact
+                raise KeyboardInterrupt
+            self._signal = signum
+            print(
+                f"\n{signal.Signals(signum).name}: finishing the epoch and saving a checkpoint "
+                "(press Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

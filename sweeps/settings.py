@@ -1,0 +1,196 @@
+"""A sweep's settings as data: what the user asked for (`SweepConfig`) and what the machine offers (`Resources`).
+
+Both are frozen and checked when made, so a bad value is refused before anything is planned,
+with the rule and the value. `sweeps.run(...)` builds a `SweepConfig` from its keywords; a TOML
+file maps onto the same fields (each field's `section` says where it is written:
+`sweeps.cli.config_schema`); `config.json` records both objects (`SweepConfig.record`,
+`Resources.record`). What depends on the data (an objective the task computes, a batch size
+the rows allow) is checked when the sweep is planned (`sweeps.planning.plan`).
+
+Examples:
+  >>> import sweeps
+  >>> config = SweepConfig(space={"learning_rate": sweeps.space.loguniform(1e-4, 1e-1)}, epochs=5)
+  >>> config.epochs, type(config.strategy).__name__
+  (5, 'Grid')
+  >>> SweepConfig(seeds=0)
+  Traceback (most recent call last):
+  ...
+  ValueError: seeds must be an integer >= 1, but got seeds=0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from models import MLP
+from sweeps.checks import check_early_stopping, check_int, check_model
+from sweeps.devices import Devices, select_devices
+from sweeps.engine import hparams as registry
+from sweeps.engine import memory
+from sweeps.engine.metrics import direction
+from sweeps.space import Axis, Choice, as_space, axis_to_config
+from sweeps.strategies import Grid, Strategy
+
+# How a trial's initialisation and dropout keys are derived: from (sweep seed, seed index), common random
+# numbers shared by every configuration, or from (sweep seed, trial number).
+INIT_MODES = ("shared", "per_trial")
+
+
+def _section(name: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    """A field written under `[name]` in a config file."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"section": name})
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """Everything a user asks of a sweep, checked: the model, the space, the strategy, the training defaults,
+    the objective, early stopping and the run folder's checkpoints and kept models.
+
+    Attributes (as `sweeps.run` documents them): `model` ([model] in a config file), `space` ([space]),
+    `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
+    does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
+    `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`.
+    """
+
+    model: MLP = _section("model", factory=MLP)
+    space: Mapping[str, Axis] = _section("space", factory=dict)
+    strategy: Strategy = _section("strategy", factory=Grid)
+    optimizer: str = _section("train", "adam")
+    epochs: int = _section("train", 10)
+    batch_size: int = _section("train", 32)
+    seeds: int = _section("train", 1)
+    seed: int = _section("train", 0)
+    objective: str = _section("train", "val_loss")
+    early_stopping: Mapping[str, Any] | None = _section("train", None)
+    max_population: int | None = _section("train", None)
+    divergence_threshold: float | None = _section("train", 10.0)
+    init: str = _section("train", "shared")
+    checkpoint_every: int | None = _section("run", None)
+    keep_checkpoints: int = _section("run", 2)
+    keep_models: int = _section("run", 5)
+
+    def __post_init__(self):
+        model = MLP() if self.model is None else self.model
+        check_model(model)
+        axes = as_space(self.space)
+        for name, axis in axes.items():
+            registry.check_name(name)
+            if isinstance(axis, Choice):  # every listed value, even one a strategy may never draw (inf, nan)
+                registry.check_values(name, axis.values)
+        strategy = Grid() if self.strategy is None else self.strategy
+        if not isinstance(strategy, Strategy):
+            raise TypeError(
+                "strategy must be a sweeps.Strategy: sweeps.Grid(...), Random(...), QuasiRandom(...) or Bayes(...), "
+                f"but got {strategy!r}"
+            )
+        if strategy.round_size() is not None:
+            check_int(f"{type(strategy).__name__}.round_size()", strategy.round_size(), 1)
+        check_int("seeds", self.seeds, 1)
+        check_int("seed", self.seed, 0)
+        if self.max_population is not None:
+            check_int("max_population", self.max_population, 1)
+        threshold = self.divergence_threshold
+        if threshold is not None and not (isinstance(threshold, (int, float)) and threshold > 0):
+            raise ValueError(f"divergence_threshold must be > 0 or None, but got {threshold!r}")
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={self.init!r}")
+        if self.checkpoint_every is not None:
+            check_int("checkpoint_every", self.checkpoint_every, 1)
+        check_int("keep_checkpoints", self.keep_checkpoints, 1)
+        check_int("keep_models", self.keep_models, 0)
+        stop = check_early_stopping(self.early_stopping)  # its metric is checked against the task when planned
+        for name, value in (("model", model), ("space", axes), ("strategy", strategy), ("early_stopping", stop)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """What a trial takes when neither its space nor its strategy sets it."""
+        return {
+            "optimizer": self.optimizer,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "hidden": self.model.hidden,
+            "activation": self.model.activation,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The settings that decide the results, as config.json records them (and a resume compares)."""
+        strategy = self.strategy
+        return {
+            "model": {"hidden": list(self.model.hidden), "activation": self.model.activation},
+            "space": {name: axis_to_config(axis) for name, axis in self.space.items()},
+            "strategy": {
+                "name": type(strategy).__name__.lower(),
+                **(dataclasses.asdict(strategy) if dataclasses.is_dataclass(strategy) else {}),
+            },
+            "optimizer": self.optimizer,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "seeds": self.seeds,
+            "init": self.init,
+            "seed": self.seed,
+            "objective": self.objective,
+            "direction": direction(self.objective),
+            "early_stopping": dict(self.early_stopping) if self.early_stopping else None,
+            "max_population": self.max_population,
+            "divergence_threshold": self.divergence_threshold,
+        }
+
+    def run_options(self) -> dict[str, Any]:
+        """The run folder's settings (checkpoints, kept models): config.json records them; a resume may change them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["section"] == "run"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What the machine offers a sweep: its devices, the memory budget per device, the work items it can train
+    side by side (lanes), and a CPU's last-level cache (chunks are also sized by speed within it).
+
+    `Resources.detect()` measures them; a resumed run is planned with the ones its manifest recorded
+    (`Resources.from_record`), so its chunks are cut as they first were.
+    """
+
+    devices: Devices
+    memory_budget: int  # bytes per device, shared by the chunks lanes train at once
+    lanes: int = 1  # work items trained side by side where nothing between epochs reaches into them
+    cache_bytes: int | None = None  # a CPU's last-level cache; None on an accelerator
+
+    def __post_init__(self):
+        check_int("memory_budget", self.memory_budget, 1)
+        check_int("lanes", self.lanes, 1)
+
+    @classmethod
+    def detect(cls, devices: Any = None, memory_budget: int | None = None) -> Resources:
+        """The machine as this process sees it: `devices` as `sweeps.run` takes them (None: every device),
+        half of each device's free memory unless `memory_budget` (bytes per device) is given, one lane per core
+        on a CPU (`SWEEPS_LANES` sets it) and the CPU's cache."""
+        from sweeps.lane_plan import machine_lanes
+
+        layout = devices if isinstance(devices, Devices) else select_devices(devices)
+        cpu = layout.local[0].platform == "cpu"
+        return cls(
+            devices=layout,
+            memory_budget=layout.budget_bytes() if memory_budget is None else int(memory_budget),
+            lanes=machine_lanes(layout),
+            cache_bytes=memory.cache_bytes() if cpu else None,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """As config.json and the run's manifest record them."""
+        return {
+            "devices": self.devices.count,
+            "memory_budget": self.memory_budget,
+            "lanes": self.lanes,
+            "cache_bytes": self.cache_bytes,
+        }
+
+    def planned_as(self, record: Mapping[str, Any]) -> Resources:
+        """These devices with the budget, lanes and cache a run recorded when it started (its chunks' cut)."""
+        return dataclasses.replace(
+            self,
+            memory_budget=int(record["memory_budget"]),
+            lanes=int(record.get("lanes", 1)),
+            cache_bytes=record.get("cache_bytes"),
+        )
