@@ -46,7 +46,9 @@ def measure(data, n: int, repeats: int) -> dict:
     (group,) = plan.groups
     (chunk,) = group.chunks
     scheduler = Scheduler(plan.plan)
-    pop, metrics = scheduler.runner(group).epoch(new_population(group.structure, chunk, group.chunk_size, 0), 0)
+    pop, metrics = scheduler.programs.runner(group).epoch(
+        new_population(group.structure, chunk, group.chunk_size, 0), 0
+    )
     scheduler.state.records.add(metrics)
     scheduler.state.flight[0] = Item(0, group, chunk, epochs=20, epoch=1, pop=pop)  # one item in flight, mid-chunk
     jax.block_until_ready(pop)

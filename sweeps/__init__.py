@@ -12,7 +12,7 @@ Examples:
 from sweeps import space
 from sweeps.data import Dataset, load_csv
 from sweeps.driver.compiling import enable_compilation_cache
-from sweeps.driver.scheduler import Interrupted
+from sweeps.driver.signals import Interrupted
 from sweeps.lr_find import LRFind, lr_find
 from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result, load_result

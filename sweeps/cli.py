@@ -28,7 +28,7 @@ from pathlib import Path
 from sweeps.commands import add_process_flags, predict_command, resume_command
 from sweeps.config_schema import strategy_help
 from sweeps.driver.compiling import enable_compilation_cache
-from sweeps.driver.scheduler import Interrupted
+from sweeps.driver.signals import Interrupted
 from sweeps.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.summary import compile_lines, describe_config, show_path, summary_lines
 
@@ -350,7 +350,7 @@ def dry_run(args: argparse.Namespace, config: dict, sweep_plan, first) -> int:
     import jax
 
     from sweeps import distributed
-    from sweeps.driver.scheduler import Scheduler
+    from sweeps.driver.compiling import Programs
 
     writer = distributed.is_writer()
     if writer:
@@ -363,7 +363,7 @@ def dry_run(args: argparse.Namespace, config: dict, sweep_plan, first) -> int:
         if writer:
             print(f"compiling the programs of {len(first.groups)} structure groups (no training) ...", flush=True)
         started = time.perf_counter()
-        report = Scheduler(sweep_plan).compile_round(first)
+        report = Programs(sweep_plan).compile_round(first)
         wall_s = time.perf_counter() - started
     if writer:
         print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))

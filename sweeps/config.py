@@ -65,7 +65,7 @@ from sweeps.config_schema import (
     strategy_options,
 )
 from sweeps.data import Dataset, load_csv
-from sweeps.driver.scheduler import first_round
+from sweeps.driver.rounds import first_round
 from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result
 from sweeps.settings import Resources, SweepConfig

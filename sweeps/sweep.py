@@ -29,7 +29,8 @@ from sweeps import checkpoints as checkpoints_lib
 from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
 from sweeps.devices import resume_advice
-from sweeps.driver.scheduler import Scheduler, first_round
+from sweeps.driver.rounds import first_round
+from sweeps.driver.scheduler import Scheduler
 from sweeps.engine.compiles import compile_log
 from sweeps.planning import Plan, Round, plan
 from sweeps.results import Result, build_frames, load_result
@@ -288,7 +289,7 @@ def _execute(
         "wall_s": round(time.perf_counter() - started, 3),
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
-        "compile_by_structure": scheduler.compile_times.by_structure(),
+        "compile_by_structure": scheduler.programs.times.by_structure(),
         "lanes": scheduler.lanes,  # the most work items trained side by side (1: one at a time)
         "resources": resources.record(),  # what the chunks were planned for
         "run": config.run_options(),

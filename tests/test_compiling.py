@@ -7,7 +7,7 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps.driver import scheduler
+from sweeps.driver import compiling
 from sweeps.driver.compiling import Ahead
 
 from helpers import EPOCH, log_compilations, synthetic
@@ -52,9 +52,7 @@ def test_config_json_records_compile_seconds_per_structure_and_compiling_ahead_c
     assert [p["compilations"] for p in inits] == [1, 0, 0] and inits[0]["compile_s"] > 0, by_structure
     assert config["compile_s"] >= sum(s["compile_s"] for s in by_structure) - 0.01
 
-    monkeypatch.setattr(
-        scheduler.Scheduler, "_compile_ahead", lambda self, later: None
-    )  # everything in the main thread
+    monkeypatch.setattr(compiling.Programs, "ahead", lambda self, later: None)  # everything in the main thread
     alone = sweep(data)
     pd.testing.assert_frame_equal(result.table, alone.table)
     pd.testing.assert_frame_equal(result.history, alone.history)
@@ -67,7 +65,7 @@ def test_a_failed_background_compilation_is_raised_in_the_main_thread(data, monk
         raise ValueError("no such layout")
 
     monkeypatch.setenv("SWEEPS_LANES", "1")
-    monkeypatch.setattr(scheduler, "compile_population", fail)
+    monkeypatch.setattr(compiling, "compile_population", fail)
     message = r"compiling the programs of hidden=\[7\] relu, batch 32.* ahead of time"
     with pytest.raises(RuntimeError, match=message) as e:
         sweep(data)

@@ -7,7 +7,8 @@ import pytest
 
 import sweeps
 from sweeps.driver.populations import controls_for, train_chunk
-from sweeps.driver.scheduler import Scheduler, first_round
+from sweeps.driver.rounds import first_round
+from sweeps.driver.scheduler import Scheduler
 from sweeps.engine import (
     Population,
     Structure,

@@ -41,9 +41,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import jax
+import numpy as np
 
+from sweeps.driver.populations import ChunkRunner, compile_population, controls_for
 from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
+from sweeps.engine.epoch import Split
 from sweeps.engine.structure import Structure
+from sweeps.planning import Group, Plan, Round, Trial
 
 OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program loaded from the persistent cache
@@ -204,6 +208,81 @@ class Ahead:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._executor, self._future, self._key = None, None, None
+
+
+class Programs:
+    """A sweep's compiled programs: each structure's runner (its compiled epoch with the sweep's data on the
+    devices), the compile seconds per structure (`times`), and the next new structure's programs compiled
+    in the background while a work item trains (`ahead`)."""
+
+    def __init__(self, plan: Plan):
+        self.plan, self.times = plan, CompileTimes()
+        config, devices, data = plan.config, plan.devices, plan.data
+        self.stop_metric = config.early_stopping["metric"] if config.early_stopping else None
+        self.controls = controls_for(data, plan.early_stopping, config.divergence_threshold)
+        splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+        self.splits = devices.replicate(jax.tree.map(np.asarray, splits))  # once per sweep
+        self._ahead = Ahead()
+        self._compiled: set[tuple[Any, int]] = set()  # (structure, population) compiled or compiling
+        self._runners: dict[Structure, ChunkRunner] = {}
+
+    def runner(self, group: Group) -> ChunkRunner:
+        """The group's compiled epoch with the sweep's data on its devices (one per structure)."""
+        if group.structure not in self._runners:
+            config = self.plan.config
+            self._runners[group.structure] = ChunkRunner(
+                group.structure,
+                self.plan.data,
+                config.seed,
+                self.stop_metric,
+                self.controls,
+                config.objective,
+                splits=self.splits,
+                fetch=self.plan.devices.fetch,
+            )
+        return self._runners[group.structure]
+
+    def started(self, group: Group) -> None:
+        """A work item of `group` starts: its programs compile with it, not ahead."""
+        self._compiled.add((group.structure, group.population))
+
+    def wait(self, group: Group) -> None:
+        """Waits for `group`'s programs if they are compiling in the background (timed as `waited_s`)."""
+        structure, size = group.structure, group.population
+        self.times.waited(structure, self._ahead.wait((structure, size), f"{structure.label()} (population {size})"))
+
+    def ahead(self, later: list[tuple[Group, tuple[Trial, ...]]]) -> None:
+        """Starts compiling, in the background, the first of the `later` work items whose programs are not
+        compiled yet (one at a time); its lane waits for it when it starts the item (`wait`)."""
+        if self._ahead.pending:
+            return
+        for group, chunk in later:
+            key = (group.structure, group.population)
+            if key not in self._compiled:
+                self._compiled.add(key)
+                self._ahead.start(key, lambda group=group, chunk=chunk: self.compile(group, chunk, ahead=True))
+                return
+
+    def compile(self, group: Group, chunk: tuple[Trial, ...], ahead: bool = False) -> None:
+        """Compiles (runs nothing) a work item's initialisation and epoch, timed into `times`."""
+        structure, size, config = group.structure, group.population, self.plan.config
+        with self.times.program(structure, "initialisation", size, ahead):
+            shapes = compile_population(structure, chunk, size, config.seed, config.init, self.plan.devices)
+        with self.times.program(structure, "epoch", size, ahead):
+            self.runner(group).compile(shapes)
+
+    def compile_round(self, planned: Round) -> list[dict[str, Any]]:
+        """Compiles every group of a round (no training): the dry run's compile seconds per structure."""
+        with self.times.listening():
+            for group in planned.groups:
+                if (group.structure, group.population) not in self._compiled:
+                    self.started(group)
+                    self.compile(group, group.chunks[0])
+        return self.times.by_structure()
+
+    def close(self) -> None:
+        """Waits for a background compilation still running."""
+        self._ahead.close()
 
 
 def enable_compilation_cache(folder: str | None = None) -> str | None:

@@ -19,86 +19,33 @@ The compiled epoch (`sweeps.engine`) knows nothing of strategies, tables or file
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import signal
-import sys
-import threading
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, wait
 from typing import Any
 
-import jax
 import numpy as np
 
 from sweeps import distributed
 from sweeps.checkpoints import CheckpointMismatch, Checkpoints
-from sweeps.driver.compiling import Ahead, CompileTimes
+from sweeps.driver.compiling import Programs
 from sweeps.driver.decisions import PopulationEdits, lineage
 from sweeps.driver.lanes import Lanes
 from sweeps.driver.populations import (
-    ChunkRunner,
-    compile_population,
-    controls_for,
     epochs_of,
     new_population,
     population_shapes,
 )
+from sweeps.driver.rounds import ask_round, plan_round, start_strategy
+from sweeps.driver.signals import Interrupted, Signals
 from sweeps.driver.state import Item, SweepState, canonical, configs_of, trial_from_json
-from sweeps.engine.epoch import Split
-from sweeps.engine.metrics import direction
 from sweeps.lane_plan import lane_count, machine_lanes, planned_lanes
-from sweeps.planning import Group, Plan, Round, Trial, check_round_size
+from sweeps.planning import Group, Plan, Round, Trial
 from sweeps.progress import Progress
 from sweeps.records import Records
 from sweeps.results import build_frames
 from sweeps.trained import KeptModels
-
-
-class Interrupted(Exception):
-    """The sweep stopped on a signal (Ctrl-C, SIGTERM) after saving a checkpoint; `sweeps resume` continues it."""
-
-    def __init__(self, signum: int, run_dir: str | None, step: int | None):
-        self.signum, self.run_dir, self.step = signum, run_dir, step
-        name = signal.Signals(signum).name
-        where = f"checkpoint {step} saved; continue with: sweeps resume {run_dir}" if step else "no checkpoint"
-        super().__init__(f"interrupted by {name} after the current epoch: {where}")
-
-
-def start_strategy(plan: Plan) -> None:
-    """Starts the plan's strategy for a sweep: its objective and direction, then the sweep's epoch budget."""
-    strategy, config = plan.strategy, plan.config
-    strategy.start(config.objective, direction(config.objective))
-    strategy.use_epochs(config.epochs)
-
-
-def ask_round(plan: Plan, index: int, after: list[Trial]) -> tuple[Round, list[dict]]:
-    """Asks the plan's strategy for round `index` (once) and plans it, numbered after the trials `after`.
-
-    A round too large to plan is refused before the strategy makes it (`Strategy.asks_for`). With several
-    processes, process 0's answer is everyone's. Returns the round and the configurations asked for.
-    """
-    strategy = plan.strategy
-    check_round_size(strategy.asks_for(plan.config.space), plan)  # counted before anything is made
-    configs = distributed.agreed(strategy.ask(plan.config.space))
-    if not configs:
-        raise ValueError(f"the strategy {strategy!r} asked for no trials" + (f" in round {index}" if index else ""))
-    return plan_round(plan, configs, index, after), configs
-
-
-def plan_round(plan: Plan, configs: list[Mapping[str, Any]], index: int, after: list[Trial]) -> Round:
-    """Round `index` of `configs`, its trials numbered after `after` (every trial planned before it)."""
-    first_number, first_config = (after[-1].number + 1, after[-1].config + 1) if after else (0, 0)
-    return plan.round(configs, first_number=first_number, first_config=first_config, index=index)
-
-
-def first_round(plan: Plan) -> Round:
-    """The first round a sweep of `plan` would train, asked of a copy of its strategy (the dry run's view): the
-    plan's own strategy is left as it was."""
-    preview = dataclasses.replace(plan, config=dataclasses.replace(plan.config, strategy=copy.deepcopy(plan.strategy)))
-    start_strategy(preview)
-    return ask_round(preview, 0, [])[0]
 
 
 class Scheduler:
@@ -132,21 +79,12 @@ class Scheduler:
         self.rounds: list[Round] = []  # every round planned so far (derived from state.configs)
         self.swept: dict[str, None] = dict.fromkeys(plan.config.space)
         self.progress = Progress(self.config.objective, progress)
-        self._runners: dict[Any, ChunkRunner] = {}
         self.edits = PopulationEdits(plan, self.devices, self.progress.add_total)
-        self.compile_times = CompileTimes()
         self.lanes = 1  # the most work items trained side by side so far
         self._configs: dict[int, tuple[int, int]] = {}  # trial number -> (configuration, its trials)
-        self._ahead = Ahead()
-        self._compiled: set[tuple[Any, int]] = set()  # (structure, population) compiled or compiling
-        self._signal: int | None = None
+        self.signals = Signals()
         self._due = False  # a checkpoint is due once every lane is between epochs
-        stop = self.config.early_stopping
-        self.stop_metric = stop["metric"] if stop else None
-        self.controls = controls_for(plan.data, plan.early_stopping, self.config.divergence_threshold)
-        data = plan.data
-        splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
-        self.splits = self.devices.replicate(jax.tree.map(np.asarray, splits))  # once per sweep
+        self.programs = Programs(plan)
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -184,7 +122,7 @@ class Scheduler:
         self._add_round(first, configs_of(first.trials, self.config.seeds))
         restored = self._restore() if self.restores is not None else {}
         try:
-            with self._signals(), self.compile_times.listening():
+            with self.signals.catching(self.checkpoints is not None), self.programs.times.listening():
                 while True:
                     self._train_round(restored)
                     restored = {}
@@ -197,7 +135,7 @@ class Scheduler:
             if self.checkpoints is not None:
                 self.checkpoints.wait()
         finally:
-            self._ahead.close()
+            self.programs.close()
             self.progress.close()
         return self.state.records
 
@@ -235,7 +173,7 @@ class Scheduler:
                 while len(state.flight) < lanes and state.next < len(work):
                     state.flight[state.next] = self._item(work, state.next)
                     state.next += 1
-                saving = self._due or self._signal is not None
+                saving = self._due or self.signals.received is not None
                 idle = [item for item in state.flight.values() if item not in running.values()]
                 for item in idle:
                     if not saving or item.ahead is not None:  # to checkpoint, lanes stop between epochs
@@ -255,7 +193,7 @@ class Scheduler:
     def _item(self, work: list[tuple[Group, tuple[Trial, ...]]], index: int, saved: Mapping | None = None) -> Item:
         """Work item `index` of the round, fresh or as a checkpoint had it in flight."""
         group, chunk = work[index]
-        self._compiled.add((group.structure, group.population))
+        self.programs.started(group)
         item = Item(index, group, chunk, epochs_of(chunk))
         if saved is not None:
             item.epoch = int(saved["epoch"])
@@ -271,38 +209,19 @@ class Scheduler:
         return (
             not strategy.acts_between_epochs
             and not strategy.tracks_hparams
-            and self.stop_metric is None
+            and self.config.early_stopping is None
             and self.devices.processes == 1
-        )
-
-    def runner(self, group: Group) -> ChunkRunner:
-        """The group's compiled epoch with the sweep's data on its devices."""
-        if group.structure not in self._runners:
-            self._runners[group.structure] = self._new_runner(group)
-        return self._runners[group.structure]
-
-    def _new_runner(self, group: Group) -> ChunkRunner:
-        return ChunkRunner(
-            group.structure,
-            self.plan.data,
-            self.config.seed,
-            self.stop_metric,
-            self.controls,
-            self.config.objective,
-            splits=self.splits,
-            fetch=self.devices.fetch,
         )
 
     def _step(self, item: Item, lanes: Lanes, ahead: bool) -> dict[str, np.ndarray]:
         """In a lane: the item's population built (before its first epoch), its epoch dispatched (and, with
         `ahead`, the next one before this one's metrics are read), this epoch's metrics read."""
-        group, times = item.group, self.compile_times
+        group, times = item.group, self.programs.times
         structure, size = group.structure, group.population
-        runner = self.runner(group)  # first: making the first program probes the compiler options (not timed)
+        runner = self.programs.runner(group)  # first: making the first program probes the compiler options
         if item.pop is None and item.ahead is None:  # its first epoch: its programs may be compiling ahead
             with lanes.first("initialisation"):
-                waited = self._ahead.wait((structure, size), f"{structure.label()} (population {size})")
-                times.waited(structure, waited)
+                self.programs.wait(group)
                 with times.program(structure, "initialisation", size):
                     config = self.config
                     built = new_population(structure, item.chunk, size, config.seed, config.init, self.devices)
@@ -331,10 +250,10 @@ class Scheduler:
         self.progress.epoch(metrics, structure.label(), item.epoch, item.epochs, self.checkpoints)
         if self.checkpoints is not None and self.checkpoints.due():
             self._due = True
-        self._compile_ahead(work[state.next :])  # this item's programs are compiled: the next new structure's now
+        self.programs.ahead(work[state.next :])  # this item's programs are compiled: the next new structure's now
         live = bool(metrics["active"].any())
         if self.strategy.acts_between_epochs:
-            with self.compile_times.program(structure, "edits", item.pop.size):
+            with self.programs.times.program(structure, "edits", item.pop.size):
                 item.pop, live = self.edits.after_epoch(item, metrics, state, lambda: self.trials[-1])
         if live:  # members train on (past `item.epochs` where a strategy started new trials in recycled slots)
             return
@@ -345,37 +264,6 @@ class Scheduler:
         del state.flight[item.work]
         if not state.flight:  # the only item in flight: a checkpoint at its end holds no population
             self._due = self.checkpoints is not None
-
-    # --- compiling ahead -------------------------------------------------------------------
-
-    def _compile_ahead(self, later: list[tuple[Group, tuple[Trial, ...]]]) -> None:
-        """Starts compiling, in the background, the first of the `later` work items whose programs are not
-        compiled yet (one at a time); its lane waits for it when it starts the item (`Ahead.wait`)."""
-        if self._ahead.pending:
-            return
-        for group, chunk in later:
-            key = (group.structure, group.population)
-            if key not in self._compiled:
-                self._compiled.add(key)
-                self._ahead.start(key, lambda group=group, chunk=chunk: self.compile_programs(group, chunk, True))
-                return
-
-    def compile_programs(self, group: Group, chunk: tuple[Trial, ...], ahead: bool = False) -> None:
-        """Compiles (runs nothing) a work item's initialisation and epoch, timed into `compile_times`."""
-        structure, size, config = group.structure, group.population, self.config
-        with self.compile_times.program(structure, "initialisation", size, ahead):
-            shapes = compile_population(structure, chunk, size, config.seed, config.init, self.devices)
-        with self.compile_times.program(structure, "epoch", size, ahead):
-            self.runner(group).compile(shapes)
-
-    def compile_round(self, planned: Round) -> list[dict[str, Any]]:
-        """Compiles every group of a round (no training): the dry run's compile seconds per structure."""
-        with self.compile_times.listening():
-            for group in planned.groups:
-                if (group.structure, group.population) not in self._compiled:
-                    self._compiled.add((group.structure, group.population))
-                    self.compile_programs(group, group.chunks[0])
-        return self.compile_times.by_structure()
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -393,7 +281,7 @@ class Scheduler:
             return
         if any(item.ahead is not None for item in self.state.flight.values()):
             return  # an epoch runs ahead: the lanes stop for the checkpoint after it
-        due, stop = distributed.any_everywhere(self._due, self._signal is not None)
+        due, stop = distributed.any_everywhere(self._due, self.signals.received is not None)
         if due and not stop:
             self._save()
         elif stop:
@@ -403,13 +291,13 @@ class Scheduler:
         """After a signal (here or in another process): saves, waits for the save, and stops."""
         if self.checkpoints is None:
             return
-        (stop,) = distributed.any_everywhere(self._signal is not None)
+        (stop,) = distributed.any_everywhere(self.signals.received is not None)
         if not stop:
             return
-        self._signal = self._signal or signal.SIGTERM  # another process was signalled: stop together
+        self.signals.received = self.signals.received or signal.SIGTERM  # another process was signalled: stop together
         step = self._save()
         self.checkpoints.wait()
-        raise Interrupted(self._signal, str(self.checkpoints.folder.parent), step)
+        raise Interrupted(self.signals.received, str(self.checkpoints.folder.parent), step)
 
     def _restore(self) -> dict[int, dict[str, Any]]:
         """Continues from the newest usable checkpoint, if any: the state, the rounds as planned (the strategy is
@@ -469,30 +357,3 @@ class Scheduler:
                 shapes = population_shapes(group.structure, chunk, size, config.seed, config.init, self.devices)
                 targets[str(saved["work"])] = shapes
         return targets
-
-    # --- signals ---------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _signals(self):
-        """Ctrl-C and SIGTERM finish the epoch, save, and stop; a second Ctrl-C stops at once."""
-        if self.checkpoints is None or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            if self._signal is not None:  # the second one: stop now, the newest checkpoint stays intact
-                raise KeyboardInterrupt
-            self._signal = signum
-            print(
-                f"\n{signal.Signals(signum).name}: finishing the epoch and saving a checkpoint "
-                "(press Ctrl-C again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
