@@ -12,6 +12,7 @@ import pytest
 
 import sweeps
 from models import MLP
+from sweeps.engine import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -82,12 +83,9 @@ def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_pa
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     lesson = throughput.make_workloads()["lesson"]
-    sizes = {
-        n: throughput.memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val)
-        for n in (1, 8)
-    }
+    sizes = {n: memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val) for n in (1, 8)}
     free = (sizes[1] + sizes[8]) // 2  # room for N=1, not for N=8
-    monkeypatch.setattr(throughput.memory, "available_bytes", lambda device=None: free)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: free)
     monkeypatch.setattr(throughput, "plot", lambda *a, **k: None)
     out = tmp_path / "fit.jsonl"
     assert throughput.main(["--quick", "--out", str(out)]) == 0
