@@ -70,6 +70,7 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
         assert 0 < row["peak_fraction"] and row["peak_mem_mb"] > 0
         assert 1 <= row["timed_trials"] <= row["n"]
         assert row["extrapolated"] == (row["timed_trials"] < row["n"])
+        assert row["flops_source"] == "xla_cost_analysis", row  # the epoch's parts costed (engine.epoch_parts)
     assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
     against = r"lesson N=8: against sequential: vmap [\d.]+x, lanes [\d.]+x, \(lanes against sequential-lanes [\d.]+x\)"
     assert re.search(against, done.stdout), done.stdout[-1500:]
