@@ -15,16 +15,17 @@ This file is never imported by the library. Run it from the repository root.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import statistics
 import time
 
 import jax
 import numpy as np
-import throughput
+from engine_modes import Engine
+from machine import device_name
+from workloads import learning_rates, make_workloads
 
-from sweeps.engine import epoch as engine_epoch
+from sweeps.engine import epoch_function
 from sweeps.engine.compiles import CPU_COMPILER_OPTIONS
 
 
@@ -46,20 +47,20 @@ def main() -> None:
     variant = {k: v for k, v in CPU_COMPILER_OPTIONS.items() if k not in args.drop}
     variant.update(parse_setting(s) for s in args.set)
     options = {"engine": dict(CPU_COMPILER_OPTIONS), "variant": variant}
-    print(f"{throughput.device_name()}, jax {jax.__version__}")
+    print(f"{device_name()}, jax {jax.__version__}")
     for name, opts in options.items():
         print(f"  {name}: {opts}")
-    workload = throughput.make_workloads()["lesson"]
-    engine = throughput.Engine(workload, traffic=False)
+    workload = make_workloads()["lesson"]
+    engine = Engine(workload, traffic=False)
     for n in args.n:
         runs = {}
         for name, opts in options.items():
             fn = jax.jit(
-                functools.partial(engine_epoch.train_epoch, workload.structure(), None, "val_loss"),
+                epoch_function(workload.structure(), None, "val_loss"),
                 donate_argnums=(0,),
                 compiler_options=opts,
             )
-            runs[name] = [fn, engine.population(throughput.learning_rates(n))[0], [], None]
+            runs[name] = [fn, engine.population(learning_rates(n))[0], [], None]
         for epoch in range(args.epochs):
             for run in runs.values():
                 start = time.perf_counter()

@@ -34,16 +34,15 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
     """Rows for one device count, in this process (its JAX must see at least `count` devices)."""
     import jax
     import numpy as np
-    import throughput
+    from machine import device_name, engine_commit
+    from workloads import SEED, learning_rates, make_workloads
 
     from sweeps.devices import select_devices
     from sweeps.driver.populations import controls_for
-    from sweeps.engine import keys
-    from sweeps.engine.epoch import Split, make_train_epoch
-    from sweeps.engine.population import PADDING, stack_hparams
+    from sweeps.engine import PADDING, Split, keys, make_train_epoch, stack_hparams
 
     layout = select_devices(count)
-    workload = throughput.make_workloads()[workload_name]
+    workload = make_workloads()[workload_name]
     data = workload.data
     structure = workload.structure()
     splits = layout.replicate(
@@ -54,11 +53,11 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
     rows = []
     for n in ns:
         size = layout.pad(n)
-        hparams = stack_hparams(workload.trial_params(throughput.learning_rates(n)), size)
+        hparams = stack_hparams(workload.trial_params(learning_rates(n)), size)
         numbers = np.where(np.arange(size) < n, np.arange(size), PADDING)
-        pop = layout.init_population(structure, hparams, numbers, throughput.SEED, np.maximum(numbers, 0))
+        pop = layout.init_population(structure, hparams, numbers, SEED, np.maximum(numbers, 0))
         jax.block_until_ready(pop)
-        order = [keys.batch_order_key(throughput.SEED, e, structure.batch_size) for e in range(epochs + 1)]
+        order = [keys.batch_order_key(SEED, e, structure.batch_size) for e in range(epochs + 1)]
         start = time.perf_counter()
         program = epoch_fn.lower(pop, *splits, order[0], controls).compile()
         compile_s = time.perf_counter() - start
@@ -75,7 +74,7 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
                 "workload": workload_name,
                 "mode": "vmap-sharded",
                 "devices": layout.count,
-                "device": throughput.device_name(),
+                "device": device_name(),
                 "n": n,
                 "population": size,
                 "per_device": size // layout.count,
@@ -87,7 +86,7 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
                 "jax": jax.__version__,
                 "cpus": os.cpu_count(),
                 "loadavg_1m": os.getloadavg()[0],
-                "engine_commit": throughput.engine_commit(),
+                "engine_commit": engine_commit(),
             }
         )
         print(

@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 
 import jax
-import throughput
+from engine_modes import Engine
+from machine import device_name, engine_commit, in_threads, lanes_here, slug
+from workloads import Workload, learning_rates, lesson_data, make_workloads
 
-from sweeps.engine.structure import n_params
+from sweeps.engine import n_params
 from sweeps.lane_plan import cpu_cores, lane_chunk_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -41,8 +43,8 @@ def populations(n: int, batch_sizes: tuple[int, ...]) -> list[list]:
     """Per batch size: [engine, compiled epoch, population after one warm-up epoch]."""
     out = []
     for batch_size in batch_sizes:
-        engine = throughput.Engine(throughput.Workload("lesson", (64,), batch_size, throughput.lesson_data), False)
-        pop, _, _ = engine.population(throughput.learning_rates(n))
+        engine = Engine(Workload("lesson", (64,), batch_size, lesson_data), False)
+        pop, _, _ = engine.population(learning_rates(n))
         program, _, _ = engine.compiled(pop)
         pop, _ = engine.run_epoch(program, pop, 0)
         out.append([engine, program, pop])
@@ -64,18 +66,18 @@ def one_after_the_other(entries: list[list], epochs: int) -> float:
 
 
 def side_by_side(entries: list[list], epochs: int) -> float:
-    return throughput.in_threads(lambda j: train(entries[j], epochs), len(entries))
+    return in_threads(lambda j: train(entries[j], epochs), len(entries))
 
 
 def split(ns: list[int], hidden: tuple[int, ...], epochs: int, repeats: int, log) -> None:
     """`--split` (module docstring)."""
-    engine = throughput.Engine(throughput.Workload("lesson", hidden, 32, throughput.lesson_data), False)
+    engine = Engine(Workload("lesson", hidden, 32, lesson_data), False)
     print(f"hidden {list(hidden)}: {n_params(engine.workload.structure())} parameters per member")
-    lanes = throughput.lanes_here()
+    lanes = lanes_here()
     print(f"{'N':>5} {'chunks':>9} {'whole s/epoch':>14} {'cut, lanes':>11} {'cut, one thread':>16} {'ratio':>6}")
     for n in ns:
         size = lane_chunk_size(engine.workload.structure(), n, n, lanes)
-        rates = throughput.learning_rates(n)
+        rates = learning_rates(n)
         entries = []  # the whole population, then the chunks: each [engine, program, population after epoch 0]
         for part in [rates] + [rates[i : i + size] for i in range(0, n, size)]:
             pop = engine.population(part)[0]
@@ -88,7 +90,7 @@ def split(ns: list[int], hidden: tuple[int, ...], epochs: int, repeats: int, log
             cut = side_by_side_lists(in_lanes, epochs) / epochs
             one_thread = one_after_the_other(chunks, epochs) / epochs
             row = {
-                "device": throughput.device_name(),
+                "device": device_name(),
                 "split": True,
                 "hidden": list(hidden),
                 "n": n,
@@ -98,7 +100,7 @@ def split(ns: list[int], hidden: tuple[int, ...], epochs: int, repeats: int, log
                 "whole_epoch_s": round(alone, 4),
                 "cut_lanes_epoch_s": round(cut, 4),
                 "cut_one_thread_epoch_s": round(one_thread, 4),
-                "commit": throughput.engine_commit(),
+                "commit": engine_commit(),
             }
             log.write(json.dumps(row) + "\n")
             line = f"{n:>5} {len(chunks):>4} x {size:<3} {alone:>14.3f} {cut:>11.3f} {one_thread:>16.3f}"
@@ -114,7 +116,7 @@ def side_by_side_lists(lanes: list[list[list]], epochs: int) -> float:
                 engine, program, pop = entry
                 entry[2], _ = engine.run_epoch(program, pop, epoch)
 
-    return throughput.in_threads(lane, len(lanes))
+    return in_threads(lane, len(lanes))
 
 
 def main() -> None:
@@ -127,9 +129,9 @@ def main() -> None:
     parser.add_argument("--split", action="store_true", help="one group whole against cut for lanes (docstring)")
     parser.add_argument("--hidden", default="64", help="--split: hidden widths, comma-separated (default 64)")
     args = parser.parse_args()
-    device = throughput.device_name()
-    out = args.out or RESULTS / f"lanes-{throughput.slug(device)}-{time.strftime('%Y-%m-%d')}.jsonl"
-    member = n_params(throughput.make_workloads()["lesson"].structure())
+    device = device_name()
+    out = args.out or RESULTS / f"lanes-{slug(device)}-{time.strftime('%Y-%m-%d')}.jsonl"
+    member = n_params(make_workloads()["lesson"].structure())
     print(f"{device}, {cpu_cores()} cores, jax {jax.__version__}; {member} parameters per member")
     if args.split:
         with out.open("a") as log:
@@ -156,7 +158,7 @@ def main() -> None:
                         "one_after_the_other_s": round(alone, 4),
                         "side_by_side_s": round(both, 4),
                         "ratio": round(alone / both, 3),
-                        "commit": throughput.engine_commit(),
+                        "commit": engine_commit(),
                     }
                     log.write(json.dumps(row) + "\n")
                     print(f"{n:>5} {n * member:>10} {pair:>8} {alone:>22.3f} {both:>15.3f} {alone / both:>6.2f}")

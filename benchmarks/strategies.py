@@ -1,6 +1,6 @@
 """Search strategies at an equal budget: the best validation loss each finds, its wall time and compilations.
 
-    python benchmarks/strategies.py                     # churn and diabetes, 5 sweep seeds (about 10 min on 2 cores)
+    python benchmarks/strategies.py                     # churn and diabetes, 5 sweep seeds (minutes: README)
     python benchmarks/strategies.py --quick             # a smoke subset: diabetes, 1 seed, a tiny budget
     python benchmarks/strategies.py --data diabetes --seeds 3
 
@@ -50,12 +50,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from throughput import output_path  # noqa: E402
+from reporting import output_path  # noqa: E402
 
 import sweeps  # noqa: E402
 from models import MLP  # noqa: E402
 from sweeps import space  # noqa: E402
-from sweeps.engine.epoch import make_train_epoch  # noqa: E402
+from sweeps.engine import make_train_epoch  # noqa: E402
 
 SPACE = {
     "learning_rate": space.loguniform(1e-4, 1.0),

@@ -463,7 +463,8 @@ def folder_files(run_dir: Path) -> list[str]:
 def command() -> None:
     """`sweeps` and `python -m sweeps`: `main`, then, once every thread has finished and every exit handler (JAX's,
     orbax's, logging's) has run, an exit without the interpreter's teardown (freeing each compiled program and
-    module took 0.6-0.7 s after churn_three on the development machine): nothing written is left unflushed.
+    module, a noticeable wait after a sweep: benchmarks/README.md, "2026-11-28, second session", item 14):
+    nothing written is left unflushed.
     After a Ctrl-C nothing is waited for: a second one may have stopped orbax mid-save, leaving threads that
     never end (the newest whole checkpoint is on disk either way)."""
     try:

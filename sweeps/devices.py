@@ -36,9 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sweeps import distributed
-from sweeps.engine import compiles, memory
-from sweeps.engine.population import Population, population_builder
-from sweeps.engine.structure import Structure, init_structure
+from sweeps.engine import Population, Structure, compiles, init_structure, memory, population_builder
 
 AXIS = "trials"  # the mesh axis the population axis is split over
 

@@ -53,7 +53,7 @@ class DamagedRunFolder(ValueError):
 def checksum(tree: Any) -> str:
     """A crc32 of every array of `tree` (its bytes, shape and dtype), leaves in `jax.tree` order.
 
-    Cheap enough to take at every checkpoint: about 3.5 GB/s on one core of the development machine.
+    Cheap enough to take at every checkpoint (its rate: benchmarks/README.md, "What a checkpoint costs").
 
     Args:
       tree: numpy or host-addressable jax arrays in any pytree.

@@ -1,32 +1,20 @@
-"""How many lanes a sweep's work items train in, and how a group is cut for them (`sweeps/lanes.py` trains them).
+"""How many lanes a sweep's work items train in, and how a group is cut for them (`sweeps.driver.lanes` runs them).
 
 On a CPU a small population's epoch keeps about one core busy: XLA splits an operation over the
 cores only when it is large. So a round's work items train side by side, one lane (thread) per
 core.
 
-Measured on the 2-core development machine (2026-11-28, `python benchmarks/lanes.py`: two lesson
-populations (45 -> 64 -> 1) of N members, batch sizes 16 and 32 or 128 and 256, 6 epochs each, one
-after the other against side by side, three alternating repeats; `benchmarks/README.md`, "Lanes"):
-N = 8: 1.57-2.17x, 18: 1.29-1.57x, 32: 1.29-1.42x, 64: 1.15-1.33x, 128: 1.03-1.15x, 256:
-0.98-1.08x: lanes pay for populations of up to about `LANE_PARAMETERS` parameters (members x
-parameters of one member: 87 lesson members; 64 hold 193k, 256 hold 770k) and cost nothing
-measurable above. So a sweep planned for lanes (`planned_lanes`: one per core, or `SWEEPS_LANES`)
-trains its work items that many at a time, each chunk sized within that share of the memory budget.
+Lanes pay while a population leaves cores idle: for populations of up to about `LANE_PARAMETERS`
+parameters (members x parameters of one member), and cost nothing measurable above
+(`benchmarks/README.md`, "2026-11-28, second session", item 13). So a sweep planned for lanes
+(`planned_lanes`: one per core, or `SWEEPS_LANES`) trains its work items that many at a time, each
+chunk sized within that share of the memory budget.
 
 A large group is cut for the lanes too (`lane_chunk_size`, planned with the other chunking): into
 chunks of at most `LANE_PARAMETERS` parameters, as many as a multiple of the lanes, none smaller than
 `LANE_FEWEST` members (for members too big for that, chunks of `LANE_FEWEST` or more, still as many
-as a multiple of the lanes). `python benchmarks/lanes.py --split --n 32 64 128 256` (the lesson's N
-learning rates as one population, as the cut's chunks in two lanes, and as the same chunks one
-after the other in one thread; seconds per epoch of all N, three alternating repeats, 2026-11-28):
-N = 32: 45-47 ms whole, 34-37 cut in lanes (2 chunks of 16); 64: 87-94 -> 64-73 (2 x 32); 128:
-163-195 -> 124-125 (2 x 64); 256: 356-490 -> 256-273 (4 x 64). The four chunks of 64 one after the
-other in one thread took 361-374 ms: the gain is the lanes', not the smaller populations'. The cut
-left the README example's table.csv (64 trials: one population before, two chunks of 32 now)
-byte-identical on this CPU. Wider members (`--split --n 64 --hidden W`, three repeats): hidden
-256 (12k parameters a member) 0.34-0.44 s whole, 0.25-0.29 cut (4 x 16); 128,128 (23k) 1.32-1.51
--> 0.66-0.80 (4 x 16); 256,256 (78k) 3.73-4.24 -> 2.55-3.10 (4 x 16); 64,64 at N = 128 0.81-0.91
--> 0.44-0.49 (4 x 32).
+as a multiple of the lanes). The gain is the lanes', not the smaller populations' (the same chunks one
+after the other in one thread are as slow as the whole group; "2026-11-28, third session", items 16-17).
 
 Lanes need one process and one device (a mesh already spreads a population) on a CPU
 (`machine_lanes`), and work items that nothing between epochs reaches into (`planned_lanes`: a strategy
@@ -34,7 +22,7 @@ that acts between epochs trains one item at a time, `ONE_LANE` says why). `SWEEP
 number of lanes (1 turns them off, and with them the cut), at most one per core.
 
 Examples:
-  >>> from sweeps.engine.structure import Structure
+  >>> from sweeps.engine import Structure
   >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
   >>> LANE_PARAMETERS // 3009, lane_chunk_size(lesson, 256, 256, lanes=2)  # 87 members at most; 4 chunks of 64
   (87, 64)
@@ -46,7 +34,7 @@ import math
 import os
 from typing import Any
 
-from sweeps.engine.structure import n_params
+from sweeps.engine import n_params
 from sweeps.strategies.base import Strategy
 
 LANE_PARAMETERS = 2**18  # the largest chunk a group is cut into, where LANE_FEWEST members fit (module docstring)
@@ -127,7 +115,7 @@ def lane_chunk_size(structure: Any, total: int, size: int, lanes: int) -> int:
     many); `size` unchanged where fewer than two chunks keep LANE_FEWEST members.
 
     Examples:
-      >>> from sweeps.engine.structure import Structure
+      >>> from sweeps.engine import Structure
       >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
       >>> [lane_chunk_size(lesson, n, min(n, 256), 2) for n in (20, 32, 64, 128, 256, 300)]
       [20, 16, 32, 64, 64, 75]

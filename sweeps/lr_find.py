@@ -7,7 +7,7 @@
 - **Classic** (Leslie Smith, 2015): one model trained for as many minibatches (at least 100) while its
   rate grows by the same factor every step from `min_lr` to `max_lr`; the loss of every minibatch
   is recorded, and the run stops itself once its smoothed loss explodes past `divergence_factor`
-  times its best (`sweeps/engine/range_test.py`, one jitted scan).
+  times its best (`sweeps/engine/lr_range.py`, one jitted scan).
 
 Both curves are read the same way (`sweeps/lr_curve.py`, `analyse`): the loss is smoothed against log10 of the rate (a
 local linear fit with a Gaussian window: `smoothing` decades for the classic run's noisy minibatch
@@ -39,12 +39,18 @@ from models import MLP
 from sweeps import space as axes
 from sweeps.checks import check_int, check_model
 from sweeps.data import Dataset, check_batch_size
+from sweeps.engine import (
+    Split,
+    batch_indices,
+    geometric_rates,
+    init_population,
+    keys,
+    make_mean_loss,
+    make_range_test,
+    stack_hparams,
+    structure_of,
+)
 from sweeps.engine import hparams as registry
-from sweeps.engine import keys
-from sweeps.engine.epoch import Split, batch_indices
-from sweeps.engine.population import init_population, stack_hparams
-from sweeps.engine.range_test import geometric_rates, make_mean_loss, make_range_test
-from sweeps.engine.structure import structure_of
 from sweeps.lr_curve import Curve, analyse
 from sweeps.strategies import Grid
 from sweeps.sweep import run, versions

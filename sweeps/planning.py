@@ -19,9 +19,8 @@ import pandas as pd
 from sweeps.checks import check_early_stopping, check_metric, check_reads
 from sweeps.data import Dataset, check_batch_size
 from sweeps.devices import Devices
+from sweeps.engine import Structure, memory, structure_of, trial_fields
 from sweeps.engine import hparams as registry
-from sweeps.engine import memory
-from sweeps.engine.structure import Structure, structure_of, trial_fields
 from sweeps.lane_plan import (
     LANE_FEWEST,
     LANE_PARAMETERS,
@@ -35,10 +34,9 @@ from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import Strategy
 
 # The most trials one round may plan. Every trial is a `Trial` holding its resolved hyperparameters: about
-# TRIAL_BYTES of host memory with its configuration (a `sweeps run --dry-run` of `Random(n=10**6)` over two axes
-# peaked at 1.58 GB, 0.33 GB of it before planning, and took 18 s of CPU on the 2-core development machine at a
-# load of 5.5; 2.43 GB and 86 s before issue 20). A larger round is refused before the strategy is asked, with
-# its count and that memory, instead of filling the machine's memory while it plans.
+# TRIAL_BYTES of host memory with its configuration (benchmarks/README.md, "The 100k-trial run (memory)"). A
+# larger round is refused before the strategy is asked, with its count and that memory, instead of filling the
+# machine's memory while it plans.
 MAX_TRIALS = 1_000_000
 TRIAL_BYTES = 1_250
 MAX_REPR_GROUPS = 8  # a Plan's repr names its first groups and counts the rest
@@ -104,7 +102,7 @@ class Plan:
     """How a sweep will be planned, round by round: the checked settings against the data, the machine's resources,
     and what follows from them (the lanes groups are cut for, the population size every round is padded to).
 
-    `plan(config, data, resources)` makes one and asks no strategy: the driver (`sweeps.loop`) asks the
+    `plan(config, data, resources)` makes one and asks no strategy: the scheduler (`sweeps.driver.rounds`) asks the
     strategy for each round's configurations and turns them into trials and groups with `Plan.round`.
     """
 

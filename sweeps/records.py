@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from sweeps.engine.population import PADDING
+from sweeps.engine import PADDING
 
 NOT_RECORDED = ("trained", "active")  # per-epoch masks that say nothing once a row is kept
 SPLITS = ("train", "val", "test", "hparam", "lineage")

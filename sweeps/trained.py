@@ -32,9 +32,8 @@ from sweeps.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
+from sweeps.engine import PADDING, Population, Structure, flat_params, param_shapes, structure_of
 from sweeps.engine.metrics import METRICS, evaluate
-from sweeps.engine.population import PADDING, Population, flat_params
-from sweeps.engine.structure import Structure, param_shapes, structure_of
 from sweeps.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial, checksum, reason
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import sweeps
 from models import MLP
+from sweeps.engine import memory
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -69,6 +70,7 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
         assert 0 < row["peak_fraction"] and row["peak_mem_mb"] > 0
         assert 1 <= row["timed_trials"] <= row["n"]
         assert row["extrapolated"] == (row["timed_trials"] < row["n"])
+        assert row["flops_source"] == "xla_cost_analysis", row  # the epoch's parts costed (engine.epoch_parts)
     assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
     against = r"lesson N=8: against sequential: vmap [\d.]+x, lanes [\d.]+x, \(lanes against sequential-lanes [\d.]+x\)"
     assert re.search(against, done.stdout), done.stdout[-1500:]
@@ -82,12 +84,9 @@ def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_pa
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     lesson = throughput.make_workloads()["lesson"]
-    sizes = {
-        n: throughput.memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val)
-        for n in (1, 8)
-    }
+    sizes = {n: memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val) for n in (1, 8)}
     free = (sizes[1] + sizes[8]) // 2  # room for N=1, not for N=8
-    monkeypatch.setattr(throughput.memory, "available_bytes", lambda device=None: free)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: free)
     monkeypatch.setattr(throughput, "plot", lambda *a, **k: None)
     out = tmp_path / "fit.jsonl"
     assert throughput.main(["--quick", "--out", str(out)]) == 0

@@ -14,8 +14,8 @@ from sweeps import space
 from sweeps.driver.populations import controls_for, train_chunk
 from sweeps.engine import flat_params
 from sweeps.engine.hparams import HPARAMS
-from sweeps.engine.optimizers import OPTIMIZERS as OPTIMIZER_REGISTRY
-from sweeps.engine.schedules import SCHEDULES as SCHEDULE_REGISTRY
+from sweeps.engine.hparams import OPTIMIZERS as OPTIMIZER_REGISTRY
+from sweeps.engine.hparams import SCHEDULES as SCHEDULE_REGISTRY
 
 from helpers import EPOCH, log_compilations, synthetic, train_alone
 

@@ -11,7 +11,7 @@ import sweeps
 from models import MLP
 from sweeps import lane_plan, space
 from sweeps.driver.scheduler import Scheduler
-from sweeps.engine.structure import n_params
+from sweeps.engine import n_params
 from sweeps.lane_plan import lane_count
 from sweeps.trained import load_model
 
@@ -206,7 +206,7 @@ def test_a_resumed_run_keeps_the_chunks_it_was_cut_into(data, tmp_path, monkeypa
 
 
 def test_the_cut_keeps_memory_fewest_members_and_whole_lanes():
-    from sweeps.engine.structure import Structure
+    from sweeps.engine import Structure
 
     fewest = lane_plan.LANE_FEWEST
     for hidden in [(8,), (64,), (256, 256), (512, 512, 512)]:

@@ -25,9 +25,8 @@ import sweeps.config
 from models import MLP, loss_fn
 from sweeps import space
 from sweeps.cli import main
-from sweeps.engine import batch_indices, keys
+from sweeps.engine import batch_indices, geometric_rates, keys
 from sweeps.engine import hparams as registry
-from sweeps.engine.range_test import geometric_rates
 from sweeps.lr_curve import local_linear
 from sweeps.plots.lr_find import draw_lr_find
 

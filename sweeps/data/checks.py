@@ -1,20 +1,17 @@
-"""Checks of `load_csv`'s arguments and of the invariants every `Dataset` keeps.
+"""Checks of the arguments of `load_csv` and `Dataset.from_arrays`, before any data is read or copied.
 
-Each failure is a ValueError that says the rule, the value and the fix.
+Each failure is a ValueError that says the rule, the value and the fix. The invariants a built
+`Dataset` keeps are checked beside it (`sweeps.data.dataset.validate_dataset`).
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from sweeps.data.messages import short_list
-from sweeps.data.preprocessing import Preprocessing
-
-if TYPE_CHECKING:
-    from sweeps.data.dataset import Dataset
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -141,104 +138,3 @@ def as_labels(name: str, value: Any, task: str) -> np.ndarray:
             )
         return np.array(array, dtype=np.int32, copy=True)
     return np.array(array, dtype=np.float32, copy=True)
-
-
-def validate_dataset(data: Dataset) -> None:
-    """Checks the invariants every Dataset keeps; raises ValueError."""
-    check_task(data.task, allow_none=False)
-    splits = ("train", "val", "test")
-    xs = {split: getattr(data, f"x_{split}") for split in splits}
-    ys = {split: getattr(data, f"y_{split}") for split in splits}
-    label_dtype = np.int32 if data.task == "multiclass" else np.float32
-    for split in splits:
-        x, y = xs[split], ys[split]
-        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 2:
-            raise ValueError(
-                f"x_{split} must be a 2-D float32 numpy array, but got "
-                f"{type(x).__name__} {getattr(x, 'dtype', '')} "
-                f"{getattr(x, 'shape', '')}; use Dataset.from_arrays, which casts"
-            )
-        if not isinstance(y, np.ndarray) or y.dtype != label_dtype or y.ndim != 1:
-            raise ValueError(
-                f"y_{split} must be a 1-D {np.dtype(label_dtype).name} numpy array for "
-                f"task={data.task!r}, but got {type(y).__name__} "
-                f"{getattr(y, 'dtype', '')} {getattr(y, 'shape', '')}; use "
-                "Dataset.from_arrays, which casts"
-            )
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"x_{split} and y_{split} must have the same number of rows, but got "
-                f"(x_{split}: {x.shape[0]}, y_{split}: {y.shape[0]})"
-            )
-        if x.shape[1] != xs["train"].shape[1]:
-            raise ValueError(
-                f"every split must have the same features, but got "
-                f"(x_train: {xs['train'].shape[1]}, x_{split}: {x.shape[1]}) columns"
-            )
-        if not np.all(np.isfinite(x)):
-            raise ValueError(
-                f"x_{split} must be finite, but it holds NaN or inf; impute or drop "
-                "those values first (load_csv imputes)"
-            )
-    if xs["train"].shape[0] < 1 or xs["val"].shape[0] < 1:
-        raise ValueError(
-            "`n_train >= 1 and n_val >= 1` must hold, but got "
-            f"(n_train={xs['train'].shape[0]}, n_val={xs['val'].shape[0]}); the sweep "
-            "trains on train and scores on val"
-        )
-    if xs["train"].shape[1] < 1:
-        raise ValueError("the data must have at least one feature, but got 0 columns")
-    if len(data.feature_names) != xs["train"].shape[1]:
-        raise ValueError(
-            f"feature_names must name every feature, but got "
-            f"{len(data.feature_names)} names for {xs['train'].shape[1]} features"
-        )
-    validate_classes(data, ys)
-    validate_preprocessing_fit(data)
-
-
-def validate_classes(data: Dataset, ys: dict[str, np.ndarray]) -> None:
-    n_classes = len(data.class_names)
-    if data.task == "regression":
-        if n_classes:
-            raise ValueError(
-                f"task='regression' has no classes, but got class_names={data.class_names!r}; pass class_names=None"
-            )
-        if not (np.isfinite(data.y_std) and data.y_std > 0):
-            raise ValueError(f"`y_std > 0` must hold, but got y_std={data.y_std}")
-        return
-    if data.task == "binary" and n_classes != 2:
-        raise ValueError(f"task='binary' needs 2 class_names, but got {data.class_names!r}")
-    if data.task == "multiclass":
-        if n_classes < 2:
-            raise ValueError(
-                f"task='multiclass' needs at least 2 classes, but got class_names="
-                f"{data.class_names!r}; use more classes or task='binary'"
-            )
-        for split, y in ys.items():
-            if y.size and (y.min() < 0 or y.max() >= n_classes):
-                raise ValueError(
-                    f"y_{split} must hold class indices 0..{n_classes - 1} (one per "
-                    f"class name), but got values from {y.min()} to {y.max()}; give "
-                    "class_names for every class"
-                )
-
-
-def validate_preprocessing_fit(data: Dataset) -> None:
-    """The fitted preprocessing, if any, describes this data set's features
-    and labels."""
-    fit = data.preprocessing_fit
-    if fit is None:
-        return
-    if not isinstance(fit, Preprocessing):
-        raise TypeError(f"preprocessing_fit must be a sweeps.data.Preprocessing or None, but got {type(fit).__name__}")
-    for name in ("feature_names", "task", "target", "class_names", "y_mean", "y_std"):
-        if getattr(fit, name) != getattr(data, name):
-            raise ValueError(
-                f"preprocessing_fit.{name} must equal the data set's {name}, but got "
-                f"{_short(getattr(fit, name))} and {_short(getattr(data, name))}"
-            )
-
-
-def _short(value: Any) -> str:
-    return short_list(list(value), limit=5) if isinstance(value, tuple) else repr(value)

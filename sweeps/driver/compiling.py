@@ -10,7 +10,7 @@ prints it.
 `Ahead` runs one compilation at a time in a background thread: while a work item trains, the
 scheduler lowers and compiles the next new structure's initialisation and epoch (`jit(...).lower(shapes)
 .compile()` puts them in JAX's cache, so that item's first call does not compile): a small population's
-training leaves a core idle (benchmarks/README.md, "Compiling ahead"). A failed background
+training leaves a core idle (benchmarks/README.md, "Issue 13", item 7). A failed background
 compilation is raised where the item that needs it starts, naming the structure.
 
 `enable_compilation_cache` keeps compiled programs on disk between processes: the `sweeps` command
@@ -19,7 +19,7 @@ configuration on its own).
 
 Examples:
   >>> import jax, jax.numpy as jnp
-  >>> from sweeps.engine.structure import Structure
+  >>> from sweeps.engine import Structure
   >>> s = Structure(hidden=(4,), activation="relu", batch_size=8, optimizer="adam", schedule="constant",
   ...               clip=False, dropout=False, task="binary", n_features=3, n_outputs=1)
   >>> times, x = CompileTimes(), jnp.ones(7)
@@ -44,9 +44,8 @@ import jax
 import numpy as np
 
 from sweeps.driver.populations import ChunkRunner, compile_population, controls_for
+from sweeps.engine import Split, Structure
 from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
-from sweeps.engine.epoch import Split
-from sweeps.engine.structure import Structure
 from sweeps.planning import Group, Plan, Round, Trial
 
 OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case

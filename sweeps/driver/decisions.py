@@ -16,11 +16,9 @@ import numpy as np
 from sweeps.devices import Devices
 from sweeps.driver.populations import new_population
 from sweeps.driver.state import Item, SweepState
-from sweeps.engine import edits
+from sweeps.engine import PADDING, Population, edits, structure_of
 from sweeps.engine.hparams import resolve
 from sweeps.engine.metrics import direction
-from sweeps.engine.population import PADDING, Population
-from sweeps.engine.structure import structure_of
 from sweeps.planning import Plan, Trial
 from sweeps.strategies.base import EpochView
 

@@ -1,6 +1,6 @@
 """One chunk of a sweep: its fresh population, its compiled epoch with the data on the device, the controls.
 
-The sweep loop (`sweeps/loop.py`) walks chunks; these pieces train one. `train_chunk` runs a whole
+The scheduler (`sweeps.driver.scheduler`) trains work items (chunks) with these pieces. `train_chunk` runs a whole
 chunk alone (tests and benchmarks use it).
 """
 
@@ -16,10 +16,17 @@ import numpy as np
 
 from sweeps.data import Dataset
 from sweeps.devices import Devices
-from sweeps.engine import keys
-from sweeps.engine.epoch import Controls, Split, make_train_epoch
-from sweeps.engine.population import PADDING, Population, init_population, stack_hparams
-from sweeps.engine.structure import Structure
+from sweeps.engine import (
+    PADDING,
+    Controls,
+    Population,
+    Split,
+    Structure,
+    init_population,
+    keys,
+    make_train_epoch,
+    stack_hparams,
+)
 from sweeps.planning import Trial
 
 
@@ -123,7 +130,7 @@ def train_chunk(
 ) -> tuple[Population, list[dict[str, np.ndarray]]]:
     """Trains one chunk as a population of `size` members (padded) until every member is done.
 
-    The loop's inner part, usable alone (tests): returns the final population and the
+    The scheduler's inner part, usable alone (tests): returns the final population and the
     per-epoch metrics ((size,) arrays per name, `number` among them).
     """
     loop = ChunkRunner(structure, data, seed, stop_metric, controls)
@@ -155,7 +162,7 @@ def device_splits(data: Dataset) -> tuple[Split, Split]:
 class ChunkRunner:
     """One structure's compiled epoch with the data on the device.
 
-    `splits` are the data already placed (the sweep loop replicates them over its devices once);
+    `splits` are the data already placed (the scheduler replicates them over its devices once);
     `fetch` brings the epoch's metrics to the host (`Devices.fetch` across processes).
     """
 

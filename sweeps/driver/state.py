@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sweeps.checkpoints import Snapshot
-from sweeps.engine.population import Population
+from sweeps.engine import Population
 from sweeps.planning import Group, Trial
 from sweeps.records import Records
 from sweeps.trained import KeptModels

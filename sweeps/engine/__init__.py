@@ -1,47 +1,82 @@
 """The compiled engine: populations, the vectorized epoch and what it is built from.
 
 Like optax's `_src`, this package knows arrays only: no pandas, no strategies,
-no result tables, no terminal. The sweep loop (`sweeps/loop.py`) reaches it
-through the names below.
+no result tables, no terminal. Code outside it (the driver, the benchmarks,
+the tests) uses the names in `__all__` below and nothing else; a test
+(`tests/test_engine_facade.py`) reads every import outside the engine and
+fails on one that reaches past them.
+
+Two kinds of names:
+
+- objects, imported from here: `from sweeps.engine import Population, make_train_epoch`;
+- public modules, whose contents are theirs to use, like `optax.schedules`:
+  `compiles`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `schedules`
+  (`from sweeps.engine import hparams`, or `from sweeps.engine.hparams import HPARAMS`).
+
+The other modules are private and may be split, renamed or moved freely:
 
   structure.py    Structure (what decides a compiled program), param_shapes, n_params, the stored layout
   population.py   Population (the carried state, trial axis first), init_population, flat_params
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
+  optimizers.py   the optimizer registry (where the learning rate is applied); `hparams.OPTIMIZERS`
+  lr_range.py     the learning-rate range test's compiled program (`sweeps.lr_find` drives it)
+
+and the public ones:
+
+  compiles.py     compilations counted from JAX's own compile events; `jit` with the engine's compiler options
   edits.py        jitted edits between epochs: place, copy_members, set_hparams, mask_out
-  hparams.py      every hyperparameter: default, rule, traced or structural
-  optimizers.py   the optimizer registry (where the learning rate is applied)
-  schedules.py    learning-rate schedules with traced parameters
-  metrics.py      validation metrics and the valid metric names
+  hparams.py      every hyperparameter: default, rule, traced or structural; the optimizer and schedule choices
   keys.py         where a trial id becomes a random key
   memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
-  compiles.py     compilations counted from JAX's own compile events; `jit` with the engine's compiler options
+  metrics.py      validation metrics and the valid metric names
+  schedules.py    learning-rate schedules with traced parameters
 """
 
-from sweeps.engine import edits, hparams, keys, memory, metrics
-from sweeps.engine.compiles import CompileLog, compile_log
-from sweeps.engine.epoch import Controls, Split, batch_indices, make_train_epoch
-from sweeps.engine.population import PADDING, Population, flat_params, init_population, stack_hparams
-from sweeps.engine.structure import Structure, n_params, param_shapes, structure_of
+from sweeps.engine import compiles, edits, hparams, keys, memory, metrics, schedules
+from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
+from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
+from sweeps.engine.population import (
+    PADDING,
+    Population,
+    flat_params,
+    init_population,
+    population_builder,
+    stack_hparams,
+)
+from sweeps.engine.structure import Structure, init_structure, n_params, param_shapes, structure_of, trial_fields
 
 __all__ = [
-    "PADDING",
-    "CompileLog",
-    "Controls",
-    "Population",
-    "Split",
-    "Structure",
-    "batch_indices",
-    "compile_log",
+    # public modules
+    "compiles",
     "edits",
-    "flat_params",
     "hparams",
-    "init_population",
     "keys",
-    "make_train_epoch",
     "memory",
     "metrics",
+    "schedules",
+    # what decides a compiled program
+    "Structure",
+    "init_structure",
     "n_params",
     "param_shapes",
-    "stack_hparams",
     "structure_of",
+    "trial_fields",
+    # the population
+    "PADDING",
+    "Population",
+    "flat_params",
+    "init_population",
+    "population_builder",
+    "stack_hparams",
+    # the epoch
+    "Controls",
+    "Split",
+    "batch_indices",
+    "epoch_function",
+    "epoch_parts",
+    "make_train_epoch",
+    # the learning-rate range test
+    "geometric_rates",
+    "make_mean_loss",
+    "make_range_test",
 ]

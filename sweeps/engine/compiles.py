@@ -28,12 +28,9 @@ BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 # On a CPU: LLVM at -O1 and XLA's elemental fusion emitters instead of its MLIR ones. XLA's defaults
 # spend a first run's compile on work these small programs do not gain from (benchmarks/README.md,
-# "Issue 13": the lesson's epoch compiled in 0.62 s instead of 1.18, its initialisation in 0.25 s
-# instead of 0.99-1.21; epochs as fast at 16 and 64 members, about 6% slower at 256). And no YNNPACK
-# fusions: the population's skinny matrix products ((members x 64, 45) by (45, batch) and back) ran
-# slower in them than in XLA's own dot (`python benchmarks/compiler_options.py --drop
-# xla_cpu_experimental_ynn_fusion_type`: an epoch at 18, 64 and 256 members 36%, 1-4% and 11-12%
-# shorter without; one member's epoch, which never used them, unchanged).
+# "Issue 13", items 11 and 12). And no YNNPACK fusions: the population's skinny matrix products
+# ((members x 64, 45) by (45, batch) and back) ran slower in them than in XLA's own dot (item 15 there,
+# `python benchmarks/compiler_options.py --drop xla_cpu_experimental_ynn_fusion_type`).
 CPU_COMPILER_OPTIONS = {
     "xla_backend_optimization_level": 1,
     "xla_cpu_use_fusion_emitters": False,
@@ -55,7 +52,7 @@ def compiler_options(backend: str) -> dict[str, Any] | None:
 
 
 def _compiles(options: dict[str, Any]) -> bool:
-    """Whether XLA takes `options` (one compilation of a one-operation program, about 20 ms)."""
+    """Whether XLA takes `options`: one compilation of a one-operation program."""
     try:
         jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
     except jax.errors.JaxRuntimeError:

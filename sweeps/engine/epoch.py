@@ -9,7 +9,10 @@ structure reuses the compiled program (design item 1). Inside it:
   (design item 4), gathered once, outside the vmap;
 - `train_epoch` scans the step over one shuffled epoch, then evaluates every
   member on the validation split and applies the masks: divergence, epoch
-  budgets and early stopping.
+  budgets and early stopping;
+- `epoch_function` is that epoch with its static arguments settled, the
+  function `make_train_epoch` jits; `epoch_parts` gives its step and its
+  validation forward apart, for cost analyses.
 
 A member's update is applied only where the member is active and its loss is
 finite; otherwise the member keeps its parameters and optimizer state and
@@ -113,6 +116,19 @@ class StepCarry(NamedTuple):
     loss_steps: jax.Array
 
 
+def first_carry(pop: Population, active: jax.Array) -> StepCarry:
+    """The carry an epoch's scan starts from: the population's training state, no loss summed yet."""
+    return StepCarry(
+        params=pop.params,
+        opt_state=pop.opt_state,
+        step=pop.step,
+        active=active,
+        diverged=pop.diverged,
+        loss_sum=jnp.zeros(pop.size, jnp.float32),
+        loss_steps=jnp.zeros(pop.size, jnp.int32),
+    )
+
+
 def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_key, train: Split, carry, batch):
     """`(carry, (indices, weights)) -> (carry, None)`: one update of every member on one shared minibatch."""
     indices, weights = batch
@@ -141,6 +157,11 @@ def all_finite(params) -> jax.Array:
     return functools.reduce(jnp.logical_and, finite)
 
 
+def forward(structure: Structure, params, x: jax.Array) -> jax.Array:
+    """Every member's outputs on all of `x` (rows, features) in one pass -> (trials, rows, outputs)."""
+    return jax.vmap(lambda member: structure.model.apply({"params": flax_layout(member)}, x))(params)
+
+
 def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
     """Every member's outputs on `x` (rows, features) -> (trials, rows, outputs); params: leaves (trials, ...).
 
@@ -151,11 +172,8 @@ def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
     blocks = -(-rows // EVAL_ROWS)
     block = -(-rows // blocks)
     padded = jnp.zeros((blocks * block, x.shape[1]), x.dtype).at[:rows].set(x)
-
-    def forward(xb):
-        return jax.vmap(lambda member: structure.model.apply({"params": flax_layout(member)}, xb))(params)
-
-    outputs = jax.lax.map(forward, padded.reshape(blocks, block, -1))  # (blocks, trials, block, outputs)
+    # (blocks, trials, block, outputs)
+    outputs = jax.lax.map(functools.partial(forward, structure, params), padded.reshape(blocks, block, -1))
     return jnp.moveaxis(outputs, 0, 1).reshape(members, blocks * block, -1)[:, :rows]
 
 
@@ -181,16 +199,7 @@ def train_epoch(
     indices, weights = batch_indices(order_key, n_rows, structure.batch_size)
     steps_per_epoch = indices.shape[0]
     trains = pop.active & (pop.epochs_done < pop.hparams["epochs"])
-    size = pop.size
-    carry = StepCarry(
-        params=pop.params,
-        opt_state=pop.opt_state,
-        step=pop.step,
-        active=trains,
-        diverged=pop.diverged,
-        loss_sum=jnp.zeros(size, jnp.float32),
-        loss_steps=jnp.zeros(size, jnp.int32),
-    )
+    carry = first_carry(pop, trains)
     step = functools.partial(minibatch_step, structure, steps_per_epoch, pop.hparams, pop.dropout_key, train)
     carry, _ = jax.lax.scan(step, carry, (indices, weights))
     train_loss = carry.loss_sum / jnp.maximum(carry.loss_steps, 1)
@@ -237,14 +246,39 @@ def train_epoch(
     return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active, "number": pop.numbers}
 
 
+def epoch_function(structure: Structure, stop_metric: str | None = None, objective: str = "val_loss"):
+    """The epoch of `structure` as a function to trace, `(pop, train, val, order_key, controls) -> (pop,
+    metrics)` (`train_epoch` with the static arguments settled and checked). `make_train_epoch` jits it with
+    the engine's compiler options; a caller that compiles it with options of its own jits it itself
+    (benchmarks/compiler_options.py)."""
+    valid = metric_names(structure.task)
+    for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
+        if metric is not None and metric not in valid:
+            raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")
+    return functools.partial(train_epoch, structure, stop_metric, objective)
+
+
 @functools.cache
 def make_train_epoch(structure: Structure, stop_metric: str | None = None, objective: str = "val_loss"):
     """The jitted epoch of `structure`, built once per (structure, early-stopping metric, objective).
 
     The population's buffers are donated: the old state is consumed by the call.
     """
-    valid = metric_names(structure.task)
-    for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
-        if metric is not None and metric not in valid:
-            raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")
-    return compiles.jit(functools.partial(train_epoch, structure, stop_metric, objective), donate_argnums=(0,))
+    return compiles.jit(epoch_function(structure, stop_metric, objective), donate_argnums=(0,))
+
+
+def epoch_parts(structure: Structure, steps_per_epoch: int):
+    """An epoch's work in its two parts, as functions to lower and cost one at a time: XLA's cost analysis
+    counts a loop's body once, so the whole epoch's undercounts its steps (benchmarks/throughput.py).
+
+    Returns:
+      `(step, forward)`: `step(pop, train, batch)`, one update of every member on one minibatch (indices
+      (batch,) int32, weights (batch,)), what an epoch scans `steps_per_epoch` times; and `forward(params,
+      x)`, every member's outputs on all of `x`, what validation computes in blocks.
+    """
+
+    def step(pop: Population, train: Split, batch):
+        carry = first_carry(pop, pop.active)
+        return minibatch_step(structure, steps_per_epoch, pop.hparams, pop.dropout_key, train, carry, batch)
+
+    return step, functools.partial(forward, structure)

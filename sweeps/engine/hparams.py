@@ -6,6 +6,10 @@ program serves every value. A *structural* one (batch size, layer widths,
 activation, optimizer family, schedule) decides the shapes or the code, and
 so the compiled program: trials are grouped by these values.
 
+The choices of `optimizer` and `schedule` are the registries `OPTIMIZERS`
+(`optimizers.py`) and `SCHEDULES` (`schedules.py`), read here and reached
+through this module from outside the engine.
+
 Examples:
   >>> from sweeps.engine.hparams import HPARAMS
   >>> HPARAMS["learning_rate"].traced, HPARAMS["batch_size"].traced

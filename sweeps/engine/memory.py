@@ -102,13 +102,12 @@ def fastest_members(structure: Structure, cache: int) -> int:
     """The population size past which each member trains slower on a CPU whose last-level cache holds `cache` bytes.
 
     A step streams every member's parameters and optimizer state; once they outgrow the
-    last-level cache (`cache_bytes()`) each member-step costs main-memory bandwidth instead. Measured
-    on a 2-core AMD EPYC with a 32 MiB L3 (benchmarks/README.md, "Chunk size by speed"): the lesson
-    model (84 kB per member-step) ran at 535, 431, 621, 473 and 320 model-epochs/s with 64, 128,
-    256, 512 and 1024 members: fastest at 256, the largest whose step state fits.
+    last-level cache (`cache_bytes()`) each member-step costs main-memory bandwidth instead: the
+    lesson model trained fastest at the largest population whose step state fits a 32 MiB L3
+    (benchmarks/README.md, "Chunk size by speed").
     The cap is the largest power of two whose step state fits the cache, at least FEWEST_FASTEST.
     (On an accelerator throughput per member kept rising up to the largest population that fitted,
-    16,384 members on an H200, so the planner applies no such cap there.)
+    so the planner applies no such cap there: "The H200 again (this engine)".)
 
     Examples:
       >>> from sweeps.engine.structure import Structure

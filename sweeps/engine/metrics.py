@@ -40,7 +40,7 @@ def direction(metric: str) -> str:
 def order_keys(values: jax.Array) -> jax.Array:
     """int32 keys in the order of float32 `values`, equal exactly where the values are equal.
 
-    XLA:CPU sorts int32 about 4x faster than floats (measured on the 2-core development machine).
+    XLA:CPU sorts int32 faster than floats (benchmarks/README.md, "Issue 13", item 4).
     Positive floats order like their bit patterns; negative ones in reverse, so their magnitude
     bits are flipped. Adding 0.0 first turns -0.0 into +0.0 (they are equal as floats).
 

@@ -86,10 +86,13 @@ def make_optimizer(
 
 @functools.cache
 def state_size(family: str, clip: bool, n_params: int) -> int:
-    """Elements in one member's optimizer state for `n_params` parameters, from `jax.eval_shape`."""
-    from sweeps.engine.hparams import TRACED  # the names a member's hp dict holds
+    """Elements in one member's optimizer state for `n_params` parameters, from `jax.eval_shape`.
 
-    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in TRACED}
+    The optimizer is built from the hyperparameters its registry entry reads, so this module needs
+    no other registry (`hparams` imports this one, never the other way).
+    """
+    names = ("learning_rate", *(("clip_norm",) if clip else ()), *OPTIMIZERS[family].reads)
+    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in names}
     params = jax.ShapeDtypeStruct((n_params,), jnp.float32)
     state = jax.eval_shape(lambda hp, p: make_optimizer(family, hp, hp["learning_rate"], clip).init(p), hp, params)
     return int(sum(leaf.size for leaf in jax.tree.leaves(state)))

@@ -1,24 +1,24 @@
 """The strategy interface: which trials to train, round by round.
 
-The sweep loop (`sweeps/loop.py`) is the only code that drives a strategy
-through a sweep (`sweeps.plan` starts it and asks for the first round). A sweep:
+The scheduler (`sweeps.driver.scheduler`, with `sweeps.driver.rounds`) is the only
+code that drives a strategy through a sweep. A sweep:
 
     start(objective, direction)            once, before the first ask
     use_epochs(epochs)                     then: the sweep's epochs (a strategy's own budget agrees)
     round: ask(space) -> configurations     once per round
-           (the loop trains them, as one population per structure)
+           (the scheduler trains them, as one population per structure)
            tell(table)                      the round's rows of the trial table
-           another_round()                  whether the loop asks again
+           another_round()                  whether the scheduler asks again
 
 A strategy whose rounds can each ask for up to `k` configurations says so
-with `round_size() -> k`: the loop then pads each structure's population to
+with `round_size() -> k`: the scheduler then pads each structure's population to
 `k` members (times `seeds`) in every round, so a round whose trials share a
 structure with an earlier round's reuses that compiled program instead of
 compiling one for a new population size. A strategy that acts inside a training
 population says so (`acts_between_epochs = True`) and answers `decide(view)` after every epoch: it sees the
 population's metrics (`EpochView`) and returns `Decisions` (stop members,
 start new trials in their slots, copy members onto others with new
-hyperparameters), which the loop applies with the engine's jitted edits.
+hyperparameters), which the scheduler applies with the engine's jitted edits.
 """
 
 from __future__ import annotations
@@ -154,13 +154,13 @@ class Strategy(abc.ABC):
         return None
 
     def another_round(self) -> bool:
-        """Whether the loop asks again after `tell`; one round by default."""
+        """Whether the scheduler asks again after `tell`; one round by default."""
         return False
 
     def round_size(self) -> int | None:
         """The most configurations one round asks for, when the strategy has more than one round.
 
-        The loop pads every structure's population to this many configurations (times `seeds`),
+        The scheduler pads every structure's population to this many configurations (times `seeds`),
         so that all rounds of a structure share one compiled program. None (the default): each
         round's populations are sized to its trials.
         """
