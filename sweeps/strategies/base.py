@@ -84,7 +84,7 @@ class Decisions:
 class Strategy(abc.ABC):
     """Which trials to train: `ask` for a round's configurations, `tell` their results."""
 
-    # A strategy that decides between epochs (`decide`: halving, PBT) sets this; it is the only thing the loop
+    # A strategy that decides between epochs (`decide`: halving, PBT) sets this; it is the only thing the scheduler
     # and the planner read to learn whether to call `decide` (a population that acts between epochs is kept
     # whole and its metrics are read after every epoch). A subclass that defines `decide` without it is refused
     # when the class is defined, so that no decisions are silently ignored.
@@ -112,7 +112,7 @@ class Strategy(abc.ABC):
 
         A strategy that learns from results keeps these, and starts afresh here (one instance
         may serve several sweeps). Refuse a space or an objective the strategy cannot handle in
-        `ask`, which `sweeps.plan` calls before anything compiles.
+        `ask`, which the scheduler calls before anything compiles.
         """
 
     def use_epochs(self, epochs: int) -> None:  # noqa: B027 - optional: most strategies have no budget of their own
