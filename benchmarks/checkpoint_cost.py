@@ -4,7 +4,7 @@
     python benchmarks/checkpoint_cost.py --n 64 256 --repeats 5
 
 A lesson population (churn MLP 45 -> 64 -> 1, Adam) of N members is trained for one epoch, then
-saved `--repeats` times through `sweeps.checkpoints.Checkpoints` exactly as the sweep loop saves
+saved `--repeats` times through `sweeps.driver.checkpoints.Checkpoints` exactly as the sweep loop saves
 it (population, records of one epoch, meta): `blocked_s` is how long `save` holds the training loop
 (orbax copies the arrays off the device, then writes in the background), `written_s` until the
 files are complete (`wait`), `bytes` the size of one checkpoint folder on disk. Medians of the
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import sweeps  # noqa: E402
 from sweeps import space  # noqa: E402
-from sweeps.checkpoints import Checkpoints  # noqa: E402
+from sweeps.driver.checkpoints import Checkpoints  # noqa: E402
 from sweeps.driver.populations import new_population  # noqa: E402
 from sweeps.driver.scheduler import Scheduler  # noqa: E402
 from sweeps.driver.state import Item  # noqa: E402

@@ -1,7 +1,7 @@
 """Throughput against the device count: one population sharded over 1, 2, 4, 8 ... devices.
 
 `python benchmarks/throughput.py --devices [COUNT ...]` runs this. For each device count it
-builds populations of N members directly into the sharding the sweep uses (`sweeps.devices`:
+builds populations of N members directly into the sharding the sweep uses (`sweeps.driver.devices`:
 the trial axis split over a one-axis mesh, the data replicated), runs the engine's compiled
 epoch, and fetches the metrics to the host after every epoch, as the sweep loop does.
 
@@ -37,7 +37,7 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
     from machine import device_name, engine_commit
     from workloads import SEED, learning_rates, make_workloads
 
-    from sweeps.devices import select_devices
+    from sweeps.driver.devices import select_devices
     from sweeps.driver.populations import controls_for
     from sweeps.engine import PADDING, Split, keys, make_train_epoch, stack_hparams
 

@@ -31,7 +31,7 @@ from sweeps.engine import (
     memory,
     stack_hparams,
 )
-from sweeps.lane_plan import lane_chunk_size
+from sweeps.planning.lanes import lane_chunk_size
 
 
 class Engine:

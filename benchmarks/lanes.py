@@ -4,12 +4,12 @@ For each population size N and pair of batch sizes, two lesson populations (the 
 -> 1, N learning rates each, one per batch size) train `--epochs` epochs each, first one after the
 other, then at the same time in two threads (as the sweep's lanes do), `--repeats` times
 alternating; each line is one repeat. Compile and a warm-up epoch are excluded. The ratio is what
-`sweeps.lane_plan.LANE_PARAMETERS` was chosen from: lanes pay while a population leaves cores idle.
+`sweeps.planning.lanes.LANE_PARAMETERS` was chosen from: lanes pay while a population leaves cores idle.
 
     python benchmarks/lanes.py                       # N 8 18 32 64 128 256, batches 16+32 and 128+256
     python benchmarks/lanes.py --n 18 64 --epochs 5
 
-`--split`: the cut of one group for lanes (`sweeps.lane_plan.lane_chunk_size`). For each N, the lesson's
+`--split`: the cut of one group for lanes (`sweeps.planning.lanes.lane_chunk_size`). For each N, the lesson's
 N learning rates (batch 32) train as one population, as the lane cut's chunks side by side (one
 thread per lane), and as the same chunks one after the other in one thread; repeats alternate, each
 line gives seconds per epoch of all N and the ratio whole / cut in lanes. `--hidden` sets the
@@ -34,7 +34,7 @@ from machine import device_name, engine_commit, in_threads, lanes_here, slug
 from workloads import Workload, learning_rates, lesson_data, make_workloads
 
 from sweeps.engine import n_params
-from sweeps.lane_plan import cpu_cores, lane_chunk_size
+from sweeps.planning.lanes import cpu_cores, lane_chunk_size
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from sweeps.lane_plan import cpu_cores, lanes_from_environment
+from sweeps.planning.lanes import cpu_cores, lanes_from_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 

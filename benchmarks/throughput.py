@@ -6,7 +6,7 @@ second, compile excluded) for
 - `vmap`: the engine, N trials as one population, one compiled epoch;
 - `lanes`: the N trials as `sweeps.run` trains them on this machine: on a CPU of
   several cores cut into chunks trained side by side, one thread (lane) per core
-  (`sweeps.lane_plan.lane_chunk_size`); elsewhere the same as `vmap`;
+  (`sweeps.planning.lanes.lane_chunk_size`); elsewhere the same as `vmap`;
 - `sequential`: the engine's own compiled epoch for a population of ONE,
   compiled once and run for each trial in turn (the fairest sequential
   baseline: same program, same XLA, no vectorization);

@@ -13,13 +13,13 @@ from sweeps import space
 from sweeps.data import Dataset, load_csv
 from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.driver.signals import Interrupted
-from sweeps.lr_find import LRFind, lr_find
-from sweeps.planning import Plan, Round, plan
-from sweeps.results import Result, load_result
+from sweeps.lr_find.finder import LRFind, lr_find
+from sweeps.planning.planner import Plan, Round, plan
+from sweeps.results.result import Result, load_result
+from sweeps.results.trained import TrainedModel, load_model
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import PBT, Bayes, Grid, Halving, QuasiRandom, Random, Strategy
 from sweeps.sweep import dry_run, run
-from sweeps.trained import TrainedModel, load_model
 
 __all__ = [
     "Bayes",

@@ -1,5 +1,5 @@
 """`python -m sweeps ...` is the `sweeps` command."""
 
-from sweeps.cli import command
+from sweeps.cli.main import command
 
 command()

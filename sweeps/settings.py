@@ -5,7 +5,7 @@ with the rule and the value. `sweeps.run(...)` builds a `SweepConfig` from its k
 file maps onto the same fields (each field's `section` says where it is written:
 `sweeps.cli.config_schema`); `config.json` records both objects (`SweepConfig.record`,
 `Resources.record`). What depends on the data (an objective the task computes, a batch size
-the rows allow) is checked when the sweep is planned (`sweeps.planning.plan`).
+the rows allow) is checked when the sweep is planned (`sweeps.planning.planner`).
 
 Examples:
   >>> import sweeps
@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from models import MLP
-from sweeps.checks import check_early_stopping, check_int, check_model
-from sweeps.devices import Devices, select_devices
+from sweeps.driver.devices import Devices, select_devices
 from sweeps.engine import hparams as registry
 from sweeps.engine import memory
 from sweeps.engine.metrics import direction
+from sweeps.planning.checks import check_early_stopping, check_int, check_model
 from sweeps.space import Axis, Choice, as_space, axis_to_config
 from sweeps.strategies import Grid, Strategy
 
@@ -166,7 +166,7 @@ class Resources:
         """The machine as this process sees it: `devices` as `sweeps.run` takes them (None: every device),
         half of each device's free memory unless `memory_budget` (bytes per device) is given, one lane per core
         on a CPU (`SWEEPS_LANES` sets it) and the CPU's cache."""
-        from sweeps.lane_plan import machine_lanes
+        from sweeps.planning.lanes import machine_lanes
 
         layout = devices if isinstance(devices, Devices) else select_devices(devices)
         cpu = layout.local[0].platform == "cpu"

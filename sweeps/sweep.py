@@ -25,15 +25,16 @@ import jax
 import numpy as np
 
 from models import MLP
-from sweeps import checkpoints as checkpoints_lib
-from sweeps import distributed, run_folder, trained
 from sweeps.data import Dataset
-from sweeps.devices import resume_advice
+from sweeps.driver import checkpoints as checkpoints_lib
+from sweeps.driver import distributed, run_folder
+from sweeps.driver.devices import resume_advice
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
 from sweeps.engine.compiles import compile_log
-from sweeps.planning import Plan, Round, plan
-from sweeps.results import Result, build_frames, load_result
+from sweeps.planning.planner import Plan, Round, plan
+from sweeps.results import trained
+from sweeps.results.result import Result, build_frames, load_result
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import Strategy
 
@@ -437,7 +438,7 @@ def write_run_folder(result: Result, run_dir: str | Path) -> Path:
     changed), the results go into a new temporary folder and the error names it: nothing
     computed is lost.
     """
-    from sweeps import plots  # matplotlib only when a folder is written
+    from sweeps.results import plots  # matplotlib only when a folder is written
 
     path = Path(run_dir)
     try:

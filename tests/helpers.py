@@ -74,7 +74,7 @@ class Stop(Exception):
 
 def crash_after_saves(monkeypatch, count):
     """The next run raises Stop right after its `count`-th checkpoint is on disk."""
-    from sweeps import checkpoints
+    from sweeps.driver import checkpoints
 
     original, saves = checkpoints.Checkpoints.save, []
 

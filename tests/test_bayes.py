@@ -77,8 +77,8 @@ def test_a_killed_bayes_sweep_resumes_to_the_same_table(data, tmp_path, monkeypa
 
 
 def test_the_config_form_and_the_example_plan_four_rounds(capsys, tmp_path):
-    from sweeps.cli import main
-    from sweeps.config import load_config, strategy_from_config
+    from sweeps.cli.config import load_config, strategy_from_config
+    from sweeps.cli.main import main
 
     config = load_config("data/examples/churn_bayes.toml", ["strategy.per_round=8", "strategy.sampler=cmaes"])
     assert config["strategy"] == {"name": "bayes", "rounds": 4, "per_round": 8, "sampler": "cmaes", "seed": 0}
@@ -98,7 +98,7 @@ def test_the_config_form_and_the_example_plan_four_rounds(capsys, tmp_path):
 
 
 def test_the_progress_bar_names_the_round():
-    from sweeps.progress import Progress
+    from sweeps.driver.progress import Progress
 
     bar = Progress("val_loss", enabled=False)
     bar.round(0, None)

@@ -17,8 +17,8 @@ import pytest
 
 import sweeps
 from sweeps import space
-from sweeps.checkpoints import CheckpointError
-from sweeps.trained import load_model
+from sweeps.driver.checkpoints import CheckpointError
+from sweeps.results.trained import load_model
 
 from helpers import Stop, crash_after_saves, synthetic
 
@@ -56,7 +56,7 @@ SCRIPT = """
 import copy, os, signal, sys
 sys.path.insert(0, {tests!r})
 import sweeps
-from sweeps import checkpoints
+from sweeps.driver import checkpoints
 from helpers import synthetic
 from test_checkpoints import POPULATION_SWEEPS, SWEEP
 
@@ -259,7 +259,7 @@ def test_an_unwritable_run_dir_is_refused_before_training(data, tmp_path):
 
 
 def test_results_that_cannot_be_written_at_the_end_are_saved_elsewhere(data, tmp_path, monkeypatch):
-    from sweeps.results import Result
+    from sweeps.results.result import Result
 
     original = Result.save
 
@@ -309,7 +309,7 @@ def test_a_signal_finishes_the_epoch_saves_and_names_the_resume_command(tmp_path
     assert process.returncode == code, err[-2000:]
     assert f"sweeps resume {run_dir}" in err
     assert not (run_dir / "config.json").exists()
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     assert main(["resume", str(run_dir), "--quiet"]) == 0
     table = pd.read_csv(run_dir / "table.csv")
@@ -351,7 +351,7 @@ def test_predictions_ignore_column_order_and_bad_rows_get_clear_errors(churn_mod
 
 
 def test_sweeps_predict_writes_predictions_and_scores_them(churn_models, tmp_path, capsys):
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     run_dir, _, _ = churn_models
     out = tmp_path / "predictions.csv"

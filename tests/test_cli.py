@@ -1,4 +1,4 @@
-"""Tests of the `sweeps` command line (sweeps.cli) and of config files (sweeps.config).
+"""Tests of the `sweeps` command line (sweeps.cli) and of config files (sweeps.cli.config).
 
 The sweeps here are small (4 learning rates, 2 epochs, batch 256, 8 hidden
 units) and few: one finished run serves most tests, and each test that trains
@@ -19,9 +19,9 @@ import jax
 import pandas as pd
 import pytest
 
-import sweeps.config
-from sweeps.cli import main
-from sweeps.config import apply_override, load_config, parse_value
+import sweeps.cli.config
+from sweeps.cli.config import apply_override, load_config, parse_value
+from sweeps.cli.main import main
 
 from helpers import EPOCH, log_compilations
 
@@ -87,7 +87,7 @@ def finished(tmp_path_factory):
 def no_training(monkeypatch):
     """Fails the test if the data is loaded (the step before training)."""
     calls = []
-    monkeypatch.setattr(sweeps.config, "load_csv", lambda *a, **k: calls.append(a) or pytest.fail("data loaded"))
+    monkeypatch.setattr(sweeps.cli.config, "load_csv", lambda *a, **k: calls.append(a) or pytest.fail("data loaded"))
     return calls
 
 
@@ -314,7 +314,7 @@ def test_help_describes_the_commands(capsys):
 COMMAND = """
 import atexit, sys, threading, time
 from pathlib import Path
-from sweeps import cli
+from sweeps.cli import main as cli
 
 out = Path(sys.argv[1])
 

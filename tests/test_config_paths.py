@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from test_cli import CHURN, ROOT, run_cli, table_of, write_config
 
-from sweeps.config import load_config
+from sweeps.cli.config import load_config
 
 from helpers import Stop, crash_after_saves
 

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 
 import sweeps
-from sweeps.checkpoints import CheckpointError, Checkpoints
-from sweeps.cli import main
-from sweeps.evidence import DamagedRunFolder, file_name
-from sweeps.plots import plot_run
+from sweeps.cli.main import main
+from sweeps.driver.checkpoints import CheckpointError, Checkpoints
+from sweeps.driver.evidence import DamagedRunFolder, file_name
+from sweeps.results.plots import plot_run
 
 from helpers import Stop, crash_after_saves
 
@@ -236,7 +236,7 @@ def test_a_damaged_checkpoint_leaves_no_event_loop_tracebacks(runs, tmp_path):
             path.write_bytes(bytes(path.stat().st_size))
     script = (  # each failed read abandons tensorstore's others: they used to report a closed event loop
         "import sys, gc, time, warnings\n"
-        "from sweeps.checkpoints import Checkpoints\n"
+        "from sweeps.driver.checkpoints import Checkpoints\n"
         "warnings.simplefilter('ignore', UserWarning)\n"
         "for _ in range(8):\n"
         "    checkpoints = Checkpoints(sys.argv[1])\n"
@@ -367,7 +367,7 @@ def test_a_second_ctrl_c_exits_130_with_one_line(runs, tmp_path):
         "        raise KeyboardInterrupt  # the second Ctrl-C, as orbax starts its save thread\n"
         "    return start(self)\n"
         "threading.Thread.start = interrupted_start\n"
-        "from sweeps.cli import command\n"
+        "from sweeps.cli.main import command\n"
         "sys.argv = ['sweeps', 'run', sys.argv[1], '--out', sys.argv[2], '--quiet']\n"
         "command()\n"
     )

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 import sweeps
-from sweeps.config import load_config
-from sweeps.config_schema import section_keys
+from sweeps.cli.config import load_config
+from sweeps.cli.config_schema import section_keys
 from sweeps.data import Dataset, check_batch_size, load_csv
 
 CHURN = pathlib.Path(__file__).resolve().parents[1] / "data" / "telco_customer_churn.csv"

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 import sweeps
-from sweeps.cli import main
-from sweeps.devices import select_devices
+from sweeps.cli.main import main
+from sweeps.driver.devices import select_devices
 
 from helpers import assert_same_table, device_sweep, synthetic
 
@@ -33,11 +33,11 @@ import json, sys
 from pathlib import Path
 import jax, numpy as np
 import sweeps
-from sweeps import checkpoints
+from sweeps.driver import checkpoints
 from sweeps.driver.populations import ChunkRunner, controls_for, new_population
-from sweeps.devices import select_devices
+from sweeps.driver.devices import select_devices
 from sweeps.engine import edits, flat_params
-from sweeps.devices import Devices
+from sweeps.driver.devices import Devices
 from helpers import device_sweep, synthetic
 
 out = Path(sys.argv[1])
@@ -242,8 +242,8 @@ keep_models = 2
 # 3, so the resumed run restores a sharded population): a job pre-empted as a whole.
 KILL = """
 import os, signal, sys
-from sweeps import checkpoints
-from sweeps.cli import main
+from sweeps.driver import checkpoints
+from sweeps.cli.main import main
 KILL_AT, saves = int(os.environ["KILL_AT"]), []
 original = checkpoints.Checkpoints.save
 def save(self, snapshot):
@@ -369,14 +369,14 @@ def test_process_flags_are_all_or_none_and_name_what_is_wrong(config, capsys):
 
 
 def test_a_lone_process_joins_nothing():
-    from sweeps.distributed import cluster_launcher, join
+    from sweeps.driver.distributed import cluster_launcher, join
 
     assert cluster_launcher() is None and join() is False
     assert join("localhost:1234", 1, 0) is False  # one process of one: nothing to join
 
 
 def test_numbers_cross_between_processes_with_all_64_bits():
-    from sweeps.distributed import _as_bytes, _from_bytes
+    from sweeps.driver.distributed import _as_bytes, _from_bytes
 
     for value in (0, 1, 2**31 + 5, 11_448_156_160, -(2**40)):
         assert _from_bytes(_as_bytes(value)) == value

@@ -268,7 +268,7 @@ def small_csv(tmp_path_factory):
 @pytest.mark.parametrize("text, shown", [("inf", "inf"), ("nan", "nan"), ("[0.5, -inf]", "-inf")])
 @pytest.mark.parametrize("name", FLOATS)
 def test_non_finite_hyperparameters_in_a_config_are_refused(small_csv, tmp_path, capsys, name, text, shown, given_as):
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     config = tmp_path / "sweep.toml"
     space_line = f"{name} = {text}\n" if given_as == "config file" else ""

@@ -9,11 +9,12 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps import lane_plan, space
+from sweeps import space
 from sweeps.driver.scheduler import Scheduler
 from sweeps.engine import n_params
-from sweeps.lane_plan import lane_count
-from sweeps.trained import load_model
+from sweeps.planning import lanes as lane_plan
+from sweeps.planning.lanes import lane_count
+from sweeps.results.trained import load_model
 
 from helpers import EPOCH, log_compilations, synthetic
 

@@ -7,6 +7,7 @@ import pytest
 
 import sweeps
 from sweeps.driver.populations import controls_for, train_chunk
+from sweeps.driver.records import Records
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
 from sweeps.engine import (
@@ -19,8 +20,7 @@ from sweeps.engine import (
     stack_hparams,
 )
 from sweeps.engine.hparams import TRACED, resolve
-from sweeps.planning import plan
-from sweeps.records import Records
+from sweeps.planning.planner import plan
 from sweeps.settings import SweepConfig
 
 from helpers import EPOCH, log_compilations
@@ -213,7 +213,7 @@ def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data)
 
 def _dispatch_order(monkeypatch):
     """Records the scheduler's epoch dispatches ("start", epoch) and metric reads ("read") in order."""
-    from sweeps.devices import Devices
+    from sweeps.driver.devices import Devices
     from sweeps.driver.populations import ChunkRunner
 
     events = []

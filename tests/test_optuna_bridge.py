@@ -7,7 +7,7 @@ import pytest
 import sweeps
 from models import MLP
 from sweeps import space
-from sweeps.cli import main
+from sweeps.cli.main import main
 
 from helpers import synthetic
 

@@ -7,7 +7,8 @@ import pytest
 from test_cli import run_cli, write_config
 
 import sweeps
-from sweeps import planning, space
+from sweeps import space
+from sweeps.planning import planner as planning
 from sweeps.strategies import Strategy
 
 AXES = {"learning_rate": space.loguniform(1e-4, 1e-1), "dropout": space.uniform(0.0, 0.5)}

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweeps import plots
-from sweeps.results import Result
+from sweeps.results import plots
+from sweeps.results.result import Result
 from sweeps.space import as_axis, axis_to_config, choice, loguniform, powers_of_two, uniform
 
 

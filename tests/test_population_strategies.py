@@ -200,7 +200,7 @@ def test_halving_trains_to_the_sweeps_epochs_and_refuses_another_max_epochs(caps
     with pytest.raises(ValueError, match=r"min_epochs <= the sweep's epochs.*min_epochs=5, epochs=3"):
         sweeps.dry_run(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=5), epochs=3)
 
-    from sweeps.cli import main
+    from sweeps.cli.main import main
 
     example = "data/examples/churn_halving.toml"  # the banner's epochs are the epochs every trial may train
     assert main(["run", example, "--dry-run", "--set", "train.epochs=30", "--set", "strategy.n=9"]) == 0

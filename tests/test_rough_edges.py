@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from test_cli import CHURN, ROOT, run_cli, write_config
 
-from sweeps.cli import main
-from sweeps.config_schema import strategy_options
+from sweeps.cli.config_schema import strategy_options
+from sweeps.cli.main import main
 from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.strategies import STRATEGIES
 
@@ -74,8 +74,8 @@ def test_predict_into_a_closed_pipe_stops_quietly(finished, tmp_path):
 
 STOP_AFTER_FIRST_CHECKPOINT = """
 import os, sys
-from sweeps import checkpoints
-from sweeps.cli import main
+from sweeps.driver import checkpoints
+from sweeps.cli.main import main
 
 original = checkpoints.Checkpoints.save
 def save(self, snapshot):
@@ -123,7 +123,7 @@ def test_a_run_started_on_two_devices_says_how_to_resume_on_one_cpu_and_the_advi
     ids=["fewer-here", "cpu-more", "gpu-more", "processes"],
 )
 def test_resume_advice_offers_only_what_this_machine_can_do(started, here, platform, processes, expected, absent):
-    from sweeps.devices import resume_advice
+    from sweeps.driver.devices import resume_advice
 
     advice = resume_advice(started, here, platform, processes)
     assert expected in advice and absent not in advice, advice

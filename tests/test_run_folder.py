@@ -24,10 +24,10 @@ from test_checkpoints import assert_same_run
 from test_cli import CHURN, run_cli, table_of, write_config
 
 import sweeps
-from sweeps import run_folder
-from sweeps.checkpoints import CheckpointMismatch
-from sweeps.cli import main
-from sweeps.run_folder import RunFolderInUse
+from sweeps.cli.main import main
+from sweeps.driver import run_folder
+from sweeps.driver.checkpoints import CheckpointMismatch
+from sweeps.driver.run_folder import RunFolderInUse
 
 from helpers import Stop, crash_after_saves, synthetic
 
@@ -149,7 +149,7 @@ def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_sa
 
 HOLD = """
 import sys, time
-from sweeps.run_folder import RunLock
+from sweeps.driver.run_folder import RunLock
 
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
@@ -332,7 +332,7 @@ def test_a_resume_refused_for_an_edited_config_advises_commands_that_work(tmp_pa
 FULL_DISK = """
 import sys
 from orbax.checkpoint._src.serialization import serialization, type_handlers
-from sweeps import cli
+from sweeps.cli import main as cli
 
 WHERE = "/" + sys.argv.pop(1) + "/"
 FULL = "RESOURCE_EXHAUSTED: Failed writing: No space left on device [os_error_code='28']"  # as tensorstore says it

@@ -13,7 +13,7 @@ from scipy.stats import qmc
 import sweeps
 from sweeps import space
 from sweeps.engine.hparams import normalize
-from sweeps.results import _cell
+from sweeps.results.result import _cell
 from sweeps.strategies.quasirandom import unit_points
 
 CONTINUOUS = {

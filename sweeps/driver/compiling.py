@@ -46,7 +46,7 @@ import numpy as np
 from sweeps.driver.populations import ChunkRunner, compile_population, controls_for
 from sweeps.engine import Split, Structure
 from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
-from sweeps.planning import Group, Plan, Round, Trial
+from sweeps.planning.planner import Group, Plan, Round, Trial
 
 OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program loaded from the persistent cache

@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from sweeps.devices import Devices
+from sweeps.driver.devices import Devices
 from sweeps.driver.populations import new_population
 from sweeps.driver.state import Item, SweepState
 from sweeps.engine import PADDING, Population, edits, structure_of
 from sweeps.engine.hparams import resolve
 from sweeps.engine.metrics import direction
-from sweeps.planning import Plan, Trial
+from sweeps.planning.planner import Plan, Trial
 from sweeps.strategies.base import EpochView
 
 

@@ -1,7 +1,7 @@
 """Lanes: where a work item's epochs run. One lane runs them in the calling thread; several, one thread each.
 
 JAX releases the Python lock while a program runs, so on a CPU the work items of a round train side by
-side in threads, one per lane (`sweeps.lane_plan` decides how many). Nothing is shared between lanes but
+side in threads, one per lane (`sweeps.planning.lanes` decides how many). Nothing is shared between lanes but
 the data on the device, so an item computes exactly what it computes alone. With one lane the same
 scheduler runs the same steps in its own thread: one code path, whatever the count.
 """

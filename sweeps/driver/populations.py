@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweeps.data import Dataset
-from sweeps.devices import Devices
+from sweeps.driver.devices import Devices
 from sweeps.engine import (
     PADDING,
     Controls,
@@ -27,7 +27,7 @@ from sweeps.engine import (
     make_train_epoch,
     stack_hparams,
 )
-from sweeps.planning import Trial
+from sweeps.planning.planner import Trial
 
 
 def baseline_loss(data: Dataset) -> float:

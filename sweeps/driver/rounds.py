@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sweeps import distributed
+from sweeps.driver import distributed
 from sweeps.engine.metrics import direction
-from sweeps.planning import Plan, Round, Trial, check_round_size
+from sweeps.planning.planner import Plan, Round, Trial, check_round_size
 
 
 def start_strategy(plan: Plan) -> None:

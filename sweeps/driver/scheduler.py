@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from sweeps import distributed
-from sweeps.checkpoints import CheckpointMismatch, Checkpoints
+from sweeps.driver import distributed
+from sweeps.driver.checkpoints import CheckpointMismatch, Checkpoints
 from sweeps.driver.compiling import Programs
 from sweeps.driver.decisions import PopulationEdits, lineage
 from sweeps.driver.lanes import Lanes
@@ -37,24 +37,24 @@ from sweeps.driver.populations import (
     new_population,
     population_shapes,
 )
+from sweeps.driver.progress import Progress
+from sweeps.driver.records import Records
 from sweeps.driver.rounds import ask_round, plan_round, start_strategy
 from sweeps.driver.signals import Interrupted, Signals
 from sweeps.driver.state import Item, SweepState, canonical, configs_of, trial_from_json
-from sweeps.lane_plan import lane_count, machine_lanes, planned_lanes
-from sweeps.planning import Group, Plan, Round, Trial
-from sweeps.progress import Progress
-from sweeps.records import Records
-from sweeps.results import build_frames
-from sweeps.trained import KeptModels
+from sweeps.planning.lanes import lane_count, machine_lanes, planned_lanes
+from sweeps.planning.planner import Group, Plan, Round, Trial
+from sweeps.results.result import build_frames
+from sweeps.results.trained import KeptModels
 
 
 class Scheduler:
     """Drives a planned sweep from its first round to the last round's records.
 
     Args:
-      plan: the sweep's plan (`sweeps.planning.plan`); its strategy is asked for each round here.
+      plan: the sweep's plan (`sweeps.planning.planner`); its strategy is asked for each round here.
       progress: show a progress bar.
-      checkpoints: where checkpoints go (`sweeps.checkpoints.Checkpoints`), or None for none.
+      checkpoints: where checkpoints go (`sweeps.driver.checkpoints.Checkpoints`), or None for none.
       fingerprints: the configuration's and the data's, recorded in each checkpoint.
       restores: the fingerprints of the checkpoints this run may continue (its own; a fork's also those of
         the run it forked); None for a new run, which never restores one.

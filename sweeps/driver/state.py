@@ -3,7 +3,7 @@
 `SweepState` holds where the sweep is (the round, the next work item to start, the items in flight
 with their epochs and populations), each round's configurations as the strategy asked for them, the
 trials strategies started in recycled slots, the records, the trials a strategy stopped and the kept
-models. `snapshot` turns it into what `sweeps.checkpoints` writes; `SweepState.restore` reads it
+models. `snapshot` turns it into what `sweeps.driver.checkpoints` writes; `SweepState.restore` reads it
 back. One work item in flight or several (lanes), the shape is the same: a checkpoint taken in one
 lane resumes in several and the other way round.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.checkpoints import Snapshot
+from sweeps.driver.checkpoints import Snapshot
+from sweeps.driver.records import Records
 from sweeps.engine import Population
-from sweeps.planning import Group, Trial
-from sweeps.records import Records
-from sweeps.trained import KeptModels
+from sweeps.planning.planner import Group, Trial
+from sweeps.results.trained import KeptModels
 
 
 @dataclasses.dataclass

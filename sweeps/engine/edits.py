@@ -6,7 +6,7 @@ apply the decisions. Every argument has the population's shape, (trials,) or
 (trials, ...), so each edit compiles once per population size, whatever the
 decision, and the compiled epoch never learns that strategies exist. Each
 edit consumes (donates) the population it is given and returns the new one.
-On several devices, apply an edit through `sweeps.devices.Devices.edit`, which
+On several devices, apply an edit through `sweeps.driver.devices.Devices.edit`, which
 splits its arguments like the population, so the result stays sharded.
 
 Examples:

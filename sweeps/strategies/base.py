@@ -131,7 +131,7 @@ class Strategy(abc.ABC):
     def asks_for(self, space: Mapping[str, Axis]) -> int | None:
         """How many configurations the next `ask(space)` makes (those it returns and any it keeps for later in
         the round), counted without making them, so that a round too large to plan is refused at once
-        (`sweeps.planning.MAX_TRIALS`); None when the strategy cannot tell before asking. Default: `round_size()`.
+        (`planning.planner.MAX_TRIALS`); None when the strategy cannot tell before asking. Default: `round_size()`.
         """
         return self.round_size()
 

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 
 from sweeps.engine.hparams import normalize
-from sweeps.optuna_bridge import distributions, encode, import_optuna, quiet, to_config
 from sweeps.space import Float, as_space
 from sweeps.strategies.base import Strategy
+from sweeps.strategies.optuna_bridge import distributions, encode, import_optuna, quiet, to_config
 
 SAMPLERS = ("tpe", "gp", "cmaes")
 

@@ -25,12 +25,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sweeps.commands import add_process_flags, predict_command, resume_command
-from sweeps.config_schema import strategy_help
+from sweeps.cli.commands import add_process_flags, predict_command, resume_command
+from sweeps.cli.config_schema import strategy_help
+from sweeps.cli.lr_find_command import add_parser as add_lr_find_parser
+from sweeps.cli.summary import compile_lines, describe_config, show_path, summary_lines
 from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.driver.signals import Interrupted
-from sweeps.lr_find_command import add_parser as add_lr_find_parser
-from sweeps.summary import compile_lines, describe_config, show_path, summary_lines
 
 USER_ERRORS = (ValueError, FileNotFoundError, TypeError, ImportError)  # ImportError: an optional extra is missing
 EXIT_USER_ERROR = 2
@@ -244,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.nullcontext() if verbose else quiet_background_errors():
             if hasattr(args, "coordinator"):
-                from sweeps.distributed import join
+                from sweeps.driver.distributed import join
 
                 join(args.coordinator, args.num_processes, args.process_id)  # before anything touches a device
             return handle(args)
@@ -270,7 +270,7 @@ def quiet_background_errors():
     a damaged checkpoint's reads leave, dropped by `checkpoints.quiet_abandoned_reads`; the failure itself
     reaches the main thread, where it becomes one message.
     """
-    from sweeps.checkpoints import quiet_abandoned_reads
+    from sweeps.driver.checkpoints import quiet_abandoned_reads
 
     absl, level = logging.getLogger("absl"), logging.getLogger("absl").level
     absl.setLevel(logging.CRITICAL)
@@ -304,8 +304,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sweeps import distributed
-    from sweeps.config import load_config, plan_from_config, sweep_from_config
+    from sweeps.cli.config import load_config, plan_from_config, sweep_from_config
+    from sweeps.driver import distributed
 
     started = time.perf_counter()
     if args.compile and not args.dry_run:
@@ -349,7 +349,7 @@ def dry_run(args: argparse.Namespace, config: dict, sweep_plan, first) -> int:
     no training."""
     import jax
 
-    from sweeps import distributed
+    from sweeps.driver import distributed
     from sweeps.driver.compiling import Programs
 
     writer = distributed.is_writer()
@@ -383,7 +383,7 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
         in use by another process, holds files sweepax did not write, or already holds a run (finished or
         not) and --overwrite was not given.
     """
-    from sweeps.run_folder import foreign_entries, holds_run
+    from sweeps.driver.run_folder import foreign_entries, holds_run
 
     if args.out:
         chosen, source = Path(args.out), "--out"
@@ -403,7 +403,7 @@ def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
 
 def check_run_dir(chosen: Path, overwrite: bool, shown: str) -> None:
     """Refuses, before anything loads, a run folder that `sweeps run` could not take (see `choose_run_dir`)."""
-    from sweeps.run_folder import holds_run, is_finished, refuse_foreign, refuse_in_use
+    from sweeps.driver.run_folder import holds_run, is_finished, refuse_foreign, refuse_in_use
 
     if chosen.exists() and not chosen.is_dir():
         raise ValueError(f"{shown} is a file; choose another run folder with --out DIR")
@@ -424,8 +424,8 @@ def check_run_dir(chosen: Path, overwrite: bool, shown: str) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from sweeps.plots import plot_run
-    from sweeps.results import load_result
+    from sweeps.results.plots import plot_run
+    from sweeps.results.result import load_result
 
     run_dir = Path(args.run_dir)
     result = load_result(run_dir)

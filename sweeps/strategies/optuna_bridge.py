@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps.evidence import reason
+from sweeps.driver.evidence import reason
 from sweeps.space import Axis, Choice, Float, as_space, axis_from_config
 
 INSTALL = 'pip install "sweepax[bayes]"'

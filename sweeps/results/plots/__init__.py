@@ -11,7 +11,7 @@
   against its values, drawn as the learning-rate plot is.
 
 Discrete axes are ticked at the values tried; categories keep the space's order in every plot.
-File names built from names (the objective, a hyperparameter) go through `sweeps.evidence.file_name`,
+File names built from names (the objective, a hyperparameter) go through `sweeps.driver.evidence.file_name`,
 so a plot is always written inside `folder`.
 Each `plot_*` writes a file; the `draw_*` beside it returns the open `Figure` instead.
 """
@@ -20,10 +20,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.evidence import file_name
-from sweeps.plots.axes import MAX_LINES, MAX_TICKS, STRUCTURAL, categories, colouring, is_discrete, is_log, swept
-from sweeps.plots.curves import draw_learning_curves, plot_learning_curves, y_range
-from sweeps.plots.hparams import (
+from sweeps.driver.evidence import file_name
+from sweeps.results.plots.axes import (
+    MAX_LINES,
+    MAX_TICKS,
+    STRUCTURAL,
+    categories,
+    colouring,
+    is_discrete,
+    is_log,
+    swept,
+)
+from sweeps.results.plots.curves import draw_learning_curves, plot_learning_curves, y_range
+from sweeps.results.plots.hparams import (
     draw_marginal,
     draw_metric_vs_learning_rate,
     draw_objective_against,
@@ -33,7 +42,7 @@ from sweeps.plots.hparams import (
     plot_metric_vs_learning_rate,
     plot_parallel_coordinates,
 )
-from sweeps.plots.pbt import draw_pbt, has_lineage, lineage, plot_pbt
+from sweeps.results.plots.pbt import draw_pbt, has_lineage, lineage, plot_pbt
 
 
 def plot_run(result, folder: str | Path) -> list[Path]:

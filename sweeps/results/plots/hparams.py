@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from sweeps.engine.metrics import direction  # noqa: E402
-from sweeps.plots.axes import (  # noqa: E402
+from sweeps.results.plots.axes import (  # noqa: E402
     MAX_LINES,
     MAX_TICKS,
     STRUCTURAL,

@@ -27,14 +27,14 @@ import pandas as pd
 
 from models import MLP
 from models.mlp import ACTIVATIONS
-from sweeps import run_folder
-from sweeps.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
+from sweeps.driver import run_folder
+from sweeps.driver.checkpoints import close_orbax, quiet_abandoned_reads
+from sweeps.driver.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial, checksum, reason
 from sweeps.engine import PADDING, Population, Structure, flat_params, param_shapes, structure_of
 from sweeps.engine.metrics import METRICS, evaluate
-from sweeps.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial, checksum, reason
 
 
 class KeptModels:

@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from sweeps.checks import check_early_stopping, check_metric, check_reads
 from sweeps.data import Dataset, check_batch_size
-from sweeps.devices import Devices
+from sweeps.driver.devices import Devices
 from sweeps.engine import Structure, memory, structure_of, trial_fields
 from sweeps.engine import hparams as registry
-from sweeps.lane_plan import (
+from sweeps.planning.checks import check_early_stopping, check_metric, check_reads
+from sweeps.planning.lanes import (
     LANE_FEWEST,
     LANE_PARAMETERS,
     ONE_LANE,
@@ -125,7 +125,7 @@ class Plan:
 
     @property
     def lanes(self) -> int:
-        """The lanes groups are cut for (`sweeps.lane_plan.planned_lanes`: 1 where the strategy acts between epochs)."""
+        """The lanes groups are cut for (`planning.lanes.planned_lanes`: 1 where the strategy acts between epochs)."""
         return planned_lanes(self.config.strategy, self.resources.lanes)
 
     @property
@@ -333,7 +333,7 @@ def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
     train fastest together (`memory.fastest_members`: on a CPU a larger population is slower per member
     once its state outgrows the cache; the devices of a CPU share that cache). With `plan.lanes` > 1
     the chunks train that many at a time (each fits a share of the budget) and a group is also cut
-    into chunks for them (`sweeps.lane_plan.lane_chunk_size`).
+    into chunks for them (`sweeps.planning.lanes.lane_chunk_size`).
     """
     data, devices, cache_bytes = plan.data, plan.devices.count, plan.cache_bytes
     by_fields: dict[tuple, list[Trial]] = {}

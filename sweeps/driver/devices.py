@@ -6,7 +6,7 @@ the only layout a sweep needs is the population axis split over devices: a
 device holds `population / devices` members and a replicated copy of the
 data; the compiled epoch then runs without collectives, and the per-epoch
 metrics come back to the host once per epoch. Across processes
-(`sweeps.distributed`) the mesh spans every process's devices and the
+(`sweeps.driver.distributed`) the mesh spans every process's devices and the
 population is one global array.
 
 `Devices` is that layout: it pads population sizes to a multiple of the
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sweeps import distributed
+from sweeps.driver import distributed
 from sweeps.engine import Population, Structure, compiles, init_structure, memory, population_builder
 
 AXIS = "trials"  # the mesh axis the population axis is split over

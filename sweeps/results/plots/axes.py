@@ -13,7 +13,7 @@ from matplotlib.colors import LogNorm, Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sweeps import run_folder  # noqa: E402
+from sweeps.driver import run_folder  # noqa: E402
 
 MAX_TICKS = 12  # a discrete axis with more values than this gets a generic scale
 MAX_LINES = 10  # the most lines (one per value of the other hyperparameters) in a plot against one of them

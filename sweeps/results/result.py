@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sweeps import run_folder
+from sweeps.driver import run_folder
+from sweeps.driver.evidence import DamagedRunFolder, check_result, reason
 from sweeps.engine.hparams import HPARAMS, reads
 from sweeps.engine.metrics import direction
-from sweeps.evidence import DamagedRunFolder, check_result, reason
 
 TABLE_FILES = ("table.parquet", "table.csv")
 HISTORY_ONLY = ("lineage",)  # per-epoch parents (PBT): history only; hparam_<name> also gets best_/final_ columns
@@ -154,7 +154,7 @@ class Result:
           >>> study.best_params == result.best_params  # doctest: +SKIP
           True
         """
-        from sweeps.optuna_bridge import export
+        from sweeps.strategies.optuna_bridge import export
 
         return export(self, storage, study_name)
 
@@ -178,10 +178,10 @@ def load_result(run_dir: str | Path) -> Result:
     """Reads a run folder written by `sweeps.run(..., run_dir=...)`.
 
     Every name it gives (the objective, metric and hyperparameter names, trial numbers) is checked to be
-    one sweepax writes before anything uses it (`sweeps.evidence.check_result`).
+    one sweepax writes before anything uses it (`sweeps.driver.evidence.check_result`).
 
     Raises:
-      ValueError: when the folder or one of its files is missing; `sweeps.evidence.DamagedRunFolder` (a
+      ValueError: when the folder or one of its files is missing; `sweeps.driver.evidence.DamagedRunFolder` (a
         ValueError) when a file is damaged or holds a name sweepax never writes.
     """
     run_dir = Path(run_dir)

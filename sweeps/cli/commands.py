@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sweeps.summary import show_path, summary_lines
+from sweeps.cli.summary import show_path, summary_lines
 from sweeps.sweep import SettingsChanged
 
 PREVIEW_ROWS = 5
@@ -40,10 +40,10 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def resume_command(args: argparse.Namespace) -> int:
-    from sweeps import distributed, run_folder
-    from sweeps.checkpoints import restore_manifest
-    from sweeps.config import load_config, plan_from_config, resolve_saved, sweep_from_config
-    from sweeps.results import load_result
+    from sweeps.cli.config import load_config, plan_from_config, resolve_saved, sweep_from_config
+    from sweeps.driver import distributed, run_folder
+    from sweeps.driver.checkpoints import restore_manifest
+    from sweeps.results.result import load_result
 
     started = time.perf_counter()
     args.quiet = args.quiet or not distributed.is_writer()  # several processes: process 0 prints
@@ -138,7 +138,7 @@ def _refuse_missing_data(stored: dict, args: argparse.Namespace, run_dir: Path) 
 
 def predict_command(args: argparse.Namespace) -> int:
     from sweeps.data.reading import read_csv
-    from sweeps.trained import load_model
+    from sweeps.results.trained import load_model
 
     out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
     if out.is_dir():  # refused before anything is computed

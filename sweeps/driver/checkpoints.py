@@ -42,8 +42,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sweeps import run_folder
-from sweeps.evidence import checksum, reason
+from sweeps.driver import run_folder
+from sweeps.driver.evidence import checksum, reason
 
 FORMAT = "sweepax-checkpoint/3"  # 3: the scheduler's state, one shape whatever the lanes (2: kernels stored (out, in))
 FOLDER = "checkpoints"
@@ -291,7 +291,7 @@ def disk_full(error: BaseException | None) -> bool:
 
 
 def _checksums(snapshot: Snapshot) -> dict[str, str | None]:
-    """`sweeps.evidence.checksum` of each array item, from host copies (None: a population spread over
+    """`sweeps.driver.evidence.checksum` of each array item, from host copies (None: a population spread over
     several processes, which no one process holds whole, is not checked)."""
     population = snapshot.population
     spread = any(isinstance(leaf, jax.Array) and not leaf.is_fully_addressable for leaf in jax.tree.leaves(population))

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models import MLP
-from sweeps.checks import EARLY_STOPPING_KEYS
 from sweeps.data import load_csv
 from sweeps.engine import hparams
+from sweeps.planning.checks import EARLY_STOPPING_KEYS
 from sweeps.settings import SweepConfig
 from sweeps.strategies import STRATEGIES
 

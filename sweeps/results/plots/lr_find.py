@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from sweeps.plots.axes import _save  # noqa: E402
+from sweeps.results.plots.axes import _save  # noqa: E402
 
 VECTORIZED_COLOUR, CLASSIC_COLOUR = "tab:blue", "tab:orange"
 TOP_OVER_START = 1.25  # the y axis ends this far above the untrained model's loss: divergence starts below it

@@ -37,7 +37,6 @@ import numpy as np
 
 from models import MLP
 from sweeps import space as axes
-from sweeps.checks import check_int, check_model
 from sweeps.data import Dataset, check_batch_size
 from sweeps.engine import (
     Split,
@@ -51,7 +50,8 @@ from sweeps.engine import (
     structure_of,
 )
 from sweeps.engine import hparams as registry
-from sweeps.lr_curve import Curve, analyse
+from sweeps.lr_find.curve import Curve, analyse
+from sweeps.planning.checks import check_int, check_model
 from sweeps.strategies import Grid
 from sweeps.sweep import run, versions
 
@@ -100,7 +100,7 @@ class LRFind:
 
     def plot(self, path: str | Path) -> Path:
         """Draws both curves, the suggestion and the range into a PNG at `path`; returns the path."""
-        from sweeps.plots.lr_find import plot_lr_find  # matplotlib only when drawing
+        from sweeps.results.plots.lr_find import plot_lr_find  # matplotlib only when drawing
 
         return plot_lr_find(self, Path(path))
 

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sweeps.plots.axes import _save, is_log  # noqa: E402
+from sweeps.results.plots.axes import _save, is_log  # noqa: E402
 
 
 def has_lineage(result) -> bool:

@@ -29,7 +29,7 @@ TOML has no null: where a `[train]` setting may be None (`early_stopping`,
 `max_population`, `divergence_threshold`), `false` means None (off).
 
 Examples:
-  >>> from sweeps.config import apply_override
+  >>> from sweeps.cli.config import apply_override
   >>> apply_override({"train": {"epochs": 20}}, "train.epochs=5")
   {'train': {'epochs': 5}}
   >>> apply_override({}, "model.hidden=[128, 64]")["model"]
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from models import MLP
-from sweeps.config_schema import (
+from sweeps.cli.config_schema import (
     DEFAULT_STRATEGY,
     DEFAULTS,
     NULLABLE_RUN,
@@ -66,8 +66,8 @@ from sweeps.config_schema import (
 )
 from sweeps.data import Dataset, load_csv
 from sweeps.driver.rounds import first_round
-from sweeps.planning import Plan, Round, plan
-from sweeps.results import Result
+from sweeps.planning.planner import Plan, Round, plan
+from sweeps.results.result import Result
 from sweeps.settings import Resources, SweepConfig
 from sweeps.space import Axis, axis_from_config
 from sweeps.strategies import Strategy, make_strategy
@@ -415,7 +415,7 @@ def sweep_from_config(
     `sweep_config` (this resolved config, enough to run the sweep again).
 
     Examples:
-      >>> from sweeps.config import load_config, sweep_from_config
+      >>> from sweeps.cli.config import load_config, sweep_from_config
       >>> config = load_config("data/examples/churn_lr.toml", ["train.epochs=2", "run.dir=runs/try"])  # doctest: +SKIP
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """

@@ -32,7 +32,7 @@ from sweeps.engine.hparams import HPARAMS
 from sweeps.engine.metrics import METRICS, metric_names
 
 KNOWN_METRICS = tuple(dict.fromkeys(name for task in METRICS for name in metric_names(task)))
-# The history's (split, metric) pairs: `sweeps.results.build_frames` writes nothing else.
+# The history's (split, metric) pairs: `sweeps.results.result.build_frames` writes nothing else.
 HISTORY_METRICS = {
     "train": {name.split("_", 1)[1] for name in KNOWN_METRICS if name.startswith("train_")},
     "val": {name.split("_", 1)[1] for name in KNOWN_METRICS if name.startswith("val_")},

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from models import MLP
-from sweeps.summary import show_path
+from sweeps.cli.summary import show_path
 
 RUNS = Path("runs")
 OWN = ("learning_rate", "epochs", "schedule")  # the range test sets these itself
@@ -61,8 +61,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def lr_find_command(args: argparse.Namespace) -> int:
-    from sweeps.config import load_config, load_data
-    from sweeps.lr_find import check_range, lr_find
+    from sweeps.cli.config import load_config, load_data
+    from sweeps.lr_find.finder import check_range, lr_find
 
     started = time.perf_counter()
     check_range(args.min_lr, args.max_lr, args.points, args.epochs)  # before the data is read
@@ -101,7 +101,7 @@ def options_from_config(config) -> tuple[dict, list[str]]:
     Raises:
       ValueError: when `[space]` sweeps a hyperparameter other than the learning rate, epochs or schedule.
     """
-    from sweeps.config import model_from_config, space_from_config
+    from sweeps.cli.config import model_from_config, space_from_config
     from sweeps.space import Float
 
     model = model_from_config(config)
