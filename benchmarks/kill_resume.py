@@ -420,7 +420,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-resumes", type=int, default=4, help="resumes tried per kill before giving up")
     parser.add_argument("--keep", action="store_true", help="keep the folders that came back identical too")
     args = parser.parse_args(argv)
-    from sweeps.cli.config import load_config, load_data
+    from sweeps.cli.config import load_config
+    from sweeps.cli.config_schema import load_data
 
     for name in ("final_share", "double_share"):
         if not 0 <= getattr(args, name) <= 1:

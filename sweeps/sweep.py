@@ -13,8 +13,6 @@ import dataclasses
 import datetime
 import importlib.metadata
 import platform
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -27,14 +25,13 @@ import numpy as np
 from models import MLP
 from sweeps.data import Dataset
 from sweeps.driver import checkpoints as checkpoints_lib
-from sweeps.driver import distributed, run_folder
-from sweeps.driver.devices import resume_advice
+from sweeps.driver import distributed, run_folder, run_lock
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
 from sweeps.engine.compiles import compile_log
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results import trained
-from sweeps.results.result import Result, build_frames, load_result
+from sweeps.results.result import Result, build_frames, disk_full_at_the_end, load_result, write_run_folder
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import Strategy
 
@@ -101,7 +98,7 @@ def run(
       run_dir: where to write the run folder (config, table, history, plots, checkpoints, the kept
         models, and last `finished.json`); None writes nothing. A folder that holds a run is refused unless
         `resume` or `overwrite`; a folder holding files sweepax did not write is refused (named), and one
-        that another process runs in (`run_folder.RunLock`: its pid and host are named).
+        that another process runs in (`run_lock.RunLock`: its pid and host are named).
       checkpoint_every: save a checkpoint every this many epochs; None (default) saves at least every
         60 seconds of training. A checkpoint is also saved at the end of every chunk and round.
       keep_checkpoints: how many checkpoints to keep, the newest.
@@ -188,9 +185,9 @@ def execute(
     """Trains a sweep to its end and assembles the result; the arguments: see `run`.
 
     With a run folder, this process (process 0 of several) holds the folder's lock
-    (`run_folder.RunLock`) from claiming it to its final write, and lets it go however the run ends.
+    (`run_lock.RunLock`) from claiming it to its final write, and lets it go however the run ends.
     """
-    lock = run_folder.RunLock(run_dir) if run_dir is not None else None
+    lock = run_lock.RunLock(run_dir) if run_dir is not None else None
     try:
         return _execute(
             config,
@@ -213,7 +210,7 @@ def _execute(
     data: Dataset,
     resources: Resources,
     *,
-    lock: run_folder.RunLock | None,
+    lock: run_lock.RunLock | None,
     run_dir: str | Path | None,
     resume: bool | str | Path,
     overwrite: bool,
@@ -225,7 +222,7 @@ def _execute(
     sweep_plan = plan(config, data, resources)
     settings_now = describe(sweep_plan)
     fingerprints = {
-        "settings": run_folder.fingerprint(comparable(settings_now)),
+        "settings": run_folder.fingerprint(resume.comparable(settings_now)),
         "data": run_folder.data_fingerprint(data),
     }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
@@ -240,7 +237,7 @@ def _execute(
             distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
             if run_folder.is_finished(run_dir):
                 return load_result(run_dir)
-            _refuse_changes(manifest, settings_now, fingerprints, run_dir)
+            resume.refuse_changes(manifest, settings_now, fingerprints, run_dir)
             fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
             restores = manifest.get("restores", [fingerprints])
         else:
@@ -249,14 +246,14 @@ def _execute(
             manifest["restores"] = restores = [fingerprints]
             if resume:  # a fork: continue another run's newest checkpoint under these settings
                 old = run_folder.read_manifest(Path(resume))
-                run_folder.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
+                run_lock.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
                 manifest["resources"] = old["resources"]
-                _refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
+                resume.refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
-            distributed.on_writer(_start_run_folder, run_dir, overwrite, manifest, resume, lock)
-        _refuse_other_device_count(manifest, layout.count, run_dir)
+            distributed.on_writer(resume.start_run_folder, run_dir, overwrite, manifest, resume, lock)
+        resume.refuse_other_device_count(manifest, layout.count, run_dir)
         # plan the chunks as the run first did: with the memory budget, lanes and cache it recorded
         resources = resources.planned_as(manifest["resources"])
         sweep_plan = plan(config, data, resources)
@@ -306,7 +303,7 @@ def _execute(
             models = trained.save_models(run_dir / trained.FOLDER, scheduler.state.kept, trials, data, result)
         except Exception as e:
             if checkpoints_lib.disk_full(e):
-                raise _disk_full_at_the_end(run_dir) from e
+                raise disk_full_at_the_end(run_dir) from e
             raise
         result.config["models"] = models
         distributed.barrier("sweeps: models saved")
@@ -338,12 +335,6 @@ def describe(sweep_plan: Plan) -> dict[str, Any]:
     }
 
 
-def comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that decide a sweep's results, without where its data file lies: the data is known by its
-    fingerprint, so a run whose CSV moved resumes (`sweeps resume RUN_DIR --set data.path=...`)."""
-    return {**settings, "data": {k: v for k, v in settings["data"].items() if k != "source"}}
-
-
 def baseline_rmse(data: Dataset) -> float | None:
     """Regression: the validation RMSE of always predicting the training mean, in the target's units."""
     if data.task != "regression":
@@ -360,111 +351,6 @@ def check_run_options(run_dir, resume, overwrite) -> None:
         raise ValueError("resume=True continues the run in run_dir and overwrite=True would erase it: pass one")
     if not isinstance(resume, bool) and not Path(resume).is_dir():
         raise ValueError(f"resume={str(resume)!r}: no such run folder to fork from; pass True or a run folder")
-
-
-# Settings a fork may change and still continue a checkpoint's trials (the others change the trials or their chunks).
-FORKABLE = ("early_stopping", "divergence_threshold", "seed")
-
-
-class SettingsChanged(ValueError):
-    """Resuming under other settings or data than the run started with: `changed` lists them (`key: old -> new`)."""
-
-    def __init__(self, run_dir: Path, changed: list[str], data_changed: bool):
-        self.run_dir, self.changed, self.data_changed = run_dir, changed, data_changed
-        self.forkable = all(line.split(":")[0].split(".")[0] in FORKABLE for line in changed)
-        if data_changed:
-            way = "pass the data it was started with (the same arrays) to continue it"
-        else:
-            way = "pass the settings it was started with (run.json records them) to continue it"
-        if self.forkable:
-            new = (
-                f"to go on under the new ones from its newest checkpoint, fork it into a new folder: run_dir=NEW_DIR, "
-                f"resume={str(run_dir)!r} (shell: sweeps resume {run_dir} --fork NEW_DIR)"
-            )
-        else:
-            new = (
-                f"to train under the new ones, start a new run in another folder (run_dir=NEW_DIR): a fork continues "
-                f"a checkpoint only under settings that keep its trials ({', '.join(FORKABLE)})"
-            )
-        listed = "\n  ".join(changed)
-        super().__init__(f"{run_dir} was started with other settings; what differs now:\n  {listed}\n{way}; {new}")
-
-
-def _refuse_changes(manifest: Mapping[str, Any], now: Mapping[str, Any], fingerprints, run_dir: Path) -> None:
-    """Resuming under other settings or other data would mix two sweeps: name what differs, and the ways out."""
-    changed = run_folder.differences(comparable(manifest["settings"]), comparable(now))
-    data_changed = manifest["fingerprints"]["data"] != fingerprints["data"]
-    if data_changed:
-        changed.append(
-            f"data: the arrays differ (fingerprint {manifest['fingerprints']['data']} -> {fingerprints['data']})"
-        )
-    if changed:
-        raise SettingsChanged(run_dir, changed, data_changed)
-
-
-def _start_run_folder(
-    run_dir: Path, overwrite: bool, manifest: Mapping[str, Any], fork: bool | str | Path, lock: run_folder.RunLock
-) -> None:
-    """Claims `run_dir` for a new run (taking its lock), writes the manifest and copies a forked run's checkpoints in
-    (under a partial name first, so a folder never holds half of them)."""
-    run_folder.claim(run_dir, overwrite, lock)
-    partial = run_dir / f".{checkpoints_lib.FOLDER}{run_folder.PARTIAL}"
-    if fork:
-        shutil.rmtree(partial, ignore_errors=True)  # left by a fork killed while copying
-        shutil.copytree(Path(fork) / checkpoints_lib.FOLDER, partial)
-    run_folder.write_manifest(run_dir, manifest)
-    if fork:
-        partial.rename(run_dir / checkpoints_lib.FOLDER)
-
-
-def _refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: Path) -> None:
-    """A checkpoint's chunks were cut and padded for the devices the run started on: resume on as many."""
-    started = manifest.get("resources", {}).get("devices", count)
-    if started != count:
-        every = jax.devices()
-        advice = resume_advice(started, len(every), every[0].platform, jax.process_count())
-        raise ValueError(
-            f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
-            f"populations are cut and padded for {started}; {advice}"
-        )
-
-
-def write_run_folder(result: Result, run_dir: str | Path) -> Path:
-    """Draws the result's plots and saves it into `run_dir`, each file whole or not at all, the `finished.json`
-    marker last (`Result.save`): a run stopped before the marker is unfinished, and resuming it writes the
-    results again from its newest checkpoint.
-
-    When the folder cannot be written at the end anyway (a disk that filled up, permissions
-    changed), the results go into a new temporary folder and the error names it: nothing
-    computed is lost.
-    """
-    from sweeps.results import plots  # matplotlib only when a folder is written
-
-    path = Path(run_dir)
-    try:
-        plots.plot_run(result, path / "plots")
-        result.save(path)
-    except OSError as e:
-        what = "the disk is full (no space left on device)" if checkpoints_lib.disk_full(e) else (e.strerror or e)
-        again = f"free space (or fix the folder), then `sweeps resume {run_dir}` writes them there from its checkpoint"
-        try:
-            rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
-            result.save(rescue)
-        except OSError:
-            raise ValueError(f"could not write the results into {run_dir}: {what}; {again}") from e
-        raise ValueError(
-            f"could not write the results into {run_dir}: {what}; they were saved in {rescue} instead (table, history, "
-            f"config.json): copy them where you want them, or {again}"
-        ) from e
-    return path
-
-
-def _disk_full_at_the_end(run_dir: Path) -> ValueError:
-    return ValueError(
-        f"could not write the results into {run_dir}: the disk is full (no space left on device); its newest "
-        f"checkpoint holds every trial's records and the kept models: free space, then `sweeps resume {run_dir}` "
-        f"(API: resume=True) writes them"
-    )
 
 
 def versions() -> dict[str, str]:

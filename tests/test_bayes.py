@@ -77,7 +77,8 @@ def test_a_killed_bayes_sweep_resumes_to_the_same_table(data, tmp_path, monkeypa
 
 
 def test_the_config_form_and_the_example_plan_four_rounds(capsys, tmp_path):
-    from sweeps.cli.config import load_config, strategy_from_config
+    from sweeps.cli.config import load_config
+    from sweeps.cli.config_schema import strategy_from_config
     from sweeps.cli.main import main
 
     config = load_config("data/examples/churn_bayes.toml", ["strategy.per_round=8", "strategy.sampler=cmaes"])

@@ -11,7 +11,8 @@ import pytest
 
 import sweeps
 from models import MLP
-from sweeps.cli.config import load_config, load_data
+from sweeps.cli.config import load_config
+from sweeps.cli.config_schema import load_data
 from sweeps.data import Preprocessing, load_csv
 
 ROWS = 600

@@ -27,7 +27,7 @@ import sweeps
 from sweeps.cli.main import main
 from sweeps.driver import run_folder
 from sweeps.driver.checkpoints import CheckpointMismatch
-from sweeps.driver.run_folder import RunFolderInUse
+from sweeps.driver.run_lock import RunFolderInUse
 
 from helpers import Stop, crash_after_saves, synthetic
 
@@ -149,7 +149,7 @@ def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_sa
 
 HOLD = """
 import sys, time
-from sweeps.driver.run_folder import RunLock
+from sweeps.driver.run_lock import RunLock
 
 RunLock(sys.argv[1]).acquire()
 print("held", flush=True)

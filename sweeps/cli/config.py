@@ -49,7 +49,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from models import MLP
 from sweeps.cli.config_schema import (
     DEFAULT_STRATEGY,
     DEFAULTS,
@@ -61,16 +60,16 @@ from sweeps.cli.config_schema import (
     check_early_stopping_keys,
     check_key,
     check_keys,
-    field_sections,
+    load_data,
+    settings_from_config,
     strategy_options,
 )
-from sweeps.data import Dataset, load_csv
+from sweeps.data import Dataset
 from sweeps.driver.rounds import first_round
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results.result import Result
-from sweeps.settings import Resources, SweepConfig
-from sweeps.space import Axis, axis_from_config
-from sweeps.strategies import Strategy, make_strategy
+from sweeps.settings import Resources
+from sweeps.space import axis_from_config
 from sweeps.sweep import execute
 
 # --- overrides -----------------------------------------------------------------------
@@ -357,38 +356,6 @@ def _check_json(config: Mapping[str, Any], at) -> None:
 
 
 # --- from a config to a sweep --------------------------------------------------------
-
-
-def model_from_config(config: Mapping[str, Any]) -> MLP:
-    return MLP(hidden=tuple(config["model"]["hidden"]), activation=config["model"]["activation"])
-
-
-def space_from_config(config: Mapping[str, Any]) -> dict[str, Axis]:
-    return {name: axis_from_config(name, value) for name, value in config["space"].items()}
-
-
-def strategy_from_config(config: Mapping[str, Any]) -> Strategy:
-    options = dict(config["strategy"])
-    return make_strategy(options.pop("name"), **options)
-
-
-def load_data(config: Mapping[str, Any]) -> Dataset:
-    """The data set a resolved config's `[data]` section describes."""
-    options = dict(config["data"])
-    options["drop"] = tuple(options["drop"])
-    return load_csv(**options)
-
-
-def settings_from_config(config: Mapping[str, Any]) -> SweepConfig:
-    """The `SweepConfig` a resolved config describes: [model], [space], [strategy], and the [train] and [run]
-    keys, each the field of the same name (`config_schema.field_sections`)."""
-    fields = {name: config[section][name] for name, section in field_sections().items() if section in ("train", "run")}
-    return SweepConfig(
-        model=model_from_config(config),
-        space=space_from_config(config),
-        strategy=strategy_from_config(config),
-        **fields,
-    )
 
 
 def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> tuple[Dataset, Plan, Round]:

@@ -17,11 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models import MLP
-from sweeps.data import load_csv
+from sweeps.data import Dataset, load_csv
 from sweeps.engine import hparams
 from sweeps.planning.checks import EARLY_STOPPING_KEYS
 from sweeps.settings import SweepConfig
-from sweeps.strategies import STRATEGIES
+from sweeps.space import Axis, axis_from_config
+from sweeps.strategies import STRATEGIES, Strategy, make_strategy
 
 SECTIONS = ("data", "model", "space", "strategy", "train", "run")
 REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
@@ -120,6 +121,41 @@ def section_keys(section: str) -> list[str]:
     if section == "strategy":
         return _strategy_keys()
     return list(DEFAULTS[section])
+
+
+# --- a resolved config onto the API's objects ------------------------------------------
+
+
+def model_from_config(config: Mapping[str, Any]) -> MLP:
+    return MLP(hidden=tuple(config["model"]["hidden"]), activation=config["model"]["activation"])
+
+
+def space_from_config(config: Mapping[str, Any]) -> dict[str, Axis]:
+    return {name: axis_from_config(name, value) for name, value in config["space"].items()}
+
+
+def strategy_from_config(config: Mapping[str, Any]) -> Strategy:
+    options = dict(config["strategy"])
+    return make_strategy(options.pop("name"), **options)
+
+
+def load_data(config: Mapping[str, Any]) -> Dataset:
+    """The data set a resolved config's `[data]` section describes."""
+    options = dict(config["data"])
+    options["drop"] = tuple(options["drop"])
+    return load_csv(**options)
+
+
+def settings_from_config(config: Mapping[str, Any]) -> SweepConfig:
+    """The `SweepConfig` a resolved config describes: [model], [space], [strategy], and the [train] and [run]
+    keys, each the field of the same name (`config_schema.field_sections`)."""
+    fields = {name: config[section][name] for name, section in field_sections().items() if section in ("train", "run")}
+    return SweepConfig(
+        model=model_from_config(config),
+        space=space_from_config(config),
+        strategy=strategy_from_config(config),
+        **fields,
+    )
 
 
 # --- unknown names -------------------------------------------------------------------

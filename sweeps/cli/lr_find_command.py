@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 from models import MLP
+from sweeps.cli.commands import RUNS
 from sweeps.cli.summary import show_path
 
-RUNS = Path("runs")
 OWN = ("learning_rate", "epochs", "schedule")  # the range test sets these itself
 
 EXAMPLES = """\
@@ -61,7 +61,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
 
 
 def lr_find_command(args: argparse.Namespace) -> int:
-    from sweeps.cli.config import load_config, load_data
+    from sweeps.cli.config import load_config
+    from sweeps.cli.config_schema import load_data
     from sweeps.lr_find.finder import check_range, lr_find
 
     started = time.perf_counter()
@@ -101,7 +102,7 @@ def options_from_config(config) -> tuple[dict, list[str]]:
     Raises:
       ValueError: when `[space]` sweeps a hyperparameter other than the learning rate, epochs or schedule.
     """
-    from sweeps.cli.config import model_from_config, space_from_config
+    from sweeps.cli.config_schema import model_from_config, space_from_config
     from sweeps.space import Float
 
     model = model_from_config(config)

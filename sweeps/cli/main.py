@@ -17,18 +17,14 @@ import argparse
 import atexit
 import contextlib
 import logging
-import math
 import os
 import sys
 import threading
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from sweeps.cli.commands import add_process_flags, predict_command, resume_command
+from sweeps.cli.commands import add_process_flags, predict_command, report_command, resume_command, run_command
 from sweeps.cli.config_schema import strategy_help
 from sweeps.cli.lr_find_command import add_parser as add_lr_find_parser
-from sweeps.cli.summary import compile_lines, describe_config, show_path, summary_lines
 from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.driver.signals import Interrupted
 
@@ -37,7 +33,6 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 EXIT_SIGNAL_BASE = 128  # a run stopped by signal N after saving a checkpoint exits 128 + N (130 Ctrl-C, 143 SIGTERM)
 SIGPIPE = 13  # signal.SIGPIPE where there is one: stdout's reader went away (141)
-RUNS = Path("runs")  # the default parent of run folders, relative to the working directory
 
 _RUN_EXAMPLES = """\
 examples:
@@ -300,164 +295,7 @@ def handle(args: argparse.Namespace) -> int:
         raise
 
 
-# --- sweeps run ----------------------------------------------------------------------
-
-
-def run_command(args: argparse.Namespace) -> int:
-    from sweeps.cli.config import load_config, plan_from_config, sweep_from_config
-    from sweeps.driver import distributed
-
-    started = time.perf_counter()
-    if args.compile and not args.dry_run:
-        raise ValueError(
-            "--compile goes with --dry-run (compile and cache the programs, train nothing); a run compiles its "
-            "programs anyway and records the seconds per structure in config.json (compile_by_structure)"
-        )
-    config = load_config(args.config, args.overrides)
-    run_dir = distributed.agreed(choose_run_dir(args, config))  # several processes: process 0's choice
-    config["run"]["dir"] = str(run_dir)
-    planned = plan_from_config(config)  # every value checked and the first round planned, before the banner
-    data, sweep_plan, first = planned
-    if args.dry_run:  # writes nothing, so it takes any folder and no lock; it says what a run would meet there
-        return dry_run(args, config, sweep_plan, first)
-    if not distributed.is_writer():  # another process of a multi-process run: process 0 prints and writes
-        sweep_from_config(config, progress=False, planned=planned, overwrite=args.overwrite)
-        print(f"process {distributed.index()} of {distributed.processes()} finished; process 0 wrote {run_dir}")
-        return 0
-    if not args.quiet:
-        rounds = sweep_plan.strategy.planned_rounds()
-        print("\n".join(describe_config(config, args.config, len(first.trials), rounds)), flush=True)
-        print(f"devices: {sweep_plan.devices.describe()}", flush=True)
-        print(flush=True)
-    result = sweep_from_config(config, progress=not args.quiet, planned=planned, overwrite=args.overwrite)
-    if args.quiet:
-        print(show_path(run_dir))
-        return 0
-    print()
-    print("\n".join(summary_lines(result)))
-    print(
-        f"wall time: {time.perf_counter() - started:.1f} s in all, "
-        f"{result.config.get('wall_s', math.nan):.1f} s of it compiling and training"
-    )
-    print(f"results: {', '.join(folder_files(run_dir))}")
-    print(f"run folder: {show_path(run_dir)}")
-    return 0
-
-
-def dry_run(args: argparse.Namespace, config: dict, sweep_plan, first) -> int:
-    """`sweeps run --dry-run`: the first round's plan; with --compile, every structure's programs compiled and cached,
-    no training."""
-    import jax
-
-    from sweeps.driver import distributed
-    from sweeps.driver.compiling import Programs
-
-    writer = distributed.is_writer()
-    if writer:
-        rounds = sweep_plan.strategy.planned_rounds()
-        print("\n".join(describe_config(config, args.config, len(first.trials), rounds)[:-1]))
-        print()
-        print(first.describe(), flush=True)
-    report = wall_s = None
-    if args.compile:
-        if writer:
-            print(f"compiling the programs of {len(first.groups)} structure groups (no training) ...", flush=True)
-        started = time.perf_counter()
-        report = Programs(sweep_plan).compile_round(first)
-        wall_s = time.perf_counter() - started
-    if writer:
-        print("\n".join(compile_lines(report, wall_s, jax.config.jax_compilation_cache_dir)))
-        try:
-            check_run_dir(Path(config["run"]["dir"]), args.overwrite, "the run folder")
-        except ValueError as e:
-            print(f"note: the run itself would stop here: {e}")
-        print(f"dry run: nothing trained, {'no run folder' if args.compile else 'nothing'} written")
-    return 0
-
-
-def choose_run_dir(args: argparse.Namespace, config: dict) -> Path:
-    """--out, else [run] dir, else runs/<config stem> (or the first free runs/<stem>-2, -3, ...).
-
-    Raises:
-      ValueError: (not for a dry run, which writes nothing) when a folder named by --out or [run] dir is
-        in use by another process, holds files sweepax did not write, or already holds a run (finished or
-        not) and --overwrite was not given.
-    """
-    from sweeps.driver.run_folder import foreign_entries, holds_run
-
-    if args.out:
-        chosen, source = Path(args.out), "--out"
-    elif config["run"]["dir"]:
-        chosen, source = Path(config["run"]["dir"]), f"[run] dir of {args.config}"
-    else:
-        stem = Path(args.config).stem
-        chosen, n = RUNS / stem, 1
-        while (foreign_entries(chosen) or holds_run(chosen)) and not (args.overwrite and holds_run(chosen)):
-            n += 1
-            chosen = RUNS / f"{stem}-{n}"
-        return chosen
-    if not args.dry_run:
-        check_run_dir(chosen, args.overwrite, f"{show_path(chosen)} (from {source})")
-    return chosen
-
-
-def check_run_dir(chosen: Path, overwrite: bool, shown: str) -> None:
-    """Refuses, before anything loads, a run folder that `sweeps run` could not take (see `choose_run_dir`)."""
-    from sweeps.driver.run_folder import holds_run, is_finished, refuse_foreign, refuse_in_use
-
-    if chosen.exists() and not chosen.is_dir():
-        raise ValueError(f"{shown} is a file; choose another run folder with --out DIR")
-    refuse_in_use(chosen)
-    refuse_foreign(chosen, shown)
-    if holds_run(chosen) and not overwrite:
-        where = show_path(chosen)
-        if is_finished(chosen):
-            state, way = "a finished run", f"`sweeps report {where}` shows it"
-        else:
-            state, way = "an unfinished run", f"continue it with `sweeps resume {where}`"
-        raise ValueError(
-            f"{shown} already holds {state}; {way}; replace it with --overwrite, or write elsewhere with --out DIR"
-        )
-
-
-# --- sweeps report -------------------------------------------------------------------
-
-
-def report_command(args: argparse.Namespace) -> int:
-    from sweeps.results.plots import plot_run
-    from sweeps.results.result import load_result
-
-    run_dir = Path(args.run_dir)
-    result = load_result(run_dir)
-    source = result.config.get("config_file")
-    finished = result.config.get("finished")
-    about = [f"from {show_path(source)}"] if source else []
-    about += [f"finished {finished}"] if finished else []
-    about = ", ".join(about)
-    print(f"sweep: {show_path(run_dir)}{f' ({about})' if about else ''}")
-    print()
-    print("\n".join(summary_lines(result)))
-    if "wall_s" in result.config:
-        print(f"wall time: {result.config['wall_s']:.1f} s compiling and training")
-    written = plot_run(result, run_dir / "plots")
-    print("plots:")
-    print("\n".join(f"  {show_path(p)}" for p in written))
-    if args.optuna:
-        study = result.to_optuna(args.optuna, study_name=args.study_name)
-        print(f"optuna: {len(study.trials)} trials written to study {study.study_name!r} in {args.optuna}")
-        print(f"        open it with: optuna-dashboard {args.optuna}")
-    print(f"run folder: {show_path(run_dir)}")
-    return 0
-
-
-# --- small helpers ---------------------------------------------------------------------
-
-
-def folder_files(run_dir: Path) -> list[str]:
-    """The files of a run folder a reader opens first."""
-    names = [n for n in ("table.csv", "history.csv", "config.json") if (run_dir / n).is_file()]
-    plots = sorted((run_dir / "plots").glob("*.png"))
-    return names + [f"plots/{p.name}" for p in plots]
+# --- the console script ----------------------------------------------------------------
 
 
 def command() -> None:

@@ -31,6 +31,7 @@ from sweeps.driver import distributed
 from sweeps.driver.checkpoints import CheckpointMismatch, Checkpoints
 from sweeps.driver.compiling import Programs
 from sweeps.driver.decisions import PopulationEdits, lineage
+from sweeps.driver.kept_models import KeptModels
 from sweeps.driver.lanes import Lanes
 from sweeps.driver.populations import (
     epochs_of,
@@ -45,7 +46,6 @@ from sweeps.driver.state import Item, SweepState, canonical, configs_of, trial_f
 from sweeps.planning.lanes import lane_count, machine_lanes, planned_lanes
 from sweeps.planning.planner import Group, Plan, Round, Trial
 from sweeps.results.result import build_frames
-from sweeps.results.trained import KeptModels
 
 
 class Scheduler:

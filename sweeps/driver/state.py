@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from sweeps.driver.checkpoints import Snapshot
+from sweeps.driver.kept_models import KeptModels
 from sweeps.driver.records import Records
 from sweeps.engine import Population
 from sweeps.planning.planner import Group, Trial
-from sweeps.results.trained import KeptModels
 
 
 @dataclasses.dataclass

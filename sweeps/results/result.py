@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sweeps.driver import run_folder
+from sweeps.driver import checkpoints as checkpoints_lib
+from sweeps.driver import run_folder, run_lock
 from sweeps.driver.evidence import DamagedRunFolder, check_result, reason
 from sweeps.engine.hparams import HPARAMS, reads
 from sweeps.engine.metrics import direction
@@ -188,7 +190,7 @@ def load_result(run_dir: str | Path) -> Result:
     if not run_dir.exists():
         raise ValueError(f"{run_dir} does not exist; pass the folder of a finished run (e.g. runs/churn_lr)")
     if (run_dir / run_folder.MANIFEST).is_file() and not run_folder.is_finished(run_dir):
-        raise ValueError(run_folder.unfinished_message(run_dir))
+        raise ValueError(run_lock.unfinished_message(run_dir))
     needed = [CONFIG_FILE, TABLE_FILES[0], HISTORY_FILES[0]]
     missing = [name for name in needed if not (run_dir / name).is_file()]
     if missing:
@@ -324,3 +326,41 @@ def _cell(value: Any) -> Any:
     if isinstance(value, tuple):
         return str(list(value))
     return value
+
+
+def write_run_folder(result: Result, run_dir: str | Path) -> Path:
+    """Draws the result's plots and saves it into `run_dir`, each file whole or not at all, the `finished.json`
+    marker last (`Result.save`): a run stopped before the marker is unfinished, and resuming it writes the
+    results again from its newest checkpoint.
+
+    When the folder cannot be written at the end anyway (a disk that filled up, permissions
+    changed), the results go into a new temporary folder and the error names it: nothing
+    computed is lost.
+    """
+    from sweeps.results import plots  # matplotlib only when a folder is written
+
+    path = Path(run_dir)
+    try:
+        plots.plot_run(result, path / "plots")
+        result.save(path)
+    except OSError as e:
+        what = "the disk is full (no space left on device)" if checkpoints_lib.disk_full(e) else (e.strerror or e)
+        again = f"free space (or fix the folder), then `sweeps resume {run_dir}` writes them there from its checkpoint"
+        try:
+            rescue = Path(tempfile.mkdtemp(prefix="sweepax-results-"))
+            result.save(rescue)
+        except OSError:
+            raise ValueError(f"could not write the results into {run_dir}: {what}; {again}") from e
+        raise ValueError(
+            f"could not write the results into {run_dir}: {what}; they were saved in {rescue} instead (table, history, "
+            f"config.json): copy them where you want them, or {again}"
+        ) from e
+    return path
+
+
+def disk_full_at_the_end(run_dir: Path) -> ValueError:
+    return ValueError(
+        f"could not write the results into {run_dir}: the disk is full (no space left on device); its newest "
+        f"checkpoint holds every trial's records and the kept models: free space, then `sweeps resume {run_dir}` "
+        f"(API: resume=True) writes them"
+    )

@@ -1,21 +1,16 @@
 """The trained models a user keeps: the best trials' best-epoch parameters, saved and loaded again.
 
-During a sweep, `KeptModels` holds the best-epoch parameters of the
-`keep_models` best complete trials so far, ranked as `Result.best()` ranks
-them (with seeds, the best seed of each of the best configurations); the
-compiled epoch keeps each member's best parameters on the device, and only
-the winners' leave it when a chunk ends. At the end they are written into RUN_DIR/models/ with orbax,
-beside a JSON file that says how to apply them: the model's structure and the
-preprocessing fitted on the training split. Nothing is pickled, so loading a
-run folder someone else made cannot run code.
+During a sweep the scheduler holds them (`sweeps.driver.kept_models.KeptModels`); at the end they are
+written into RUN_DIR/models/ with orbax, beside a JSON file that says how to apply them: the model's
+structure and the preprocessing fitted on the training split. Nothing is pickled, so loading a run
+folder someone else made cannot run code.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,135 +21,19 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from models import MLP
-from models.mlp import ACTIVATIONS
 from sweeps.data import Preprocessing
 from sweeps.data.encoding import TransformReport
 from sweeps.data.reading import read_csv
 from sweeps.driver import run_folder
 from sweeps.driver.checkpoints import close_orbax, quiet_abandoned_reads
-from sweeps.driver.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial, checksum, reason
-from sweeps.engine import PADDING, Population, Structure, flat_params, param_shapes, structure_of
-from sweeps.engine.metrics import METRICS, evaluate
-
-
-class KeptModels:
-    """The best-epoch parameters of the models a sweep keeps, ranked as `Result.best()` ranks trials.
-
-    The `k` best configurations by the objective at each trial's best epoch (with one seed each, the k
-    best complete trials): configurations none of whose seeds diverged or was pruned first, then by the
-    mean of their seeds' values, ties to the lower configuration; of each, its best complete seed (ties to
-    the lower trial number) is kept. The scores are the members' own best-so-far on the device, the
-    value the table reports for each trial. A configuration is ranked once all its seeds are done (they
-    may train in different chunks); until then its best seed so far is held.
-
-    Args:
-      k: how many to keep (0: none).
-      config_of: trial number -> (its configuration, how many trials that configuration has); default:
-        every trial its own configuration.
-    """
-
-    def __init__(self, k: int, config_of: Callable[[int], tuple[int, int]] | None = None):
-        self.k = k
-        self.config_of = config_of or (lambda number: (number, 1))
-        self.entries: dict[int, np.ndarray] = {}  # number -> flat parameters: the ranked and the pending best
-        self.ranking: list[tuple[bool, float, int, int]] = []  # (failed, mean, configuration, kept number)
-        self.pending: dict[int, dict[int, tuple[float, bool]]] = {}  # configuration -> {number: (score, complete)}
-
-    def offer(
-        self, pop: Population, slots=None, skip=frozenset(), fetch: Callable[[Any], Any] = jax.device_get
-    ) -> None:
-        """Members whose training is over compete for the places; only the winners' parameters leave the device.
-
-        Args:
-          pop: a population whose members are done (a finished chunk, or slots about to be refilled or dropped).
-          slots: the slots to consider (default all).
-          skip: trial numbers a strategy stopped (pruned): they count in their configuration's mean, as in
-            the table, but are never kept.
-          fetch: brings arrays to the host (`Devices.fetch` for a population spread over processes).
-        """
-        if self.k <= 0:
-            return
-        numbers, scores, diverged = fetch((pop.numbers, pop.best_objective, pop.diverged))
-        ranked = {config for _, _, config, _ in self.ranking}
-        offered: dict[int, int] = {}  # number -> slot
-        for i in range(len(numbers)) if slots is None else slots:
-            number = int(numbers[i])
-            if number == PADDING or self.config_of(number)[0] in ranked:
-                continue
-            score = float(scores[i])
-            complete = not diverged[i] and number not in skip
-            self.pending.setdefault(self.config_of(number)[0], {})[number] = (
-                score if np.isfinite(score) else math.nan,
-                complete,
-            )
-            offered[number] = i
-        for config in {self.config_of(n)[0] for n in offered}:
-            seeds = self.pending[config]
-            if len(seeds) < self.config_of(next(iter(seeds)))[1]:
-                continue
-            del self.pending[config]
-            best = _best_seed(seeds)
-            if best is not None:  # at least one finite value, so the mean is finite
-                values = [v for v, _ in seeds.values() if not math.isnan(v)]
-                failed = not all(c for _, c in seeds.values())
-                self.ranking.append((failed, math.fsum(values) / len(values), config, best))
-        self.ranking = sorted(self.ranking)[: self.k]
-        keep = [n for *_, n in self.ranking] + [b for b in map(_best_seed, self.pending.values()) if b is not None]
-        rows = [offered[n] for n in keep if n not in self.entries]
-        fetched = {}
-        if rows:
-            # As many rows as kept places (padded with the first): one compiled gather per population shape,
-            # not one eager gather compiled per count (a second a sweep in churn_three's five groups).
-            padded = np.resize(np.asarray(rows, np.int32), min(max(self.k, len(rows)), len(numbers)))
-            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)))))
-        self.entries = {n: self.entries[n] if n in self.entries else fetched[offered[n]] for n in keep}
-
-    def ranked(self) -> list[int]:
-        """Kept trial numbers, best first: the first is the trial `Result.best()` names."""
-        return [n for *_, n in self.ranking]
-
-    def params(self, number: int) -> np.ndarray:
-        return self.entries[number]
-
-    def meta(self) -> dict[str, Any]:
-        """The ranking and the configurations still training, as JSON (NaN written as None)."""
-        return {
-            "ranking": [list(entry) for entry in self.ranking],
-            "pending": {
-                str(config): {str(n): [None if math.isnan(v) else v, c] for n, (v, c) in seeds.items()}
-                for config, seeds in self.pending.items()
-            },
-        }
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {f"trial_{n}": p for n, p in self.entries.items()}
-
-    def load(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        if "ranking" not in meta:  # a checkpoint of an earlier version: number -> score of the kept trials
-            meta = {"ranking": [(False, s, self.config_of(int(n))[0], int(n)) for n, s in meta.items()], "pending": {}}
-        self.ranking = sorted((bool(f), float(m), int(c), int(n)) for f, m, c, n in meta["ranking"])
-        self.pending = {
-            int(config): {int(n): (math.nan if v is None else float(v), bool(c)) for n, (v, c) in seeds.items()}
-            for config, seeds in meta["pending"].items()
-        }
-        self.entries = {int(name[len("trial_") :]): np.asarray(p) for name, p in arrays.items()}
-
-
-def _best_seed(seeds: Mapping[int, tuple[float, bool]]) -> int | None:
-    """The complete trial with the best finite score (ties: the lower number), or None."""
-    candidates = [(v, n) for n, (v, complete) in seeds.items() if complete and not math.isnan(v)]
-    return min(candidates)[1] if candidates else None
-
-
-@jax.jit
-def _take_members(tree: Any, rows: jax.Array) -> Any:
-    """The members at `rows` of a tree whose leaves have the trial axis first."""
-    return jax.tree.map(lambda leaf: leaf[rows], tree)
-
+from sweeps.driver.evidence import DamagedRunFolder, checksum, reason
+from sweeps.driver.kept_models import KeptModels
+from sweeps.engine import Structure, param_shapes, structure_of
+from sweeps.engine.metrics import evaluate
+from sweeps.results.models_index import FORMAT, damaged_index, read_index
 
 FOLDER = "models"
 INDEX = "models.json"
-FORMAT = "sweepax-models/1"
 
 
 def _structure_json(structure: Structure) -> dict[str, Any]:
@@ -373,7 +252,7 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
             f"{run_dir} has no saved models ({FOLDER}/{INDEX} is missing): pass a run folder that finished with "
             f"keep_models >= 1 (the default keeps 5)"
         )
-    index = _read_index(folder / INDEX)
+    index = read_index(folder / INDEX)
     saved = {e["trial"]: e for e in index["trials"]}
     trial = _trial_number(trial)
     if trial is None:
@@ -399,7 +278,7 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
     try:
         preprocessing = Preprocessing.from_json(fit) if fit is not None else None
     except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise _damaged_index(folder / INDEX, f"its preprocessing entry cannot be read ({e})") from e
+        raise damaged_index(folder / INDEX, f"its preprocessing entry cannot be read ({e})") from e
     return TrainedModel(
         trial=trial,
         hparams=info["hparams"],
@@ -455,76 +334,3 @@ def _loads(folder: Path, info: Mapping[str, Any]) -> bool:
     except DamagedRunFolder:
         return False
     return True
-
-
-def _damaged_index(path: Path, problem: str) -> DamagedRunFolder:
-    return DamagedRunFolder(
-        f"{path} is damaged or was edited: {problem}; the saved models cannot be used without it (run the sweep "
-        f"again to save them), while the run's table and history are not affected (`sweeps report "
-        f"{path.parent.parent}`)"
-    )
-
-
-def _read_index(path: Path) -> dict[str, Any]:
-    """models.json, checked: every entry `load_model` and `sweeps predict` read is there, of the kind sweepax writes.
-
-    Raises:
-      DamagedRunFolder: naming the file and the entry.
-    """
-    try:
-        index = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _damaged_index(path, f"it cannot be read ({e})") from e
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        found = index.get("format") if isinstance(index, dict) else type(index).__name__
-        raise _damaged_index(path, f"it is not a sweepax models index (format {found!r}, not {FORMAT!r})")
-
-    def need(entry: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
-        value = entry.get(key, _ABSENT)
-        if value is _ABSENT or not isinstance(value, kind) or isinstance(value, bool) and bool not in kind:
-            found = "missing" if value is _ABSENT else f"{value!r}"
-            raise _damaged_index(path, f"its {where}{key!r} entry is {found}")
-        return value
-
-    number = (int, float)
-    need(index, "task", str)
-    if index["task"] not in METRICS:
-        raise _damaged_index(path, f"its task {index['task']!r} is none of {sorted(METRICS)}")
-    check_metric(index.get("objective"), f"{path} (objective)")
-    need(index, "class_names", list)
-    need(index, "y_mean", number)
-    need(index, "y_std", number)
-    if not isinstance(index.get("preprocessing", _ABSENT), dict | type(None)):
-        need(index, "preprocessing", dict)
-    if not need(index, "trials", list):
-        raise _damaged_index(path, "it lists no saved trials (its 'trials' entry is empty)")
-    for entry in index["trials"]:
-        if not isinstance(entry, dict):
-            raise _damaged_index(path, f"a 'trials' entry is {entry!r}, not a saved trial")
-        entry["trial"] = check_trial(entry.get("trial"), f"{path} (trials)")
-        where = f"trial {entry['trial']}'s "
-        for name in need(entry, "hparams", dict, where):
-            check_hparam(name, f"{path} ({where}hparams)")
-        structure = need(entry, "structure", dict, where)
-        hidden = need(structure, "hidden", list, where)
-        if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
-            raise _damaged_index(path, f"its {where}hidden layer widths {hidden!r} are not positive ints")
-        if structure.get("activation") not in ACTIVATIONS:
-            raise _damaged_index(path, f"its {where}activation {structure.get('activation')!r} is unknown")
-        for key in ("n_features", "n_outputs"):
-            if need(structure, key, int, where) < 1:
-                raise _damaged_index(path, f"its {where}{key!r} entry is {structure[key]!r}, not >= 1")
-        need(entry, "best_epoch", int, where)
-        need(entry, "value", number, where)
-        for name, value in need(entry, "metrics", dict, where).items():
-            metric = name.removeprefix("best_")
-            if metric.startswith("hparam_"):  # population based training: a hyperparameter at the best epoch
-                check_hparam(metric.removeprefix("hparam_"), f"{path} ({where}metrics)")
-            else:
-                check_metric(metric, f"{path} ({where}metrics)")
-            if not isinstance(value, number):
-                raise _damaged_index(path, f"its {where}metric {name!r} is {value!r}, not a number")
-    return index
-
-
-_ABSENT = object()
