@@ -25,7 +25,7 @@ import numpy as np
 from models import MLP
 from sweeps.data import Dataset
 from sweeps.driver import checkpoints as checkpoints_lib
-from sweeps.driver import distributed, run_folder, run_lock
+from sweeps.driver import distributed, resuming, run_folder, run_lock
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
 from sweeps.engine.compiles import compile_log
@@ -222,7 +222,7 @@ def _execute(
     sweep_plan = plan(config, data, resources)
     settings_now = describe(sweep_plan)
     fingerprints = {
-        "settings": run_folder.fingerprint(resume.comparable(settings_now)),
+        "settings": run_folder.fingerprint(resuming.comparable(settings_now)),
         "data": run_folder.data_fingerprint(data),
     }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
@@ -237,7 +237,7 @@ def _execute(
             distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
             if run_folder.is_finished(run_dir):
                 return load_result(run_dir)
-            resume.refuse_changes(manifest, settings_now, fingerprints, run_dir)
+            resuming.refuse_changes(manifest, settings_now, fingerprints, run_dir)
             fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
             restores = manifest.get("restores", [fingerprints])
         else:
@@ -250,10 +250,10 @@ def _execute(
                 manifest["forked_from"] = str(Path(resume).absolute())
                 manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
                 manifest["resources"] = old["resources"]
-                resume.refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
+                resuming.refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
             # process 0 claims the folder (failing now, not after the training) and writes the manifest
-            distributed.on_writer(resume.start_run_folder, run_dir, overwrite, manifest, resume, lock)
-        resume.refuse_other_device_count(manifest, layout.count, run_dir)
+            distributed.on_writer(resuming.start_run_folder, run_dir, overwrite, manifest, resume, lock)
+        resuming.refuse_other_device_count(manifest, layout.count, run_dir)
         # plan the chunks as the run first did: with the memory budget, lanes and cache it recorded
         resources = resources.planned_as(manifest["resources"])
         sweep_plan = plan(config, data, resources)

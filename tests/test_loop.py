@@ -265,3 +265,25 @@ def test_when_every_member_stops_the_epoch_dispatched_ahead_changes_nothing(bina
     pd_testing = pytest.importorskip("pandas.testing")
     pd_testing.assert_frame_equal(ahead.table, plain.table)
     pd_testing.assert_frame_equal(ahead.history, plain.history)
+
+
+@pytest.mark.parametrize(("every", "epochs_saved"), [(1, [1, 2, 3]), (2, [2])])
+def test_checkpoints_hold_the_epochs_they_are_due_at_even_where_epochs_run_ahead(
+    binary_data, monkeypatch, tmp_path, every, epochs_saved
+):
+    from sweeps.driver import checkpoints
+
+    saved, original = [], checkpoints.Checkpoints.save
+
+    def save(self, snapshot):
+        saved.append([f["epoch"] for f in snapshot.meta["position"]["flight"]])
+        return original(self, snapshot)
+
+    monkeypatch.setattr(checkpoints.Checkpoints, "save", save)
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    events = _dispatch_order(monkeypatch)
+    sweeps.run(binary_data, space={"learning_rate": [1e-3]}, epochs=4, run_dir=tmp_path / "run", checkpoint_every=every)
+    assert [e for flight in saved for e in flight] == epochs_saved, saved
+    assert saved[-1] == [], "the item's end (alone in flight) and the round's: no population"
+    if every == 2:  # between checkpoints the next epoch is still dispatched before this one's metrics are read
+        assert events[:3] == [("start", 0), ("start", 1), ("read",)], events

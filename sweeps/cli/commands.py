@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.cli.summary import compile_lines, describe_config, show_path, summary_lines
-from sweeps.driver.resume import SettingsChanged
+from sweeps.driver.resuming import SettingsChanged
 
 PREVIEW_ROWS = 5
 RUNS = Path("runs")  # the default parent of run folders, relative to the working directory

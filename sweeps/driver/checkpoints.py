@@ -109,6 +109,13 @@ class Checkpoints:
             return self.epochs_since >= self.every
         return time.monotonic() - self.last_save >= DEFAULT_EVERY_SECONDS
 
+    def due_next(self) -> bool:
+        """Whether a checkpoint will be due after the next epoch is read (`due` then): the scheduler dispatches
+        no epoch ahead of it, so that the checkpoint holds the population after that epoch."""
+        if self.every is not None:
+            return self.epochs_since + 1 >= self.every
+        return time.monotonic() - self.last_save >= DEFAULT_EVERY_SECONDS
+
     def save(self, snapshot: Snapshot) -> int:
         """Writes a checkpoint (asynchronously); returns its step number.
 

@@ -174,10 +174,12 @@ class Scheduler:
                     state.flight[state.next] = self._item(work, state.next)
                     state.next += 1
                 saving = self._due or self.signals.received is not None
+                due_next = self.checkpoints is not None and self.checkpoints.due_next()
+                ahead = self._runs_ahead() and not saving and not due_next  # a checkpoint follows this epoch
                 idle = [item for item in state.flight.values() if item not in running.values()]
                 for item in idle:
                     if not saving or item.ahead is not None:  # to checkpoint, lanes stop between epochs
-                        running[pool.submit(self._step, item, pool, self._runs_ahead() and not saving)] = item
+                        running[pool.submit(self._step, item, pool, ahead)] = item
                 if not running:
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
