@@ -1,7 +1,7 @@
 """The engine's CPU compiler options against a variant, epochs alternated in one process.
 
 Two compiled epochs of the lesson model (45 -> 64 -> 1, batch 32, N learning rates), one with the
-engine's options (`sweeps.engine.compiles.CPU_COMPILER_OPTIONS`) and one with them changed, train
+engine's options (`sweeps.engine.compiler.CPU_COMPILER_OPTIONS`) and one with them changed, train
 their own populations epoch by epoch in alternation, so a slow phase of the machine hits both.
 Prints the median epoch of each (after two warm-up epochs) and the sum of the last validation
 losses (equal sums: the same numbers; a different sum: a different rounding somewhere).
@@ -26,7 +26,7 @@ from machine import device_name
 from workloads import learning_rates, make_workloads
 
 from sweeps.engine import epoch_function
-from sweeps.engine.compiles import CPU_COMPILER_OPTIONS
+from sweeps.engine.compiler import CPU_COMPILER_OPTIONS
 
 
 def parse_setting(text: str) -> tuple[str, object]:

@@ -20,11 +20,11 @@ from epoch_cost import epoch_cost
 from machine import current_rss_mb, in_threads, lanes_here, peak_memory_mb, reset_peak_memory
 from workloads import SEED, Workload, learning_rates
 
+from sweeps.driver.compiling import compile_log
 from sweeps.engine import (
     Controls,
     Population,
     Split,
-    compiles,
     init_population,
     keys,
     make_train_epoch,
@@ -50,7 +50,7 @@ class Engine:
         compile seconds among them (the initialisation's programs; 0 when this size was built before)."""
         params = self.workload.trial_params(lrs)
         start = time.perf_counter()
-        with compiles.compile_log() as compiled:
+        with compile_log() as compiled:
             pop = init_population(
                 self.workload.structure(), stack_hparams(params, len(params)), np.arange(len(params)), SEED
             )

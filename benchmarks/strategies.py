@@ -168,7 +168,7 @@ def sequential(data, trials: int, epochs: int, seed: int) -> dict:
     """Optuna's TPE asks one trial, sweeps.run trains it alone (a population of one), TPE is told, repeat."""
     import optuna
 
-    from sweeps.engine.compiles import compile_log
+    from sweeps.driver.compiling import compile_log
 
     fresh_caches()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -26,9 +26,9 @@ from models import MLP
 from sweeps.data import Dataset
 from sweeps.driver import checkpoints as checkpoints_lib
 from sweeps.driver import distributed, resuming, run_folder, run_lock
+from sweeps.driver.compiling import compile_log
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
-from sweeps.engine.compiles import compile_log
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results import trained
 from sweeps.results.result import Result, build_frames, disk_full_at_the_end, load_result, write_run_folder

@@ -12,8 +12,8 @@ from jax.flatten_util import ravel_pytree
 
 import sweeps
 from models import MLP, loss_fn
+from sweeps.driver.compiling import BACKEND_COMPILE_EVENT
 from sweeps.engine import batch_indices, keys
-from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
 
 
 def synthetic(task: str, rows: int = 600, features: int = 8, classes: int = 3, seed: int = 0) -> sweeps.Dataset:

@@ -88,7 +88,7 @@ def test_compiler_options_leave_out_what_this_xla_does_not_know(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from sweeps.engine import compiles
+    from sweeps.engine import compiler as compiles
 
     known = dict(compiles.CPU_COMPILER_OPTIONS)
     monkeypatch.setattr(compiles, "CPU_COMPILER_OPTIONS", {**known, "xla_option_that_does_not_exist": 1})

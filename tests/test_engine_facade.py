@@ -1,7 +1,7 @@
 """Code outside the engine reaches it through its facade, `sweeps.engine.__all__`, as optax's users reach `optax.*`.
 
 The facade exports objects (`Population`, `make_train_epoch`, ...) and a few public modules (`hparams`,
-`metrics`, `compiles`, ...) whose contents are theirs to use, like `optax.schedules`. Every other engine
+`metrics`, `compiler`, ...) whose contents are theirs to use, like `optax.schedules`. Every other engine
 module (`epoch`, `population`, `structure`, `optimizers`, `lr_range`) is private: it may be split, renamed or
 moved without a change outside `sweeps/engine/`. The check reads the source (imports, `sweeps.engine.X`
 attribute chains and doctest examples) of every module under sweeps/ outside the engine, benchmarks/,
@@ -107,7 +107,7 @@ def test_the_facade_exports_what_it_names():
     missing = [name for name in sweeps.engine.__all__ if not hasattr(sweeps.engine, name)]
     assert not missing, f"sweeps.engine.__all__ names {missing}, which sweeps.engine does not define"
     assert len(EXPORTED) == len(sweeps.engine.__all__), "sweeps.engine.__all__ names something twice"
-    assert {"hparams", "metrics", "compiles"} <= PUBLIC_MODULES and "epoch" not in PUBLIC_MODULES
+    assert {"hparams", "metrics", "compiler"} <= PUBLIC_MODULES and "epoch" not in PUBLIC_MODULES
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,10 @@
 """Compiling: the seconds per structure, the next structure's programs compiled ahead, and the cache on disk.
 
-`CompileTimes` attributes JAX's own compile events (`/jax/core/compile/backend_compile_duration`,
-the XLA compile seconds `sweeps.engine.compiles.compile_log` also sums) to the structure, program
+Compilations are counted from JAX's own record of them, not from a counter in the library: JAX
+reports every XLA compilation as a `/jax/core/compile/backend_compile_duration` event with the
+compiled function's name. `compile_log()` listens for those events while it is open (a run reports
+how many programs it compiled and how long that took; tests assert that a second sweep of the same
+structure compiles nothing). `CompileTimes` attributes the same events to the structure, program
 and population size whose code caused them: the scheduler opens `program(structure, "epoch", size)`
 around the call that compiles, and the listener reads it from the thread the event fires in. A run
 writes the result into config.json as `compile_by_structure`; `sweeps run --dry-run --compile`
@@ -45,10 +48,10 @@ import numpy as np
 
 from sweeps.driver.populations import ChunkRunner, compile_population, controls_for
 from sweeps.engine import Split, Structure
-from sweeps.engine.compiles import BACKEND_COMPILE_EVENT
 from sweeps.planning.planner import Group, Plan, Round, Trial
 
 OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # one XLA compilation and its seconds
 CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"  # a program loaded from the persistent cache
 
 
@@ -207,6 +210,40 @@ class Ahead:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         self._executor, self._future, self._key = None, None, None
+
+
+@dataclasses.dataclass
+class CompileLog:
+    """The compilations seen while the log was open: (function name, seconds) in order."""
+
+    events: list[tuple[str, float]] = dataclasses.field(default_factory=list)
+
+    def count(self, name: str | None = None) -> int:
+        """Compilations of functions called `name` (all when None)."""
+        return sum(1 for fun, _ in self.events if name is None or fun == name)
+
+    def seconds(self, name: str | None = None) -> float:
+        """Seconds spent compiling functions called `name` (all when None)."""
+        return float(sum(s for fun, s in self.events if name is None or fun == name))
+
+    def names(self) -> list[str]:
+        return [fun for fun, _ in self.events]
+
+
+@contextlib.contextmanager
+def compile_log() -> Iterator[CompileLog]:
+    """Collects JAX's compile events while open (thread-safe enough: listeners only append)."""
+    log = CompileLog()
+
+    def listener(event: str, duration: float, **kwargs) -> None:
+        if event == BACKEND_COMPILE_EVENT:
+            log.events.append((str(kwargs.get("fun_name", "?")), float(duration)))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield log
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 class Programs:

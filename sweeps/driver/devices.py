@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sweeps.driver import distributed
-from sweeps.engine import Population, Structure, compiles, init_structure, memory, population_builder
+from sweeps.engine import Population, Structure, compiler, init_structure, memory, population_builder
 
 AXIS = "trials"  # the mesh axis the population axis is split over
 
@@ -185,7 +185,7 @@ def _sharded_init(structure: Structure, seed: int, sharding: NamedSharding):
     def build(hparams, numbers, key_indices):
         return builder(hparams, numbers.astype(jnp.int32), key_indices.astype(jnp.int32), seed)
 
-    return compiles.jit(build, out_shardings=sharding)
+    return compiler.jit(build, out_shardings=sharding)
 
 
 def _has(array: Any, sharding: NamedSharding) -> bool:

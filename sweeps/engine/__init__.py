@@ -10,7 +10,7 @@ Two kinds of names:
 
 - objects, imported from here: `from sweeps.engine import Population, make_train_epoch`;
 - public modules, whose contents are theirs to use, like `optax.schedules`:
-  `compiles`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `schedules`
+  `compiler`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `schedules`
   (`from sweeps.engine import hparams`, or `from sweeps.engine.hparams import HPARAMS`).
 
 The other modules are private and may be split, renamed or moved freely:
@@ -23,7 +23,7 @@ The other modules are private and may be split, renamed or moved freely:
 
 and the public ones:
 
-  compiles.py     compilations counted from JAX's own compile events; `jit` with the engine's compiler options
+  compiler.py     `jit` with the engine's compiler options
   edits.py        jitted edits between epochs: place, copy_members, set_hparams, mask_out
   hparams.py      every hyperparameter: default, rule, traced or structural; the optimizer and schedule choices
   keys.py         where a trial id becomes a random key
@@ -32,7 +32,7 @@ and the public ones:
   schedules.py    learning-rate schedules with traced parameters
 """
 
-from sweeps.engine import compiles, edits, hparams, keys, memory, metrics, schedules
+from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, schedules
 from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
 from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
 from sweeps.engine.population import (
@@ -47,7 +47,7 @@ from sweeps.engine.structure import Structure, init_structure, n_params, param_s
 
 __all__ = [
     # public modules
-    "compiles",
+    "compiler",
     "edits",
     "hparams",
     "keys",

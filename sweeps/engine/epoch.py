@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from models.losses import loss_fn
-from sweeps.engine import compiles
+from sweeps.engine import compiler
 from sweeps.engine.metrics import direction, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
@@ -264,7 +264,7 @@ def make_train_epoch(structure: Structure, stop_metric: str | None = None, objec
 
     The population's buffers are donated: the old state is consumed by the call.
     """
-    return compiles.jit(epoch_function(structure, stop_metric, objective), donate_argnums=(0,))
+    return compiler.jit(epoch_function(structure, stop_metric, objective), donate_argnums=(0,))
 
 
 def epoch_parts(structure: Structure, steps_per_epoch: int):

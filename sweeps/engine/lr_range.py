@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from models.losses import loss_fn
-from sweeps.engine import compiles
+from sweeps.engine import compiler
 from sweeps.engine.epoch import Split, member_update, predict
 from sweeps.engine.structure import Structure
 
@@ -111,7 +111,7 @@ def range_test(
 @functools.cache
 def make_range_test(structure: Structure):
     """The jitted range test of `structure`, built once per structure."""
-    return compiles.jit(functools.partial(range_test, structure))
+    return compiler.jit(functools.partial(range_test, structure))
 
 
 @functools.cache
@@ -122,4 +122,4 @@ def make_mean_loss(structure: Structure):
         outputs = predict(structure, jax.tree.map(lambda leaf: leaf[None], params), split.x)[0]
         return jnp.mean(loss_fn(structure.task)(outputs, split.y))
 
-    return compiles.jit(mean_loss)
+    return compiler.jit(mean_loss)

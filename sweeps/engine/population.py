@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sweeps.engine import compiles, keys
+from sweeps.engine import compiler, keys
 from sweeps.engine.hparams import TRACED
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.structure import Structure, flax_layout, init_structure, stored
@@ -132,7 +132,7 @@ def _init_program(structure: Structure):
     One program, not a dozen small eager ones (keys, zeros, fills): a first run pays one compilation,
     and the groups that share an `init_structure` (batch size, schedule, dropout aside) share it.
     """
-    return compiles.jit(population_builder(structure), static_argnums=3)
+    return compiler.jit(population_builder(structure), static_argnums=3)
 
 
 def population_builder(structure: Structure):
