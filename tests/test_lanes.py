@@ -227,3 +227,35 @@ def test_the_cut_keeps_memory_fewest_members_and_whole_lanes():
                         assert -(-total // cap) > total // fewest, case
                     if -(-total // min(size, cap)) <= total // fewest // count * count:
                         assert chunks % count == 0, case  # whole lanes wherever they keep LANE_FEWEST
+
+
+def test_in_lanes_epochs_are_dispatched_ahead_and_the_next_structure_compiles_ahead(data, monkeypatch):
+    from sweeps.driver.devices import Devices
+    from sweeps.driver.populations import ChunkRunner
+
+    events: dict[str, list] = {}  # lane thread -> its item's dispatches and reads, in order
+    start, fetch = ChunkRunner.start, Devices.fetch
+
+    def logged_start(self, pop, index):
+        events.setdefault(threading.current_thread().name, []).append(("start", index))
+        return start(self, pop, index)
+
+    def logged_fetch(self, tree):
+        if isinstance(tree, dict) and "trained" in tree:
+            events.setdefault(threading.current_thread().name, []).append(("read",))
+        return fetch(self, tree)
+
+    monkeypatch.setattr(ChunkRunner, "start", logged_start)
+    monkeypatch.setattr(Devices, "fetch", logged_fetch)
+    monkeypatch.setenv("SWEEPS_LANES", "2")
+    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
+    sweep = {**SWEEP, "early_stopping": None, "model": MLP(hidden=(6,)), "keep_models": 0}
+    with log_compilations() as compiled:
+        result = sweeps.run(data, **sweep)
+    lanes = [name for name in events if name.startswith("sweeps-lane")]
+    assert len(lanes) == 2 and result.config["lanes"] == 2
+    for name in lanes:  # each lane: epoch e+1 dispatched before epoch e's metrics are read
+        assert events[name][:3] == [("start", 0), ("start", 1), ("read",)], events[name]
+    programs = [p for s in result.config["compile_by_structure"] for p in s["programs"]]
+    assert any(p["ahead"] for p in programs if p["program"] == "epoch"), "a later structure compiled ahead"
+    assert compiled.count(EPOCH) == 3, "each structure's epoch compiled once, ahead or in its lane"

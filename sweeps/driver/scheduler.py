@@ -196,6 +196,7 @@ class Scheduler:
         """Work item `index` of the round, fresh or as a checkpoint had it in flight."""
         group, chunk = work[index]
         self.programs.started(group)
+        self.programs.runner(group)  # made here, in the main thread: lanes share one compiled epoch per structure
         item = Item(index, group, chunk, epochs_of(chunk))
         if saved is not None:
             item.epoch = int(saved["epoch"])
@@ -220,7 +221,7 @@ class Scheduler:
         `ahead`, the next one before this one's metrics are read), this epoch's metrics read."""
         group, times = item.group, self.programs.times
         structure, size = group.structure, group.population
-        runner = self.programs.runner(group)  # first: making the first program probes the compiler options
+        runner = self.programs.runner(group)
         if item.pop is None and item.ahead is None:  # its first epoch: its programs may be compiling ahead
             with lanes.first("initialisation"):
                 self.programs.wait(group)
