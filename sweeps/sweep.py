@@ -14,7 +14,6 @@ import datetime
 import importlib.metadata
 import platform
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -226,34 +225,15 @@ def _execute(
         "data": run_folder.data_fingerprint(data),
     }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
-    layout = resources.devices
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if resume is True:
-            restored = distributed.on_writer(checkpoints_lib.restore_manifest, run_dir)  # run.json lost: a copy
-            if restored:
-                warnings.warn(restored, stacklevel=2)
-            manifest = run_folder.read_manifest(run_dir)
-            distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
-            if run_folder.is_finished(run_dir):
-                return load_result(run_dir)
-            resuming.refuse_changes(manifest, settings_now, fingerprints, run_dir)
-            fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
-            restores = manifest.get("restores", [fingerprints])
-        else:
-            manifest = {"settings": settings_now, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
-            manifest["resources"] = resources.record()
-            manifest["restores"] = restores = [fingerprints]
-            if resume:  # a fork: continue another run's newest checkpoint under these settings
-                old = run_folder.read_manifest(Path(resume))
-                run_lock.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
-                manifest["forked_from"] = str(Path(resume).absolute())
-                manifest["restores"] = restores = [fingerprints, *old.get("restores", [old["fingerprints"]])]
-                manifest["resources"] = old["resources"]
-                resuming.refuse_other_device_count(old, layout.count, Path(resume))  # before NEW_DIR is made
-            # process 0 claims the folder (failing now, not after the training) and writes the manifest
-            distributed.on_writer(resuming.start_run_folder, run_dir, overwrite, manifest, resume, lock)
-        resuming.refuse_other_device_count(manifest, layout.count, run_dir)
+        manifest = resuming.open_run_folder(
+            run_dir, resume, overwrite, lock, settings_now, fingerprints, resources, metadata
+        )
+        if manifest is None:  # resumed, and it had finished
+            return load_result(run_dir)
+        fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
+        restores = manifest.get("restores", [fingerprints])
         # plan the chunks as the run first did: with the memory budget, lanes and cache it recorded
         resources = resources.planned_as(manifest["resources"])
         sweep_plan = plan(config, data, resources)
@@ -293,7 +273,7 @@ def _execute(
         "run": config.run_options(),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "versions": versions(),
-        "devices": layout.summary(),
+        "devices": resources.devices.summary(),
         **dict(metadata or {}),
     }
     result = Result(table=table, history=history, config=result_config)

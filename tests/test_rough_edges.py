@@ -97,7 +97,7 @@ def test_a_run_started_on_two_devices_says_how_to_resume_on_one_cpu_and_the_advi
     run_dir, fork = tmp_path / "run", tmp_path / "fork"
     killed = two_devices(sys.executable, "-c", STOP_AFTER_FIRST_CHECKPOINT, "run", config, "--out", run_dir)
     assert killed.returncode == 9, killed.stderr[-2000:]
-    assert json.loads((run_dir / "run.json").read_text())["devices"] == 2
+    assert json.loads((run_dir / "run.json").read_text())["resources"]["devices"] == 2
 
     code, _, err = run_cli(["resume", run_dir])  # here: one CPU device
     assert code == 2 and f"{run_dir} was started on 2 devices and this run has 1" in err, err

@@ -230,17 +230,27 @@ def select_devices(devices: int | Sequence[int | jax.Device] | Devices | None = 
             f"but got {devices!r}"
         )
     if isinstance(devices, (int, np.integer)):
-        processes = len(by_process)
-        if not 1 <= devices <= len(every) or devices % processes:
-            rule = f"between 1 and {len(every)}" + (
-                f" and a multiple of the {processes} processes" if processes > 1 else ""
-            )
-            raise ValueError(
-                f"devices must be {rule} (the devices JAX sees: {len(every)}), but got devices={devices}; "
-                f"pass None to use all of them"
-            )
-        each = int(devices) // processes
-        return Devices(tuple(d for p in sorted(by_process) for d in by_process[p][:each]))
+        return _first_of_each_process(int(devices), every, by_process)
+    return _listed(devices, every, by_process)
+
+
+def _first_of_each_process(count: int, every: list, by_process: dict[int, list]) -> Devices:
+    """`count` devices: the first `count / processes` of each process's."""
+    processes = len(by_process)
+    if not 1 <= count <= len(every) or count % processes:
+        rule = f"between 1 and {len(every)}" + (
+            f" and a multiple of the {processes} processes" if processes > 1 else ""
+        )
+        raise ValueError(
+            f"devices must be {rule} (the devices JAX sees: {len(every)}), but got devices={count}; "
+            f"pass None to use all of them"
+        )
+    each = count // processes
+    return Devices(tuple(d for p in sorted(by_process) for d in by_process[p][:each]))
+
+
+def _listed(devices: Sequence, every: list, by_process: dict[int, list]) -> Devices:
+    """Exactly the devices (or device ids) listed: each once, as many of every process's."""
     known = {d.id: d for d in every}
     chosen = []
     for item in devices:

@@ -59,39 +59,11 @@ def join(coordinator: str | None = None, num_processes: int | None = None, proce
         return jax.process_count() > 1
     given = {"--coordinator": coordinator, "--num-processes": num_processes, "--process-id": process_id}
     if all(v is None for v in given.values()):
-        launcher = cluster_launcher()
-        if launcher is None:
-            return False
-        try:
-            jax.distributed.initialize()
-        except Exception as e:  # noqa: BLE001 - JAX raises several kinds; the user needs to know which launcher
-            raise ValueError(
-                f"the {launcher} environment says this is one of several processes, but joining them failed "
-                f"({type(e).__name__}: {e}); pass --coordinator HOST:PORT --num-processes P --process-id I "
-                f"explicitly, or unset the launcher's variables to run alone"
-            ) from e
-        return jax.process_count() > 1
-    missing = [flag for flag, v in given.items() if v is None]
-    if missing:
-        raise ValueError(
-            f"joining several processes needs --coordinator, --num-processes and --process-id together, but "
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; give all three (the same "
-            f"--coordinator and --num-processes to every process, --process-id 0 to P-1), or none to run alone"
-        )
-    host, _, port = str(coordinator).rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(
-            f"--coordinator must be HOST:PORT (e.g. localhost:12355 or node001:12355), got {coordinator!r}"
-        )
-    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
-        raise ValueError(f"--num-processes must be an integer >= 1, but got {num_processes!r}")
-    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
-        raise ValueError(
-            f"--process-id must be an integer in [0, {num_processes - 1}] for --num-processes {num_processes}, "
-            f"but got {process_id!r}"
-        )
+        return _join_launched()
+    _check_flags(given)
     if num_processes == 1:
         return False
+    host, _, port = str(coordinator).rpartition(":")
     try:
         # explicit flags: no launcher detection, so each process keeps all its local devices (JAX's SLURM
         # detection would otherwise restrict a process to the one GPU of its local rank)
@@ -106,6 +78,46 @@ def join(coordinator: str | None = None, num_processes: int | None = None, proce
             f"--num-processes"
         ) from e
     return True
+
+
+def _join_launched() -> bool:
+    """Joins the processes a cluster launcher started (its environment says so); a lone process stays alone."""
+    launcher = cluster_launcher()
+    if launcher is None:
+        return False
+    try:
+        jax.distributed.initialize()
+    except Exception as e:  # noqa: BLE001 - JAX raises several kinds; the user needs to know which launcher
+        raise ValueError(
+            f"the {launcher} environment says this is one of several processes, but joining them failed "
+            f"({type(e).__name__}: {e}); pass --coordinator HOST:PORT --num-processes P --process-id I "
+            f"explicitly, or unset the launcher's variables to run alone"
+        ) from e
+    return jax.process_count() > 1
+
+
+def _check_flags(given: dict[str, Any]) -> None:
+    """--coordinator, --num-processes and --process-id: all three, each well formed."""
+    missing = [flag for flag, v in given.items() if v is None]
+    if missing:
+        raise ValueError(
+            f"joining several processes needs --coordinator, --num-processes and --process-id together, but "
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; give all three (the same "
+            f"--coordinator and --num-processes to every process, --process-id 0 to P-1), or none to run alone"
+        )
+    coordinator, num_processes, process_id = given.values()
+    host, _, port = str(coordinator).rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(
+            f"--coordinator must be HOST:PORT (e.g. localhost:12355 or node001:12355), got {coordinator!r}"
+        )
+    if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+        raise ValueError(f"--num-processes must be an integer >= 1, but got {num_processes!r}")
+    if isinstance(process_id, bool) or not isinstance(process_id, int) or not 0 <= process_id < num_processes:
+        raise ValueError(
+            f"--process-id must be an integer in [0, {num_processes - 1}] for --num-processes {num_processes}, "
+            f"but got {process_id!r}"
+        )
 
 
 def cluster_launcher() -> str | None:

@@ -127,6 +127,12 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
       DamagedRunFolder: naming the file and the name.
     """
     config_file, table_file, history_file = (run_dir / n for n in ("config.json", "table.parquet", "history.parquet"))
+    _check_config(config, config_file)
+    _check_table(table, table_file)
+    _check_history(history, history_file)
+
+
+def _check_config(config: Any, config_file: Path) -> None:
     if not isinstance(config, Mapping):
         raise DamagedRunFolder(f"{config_file} holds {type(config).__name__}, not the settings of a run")
     check_metric(config.get("objective", "val_loss"), f"{config_file} (objective)")
@@ -143,6 +149,9 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
             f"{config_file} names the strategy {name!r}, not a strategy class's name (e.g. 'grid', or a "
             f"strategy of your own, lower case): the file was edited or damaged"
         )
+
+
+def _check_table(table: pd.DataFrame, table_file: Path) -> None:
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise DamagedRunFolder(f"{table_file} has no column {missing[0]!r}: it is not a sweepax trial table")
@@ -155,12 +164,11 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
                 check_hparam(metric[len("hparam_") :], f"{table_file} (column {column!r})")
             else:
                 check_metric(metric, f"{table_file} (column {column!r})")
-    for frame, column, path in ((table, "number", table_file), (history, "trial", history_file)):
-        if column in frame and not pd.api.types.is_integer_dtype(frame[column]):
-            raise DamagedRunFolder(
-                f"{path} holds trial numbers that are not whole numbers (column {column!r} is "
-                f"{frame[column].dtype}): the file was edited or damaged"
-            )
+    _check_numbers(table, "number", table_file)
+
+
+def _check_history(history: pd.DataFrame, history_file: Path) -> None:
+    _check_numbers(history, "trial", history_file)
     if not {"trial", "epoch", "split", "metric", "value"} <= set(history.columns):
         raise DamagedRunFolder(f"{history_file} lacks the columns trial, epoch, split, metric, value")
     for split, metric in history[["split", "metric"]].drop_duplicates().itertuples(index=False):
@@ -169,3 +177,11 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
                 f"{history_file} records the metric {split!r}/{metric!r}, which sweepax never writes: "
                 f"the file was edited or damaged"
             )
+
+
+def _check_numbers(frame: pd.DataFrame, column: str, path: Path) -> None:
+    if column in frame and not pd.api.types.is_integer_dtype(frame[column]):
+        raise DamagedRunFolder(
+            f"{path} holds trial numbers that are not whole numbers (column {column!r} is "
+            f"{frame[column].dtype}): the file was edited or damaged"
+        )

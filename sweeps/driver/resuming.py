@@ -10,6 +10,7 @@ on, so it resumes on as many.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import jax
 
 from sweeps.driver import checkpoints as checkpoints_lib
-from sweeps.driver import run_folder, run_lock
+from sweeps.driver import distributed, run_folder, run_lock
 from sweeps.driver.devices import resume_advice
 
 
@@ -92,3 +93,48 @@ def refuse_other_device_count(manifest: Mapping[str, Any], count: int, run_dir: 
             f"{run_dir} was started on {started} devices and this run has {count}: its chunks and checkpointed "
             f"populations are cut and padded for {started}; {advice}"
         )
+
+
+def open_run_folder(
+    run_dir: Path,
+    resume: bool | str | Path,
+    overwrite: bool,
+    lock: Any,
+    settings: Mapping[str, Any],
+    fingerprints: Mapping[str, str],
+    resources: Any,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The run folder's manifest: a resumed run's, read and compared with these settings and data (None when the
+    run had finished), or a new run's (a fork's: continuing another run's newest checkpoint), written after process
+    0 claims the folder. With several processes, process 0 reads and writes; every process checks.
+
+    Raises:
+      SettingsChanged: resuming under other settings or data.
+      ValueError: another device count than the run started on; a folder that cannot be claimed.
+    """
+    count = resources.devices.count
+    if resume is True:
+        restored = distributed.on_writer(checkpoints_lib.restore_manifest, run_dir)  # run.json lost: a copy
+        if restored:
+            warnings.warn(restored, stacklevel=3)
+        manifest = run_folder.read_manifest(run_dir)
+        distributed.on_writer(lock.acquire)  # one process at a time: a live run is not resumed twice
+        if run_folder.is_finished(run_dir):
+            return None
+        refuse_changes(manifest, settings, fingerprints, run_dir)
+    else:
+        manifest = {"settings": settings, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
+        manifest["resources"] = resources.record()
+        manifest["restores"] = [fingerprints]
+        if resume:  # a fork: continue another run's newest checkpoint under these settings
+            old = run_folder.read_manifest(Path(resume))
+            run_lock.refuse_in_use(Path(resume))  # its checkpoints are copied: not while they are written
+            manifest["forked_from"] = str(Path(resume).absolute())
+            manifest["restores"] = [fingerprints, *old.get("restores", [old["fingerprints"]])]
+            manifest["resources"] = old["resources"]
+            refuse_other_device_count(old, count, Path(resume))  # before NEW_DIR is made
+        # process 0 claims the folder (failing now, not after the training) and writes the manifest
+        distributed.on_writer(start_run_folder, run_dir, overwrite, manifest, resume, lock)
+    refuse_other_device_count(manifest, count, run_dir)
+    return manifest
