@@ -116,18 +116,13 @@ def assert_same_run(a_dir: Path, b_dir: Path) -> None:
         jax.tree.map(np.testing.assert_array_equal, pa, pb)
 
 
-# (lanes killed, lanes resumed, kill at the n-th save, mode): one work item at a time saves 16 times, two
-# lanes 8 times (one checkpoint holds both items in flight); a checkpoint of either kind resumes in the other.
-KILLS = [
-    (1, 1, 2, "early"),
-    (1, 1, 7, "between_chunks"),
-    (1, 1, 11, "during_write"),
-    (2, 2, 2, "early"),
-    (2, 2, 4, "between_chunks"),
-    (2, 2, 6, "during_write"),
-    (2, 1, 3, "early"),
-    (1, 2, 6, "early"),
-]
+# (lanes, lanes resumed, stop at the n-th save): one work item at a time saves 16 times, two lanes 8 times (one
+# checkpoint holds both items in flight); a checkpoint of either kind resumes in the other. In-process: the run
+# raises right after the checkpoint is on disk (`crash_after_saves`), and its programs are compiled once for all.
+CRASHES = [(1, 1, 2), (2, 2, 4), (2, 1, 3), (1, 2, 6)]
+# The same with SIGKILL in a process of its own, where only a real kill gets: during an asynchronous write, and
+# between chunks (each a fresh process, compiling everything: a few of them).
+KILLS = [(2, 2, 6, "during_write"), (1, 2, 7, "between_chunks")]
 
 
 def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path:
@@ -143,6 +138,20 @@ def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path
     return run_dir
 
 
+@pytest.mark.parametrize(("lanes", "resume_lanes", "stop_at"), CRASHES)
+def test_a_sweep_stopped_at_any_checkpoint_resumes_to_the_same_result_in_either_lane_setting(
+    data, uninterrupted, tmp_path, monkeypatch, lanes, resume_lanes, stop_at
+):
+    monkeypatch.setenv("SWEEPS_LANES", str(lanes))
+    undo = crash_after_saves(monkeypatch, stop_at)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=tmp_path / "run", **SWEEP)
+    undo()
+    monkeypatch.setenv("SWEEPS_LANES", str(resume_lanes))
+    sweeps.run(data, run_dir=tmp_path / "run", resume=True, **SWEEP)
+    assert_same_run(uninterrupted[1], tmp_path / "run")
+
+
 @pytest.mark.parametrize(("lanes", "resume_lanes", "kill_at", "mode"), KILLS)
 def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
     data, uninterrupted, tmp_path, monkeypatch, lanes, resume_lanes, kill_at, mode
@@ -153,20 +162,34 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
     assert_same_run(uninterrupted[1], run_dir)
 
 
-# (strategy, lanes killed, lanes resumed, kill at the n-th save): halving saves 5 times (the second item is pruned
-# whole after its first epoch), PBT 8: mid-item, between items, in the second item
-POPULATION_KILLS = [("halving", 2, 1, 2), ("halving", 1, 2, 4), ("pbt", 2, 1, 3), ("pbt", 1, 2, 6)]
+# (strategy, lanes, lanes resumed, stop at the n-th save): halving saves 5 times (the second item is pruned whole
+# after its first epoch), PBT 8: halving mid-item (a repacked population), PBT in its second item (and SIGKILLed
+# mid-item below)
+POPULATION_STOPS = [("halving", 2, 1, 2), ("pbt", 1, 2, 6)]
 
 
-@pytest.mark.parametrize(("name", "lanes", "resume_lanes", "kill_at"), POPULATION_KILLS)
-def test_population_strategies_killed_in_either_lane_setting_resume_to_the_same_result(
-    data, uninterrupted_population, tmp_path, monkeypatch, name, lanes, resume_lanes, kill_at
+@pytest.mark.parametrize(("name", "lanes", "resume_lanes", "stop_at"), POPULATION_STOPS)
+def test_population_strategies_stopped_in_either_lane_setting_resume_to_the_same_result(
+    data, uninterrupted_population, tmp_path, monkeypatch, name, lanes, resume_lanes, stop_at
 ):
-    run_dir = kill(tmp_path, name, lanes, kill_at, "early")
+    monkeypatch.setenv("SWEEPS_LANES", str(lanes))
+    undo = crash_after_saves(monkeypatch, stop_at)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=tmp_path / "run", **copy.deepcopy(POPULATION_SWEEPS[name]))
+    undo()
     monkeypatch.setenv("SWEEPS_LANES", str(resume_lanes))
-    resumed = sweeps.run(data, run_dir=run_dir, resume=True, **copy.deepcopy(POPULATION_SWEEPS[name]))
+    resumed = sweeps.run(data, run_dir=tmp_path / "run", resume=True, **copy.deepcopy(POPULATION_SWEEPS[name]))
     assert resumed.config["lanes"] == 1, "a strategy that acts between epochs trains one item at a time"
-    assert_same_run(uninterrupted_population(name), run_dir)
+    assert_same_run(uninterrupted_population(name), tmp_path / "run")
+
+
+def test_pbt_killed_with_sigkill_in_lanes_resumes_to_the_same_result(
+    data, uninterrupted_population, tmp_path, monkeypatch
+):
+    run_dir = kill(tmp_path, "pbt", 2, 3, "early")
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    sweeps.run(data, run_dir=run_dir, resume=True, **copy.deepcopy(POPULATION_SWEEPS["pbt"]))
+    assert_same_run(uninterrupted_population("pbt"), run_dir)
 
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):
