@@ -19,7 +19,7 @@ import jax
 import pandas as pd
 import pytest
 
-import sweeps.cli.config
+import sweeps.cli.config_schema
 from sweeps.cli.config import apply_override, load_config, parse_value
 from sweeps.cli.main import main
 
@@ -87,7 +87,9 @@ def finished(tmp_path_factory):
 def no_training(monkeypatch):
     """Fails the test if the data is loaded (the step before training)."""
     calls = []
-    monkeypatch.setattr(sweeps.cli.config, "load_csv", lambda *a, **k: calls.append(a) or pytest.fail("data loaded"))
+    monkeypatch.setattr(
+        sweeps.cli.config_schema, "load_csv", lambda *a, **k: calls.append(a) or pytest.fail("data loaded")
+    )
     return calls
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import sweeps
-import sweeps.cli.config
+import sweeps.cli.config_schema
 from models import MLP, loss_fn
 from sweeps import space
 from sweeps.cli.main import main
@@ -237,14 +237,14 @@ def test_cli_prints_the_range_and_the_plot(tmp_path, capsys):
 )
 def test_cli_refuses_bad_arguments_before_reading_the_data(tmp_path, capsys, monkeypatch, flags, message):
     config = write_config(tmp_path)
-    monkeypatch.setattr(sweeps.cli.config, "load_csv", lambda *a, **k: pytest.fail("the data was read"))
+    monkeypatch.setattr(sweeps.cli.config_schema, "load_csv", lambda *a, **k: pytest.fail("the data was read"))
     assert main(["lr-find", str(config), *flags]) == 2
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
 def test_cli_refuses_a_swept_hyperparameter(tmp_path, capsys, monkeypatch):
     config = write_config(tmp_path)
-    monkeypatch.setattr(sweeps.cli.config, "load_csv", lambda *a, **k: pytest.fail("the data was read"))
+    monkeypatch.setattr(sweeps.cli.config_schema, "load_csv", lambda *a, **k: pytest.fail("the data was read"))
     assert main(["lr-find", str(config), "--set", "space.dropout=[0.0, 0.5]"]) == 2
     err = capsys.readouterr().err
     assert "lr-find trains one configuration, but [space] sweeps dropout ([0.0, 0.5])" in err
