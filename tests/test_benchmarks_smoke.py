@@ -46,6 +46,15 @@ def quick_output(stdout: str, pattern: str, tmp_path: Path) -> Path:
     return out
 
 
+def import_benchmark(name: str):
+    """The module benchmarks/<name>.py, imported as its scripts import each other (benchmarks/ on the path)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 def test_quick_run_writes_rows_with_every_key(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick"],
@@ -157,26 +166,16 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
         assert "among the best 1/3 (rounded up) of the trials that have reached that rung so far" in notes
 
 
-def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path):
+def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path, monkeypatch, capsys):
+    """`throughput.py --devices` in this process: it measures each device count in a subprocess of its own."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # --devices imports device_scaling when it starts
+    throughput = import_benchmark("throughput")
     out = tmp_path / "devices.jsonl"
-    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--devices", "2", "--n", "3"]
-    done = subprocess.run(
-        [*command, "--epochs", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert throughput.main(["--devices", "2", "--n", "3", "--epochs", "1", "--out", str(out)]) == 0
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (row["devices"], row["n"], row["population"], row["per_device"]) == (2, 3, 4, 2)  # padded to 4
     assert row["model_epochs_per_s"] > 0 and row["vs_fewest_devices"] == 1.0
-    assert "| 2 | 3 | 2 |" in done.stdout  # the markdown table
-
-
-def import_benchmark(name: str):
-    """The module benchmarks/<name>.py, imported as its scripts import each other (benchmarks/ on the path)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    assert "| 2 | 3 | 2 |" in capsys.readouterr().out  # the markdown table
 
 
 def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path, monkeypatch, capsys):
