@@ -162,7 +162,7 @@ def test_a_killed_run_of_a_population_strategy_resumes_to_the_same_result(strate
 
     data = synthetic("binary", rows=300)
     kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1)
-    full = sweeps.run(data, run_dir=tmp_path / "full", strategy=copy.deepcopy(strategy), **kwargs)
+    full = sweeps.run(data, strategy=copy.deepcopy(strategy), **kwargs)  # uninterrupted: it needs no run folder
     for crash_at in (2, 4):
         run_dir = tmp_path / f"run{crash_at}"
         undo = crash_after_saves(monkeypatch, crash_at)
