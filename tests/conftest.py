@@ -27,3 +27,17 @@ def binary_data():
 @pytest.fixture(scope="session")
 def churn():
     return sweeps.load_csv(CHURN, target="Churn")
+
+
+@pytest.fixture(scope="session")
+def finished_cli_run(tmp_path_factory):
+    """One small finished `sweeps run` of test_cli's SMALL config (4 trials, 2 epochs, churn CSV), made once for
+    every test that only reads a finished run: (config file, run folder, exit code, stdout, stderr). A test that
+    changes the folder copies it first."""
+    from test_cli import run_cli, write_config
+
+    base = tmp_path_factory.mktemp("finished")
+    config = write_config(base)
+    run_dir = base / "run"
+    code, out, err = run_cli(["run", config, "--out", run_dir])
+    return config, run_dir, code, out, err

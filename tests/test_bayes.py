@@ -59,7 +59,7 @@ def test_a_killed_bayes_sweep_resumes_to_the_same_table(data, tmp_path, monkeypa
         keep_models=0,
     )
     monkeypatch.setenv("SWEEPS_LANES", "1")  # the crash point counts the saves of one work item at a time
-    whole = sweeps.run(data, run_dir=tmp_path / "whole", **{**sweep, "strategy": sweeps.Bayes(rounds=3, per_round=4)})
+    whole = sweeps.run(data, **{**sweep, "strategy": sweeps.Bayes(rounds=3, per_round=4)})  # needs no run folder
     undo = crash_after_saves(monkeypatch, 6)
     with pytest.raises(Stop):
         sweeps.run(data, run_dir=tmp_path / "run", **{**sweep, "strategy": sweeps.Bayes(rounds=3, per_round=4)})

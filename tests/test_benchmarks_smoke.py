@@ -1,5 +1,6 @@
 """Smoke tests of the benchmarks: the --quick subsets run, write well-formed rows, and never into benchmarks/results."""
 
+import importlib
 import json
 import os
 import re
@@ -44,6 +45,15 @@ def quick_output(stdout: str, pattern: str, tmp_path: Path) -> Path:
     assert out.parent.parent == tmp_path and out.parent.name.startswith("sweeps-quick-"), out
     assert f"--quick: writing into {out.parent}" in stdout
     return out
+
+
+def import_benchmark(name: str):
+    """The module benchmarks/<name>.py, imported as its scripts import each other (benchmarks/ on the path)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 def test_quick_run_writes_rows_with_every_key(tmp_path):
@@ -155,41 +165,36 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
         assert "among the best 1/3 (rounded up) of the trials that have reached that rung so far" in notes
 
 
-def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path):
+def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path, monkeypatch, capsys):
+    """`throughput.py --devices` in this process: it measures each device count in a subprocess of its own."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # --devices imports device_scaling when it starts
+    throughput = import_benchmark("throughput")
     out = tmp_path / "devices.jsonl"
-    command = [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--devices", "2", "--n", "3"]
-    done = subprocess.run(
-        [*command, "--epochs", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert throughput.main(["--devices", "2", "--n", "3", "--epochs", "1", "--out", str(out)]) == 0
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert (row["devices"], row["n"], row["population"], row["per_device"]) == (2, 3, 4, 2)  # padded to 4
     assert row["model_epochs_per_s"] > 0 and row["vs_fewest_devices"] == 1.0
-    assert "| 2 | 3 | 2 |" in done.stdout  # the markdown table
+    assert "| 2 | 3 | 2 |" in capsys.readouterr().out  # the markdown table
 
 
-def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path):
+def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path, monkeypatch, capsys):
+    """Both scripts' main() in this process, with the arguments a command line gives them (they read sys.argv)."""
+    lanes, compiler_options = import_benchmark("lanes"), import_benchmark("compiler_options")
     out = tmp_path / "lanes.jsonl"
-    command = [sys.executable, str(ROOT / "benchmarks" / "lanes.py"), "--n", "4", "--batches", "16,32"]
-    done = subprocess.run(
-        [*command, "--epochs", "1", "--repeats", "1", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    argv = ["lanes.py", "--n", "4", "--batches", "16,32", "--epochs", "1", "--repeats", "1", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    lanes.main()
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["n"] == 4 and row["batch_sizes"] == [16, 32]
     assert row["parameters"] == 4 * (45 * 64 + 64 + 64 + 1), "four members of the lesson MLP 45 -> 64 -> 1"
     assert row["ratio"] == pytest.approx(row["one_after_the_other_s"] / row["side_by_side_s"], rel=0.01)
-    command = [sys.executable, str(ROOT / "benchmarks" / "compiler_options.py"), "--n", "2", "--epochs", "3"]
-    done = subprocess.run(
-        [*command, "--drop", "xla_cpu_use_fusion_emitters"], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "'xla_cpu_use_fusion_emitters'" not in done.stdout.split("variant:")[1].splitlines()[0]
-    assert "N =     2: engine" in done.stdout and "engine / variant" in done.stdout
+    capsys.readouterr()
+    argv = ["compiler_options.py", "--n", "2", "--epochs", "3", "--drop", "xla_cpu_use_fusion_emitters"]
+    monkeypatch.setattr(sys, "argv", argv)
+    compiler_options.main()
+    stdout = capsys.readouterr().out
+    assert "'xla_cpu_use_fusion_emitters'" not in stdout.split("variant:")[1].splitlines()[0]
+    assert "N =     2: engine" in stdout and "engine / variant" in stdout
 
 
 def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data):

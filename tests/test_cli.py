@@ -73,14 +73,11 @@ def table_of(run_dir):
     return pd.read_csv(pathlib.Path(run_dir) / "table.csv")
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """One small finished run: (config file, run folder, exit code, stdout, stderr)."""
-    base = tmp_path_factory.mktemp("finished")
-    config = write_config(base)
-    run_dir = base / "run"
-    code, out, err = run_cli(["run", config, "--out", run_dir])
-    return config, run_dir, code, out, err
+@pytest.fixture
+def finished(finished_cli_run):
+    """One small finished run (conftest's, shared with other modules): (config file, run folder, exit code, stdout,
+    stderr)."""
+    return finished_cli_run
 
 
 @pytest.fixture

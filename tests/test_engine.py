@@ -97,7 +97,7 @@ def test_same_structure_compiles_once(binary_data):
     assert compiled.count(EPOCH) == 0 and "jit(init_population)" not in compiled, compiled
 
 
-def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):
+def test_lr_sweep_on_churn_beats_majority_class(churn):
     result = sweeps.run(
         churn,
         space={"learning_rate": space.loguniform(1e-4, 1e-1)},
@@ -105,7 +105,6 @@ def test_lr_sweep_on_churn_beats_majority_class(churn, tmp_path):
         epochs=8,
         batch_size=32,
         objective="val_loss",
-        run_dir=tmp_path / "run",
     )
     best = result.best("val_accuracy")
     majority = churn.majority_class_fraction

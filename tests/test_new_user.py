@@ -2,6 +2,7 @@
 numbers, the best configuration over seeds, messages that name their source, the regression baseline."""
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -146,11 +147,12 @@ def test_a_bad_value_is_refused_before_the_banner(tmp_path):
     assert "sweep:" not in out and not (tmp_path / "run").exists()
 
 
-def test_report_names_a_missing_folder_and_a_damaged_config(tmp_path):
+def test_report_names_a_missing_folder_and_a_damaged_config(tmp_path, finished_cli_run):
     code, _, err = run_cli(["report", tmp_path / "nonexist"])
     assert code == 2 and "does not exist" in err
-    config = write_config(tmp_path)
-    assert run_cli(["run", config, "--out", tmp_path / "run", "--quiet"])[0] == 0
+    _, finished, code, _, err = finished_cli_run  # a copy of conftest's small finished run
+    assert code == 0, err
+    shutil.copytree(finished, tmp_path / "run")
     (tmp_path / "run" / "config.json").write_text("{not json")
     code, _, err = run_cli(["report", tmp_path / "run"])
     assert code == 2 and "config.json is damaged" in err

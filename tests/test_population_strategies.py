@@ -162,7 +162,7 @@ def test_a_killed_run_of_a_population_strategy_resumes_to_the_same_result(strate
 
     data = synthetic("binary", rows=300)
     kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1)
-    full = sweeps.run(data, run_dir=tmp_path / "full", strategy=copy.deepcopy(strategy), **kwargs)
+    full = sweeps.run(data, strategy=copy.deepcopy(strategy), **kwargs)  # uninterrupted: it needs no run folder
     for crash_at in (2, 4):
         run_dir = tmp_path / f"run{crash_at}"
         undo = crash_after_saves(monkeypatch, crash_at)
@@ -232,28 +232,34 @@ def test_refill_draws_from_a_quasirandom_sequence_when_asked():
     assert len(quasi._queue) == 12, "the other 12 wait for recycled slots, in the sequence's order"
 
 
-POPULATION_STRATEGIES = """
-import json, sys
-import sweeps
-from sweeps import space
-from helpers import synthetic
+def population_tables(devices=None) -> dict:
+    """Halving, refill and PBT on `devices` (None: every device JAX sees): each table's number, state, epochs, value."""
+    data = synthetic("binary", rows=300)
+    runs = {
+        "halving": (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4}),
+        "refill": (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
+        "pbt": (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
+    }
+    tables = {}
+    for name, (strategy, options) in runs.items():
+        search = {"learning_rate": space.loguniform(1e-4, 1e-2)}
+        table = sweeps.run(data, space=search, strategy=strategy, devices=devices, **options).table
+        tables[name] = table[["number", "state", "epochs", "value"]].values.tolist()
+    return tables
 
-data = synthetic("binary", rows=300)
-runs = {
-    "halving": (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4}),
-    "refill": (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
-    "pbt": (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
-}
-out = {}
-for name, (strategy, options) in runs.items():
-    table = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-2)}, strategy=strategy, **options).table
-    out[name] = table[["number", "state", "epochs", "value"]].values.tolist()
-print(json.dumps(out))
+
+FOUR_DEVICES = """
+import json, jax
+from test_population_strategies import population_tables
+
+assert len(jax.devices()) == 4, jax.devices()
+print(json.dumps(population_tables()))
 """
 
 
 def test_population_strategies_give_the_same_table_on_four_devices():
-    """Pruning, recycled slots, repacking and PBT's copies across shards: the one-device table."""
+    """Pruning, recycled slots, repacking and PBT's copies across shards: the one-device table (trained here, in
+    this process, on one device; the four-device one in a process that has four)."""
     import json
     import os
     import subprocess
@@ -267,18 +273,11 @@ def test_population_strategies_give_the_same_table_on_four_devices():
         "SWEEPS_CACHE_DIR": "off",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
     }
-    tables = []
-    for extra in ({}, env):
-        done = subprocess.run(
-            [sys.executable, "-c", POPULATION_STRATEGIES],
-            env=extra or {**env, "XLA_FLAGS": ""},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        tables.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    one, four = tables
+    done = subprocess.run([sys.executable, "-c", FOUR_DEVICES], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    four = json.loads(done.stdout.strip().splitlines()[-1])
+    one = population_tables(devices=1)
+    assert set(one) == set(four) == {"halving", "refill", "pbt"}
     for name in one:
         assert [row[:3] for row in one[name]] == [row[:3] for row in four[name]], name  # numbers, states, epochs
         np.testing.assert_allclose([r[3] for r in one[name]], [r[3] for r in four[name]], rtol=1e-6, err_msg=name)

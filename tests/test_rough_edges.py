@@ -47,13 +47,11 @@ def test_run_help_lists_every_strategys_options(capsys):
             assert re.search(rf"\b{key}\b", block), (name, key, block)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    base = tmp_path_factory.mktemp("finished")
-    config = write_config(base, extra="[run]\nkeep_models = 1\n")
-    code, _, err = run_cli(["run", config, "--out", base / "run", "--set", "train.epochs=1", "--quiet"])
+@pytest.fixture
+def finished(finished_cli_run):
+    _, run_dir, code, _, err = finished_cli_run  # conftest's small finished run: it keeps models
     assert code == 0, err
-    return base / "run"
+    return run_dir
 
 
 def test_predict_into_a_closed_pipe_stops_quietly(finished, tmp_path):

@@ -147,6 +147,8 @@ def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_sa
 
 # --- 7: one process at a time ------------------------------------------------------------------------------------
 
+# run_folder.py loaded on its own (it imports no other module of the library): the holder starts in a fraction of
+# a second instead of importing JAX.
 HOLD = """
 import sys, time
 from sweeps.driver.run_lock import RunLock
@@ -160,7 +162,8 @@ time.sleep(300)
 @contextlib.contextmanager
 def held(run_dir: Path):
     """Another process holds `run_dir`'s lock until the block ends; then it is killed with SIGKILL."""
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], env=ENV, stdout=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-c", HOLD, str(run_dir)]
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "held"
         yield process

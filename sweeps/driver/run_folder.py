@@ -1,4 +1,4 @@
-"""The run folder: what marks it as a sweepax run, how it is written, cleared, checked and compared (`run_lock`: who owns it).
+"""The run folder: what marks it as a sweepax run, how it is written, cleared, checked and compared.
 
 A run writes `run.json` (its manifest) when it starts: the resolved settings,
 the fingerprints of the settings and of the data, the memory budget its chunks
