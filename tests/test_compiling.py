@@ -101,3 +101,25 @@ def test_compiler_options_leave_out_what_this_xla_does_not_know(monkeypatch):
             assert float(compiles.jit(lambda x: x * 2.0)(jnp.float32(1.5))) == 3.0
     finally:
         compiles.compiler_options.cache_clear()
+
+
+def test_threads_that_ask_for_a_structures_epoch_at_once_share_one_compiled_program(data):
+    """Lanes and the compile-ahead thread ask for runners concurrently; two jitted epochs for one structure would
+    compile it twice (seen as 7-9 epoch compilations for 6 structures before the runners were made under a lock)."""
+    import threading
+
+    from sweeps.driver.compiling import Programs
+
+    first = sweeps.dry_run(data, model=MLP(hidden=(3,)), space={"learning_rate": [1e-3], "batch_size": [16]}, epochs=1)
+    programs, barrier, got = Programs(first.plan), threading.Barrier(8), []
+
+    def ask():
+        barrier.wait()
+        got.append(programs.runner(first.groups[0]))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(runner) for runner in got}) == 1 and len({id(r.epoch_fn) for r in got}) == 1

@@ -261,9 +261,15 @@ class Programs:
         self._ahead = Ahead()
         self._compiled: set[tuple[Any, int]] = set()  # (structure, population) compiled or compiling
         self._runners: dict[Structure, ChunkRunner] = {}
+        self._making = threading.Lock()
 
     def runner(self, group: Group) -> ChunkRunner:
-        """The group's compiled epoch with the sweep's data on its devices (one per structure)."""
+        """The group's compiled epoch with the sweep's data on its devices: one per structure, whichever thread asks
+        first (a lane, or the compile-ahead thread): two would be two jitted functions, each compiling the epoch."""
+        with self._making:
+            return self._runner(group)
+
+    def _runner(self, group: Group) -> ChunkRunner:
         if group.structure not in self._runners:
             config = self.plan.config
             self._runners[group.structure] = ChunkRunner(

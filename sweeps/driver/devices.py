@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ from sweeps.driver import distributed
 from sweeps.engine import Population, Structure, compiler, init_structure, memory, population_builder
 
 AXIS = "trials"  # the mesh axis the population axis is split over
+_MAKING = threading.Lock()  # functools.cache may build a value twice when two threads ask for it at once
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +121,8 @@ class Devices:
     def init_program(self, structure: Structure, seed: int) -> Callable:
         """The jitted program `init_population` runs, (hparams, numbers, key_indices) -> Population sharded
         over the members; `.lower(...).compile()` compiles it ahead of time."""
-        return _sharded_init(init_structure(structure), int(seed), self.members)
+        with _MAKING:  # one program per key even when lanes and the compile-ahead thread ask at once
+            return _sharded_init(init_structure(structure), int(seed), self.members)
 
     def place(self, tree: Any) -> Any:
         """`tree` (a population) with its leading axis split over the devices; arrays already so are left alone."""
