@@ -176,7 +176,8 @@ class Scheduler:
                 saving = self._due or self.signals.received is not None
                 due_next = self.checkpoints is not None and self.checkpoints.due_next()
                 ahead = self._runs_ahead() and not saving and not due_next  # a checkpoint follows this epoch
-                idle = [item for item in state.flight.values() if item not in running.values()]
+                busy = {id(item) for item in running.values()}
+                idle = [item for item in state.flight.values() if id(item) not in busy]
                 for item in idle:
                     if not saving or item.ahead is not None:  # to checkpoint, lanes stop between epochs
                         running[pool.submit(self._step, item, pool, ahead)] = item

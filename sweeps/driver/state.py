@@ -24,7 +24,7 @@ from sweeps.engine import Population
 from sweeps.planning.planner import Group, Trial
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # an item is itself: compared by identity (its population is arrays)
 class Item:
     """One work item in flight: a chunk of a group, the epochs it has trained and its population.
 
