@@ -311,7 +311,6 @@ def describe(sweep_plan: Plan) -> dict[str, Any]:
             "preprocessing": list(data.preprocessing),
         },
         **sweep_plan.config.record(),
-        "early_stopping": sweep_plan.early_stopping,
     }
 
 

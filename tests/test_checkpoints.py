@@ -192,6 +192,21 @@ def test_pbt_killed_with_sigkill_in_lanes_resumes_to_the_same_result(
     assert_same_run(uninterrupted_population("pbt"), run_dir)
 
 
+def test_a_checkpoint_of_an_earlier_format_is_refused_with_what_to_do(data, tmp_path, monkeypatch):
+    import json
+
+    undo = crash_after_saves(monkeypatch, 2)
+    with pytest.raises(Stop):
+        sweeps.run(data, run_dir=tmp_path / "run", **SWEEP)
+    undo()
+    for meta in (tmp_path / "run" / "checkpoints").glob("*/meta/metadata"):  # as sweepax before issue 21 wrote them
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": "sweepax-checkpoint/2"}))
+    with pytest.raises(
+        CheckpointError, match=r"another version of sweepax \(format 'sweepax-checkpoint/2'.*new folder"
+    ):
+        sweeps.run(data, run_dir=tmp_path / "run", resume=True, **SWEEP)
+
+
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     undo = crash_after_saves(monkeypatch, 6)

@@ -109,7 +109,6 @@ class Plan:
     config: SweepConfig
     data: Dataset
     resources: Resources
-    early_stopping: dict[str, Any] | None  # checked against the task
 
     @property
     def strategy(self) -> Strategy:
@@ -295,10 +294,10 @@ def plan(config: SweepConfig, data: Dataset, resources: Resources | None = None)
         raise TypeError(f"config must be a sweeps.SweepConfig, but got {type(config).__name__}")
     resources = Resources.detect() if resources is None else resources
     check_metric("objective", config.objective, data.task)
-    stop = check_early_stopping(config.early_stopping, data.task)
+    check_early_stopping(config.early_stopping, data.task)  # its metric against the task (its keys: SweepConfig)
     epochs = registry.normalize("epochs", config.epochs)
     registry.check_value("epochs", epochs)  # before a strategy compares a budget of its own with it
-    return Plan(config, data, resources, stop)
+    return Plan(config, data, resources)
 
 
 def check_round_size(configs: int | None, plan: Plan) -> None:
