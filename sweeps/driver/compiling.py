@@ -340,9 +340,11 @@ def enable_compilation_cache(folder: str | None = None) -> str | None:
 
     Examples:
       >>> import jax
+      >>> before = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
       >>> enable_compilation_cache("/tmp/sweepax-cache-doctest")
       '/tmp/sweepax-cache-doctest'
-      >>> jax.config.update("jax_compilation_cache_dir", None)  # off again, for the tests that follow
+      >>> jax.config.update("jax_compilation_cache_dir", before[0])  # as it was, for the tests that follow
+      >>> jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
     """
     folder = folder or os.environ.get("SWEEPS_CACHE_DIR")
     if folder is not None and folder.strip().lower() in OFF:
