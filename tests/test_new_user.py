@@ -66,7 +66,8 @@ def test_conditional_hyperparameters_leave_empty_cells_and_train_no_duplicates(b
 def test_identical_hyperparameters_give_identical_rows(binary_data):
     class Twice(sweeps.Strategy):
         def ask(self, search):
-            return [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}, {"learning_rate": 1e-2}]
+            # four trials, as the other sweeps here: one compiled program serves them all
+            return [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}, {"learning_rate": 1e-2}, {"learning_rate": 3e-2}]
 
     table = sweeps.run(binary_data, strategy=Twice(), epochs=2).table
     metrics = [c for c in table.columns if c.startswith(("best_", "final_")) or c == "value"]
@@ -120,8 +121,8 @@ def test_best_picks_the_configuration_by_its_mean_over_seeds():
 
 
 def test_the_cli_names_the_best_configuration_by_its_mean(tmp_path):
-    config = write_config(tmp_path, extra="seeds = 2\n")
-    code, out, err = run_cli(["run", config, "--out", tmp_path / "run"])
+    config = write_config(tmp_path, extra="seeds = 2\n")  # 2 configurations x 2 seeds: conftest's run's program
+    code, out, err = run_cli(["run", config, "--set", "strategy.n=2", "--out", tmp_path / "run"])
     assert code == 0, err
     result = sweeps.load_result(tmp_path / "run")
     best = result.best()
