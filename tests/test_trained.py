@@ -15,6 +15,9 @@ from sweeps.engine.metrics import evaluate
 from helpers import synthetic
 
 KEEP = 3
+# The validation metrics as one compiled program (the engine's own function, as its epoch runs it), not an eager
+# compilation per operation
+EVALUATE = jax.jit(evaluate, static_argnums=0)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def assert_kept_models_are_the_tables(result, run_dir, data, top: list[int]) -> 
     for number in kept:
         model = sweeps.load_model(run_dir, number)
         outputs = model.outputs(np.asarray(data.x_val))
-        values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_val), jnp.float32(data.y_std))
+        values = EVALUATE(data.task, jnp.asarray(outputs), jnp.asarray(data.y_val), jnp.float32(data.y_std))
         row = rows.loc[number]
         assert model.info["best_epoch"] == row["best_epoch"]
         assert float(values["loss"]) == pytest.approx(row["best_val_loss"], abs=1e-5), f"trial {number}"
