@@ -130,25 +130,26 @@ def test_set_epochs_quiet_and_the_numbered_default_folder(tmp_path, monkeypatch,
     assert (taken / "config.json").read_text() == "{}"
 
 
-def test_seeds_print_the_configuration_summary(tmp_path):
-    config = write_config(tmp_path)
-    code, out, err = run_cli(
-        [
-            "run",
-            config,
-            "--set",
-            "train.seeds=2",
-            "--set",
-            "strategy.n=2",
-            "--set",
-            "train.epochs=1",
-            "--out",
-            tmp_path / "run",
-        ]
-    )
+@pytest.fixture(scope="module")
+def seeded(finished_cli_run, tmp_path_factory):
+    """A copy of the finished run overwritten by 2 configurations x 4 seeds, one epoch: 8 trials in chunks of 4,
+    the finished run's compiled program. (run folder, exit code, stdout, stderr), read by the seeds test and the
+    overwrite test."""
+    config, run_dir, *_ = finished_cli_run
+    copy = tmp_path_factory.mktemp("seeded") / "copy"
+    shutil.copytree(run_dir, copy)
+    argv = ["run", config, "--out", copy, "--overwrite"]
+    for setting in ("train.seeds=4", "strategy.n=2", "train.epochs=1", "train.max_population=4"):
+        argv += ["--set", setting]
+    code, out, err = run_cli(argv)
+    return copy, code, out, err
+
+
+def test_seeds_print_the_configuration_summary(seeded):
+    _, code, out, err = seeded
     assert code == 0, err
-    assert "4 trials (2 configurations x 2 seeds)" in out
-    assert "top 2 configurations by mean val_loss over 2 seeds" in out
+    assert "8 trials (2 configurations x 4 seeds)" in out
+    assert "top 2 configurations by mean val_loss over 4 seeds" in out
 
 
 @pytest.mark.parametrize(
@@ -215,13 +216,10 @@ def test_existing_run_dir_from_the_config_is_refused(finished, tmp_path, capsys,
     assert "already holds a finished run" in err and "[run] dir" in err
 
 
-def test_overwrite_replaces_a_finished_run_and_set_strategy_n(finished, tmp_path):
-    config, run_dir, *_ = finished
-    copy = tmp_path / "copy"
-    shutil.copytree(run_dir, copy)
-    code, out, err = run_cli(["run", config, "--out", copy, "--overwrite", "--set", "strategy.n=3"])
+def test_overwrite_replaces_a_finished_run_and_set_strategy_n(seeded):
+    copy, code, _, err = seeded  # a copy of the finished run (4 trials), run again with --overwrite
     assert code == 0, err
-    assert len(table_of(copy)) == 3  # the new sweep's 3 trials, not the old 4
+    assert len(table_of(copy)) == 8  # the new sweep's 2 configurations (--set strategy.n=2) x 4 seeds, not the old 4
 
 
 def test_the_shipped_example_runs(tmp_path, monkeypatch):

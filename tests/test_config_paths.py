@@ -16,8 +16,6 @@ from sweeps.cli.config import load_config
 
 from helpers import Stop, crash_after_saves
 
-QUICK = ["--set", "train.epochs=1", "--set", "strategy.n=2", "--set", "train.batch_size=64"]
-
 
 def small_csv(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,23 +23,33 @@ def small_csv(path, rows):
     return path
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A config beside its CSV (500 rows, written as the relative path "rows.csv", a checkpoint every epoch),
+    run to the end from a folder that holds another rows.csv (300 rows): (config, its CSV's absolute path, the run
+    folder, stdout). The same sweep serves the tests of both items: one run, one compiled program."""
+    base = tmp_path_factory.mktemp("project")
+    csv = small_csv(base / "project" / "rows.csv", 500)  # the config's own data, beside it
+    small_csv(base / "rows.csv", 300)  # another rows.csv where the command is run
+    config = write_config(base / "project", path="rows.csv", extra="[run]\ncheckpoint_every = 1\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(base)
+        code, out, err = run_cli(["run", config, "--out", base / "whole"])
+    assert code == 0, err
+    return config, str(csv.resolve()), base / "whole", out
+
+
 # --- 5: a relative path is read from the config file's folder -------------------------------------------
 
 
-def test_a_relative_data_path_is_the_config_folders_file_not_the_working_directorys(tmp_path, monkeypatch):
-    own = small_csv(tmp_path / "project" / "churn.csv", 400)  # the config's own data, beside it
-    small_csv(tmp_path / "churn.csv", 300)  # another churn.csv where the command is run
-    config = write_config(tmp_path / "project", path="churn.csv")
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(["run", config, "--out", tmp_path / "run", *QUICK])
-    assert code == 0, err
-    own = str(own.resolve())
+def test_a_relative_data_path_is_the_config_folders_file_not_the_working_directorys(project):
+    _, own, run_dir, out = project
     assert f"data:   {own}, predicting 'Churn'" in out, "the banner names the file by its absolute path"
-    manifest = json.loads((tmp_path / "run" / "run.json").read_text())
-    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    manifest = json.loads((run_dir / "run.json").read_text())
+    recorded = json.loads((run_dir / "config.json").read_text())
     for where in (manifest["settings"], recorded):
         assert where["data"]["source"] == own
-        assert sum(where["data"]["rows"].values()) == 400, "trained on the config's 400 rows, not the other 300"
+        assert sum(where["data"]["rows"].values()) == 500, "trained on the config's 500 rows, not the other 300"
     assert manifest["metadata"]["sweep_config"]["data"]["path"] == own
     assert recorded["sweep_config"]["data"]["path"] == own
 
@@ -82,8 +90,9 @@ def test_a_template_with_a_placeholder_path_runs_with_set(tmp_path, placeholder)
     template.write_text(f'[data]\n{placeholder}target = "Churn"\n[space]\nlearning_rate = 0.01\n')
     with pytest.raises(ValueError, match="FILL_ME_IN.csv" if placeholder else r"\[data\] path is missing"):
         load_config(template)
-    assert load_config(template, [f"data.path={CHURN}"])["data"]["path"] == str(CHURN.resolve())
-    code, out, err = run_cli(["run", template, "--set", f"data.path={CHURN}", "--dry-run"])
+    rows = small_csv(tmp_path / "rows.csv", 500)
+    assert load_config(template, [f"data.path={rows}"])["data"]["path"] == str(rows.resolve())
+    code, out, err = run_cli(["run", template, "--set", f"data.path={rows}", "--dry-run"])
     assert code == 0, err
     assert "1 trials in 1 structure groups" in out
 
@@ -101,14 +110,11 @@ def test_an_override_that_breaks_a_value_is_still_named_after_the_file_was_fixed
 
 
 @pytest.fixture(scope="module")
-def moved(tmp_path_factory):
-    """A run killed after its second checkpoint whose config and CSV then moved away, and the same run
+def moved(project):
+    """`project`'s run killed after its second checkpoint, whose config and CSV then moved away, and the same run
     uninterrupted: (run folder, the CSV's new place, the uninterrupted run's folder)."""
-    base = tmp_path_factory.mktemp("moved")
-    csv = small_csv(base / "project" / "rows.csv", 500)
-    config = write_config(base / "project", path="rows.csv", extra="[run]\ncheckpoint_every = 1\n")
-    code, _, err = run_cli(["run", config, "--out", base / "whole"])
-    assert code == 0, err
+    config, csv, whole, _ = project
+    base = whole.parent
     with pytest.MonkeyPatch.context() as patch:
         undo = crash_after_saves(patch, 2)
         with pytest.raises(Stop):
@@ -118,7 +124,7 @@ def moved(tmp_path_factory):
     new_place.parent.mkdir()
     shutil.move(csv, new_place)
     config.unlink()  # the run folder went to another machine: neither the config nor the CSV are where they were
-    return base / "run", new_place, base / "whole"
+    return base / "run", new_place, whole
 
 
 def test_a_moved_run_says_how_to_point_it_at_its_data(moved):

@@ -62,33 +62,41 @@ def test_conditional_hyperparameters_leave_empty_cells_and_train_no_duplicates(b
 
 # --- 6: common random numbers -------------------------------------------------------------------
 
+# The sweeps of 6, about keys and order and not about optimizers, train with momentum as the conditional test's
+# momentum group does: populations of 2 and 4 of one structure, few compiled programs for the whole file.
+
 
 def test_identical_hyperparameters_give_identical_rows(binary_data):
     class Twice(sweeps.Strategy):
         def ask(self, search):
-            return [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}, {"learning_rate": 1e-2}]
+            # four trials, as the other sweeps here: one compiled program serves them all
+            return [{"learning_rate": 1e-2}, {"learning_rate": 3e-2}, {"learning_rate": 1e-2}, {"learning_rate": 3e-2}]
 
-    table = sweeps.run(binary_data, strategy=Twice(), epochs=2).table
+    table = sweeps.run(binary_data, strategy=Twice(), epochs=2, optimizer="momentum").table
     metrics = [c for c in table.columns if c.startswith(("best_", "final_")) or c == "value"]
     pd.testing.assert_series_equal(table.loc[0, metrics], table.loc[2, metrics], check_names=False)
-    per_trial = sweeps.run(binary_data, strategy=Twice(), epochs=2, init="per_trial").table
+    per_trial = sweeps.run(binary_data, strategy=Twice(), epochs=2, optimizer="momentum", init="per_trial").table
     assert per_trial.loc[0, "value"] != per_trial.loc[2, "value"], "per-trial keys: a new initialisation each"
 
 
 def test_results_do_not_depend_on_order_chunking_or_grouping(binary_data):
     rates = [1e-3, 3e-3, 1e-2, 3e-2]
-    forward = sweeps.run(binary_data, space={"learning_rate": rates}, epochs=2).table
-    backward = sweeps.run(binary_data, space={"learning_rate": rates[::-1]}, epochs=2, max_population=3).table
+    forward = sweeps.run(binary_data, space={"learning_rate": rates}, epochs=2, optimizer="momentum").table
+    backward = sweeps.run(
+        binary_data, space={"learning_rate": rates[::-1]}, epochs=2, optimizer="momentum", max_population=3
+    ).table
     backward = backward.iloc[::-1].reset_index(drop=True)
     for column in ("params_learning_rate", "value", "best_val_loss", "final_train_loss"):
         np.testing.assert_allclose(forward[column], backward[column], rtol=1e-5)
-    mixed = sweeps.run(binary_data, space={"learning_rate": rates, "batch_size": [32, 64]}, epochs=2).table
+    search = {"learning_rate": rates, "batch_size": [32, 64]}
+    mixed = sweeps.run(binary_data, space=search, epochs=2, optimizer="momentum").table
     same = mixed[mixed["params_batch_size"] == 32].reset_index(drop=True)
     np.testing.assert_allclose(same["value"], forward["value"], rtol=1e-5)
 
 
 def test_seeds_share_their_initialisations_across_configurations(binary_data):
-    table = sweeps.run(binary_data, space={"learning_rate": [1e-4, 1e-4 * (1 + 1e-7)]}, seeds=2, epochs=1).table
+    search = {"learning_rate": [1e-4, 1e-4 * (1 + 1e-7)]}
+    table = sweeps.run(binary_data, space=search, seeds=2, epochs=1, optimizer="momentum").table
     # nearly equal rates: same seed index -> nearly equal results; different seed index -> different ones
     assert abs(table.loc[0, "value"] - table.loc[2, "value"]) < 1e-5
     assert abs(table.loc[0, "value"] - table.loc[1, "value"]) > 1e-5
@@ -120,8 +128,8 @@ def test_best_picks_the_configuration_by_its_mean_over_seeds():
 
 
 def test_the_cli_names_the_best_configuration_by_its_mean(tmp_path):
-    config = write_config(tmp_path, extra="seeds = 2\n")
-    code, out, err = run_cli(["run", config, "--out", tmp_path / "run"])
+    config = write_config(tmp_path, extra="seeds = 2\n")  # 2 configurations x 2 seeds: conftest's run's program
+    code, out, err = run_cli(["run", config, "--set", "strategy.n=2", "--out", tmp_path / "run"])
     assert code == 0, err
     result = sweeps.load_result(tmp_path / "run")
     best = result.best()

@@ -105,8 +105,9 @@ def test_the_divergence_limit_is_relative_to_the_loss_a_model_starts_from():
 
 def test_lowering_the_learning_rates_is_advised_only_where_it_can_help(prices):
     x, y = prices
+    # three learning rates, the population size of SWEEP: its compiled program serves these sweeps too
     huge = Dataset.from_arrays(*split(1e4 * x, y), task="regression")  # features far from unit scale
-    result = sweeps.run(huge, model=MLP(hidden=(8,)), space={"learning_rate": [1e-5, 1e-4]}, epochs=2, batch_size=32)
+    result = sweeps.run(huge, **{**SWEEP, "space": {"learning_rate": [1e-5, 1e-4, 1e-3]}, "epochs": 2})
     assert set(result.table["state"]) == {"diverged"}
     with pytest.raises(ValueError) as refused:
         result.best()
@@ -114,7 +115,7 @@ def test_lowering_the_learning_rates_is_advised_only_where_it_can_help(prices):
     assert "lower the learning rates below" not in message
     assert "even learning rate 1e-05 diverged in its first epoch" in message and "check the data's scale" in message
     calm = Dataset.from_arrays(*split(x, y), task="regression")
-    wild = sweeps.run(calm, model=MLP(hidden=(8,)), space={"learning_rate": [1e3, 1e6]}, epochs=2, batch_size=32)
+    wild = sweeps.run(calm, **{**SWEEP, "space": {"learning_rate": [1e3, 1e4, 1e6]}, "epochs": 2})
     assert set(wild.table["state"]) == {"diverged"}
     advice = r"diverged at learning rates 1e\+03 to 1e\+06\); lower the learning rates below 1e\+03"
     with pytest.raises(ValueError, match=advice):

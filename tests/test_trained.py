@@ -15,6 +15,9 @@ from sweeps.engine.metrics import evaluate
 from helpers import synthetic
 
 KEEP = 3
+# The validation metrics as one compiled program (the engine's own function, as its epoch runs it), not an eager
+# compilation per operation
+EVALUATE = jax.jit(evaluate, static_argnums=0)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def assert_kept_models_are_the_tables(result, run_dir, data, top: list[int]) -> 
     for number in kept:
         model = sweeps.load_model(run_dir, number)
         outputs = model.outputs(np.asarray(data.x_val))
-        values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_val), jnp.float32(data.y_std))
+        values = EVALUATE(data.task, jnp.asarray(outputs), jnp.asarray(data.y_val), jnp.float32(data.y_std))
         row = rows.loc[number]
         assert model.info["best_epoch"] == row["best_epoch"]
         assert float(values["loss"]) == pytest.approx(row["best_val_loss"], abs=1e-5), f"trial {number}"
@@ -47,13 +50,17 @@ def assert_kept_models_are_the_tables(result, run_dir, data, top: list[int]) -> 
     assert sweeps.load_model(run_dir).trial == int(result.best()["number"])
 
 
+# Populations of 4, as the seeds tests' chunks, and with early stopping 4 then 1 (`arrays_model`'s): few compiled
+# programs. Each case keeps models that went through what its strategy does: PBT keeps trials whose weights it
+# copied, refill trials trained in recycled slots, and halving (seed 9) two trials that stopped early at the
+# rung (best epoch 1 of 2) and the one repacked from 4 members to 1 that trained on alone to epoch 4.
 @pytest.mark.parametrize(
     ("strategy", "options"),
     [
-        (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
-        (sweeps.PBT(population=8, interval=2, seed=1), {"epochs": 6}),
+        (sweeps.PBT(population=4, interval=1, seed=2), {"epochs": 4}),
+        (sweeps.PBT(population=4, interval=2, seed=1), {"epochs": 6}),
         (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
-        (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4, "early_stopping": {"patience": 1}}),
+        (sweeps.Halving(n=4, min_epochs=2, eta=4, seed=9), {"epochs": 4, "early_stopping": {"patience": 1}}),
     ],
     ids=["pbt-every-epoch", "pbt", "halving-refill", "halving-early-stopping"],
 )
@@ -167,9 +174,11 @@ def test_pbt_copies_only_from_members_that_train_on_and_never_after_the_last_epo
 
 @pytest.fixture(scope="module")
 def arrays_model(data, tmp_path_factory):
-    """A model trained on arrays (8 features, binary)."""
+    """A model trained on arrays (8 features, binary); with early stopping, the halving case's last program."""
     run_dir = tmp_path_factory.mktemp("arrays") / "run"
-    sweeps.run(data, space={"learning_rate": [1e-2]}, epochs=2, run_dir=run_dir, keep_models=1)
+    sweeps.run(
+        data, space={"learning_rate": [1e-2]}, epochs=2, early_stopping={"patience": 1}, run_dir=run_dir, keep_models=1
+    )
     return sweeps.load_model(run_dir)
 
 
