@@ -1,8 +1,8 @@
 """Strategies that act inside a training population: successive halving (with slot recycling) and PBT.
 
 The sweeps here train on the same data (300 synthetic rows) with the default model and, where a test is not about
-them, share population sizes (9, 4 and 1 for halving, 4 for halving with refill, 8 for PBT): the first test to
-train a size compiles its epoch, later tests in this process reuse it.
+them, share population sizes (halving 9, repacked to 4 and 1; halving with refill 4; PBT 8; the four-device
+comparison's halving 8): the first test to train a size compiles its epoch, later tests in this process reuse it.
 """
 
 import jax
