@@ -1,12 +1,12 @@
 """Smoke tests of the benchmarks: the --quick subsets run, write well-formed rows, and never into benchmarks/results."""
 
+import functools
 import importlib
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -56,17 +56,26 @@ def import_benchmark(name: str):
         sys.path.remove(str(ROOT / "benchmarks"))
 
 
-def test_quick_run_writes_rows_with_every_key(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "throughput.py"), "--quick"],
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    out = quick_output(done.stdout, r"\d+ rows -> (\S+\.jsonl)", tmp_path)
+@pytest.fixture(scope="module", autouse=True)
+def lesson_data_read_once():
+    """The benchmarks run here in this process read the lesson's churn CSV once: each of their workloads would read
+    it again (the same rows)."""
+    workloads, lanes = import_benchmark("workloads"), import_benchmark("lanes")
+    once = functools.cache(workloads.lesson_data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(workloads, "lesson_data", once)
+        patch.setattr(lanes, "lesson_data", once)
+        yield
+
+
+def test_quick_run_writes_rows_with_every_key(tmp_path, monkeypatch, capsys):
+    """`throughput.py --quick`'s main() in this process (it compiles each program itself, ahead of time), its
+    temporary folder made under tmp_path."""
+    throughput = import_benchmark("throughput")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert throughput.main(["--quick"]) == 0
+    stdout = capsys.readouterr().out
+    out = quick_output(stdout, r"\d+ rows -> (\S+\.jsonl)", tmp_path)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     modes = {(r["mode"], r["n"]) for r in rows}
     assert modes == {(mode, n) for mode in ("vmap", "lanes", "sequential", "sequential-lanes") for n in (1, 8)}
@@ -81,18 +90,14 @@ def test_quick_run_writes_rows_with_every_key(tmp_path):
         assert 1 <= row["timed_trials"] <= row["n"]
         assert row["extrapolated"] == (row["timed_trials"] < row["n"])
         assert row["flops_source"] == "xla_cost_analysis", row  # the epoch's parts costed (engine.epoch_parts)
-    assert "| lesson | vmap | 8 |" in done.stdout  # the markdown table
+    assert "| lesson | vmap | 8 |" in stdout  # the markdown table
     against = r"lesson N=8: against sequential: vmap [\d.]+x, lanes [\d.]+x, \(lanes against sequential-lanes [\d.]+x\)"
-    assert re.search(against, done.stdout), done.stdout[-1500:]
+    assert re.search(against, stdout), stdout[-1500:]
     assert out.with_suffix(".png").stat().st_size > 0  # the plot
 
 
 def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import throughput
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    throughput = import_benchmark("throughput")
     lesson = throughput.make_workloads()["lesson"]
     sizes = {n: memory.population_bytes(lesson.structure(), n, lesson.data.n_train, lesson.data.n_val) for n in (1, 8)}
     free = (sizes[1] + sizes[8]) // 2  # room for N=1, not for N=8
@@ -107,17 +112,14 @@ def test_a_population_whose_estimate_exceeds_free_memory_is_a_skipped_row(tmp_pa
     assert "skipped" not in rows["sequential", 8]  # one member at a time: no population of 8 is built
 
 
-def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path):
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "strategies.py"), "--quick"],
-        cwd=ROOT,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    out = quick_output(done.stdout, r"rows: (\S+\.jsonl)", tmp_path)
+def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path, monkeypatch, capsys):
+    """`strategies.py --quick`'s main() in this process (each row clears JAX's caches and compiles what it needs, as
+    in a fresh process), its temporary folder made under tmp_path."""
+    strategies = import_benchmark("strategies")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert strategies.main(["--quick"]) == 0
+    stdout = capsys.readouterr().out
+    out = quick_output(stdout, r"rows: (\S+\.jsonl)", tmp_path)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["strategy"] for r in rows] == [
         "grid",
@@ -139,12 +141,12 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path)
         )
         assert row["compilations"] >= 1 and row["wall_s"] > 0
     assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
-    assert "| diabetes | bayes | 8 |" in done.stdout
+    assert "| diabetes | bayes | 8 |" in stdout
     assert out.with_suffix(".png").stat().st_size > 0 and out.with_suffix(".md").is_file()
     # what the table cannot say: 8 trials make a grid of the ranges' ends only (learning rate 1e-4 or 1:
     # half diverge, the rest barely train), and why model-epochs spent differ from the allotted
     notes = out.with_suffix(".md").read_text().split("| diabetes | pbt |")[1]
-    assert notes.strip() in done.stdout
+    assert notes.strip() in stdout
     grid = rows[0]["grid_points"]
     assert grid == pytest.approx({"learning_rate": [1e-4, 1.0], "weight_decay": [1e-5, 0.1], "dropout": [0.0, 0.5]})
     assert (
@@ -178,33 +180,30 @@ def test_devices_measures_a_population_sharded_over_forced_host_devices(tmp_path
 
 
 def test_lanes_and_compiler_options_quick_runs_print_their_rows(tmp_path, monkeypatch, capsys):
-    """Both scripts' main() in this process, with the arguments a command line gives them (they read sys.argv)."""
+    """Both scripts' main() in this process, with the arguments a command line gives them (they read sys.argv). N=8
+    at batch 32 is the population throughput's --quick run compiles: the session's compilation cache serves it."""
     lanes, compiler_options = import_benchmark("lanes"), import_benchmark("compiler_options")
     out = tmp_path / "lanes.jsonl"
-    argv = ["lanes.py", "--n", "4", "--batches", "16,32", "--epochs", "1", "--repeats", "1", "--out", str(out)]
+    argv = ["lanes.py", "--n", "8", "--batches", "16,32", "--epochs", "1", "--repeats", "1", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     lanes.main()
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["n"] == 4 and row["batch_sizes"] == [16, 32]
-    assert row["parameters"] == 4 * (45 * 64 + 64 + 64 + 1), "four members of the lesson MLP 45 -> 64 -> 1"
+    assert row["n"] == 8 and row["batch_sizes"] == [16, 32]
+    assert row["parameters"] == 8 * (45 * 64 + 64 + 64 + 1), "eight members of the lesson MLP 45 -> 64 -> 1"
     assert row["ratio"] == pytest.approx(row["one_after_the_other_s"] / row["side_by_side_s"], rel=0.01)
     capsys.readouterr()
-    argv = ["compiler_options.py", "--n", "2", "--epochs", "3", "--drop", "xla_cpu_use_fusion_emitters"]
+    argv = ["compiler_options.py", "--n", "8", "--epochs", "3", "--drop", "xla_cpu_use_fusion_emitters"]
     monkeypatch.setattr(sys, "argv", argv)
     compiler_options.main()
     stdout = capsys.readouterr().out
     assert "'xla_cpu_use_fusion_emitters'" not in stdout.split("variant:")[1].splitlines()[0]
-    assert "N =     2: engine" in stdout and "engine / variant" in stdout
+    assert "N =     8: engine" in stdout and "engine / variant" in stdout
 
 
 def test_kill_resume_names_what_a_damaged_run_folder_lacks(tmp_path, binary_data):
     """benchmarks/kill_resume.py's check: a copy of the reference passes; a truncated history.csv, a missing
     table.parquet, a missing plot and a kept model holding another trial's weights are each named."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import kill_resume
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    kill_resume = import_benchmark("kill_resume")
     reference, copy = tmp_path / "reference", tmp_path / "copy"
     sweep = dict(model=MLP(hidden=(4,)), space={"learning_rate": [1e-2, 1e-1]}, strategy=sweeps.Grid(), epochs=2)
     sweeps.run(binary_data, run_dir=reference, keep_models=2, **sweep)

@@ -63,17 +63,22 @@ for name, extra in [("whole", {}), ("chunked", {"max_population": 3}), ("three",
     report[name] = {"placed": list(placed), "groups": result.config["groups"], "devices": result.config["devices"]}
 report["describe"] = sweeps.dry_run(data, **device_sweep()).describe()
 
-# copy_members across shards: every member takes the state of a member on another device
+# copy_members across shards: every member takes the state of a member on another device (one member per device,
+# in reverse order). The sweeps' settings with 8 learning rates at batch 32: their compiled programs serve.
 layout = select_devices(None)
-sweep = sweeps.dry_run(data, space={"learning_rate": list(np.logspace(-4, -2, 16))}, epochs=2)
-group = sweep.groups[0]
+eight_rates = {"learning_rate": list(np.logspace(-4, -2, 8))}
+sweep = sweeps.dry_run(data, **device_sweep(space=eight_rates, strategy=sweeps.Grid()))
+group, config = sweep.groups[0], sweep.plan.config
+assert (group.structure.batch_size, group.population) == (32, 8), group
 pop = new_population(group.structure, group.chunks[0], group.population, 0, "shared", layout)
 splits = layout.replicate(jax.tree.map(np.asarray, (
     sweeps.engine.Split(data.x_train, data.y_train), sweeps.engine.Split(data.x_val, data.y_val))))
-runner = ChunkRunner(group.structure, data, 0, None, controls_for(data, None, None), splits=splits, fetch=layout.fetch)
+controls = controls_for(data, config.early_stopping, config.divergence_threshold)
+stop = config.early_stopping["metric"]
+runner = ChunkRunner(group.structure, data, 0, stop, controls, splits=splits, fetch=layout.fetch)
 pop, _ = runner.epoch(pop, 0)
 before = layout.fetch(pop)
-source = np.arange(16)[::-1].astype(np.int32)
+source = np.arange(8)[::-1].astype(np.int32)
 copied = layout.edit(edits.copy_members, pop, source)
 after = layout.fetch(copied)
 report["copy"] = {
@@ -86,8 +91,8 @@ report["copy"] = {
     "kept_numbers": bool(np.array_equal(after.numbers, before.numbers)),
     "differs": bool(not np.array_equal(flat_params(after.params), flat_params(before.params))),
 }
-masked = layout.edit(edits.mask_out, copied, np.arange(16) % 2 == 0)
-changed = layout.edit(edits.set_hparams, masked, np.arange(16) < 4, {"learning_rate": np.full(16, 0.5, np.float32)})
+masked = layout.edit(edits.mask_out, copied, np.arange(8) % 2 == 0)
+changed = layout.edit(edits.set_hparams, masked, np.arange(8) < 4, {"learning_rate": np.full(8, 0.5, np.float32)})
 report["edits_keep_sharding"] = [str(p.active.sharding.spec) for p in (masked, changed)] + [
     str(changed.hparams["learning_rate"].sharding.spec)]
 
@@ -234,28 +239,35 @@ name = "grid"
 n = 5
 [train]
 epochs = 3
+early_stopping = {{patience = 2}}
 [run]
 checkpoint_every = 1
 keep_models = 2
 """
-# Each process kills itself right after its KILL_AT-th checkpoint is on disk (the 2nd: mid-chunk, after epoch 2 of
-# 3, so the resumed run restores a sharded population): a job pre-empted as a whole.
-KILL = """
+# One pair of processes makes both two-process runs (each process pays JAX's start once): `sweeps run`'s main
+# trains the sweep to the end in FINISHED and prints its exit status; then the same run starts again in KILLED and
+# each process kills itself right after that run's 2nd checkpoint is on disk (mid-chunk, after epoch 2 of 3, so the
+# resumed run restores a sharded population): a job pre-empted as a whole.
+RUN_THEN_KILLED = """
 import os, signal, sys
 from sweeps.driver import checkpoints
 from sweeps.cli.main import main
-KILL_AT, saves = int(os.environ["KILL_AT"]), []
-original = checkpoints.Checkpoints.save
+config, finished, killed, flags = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+code = main(["run", config, "--out", finished, *flags])
+print(f"{STATUS}{code}", flush=True)
+saves, original = [], checkpoints.Checkpoints.save
 def save(self, snapshot):
     step = original(self, snapshot)
     saves.append(step)
-    if len(saves) == KILL_AT:
+    if len(saves) == 2:
         self.wait()
         os.kill(os.getpid(), signal.SIGKILL)
     return step
 checkpoints.Checkpoints.save = save
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(["run", config, "--out", killed, *flags]))
 """
+STATUS = "finished run's exit status: "
+RUN_THEN_KILLED = RUN_THEN_KILLED.replace("{STATUS}", STATUS)
 
 
 def free_port() -> int:
@@ -264,7 +276,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def two_processes(args, script=None, env=None, launcher=False):
+def two_processes(args, script=None, launcher=False):
     """Runs `sweeps ARGS` (or `script` with ARGS) as processes 0 and 1 of one run; returns their (code, output).
 
     The processes join with --coordinator, --num-processes and --process-id, or with `launcher`, with no
@@ -285,7 +297,7 @@ def two_processes(args, script=None, env=None, launcher=False):
         }
         return subprocess.Popen(
             [*head, *map(str, args), *([] if launcher else flags)],
-            env={**ENV, **(env or {}), **(slurm if launcher else {})},
+            env={**ENV, **(slurm if launcher else {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -302,11 +314,13 @@ def two_processes(args, script=None, env=None, launcher=False):
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
+    """CONFIG on 400 rows of 8 features: in one process its sweep has the shapes of `one_device`'s batch-32 group
+    (population 5, 320 training rows, early stopping), whose compiled programs it reuses."""
     folder = tmp_path_factory.mktemp("two")
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, 6))
-    y = x @ rng.normal(size=6) + 0.3 * rng.normal(size=400) > 0
-    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)]).assign(target=np.where(y, "yes", "no"))
+    x = rng.normal(size=(400, 8))
+    y = x @ rng.normal(size=8) + 0.3 * rng.normal(size=400) > 0
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)]).assign(target=np.where(y, "yes", "no"))
     frame.to_csv(folder / "rows.csv", index=False)
     (folder / "sweep.toml").write_text(CONFIG.format(csv=(folder / "rows.csv").as_posix()))
     return folder / "sweep.toml"
@@ -320,15 +334,21 @@ def one_process(config, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def two_process_run(config, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("both") / "run"
-    (code0, out0), (code1, out1) = two_processes(["run", config, "--out", run_dir])
-    assert code0 == 0 and code1 == 0, out0[-3000:] + out1[-3000:]
-    return run_dir, out0, out1
+def two_process_runs(config, tmp_path_factory):
+    """RUN_THEN_KILLED's two runs: the finished run's folder, exit statuses and outputs; the killed run's folder, the
+    processes' exit codes and process 0's output after the finished run."""
+    folder = tmp_path_factory.mktemp("both")
+    finished, killed = folder / "run", folder / "killed"
+    (code0, out0), (code1, out1) = two_processes([config, finished, killed], script=RUN_THEN_KILLED)
+    assert STATUS in out0 and STATUS in out1, out0[-3000:] + out1[-3000:]
+    (out0, rest0), (out1, rest1) = out0.split(STATUS, 1), out1.split(STATUS, 1)
+    statuses = int(rest0.split()[0]), int(rest1.split()[0])
+    return finished, statuses, out0, out1, killed, (code0, code1), rest0
 
 
-def test_two_processes_give_the_one_process_table(one_process, two_process_run):
-    run_dir, out0, out1 = two_process_run
+def test_two_processes_give_the_one_process_table(one_process, two_process_runs):
+    run_dir, statuses, out0, out1, *_ = two_process_runs
+    assert statuses == (0, 0), out0[-3000:] + out1[-3000:]
     both = sweeps.load_result(run_dir)
     assert both.config["devices"]["processes"] == 2 and both.config["devices"]["count"] == 2
     # the processes agreed on one memory budget (64 bits: it once came back cut to 32, negative, one member a chunk)
@@ -340,15 +360,14 @@ def test_two_processes_give_the_one_process_table(one_process, two_process_run):
     assert [e["trial"] for e in both.config["models"]] == [e["trial"] for e in one_process.config["models"]]
 
 
-def test_two_processes_killed_with_sigkill_resume_to_the_same_table(config, two_process_run, tmp_path):
-    run_dir = tmp_path / "run"
-    (code0, out0), (code1, _) = two_processes(["run", config, "--out", run_dir], script=KILL, env={"KILL_AT": "2"})
+def test_two_processes_killed_with_sigkill_resume_to_the_same_table(two_process_runs):
+    uninterrupted_dir, _, _, _, run_dir, (code0, code1), out0 = two_process_runs
     assert code0 == -signal.SIGKILL and code1 != 0, out0[-3000:]
     assert not (run_dir / "config.json").exists(), "killed before it finished"
     # resumed with no flags, as `srun sweeps resume RUN_DIR` would: the launcher's variables join the processes
     (code0, out0), (code1, out1) = two_processes(["resume", run_dir], launcher=True)
     assert code0 == 0 and code1 == 0, out0[-3000:] + out1[-3000:]
-    uninterrupted = sweeps.load_result(two_process_run[0])
+    uninterrupted = sweeps.load_result(uninterrupted_dir)
     resumed = sweeps.load_result(run_dir)
     assert resumed.config["devices"]["processes"] == 2
     pd.testing.assert_frame_equal(resumed.table, uninterrupted.table)

@@ -1,4 +1,9 @@
-"""Strategies that act inside a training population: successive halving (with slot recycling) and PBT."""
+"""Strategies that act inside a training population: successive halving (with slot recycling) and PBT.
+
+The sweeps here train on the same data (300 synthetic rows) with the default model and, where a test is not about
+them, share population sizes (halving 9, repacked to 4 and 1; halving with refill 4; PBT 8; the four-device
+comparison's halving 8): the first test to train a size compiles its epoch, later tests in this process reuse it.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -48,12 +53,12 @@ def test_halving_keeps_exactly_the_best_third_at_each_rung_ties_to_the_lower_num
 def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_size():
     data = synthetic("binary", rows=300)
     with log_compilations() as compiled:
-        result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=27, min_epochs=1, eta=3), epochs=9)
+        result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=1, eta=3), epochs=9)
     table = result.table
-    assert table["state"].value_counts().to_dict() == {"pruned": 24, "complete": 3}
+    assert table["state"].value_counts().to_dict() == {"pruned": 8, "complete": 1}
     assert sorted(table.loc[table["state"] == "pruned", "epochs"].unique()) == [1, 3]
     assert (table.loc[table["state"] == "complete", "epochs"] == 9).all()
-    # 27 members, repacked to 16 after the first rung (9 live) and to 4 after the second (3 live)
+    # 9 members, repacked to 4 after the first rung (3 live) and to 1 after the second (1 live)
     assert compiled.count(EPOCH) == 3, compiled
     history = result.history
     pruned = table.loc[table["state"] == "pruned", "number"].iloc[0]
@@ -94,11 +99,25 @@ def test_a_recycled_slot_trains_its_new_trial_exactly_as_alone_from_the_same_sta
         assert value == pytest.approx(alone, rel=1e-5, abs=1e-6), f"trial {number} epoch {epochs}"
 
 
-def test_pbt_copies_weights_and_optimizer_state_bit_for_bit_and_changes_only_explored_values(binary_data):
-    from test_loop import epoch, population
+def trained_one_epoch(data, learning_rates):
+    """A population of these learning rates (the default model), built and trained one epoch as a sweep does on
+    one device, so the sweeps' compiled programs serve; and the epoch's metrics, on the host."""
+    from sweeps.driver.devices import select_devices
+    from sweeps.driver.populations import ChunkRunner, controls_for
+    from sweeps.engine import Split, stack_hparams, structure_of
+    from sweeps.engine.hparams import resolve
 
-    structure, pop = population(binary_data, [1e-3, 3e-3, 1e-2, 3e-2])
-    pop, metrics = epoch(structure, binary_data, pop, 0)
+    trials = [resolve({"learning_rate": lr, "epochs": 3}) for lr in learning_rates]
+    structure, layout, n = structure_of(trials[0], data), select_devices(1), len(trials)
+    pop = layout.init_population(structure, stack_hparams(trials, n), np.arange(n), 0, np.arange(n))
+    splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+    splits = layout.replicate(jax.tree.map(np.asarray, splits))
+    runner = ChunkRunner(structure, data, 0, None, controls_for(data, None, None), splits=splits, fetch=layout.fetch)
+    return runner.epoch(pop, 0)
+
+
+def test_pbt_copies_weights_and_optimizer_state_bit_for_bit_and_changes_only_explored_values():
+    pop, metrics = trained_one_epoch(synthetic("binary", rows=300), [1e-3, 3e-3, 1e-2, 3e-2])
     strategy = sweeps.PBT(population=4, interval=1, quantile=0.25, seed=0)
     strategy.ask({"learning_rate": space.loguniform(1e-4, 1e-1)})
     host = jax.device_get(pop)
@@ -151,7 +170,7 @@ def test_a_pbt_sweep_records_lineage_and_hyperparameter_schedules():
     [
         sweeps.Halving(n=9, min_epochs=1, max_epochs=4, eta=3),
         sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9),
-        sweeps.PBT(population=6, interval=1, seed=2),
+        sweeps.PBT(population=8, interval=1, seed=2),
     ],
     ids=["halving", "halving-refill", "pbt"],
 )
@@ -236,9 +255,9 @@ def population_tables(devices=None) -> dict:
     """Halving, refill and PBT on `devices` (None: every device JAX sees): each table's number, state, epochs, value."""
     data = synthetic("binary", rows=300)
     runs = {
-        "halving": (sweeps.Halving(n=9, min_epochs=1, eta=3), {"epochs": 4}),
+        "halving": (sweeps.Halving(n=8, min_epochs=1, eta=3), {"epochs": 4}),
         "refill": (sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=9), {"epochs": 3}),
-        "pbt": (sweeps.PBT(population=6, interval=1, seed=2), {"epochs": 4}),
+        "pbt": (sweeps.PBT(population=8, interval=1, seed=2), {"epochs": 4}),
     }
     tables = {}
     for name, (strategy, options) in runs.items():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pandas as pd
 import pytest
 from test_cli import CHURN, ROOT, run_cli, write_config
@@ -55,17 +56,19 @@ def finished(finished_cli_run):
 
 
 def test_predict_into_a_closed_pipe_stops_quietly(finished, tmp_path):
+    rows = tmp_path / "rows.csv"
+    pd.read_csv(CHURN).head(200).to_csv(rows, index=False)  # new rows to predict: 200 of the churn data's
     read, write = os.pipe()
     os.close(read)  # `| head` that has already gone: every write to stdout fails with EPIPE
     out = tmp_path / "predictions.csv"
-    argv = [sys.executable, "-m", "sweeps", "predict", finished, CHURN, "--out", out]
+    argv = [sys.executable, "-m", "sweeps", "predict", finished, rows, "--out", out]
     try:
         done = subprocess.run([str(a) for a in argv], stdout=write, stderr=subprocess.PIPE, env=ENV, text=True)
     finally:
         os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr[-2000:]
     assert done.returncode == 128 + 13, "as a command stopped by SIGPIPE"
-    assert len(pd.read_csv(out)) == len(pd.read_csv(CHURN)), "the predictions were written before the output"
+    assert len(pd.read_csv(out)) == len(pd.read_csv(rows)), "the predictions were written before the output"
 
 
 # --- 23: resuming on another device count ------------------------------------------------------------------
@@ -90,8 +93,20 @@ def two_devices(*argv):
     return subprocess.run([str(a) for a in argv], env=env, capture_output=True, text=True, timeout=600)
 
 
+def small_churn(path, rows=400, seed=0):
+    """A CSV of `rows` rows with a Churn column (Yes/No) learnable from 4 numeric columns: test_cli's small config
+    (batch 256) runs on it as on the churn data, and each process reads it at once."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 4))
+    churn = x @ rng.normal(size=4) + 0.3 * rng.normal(size=rows) > 0
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(4)]).assign(Churn=np.where(churn, "Yes", "No"))
+    frame.to_csv(path, index=False)
+    return path
+
+
 def test_a_run_started_on_two_devices_says_how_to_resume_on_one_cpu_and_the_advice_works(tmp_path):
-    config = write_config(tmp_path, extra="[run]\ncheckpoint_every = 1\n")
+    rows = small_churn(tmp_path / "churn.csv")
+    config = write_config(tmp_path, extra="[run]\ncheckpoint_every = 1\n", path=rows)
     run_dir, fork = tmp_path / "run", tmp_path / "fork"
     killed = two_devices(sys.executable, "-c", STOP_AFTER_FIRST_CHECKPOINT, "run", config, "--out", run_dir)
     assert killed.returncode == 9, killed.stderr[-2000:]
