@@ -33,7 +33,7 @@ SWEEP = dict(
     max_population=3,
     early_stopping={"patience": 2},
     checkpoint_every=1,
-    keep_models=3,
+    keep_models=2,
 )
 # Population strategies with two structures (batch sizes): halving and PBT edit their populations
 # between epochs, so they train one work item at a time whatever SWEEPS_LANES asks (`lane_plan.ONE_LANE`).
@@ -43,14 +43,14 @@ POPULATION_SWEEPS = {
         strategy=sweeps.Halving(n=4, min_epochs=1, eta=2, seed=0),
         epochs=2,
         checkpoint_every=1,
-        keep_models=3,
+        keep_models=2,
     ),
     "pbt": dict(
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
         strategy=sweeps.PBT(population=4, interval=1, seed=0),
         epochs=2,
         checkpoint_every=1,
-        keep_models=3,
+        keep_models=2,
     ),
 }
 SCRIPT = """
