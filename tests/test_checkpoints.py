@@ -3,10 +3,10 @@
 import copy
 import errno
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -23,33 +23,34 @@ from sweeps.results.trained import load_model
 from helpers import Stop, crash_after_saves, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
-# Two structures (batch sizes), three chunks each (max_population 3 over 5 rates, padded), early stopping:
-# every kind of position a checkpoint can hold.
+CHURN = ROOT / "data" / "telco_customer_churn.csv"
+# Two structures (batch sizes), two chunks each (max_population 3 over 5 rates, padded), early stopping, two epochs
+# and a checkpoint after each: every kind of position a checkpoint can hold.
 SWEEP = dict(
     space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
     strategy=sweeps.Grid(n=5),
-    epochs=4,
+    epochs=2,
     max_population=3,
     early_stopping={"patience": 2},
     checkpoint_every=1,
-    keep_models=3,
+    keep_models=2,
 )
 # Population strategies with two structures (batch sizes): halving and PBT edit their populations
 # between epochs, so they train one work item at a time whatever SWEEPS_LANES asks (`lane_plan.ONE_LANE`).
 POPULATION_SWEEPS = {
     "halving": dict(
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
-        strategy=sweeps.Halving(n=6, min_epochs=1, eta=2, seed=0),
-        epochs=4,
+        strategy=sweeps.Halving(n=4, min_epochs=1, eta=2, seed=0),
+        epochs=2,
         checkpoint_every=1,
-        keep_models=3,
+        keep_models=2,
     ),
     "pbt": dict(
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
         strategy=sweeps.PBT(population=4, interval=1, seed=0),
-        epochs=4,
+        epochs=2,
         checkpoint_every=1,
-        keep_models=3,
+        keep_models=2,
     ),
 }
 SCRIPT = """
@@ -116,13 +117,16 @@ def assert_same_run(a_dir: Path, b_dir: Path) -> None:
         jax.tree.map(np.testing.assert_array_equal, pa, pb)
 
 
-# (lanes, lanes resumed, stop at the n-th save): one work item at a time saves 16 times, two lanes 8 times (one
-# checkpoint holds both items in flight); a checkpoint of either kind resumes in the other. In-process: the run
-# raises right after the checkpoint is on disk (`crash_after_saves`), and its programs are compiled once for all.
-CRASHES = [(1, 1, 2), (2, 2, 4), (2, 1, 3), (1, 2, 6)]
+# (lanes, lanes resumed, stop at the n-th save): one work item at a time saves 8 times (after each item's first epoch,
+# with its population, and at its end), two lanes 4 times (one checkpoint holds both items in flight): mid-item,
+# between chunks, mid-item in lanes, in the second item; a checkpoint of either kind resumes in the other.
+# In-process: the run raises right after the checkpoint is on disk (`crash_after_saves`), and its programs are
+# compiled once for all.
+CRASHES = [(1, 1, 1), (2, 2, 2), (2, 1, 1), (1, 2, 3)]
 # The same with SIGKILL in a process of its own, where only a real kill gets: during an asynchronous write, and
-# between chunks (each a fresh process, compiling everything: a few of them).
-KILLS = [(2, 2, 6, "during_write"), (1, 2, 7, "between_chunks")]
+# between chunks (each a fresh process, compiling everything: a few of them): in lanes, mid-item in the second pair of
+# items; one item at a time, at the end of the second.
+KILLS = [(2, 2, 3, "during_write"), (1, 2, 3, "between_chunks")]
 
 
 def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path:
@@ -162,10 +166,11 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(
     assert_same_run(uninterrupted[1], run_dir)
 
 
-# (strategy, lanes, lanes resumed, stop at the n-th save): halving saves 5 times (the second item is pruned whole
-# after its first epoch), PBT 8: halving mid-item (a repacked population), PBT in its second item (and SIGKILLed
-# mid-item below)
-POPULATION_STOPS = [("halving", 2, 1, 2), ("pbt", 1, 2, 6)]
+# (strategy, lanes, lanes resumed, stop at the n-th save): halving saves 3 times (its first item is repacked from two
+# members to one after its first epoch, the second is pruned whole after its first epoch), PBT 4 (after each item's
+# first epoch and at its end): halving mid-item (a repacked population), PBT in its second item (and SIGKILLed
+# mid-item, in its first, below)
+POPULATION_STOPS = [("halving", 2, 1, 1), ("pbt", 1, 2, 3)]
 
 
 @pytest.mark.parametrize(("name", "lanes", "resume_lanes", "stop_at"), POPULATION_STOPS)
@@ -186,7 +191,7 @@ def test_population_strategies_stopped_in_either_lane_setting_resume_to_the_same
 def test_pbt_killed_with_sigkill_in_lanes_resumes_to_the_same_result(
     data, uninterrupted_population, tmp_path, monkeypatch
 ):
-    run_dir = kill(tmp_path, "pbt", 2, 3, "early")
+    run_dir = kill(tmp_path, "pbt", 2, 1, "early")
     monkeypatch.setenv("SWEEPS_LANES", "1")
     sweeps.run(data, run_dir=run_dir, resume=True, **copy.deepcopy(POPULATION_SWEEPS["pbt"]))
     assert_same_run(uninterrupted_population("pbt"), run_dir)
@@ -209,7 +214,7 @@ def test_a_checkpoint_of_an_earlier_format_is_refused_with_what_to_do(data, tmp_
 
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_used(data, uninterrupted, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    undo = crash_after_saves(monkeypatch, 6)
+    undo = crash_after_saves(monkeypatch, 3)
     with pytest.raises(Stop):
         sweeps.run(data, run_dir=run_dir, **SWEEP)
     undo()
@@ -244,12 +249,12 @@ def test_a_full_disk_during_a_save_says_so_and_the_previous_checkpoint_stays_usa
 
 def test_resuming_under_changed_settings_or_data_lists_what_differs(data, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    undo = crash_after_saves(monkeypatch, 3)
+    undo = crash_after_saves(monkeypatch, 1)
     with pytest.raises(Stop):
         sweeps.run(data, run_dir=run_dir, **SWEEP)
     undo()
-    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 4 -> 5\n.*start a new run"):
-        sweeps.run(data, run_dir=run_dir, resume=True, **{**SWEEP, "epochs": 5})
+    with pytest.raises(ValueError, match=r"(?s)started with other settings.*\n  epochs: 2 -> 3\n.*start a new run"):
+        sweeps.run(data, run_dir=run_dir, resume=True, **{**SWEEP, "epochs": 3})
     other = synthetic("binary", rows=400, seed=1)
     with pytest.raises(ValueError, match=r"data: the arrays differ"):
         sweeps.run(other, run_dir=run_dir, resume=True, **SWEEP)
@@ -313,46 +318,24 @@ def test_results_that_cannot_be_written_at_the_end_are_saved_elsewhere(data, tmp
     assert len(pd.read_csv(Path(rescue) / "table.csv")) == 2
 
 
-CLI_CONFIG = """
-[data]
-path = "{csv}"
-target = "Churn"
-[space]
-learning_rate = {{loguniform = [1e-4, 1e-1]}}
-batch_size = [32, 64]
-[strategy]
-name = "grid"
-n = 4
-[train]
-epochs = 3
-max_population = 2
-[run]
-checkpoint_every = 1
-"""
+@pytest.fixture(scope="module")
+def churn_rows(tmp_path_factory):
+    """The first 400 rows of the churn CSV. The saved models and then the signalled runs (the file's last tests)
+    train on them with the same structure and population size (4): their programs are compiled once, here, and the
+    signalled processes load them from the session's compilation cache. 80 rows each to validate and to test, as
+    many as the rows predicted below: the predictions' operations are compiled once too."""
+    path = tmp_path_factory.mktemp("rows") / "churn.csv"
+    pd.read_csv(CHURN, dtype=str, keep_default_na=False).head(400).to_csv(path, index=False)
+    return path
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_finishes_the_epoch_saves_and_names_the_resume_command(tmp_path, signum, code):
-    config = tmp_path / "sweep.toml"
-    config.write_text(CLI_CONFIG.format(csv=(ROOT / "data" / "telco_customer_churn.csv").as_posix()))
-    run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
-    command = [sys.executable, "-m", "sweeps", "run", str(config), "--out", str(run_dir), "--quiet"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == code, err[-2000:]
-    assert f"sweeps resume {run_dir}" in err
-    assert not (run_dir / "config.json").exists()
-    from sweeps.cli.main import main
-
-    assert main(["resume", str(run_dir), "--quiet"]) == 0
-    table = pd.read_csv(run_dir / "table.csv")
-    assert len(table) == 8 and set(table["state"]) <= {"complete", "diverged"}
-    assert main(["resume", str(run_dir)]) == 0, "a finished run: resume says so and exits 0"
+@pytest.fixture(scope="module")
+def churn_models(tmp_path_factory, churn_rows):
+    data = sweeps.load_csv(churn_rows, target="Churn", test_fraction=0.2)
+    run_dir = tmp_path_factory.mktemp("churn") / "run"
+    space = {"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2]}  # one population of 4, as the signalled runs train
+    result = sweeps.run(data, space=space, epochs=3, run_dir=run_dir, keep_models=2)
+    return run_dir, data, result
 
 
 def test_the_saved_model_reproduces_its_recorded_metrics_and_predicts_new_rows(churn_models):
@@ -372,7 +355,7 @@ def test_the_saved_model_reproduces_its_recorded_metrics_and_predicts_new_rows(c
 def test_predictions_ignore_column_order_and_bad_rows_get_clear_errors(churn_models, tmp_path):
     run_dir, _, _ = churn_models
     model = sweeps.load_model(run_dir)
-    rows = pd.read_csv(ROOT / "data" / "telco_customer_churn.csv").head(50)
+    rows = pd.read_csv(CHURN).head(80)
     shuffled = rows[list(reversed(rows.columns))]
     np.testing.assert_array_equal(model.predict(rows), model.predict(shuffled))
     with pytest.raises(ValueError, match="Contract"):
@@ -393,16 +376,78 @@ def test_sweeps_predict_writes_predictions_and_scores_them(churn_models, tmp_pat
 
     run_dir, _, _ = churn_models
     out = tmp_path / "predictions.csv"
-    assert main(["predict", str(run_dir), str(ROOT / "data" / "telco_customer_churn.csv"), "--out", str(out)]) == 0
+    assert main(["predict", str(run_dir), str(CHURN), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["prediction", "p_No", "p_Yes"] and len(predictions) == 7043
     assert "accuracy 0." in printed
 
 
-@pytest.fixture(scope="module")
-def churn_models(tmp_path_factory):
-    data = sweeps.load_csv(ROOT / "data" / "telco_customer_churn.csv", target="Churn", test_fraction=0.1)
-    run_dir = tmp_path_factory.mktemp("churn") / "run"
-    result = sweeps.run(data, space={"learning_rate": [1e-3, 3e-3, 1e-2]}, epochs=3, run_dir=run_dir, keep_models=2)
-    return run_dir, data, result
+CLI_CONFIG = """
+[data]
+path = "{csv}"
+target = "Churn"
+test_fraction = 0.2
+[space]
+learning_rate = {{loguniform = [1e-4, 1e-1]}}
+[strategy]
+name = "grid"
+n = 8
+[train]
+epochs = 3
+max_population = 4
+[run]
+checkpoint_every = 1
+"""
+# `python -m sweeps`, held at its first checkpoint until the test's signal has arrived (a minute at most): however
+# fast its epochs are, the run is signalled mid-run, between epochs; what it does then is the command's own.
+SIGNALLED = """
+import sys, time
+from sweeps.cli.main import command
+from sweeps.driver import checkpoints, signals
+
+caught, held, save, init = [], [], checkpoints.Checkpoints.save, signals.Signals.__init__
+
+def noting(self):
+    init(self)
+    caught.append(self)
+
+def save_and_hold(self, snapshot):
+    step = save(self, snapshot)
+    if not held:
+        held.append(step)
+        print("checkpoint", step, flush=True)
+        deadline = time.monotonic() + 60
+        while caught[-1].received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return step
+
+signals.Signals.__init__, checkpoints.Checkpoints.save = noting, save_and_hold
+command()
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_finishes_the_epoch_saves_and_names_the_resume_command(tmp_path, churn_rows, signum, code):
+    config = tmp_path / "sweep.toml"
+    config.write_text(CLI_CONFIG.format(csv=churn_rows.as_posix()))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
+    command = [sys.executable, "-c", SIGNALLED, "run", str(config), "--out", str(run_dir), "--quiet"]
+    with open(tmp_path / "stderr.txt", "w+") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        held = process.stdout.readline() if ready else ""  # its first checkpoint is saved (or it ended)
+        process.send_signal(signum)
+        process.communicate(timeout=120)
+        err = Path(stderr.name).read_text()
+    assert held.startswith("checkpoint "), err[-2000:]
+    assert process.returncode == code, err[-2000:]
+    assert f"sweeps resume {run_dir}" in err
+    assert not (run_dir / "config.json").exists()
+    from sweeps.cli.main import main
+
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    table = pd.read_csv(run_dir / "table.csv")
+    assert len(table) == 8 and set(table["state"]) <= {"complete", "diverged"}
+    assert main(["resume", str(run_dir)]) == 0, "a finished run: resume says so and exits 0"

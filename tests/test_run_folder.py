@@ -24,18 +24,27 @@ from test_checkpoints import assert_same_run
 from test_cli import CHURN, run_cli, table_of, write_config
 
 import sweeps
+from models import MLP
 from sweeps.cli.main import main
 from sweeps.driver import run_folder
 from sweeps.driver.checkpoints import CheckpointMismatch
 from sweeps.driver.run_lock import RunFolderInUse
 
-from helpers import Stop, crash_after_saves, synthetic
+from helpers import Stop, crash_after_saves
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
-# One structure, three trials, two epochs, a checkpoint every epoch, two kept models: small, and a final write of
-# every kind of file.
-SWEEP = dict(space={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=2, checkpoint_every=1, keep_models=2)
+# One structure, four trials, two epochs, a checkpoint every epoch, two kept models: small, and a final write of
+# every kind of file. The structure and population are those of test_cli's SMALL config, which the config files here
+# run on the same rows (`data`, `rows`): both compile their programs once.
+SWEEP = dict(
+    model=MLP(hidden=(8,)),
+    batch_size=256,
+    space={"learning_rate": [1e-3, 1e-2, 3e-2, 1e-1]},
+    epochs=2,
+    checkpoint_every=1,
+    keep_models=2,
+)
 # After run.json, the final write: models/models.json, two plots, config.json, the table and the history (Parquet,
 # CSV), finished.json.
 FINAL_WRITE = 9
@@ -43,8 +52,18 @@ RESULTS = ("table.parquet", "table.csv", "history.parquet", "history.csv")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return synthetic("binary", rows=200)
+def rows(tmp_path_factory):
+    """The first 800 rows of the churn CSV: the config files here train on it (test_cli's SMALL, 4 trials), and
+    SWEEP too (`data`)."""
+    path = tmp_path_factory.mktemp("rows") / "churn.csv"
+    pd.read_csv(CHURN, dtype=str, keep_default_na=False).head(800).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(rows):
+    """The rows as a config file's `[data]` loads them."""
+    return sweeps.load_csv(rows, target="Churn")
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +72,6 @@ def reference(data, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     sweeps.run(data, run_dir=run_dir, **SWEEP)
     return run_dir
-
-
-@pytest.fixture(scope="module")
-def rows(tmp_path_factory):
-    """The first 800 rows of the churn CSV: the config files here train on it (test_cli's SMALL, 4 trials)."""
-    path = tmp_path_factory.mktemp("rows") / "churn.csv"
-    pd.read_csv(CHURN, dtype=str, keep_default_na=False).head(800).to_csv(path, index=False)
-    return path
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -120,22 +131,24 @@ import os, signal, sys
 sys.path.insert(0, {tests!r})
 import pandas as pd
 import sweeps
-from helpers import synthetic
+from test_run_folder import SWEEP
 
 def to_csv(self, *args, **kwargs):  # the first CSV of the final write is the table's: table.parquet is there
     os.kill(os.getpid(), signal.SIGKILL)
 
+data = sweeps.load_csv(sys.argv[2], target="Churn")
 pd.DataFrame.to_csv = to_csv
-sweeps.run(synthetic("binary", rows=200), run_dir=sys.argv[1], **{sweep!r})
+sweeps.run(data, run_dir=sys.argv[1], **SWEEP)
 """
 
 
 def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_says_so(
-    data, reference, tmp_path, capsys
+    data, reference, tmp_path, capsys, rows
 ):
     run_dir = tmp_path / "run"
-    script = KILL_IN_THE_TABLE.format(tests=str(ROOT / "tests"), sweep=SWEEP)
-    done = subprocess.run([sys.executable, "-c", script, str(run_dir)], env=ENV, capture_output=True, text=True)
+    script = KILL_IN_THE_TABLE.format(tests=str(ROOT / "tests"))
+    argv = [sys.executable, "-c", script, str(run_dir), str(rows)]
+    done = subprocess.run(argv, env=ENV, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert (run_dir / "table.parquet").is_file() and not run_folder.is_finished(run_dir)
     assert main(["report", str(run_dir)]) == 2
@@ -147,10 +160,16 @@ def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_sa
 
 # --- 7: one process at a time ------------------------------------------------------------------------------------
 
-# run_folder.py loaded on its own (it imports no other module of the library): the holder starts in a fraction of
-# a second instead of importing JAX.
+# run_lock.py and the run_folder.py it imports (numpy, no other module of the library) loaded without the package's
+# __init__ (which imports JAX): the holder starts in a fraction of a second.
 HOLD = """
-import sys, time
+import sys, time, types
+from pathlib import Path
+
+for name in ("sweeps", "sweeps.driver"):
+    package = types.ModuleType(name)
+    package.__path__ = [str(Path(sys.argv[2]).joinpath(*name.split(".")[1:]))]
+    sys.modules[name] = package
 from sweeps.driver.run_lock import RunLock
 
 RunLock(sys.argv[1]).acquire()
@@ -162,7 +181,7 @@ time.sleep(300)
 @contextlib.contextmanager
 def held(run_dir: Path):
     """Another process holds `run_dir`'s lock until the block ends; then it is killed with SIGKILL."""
-    argv = [sys.executable, "-c", HOLD, str(run_dir)]
+    argv = [sys.executable, "-c", HOLD, str(run_dir), str(ROOT / "sweeps")]
     process = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "held"
