@@ -23,6 +23,8 @@ from sweeps.engine.hparams import resolve
 from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 0
+# The tests below train populations of 2 and 4 members of one structure (64 relu units, batch 32, adam) on the
+# binary data, and sweeps of 2 and 6 trials of it: each program is compiled once for the module (JAX's jit cache).
 
 
 def train_population(
@@ -46,7 +48,7 @@ def train_population(
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_member_matches_training_alone(task):
     data = synthetic(task)
-    learning_rates = [1e-4, 1e-3, 3e-3, 1e-2]
+    learning_rates = [1e-3, 1e-2]  # two members that differ: each is compared with its own training alone
     pop, params, _ = train_population(data, learning_rates, epochs=1)
     assert flat_params(pop.params).shape[0] == len(learning_rates)
     for i, p in enumerate(params):
@@ -57,12 +59,13 @@ def test_member_matches_training_alone(task):
 
 
 def test_diverging_member_changes_no_other_member(binary_data):
-    calm = [1e-4, 1e-3, 1e-2, 3e-2]
+    calm = [1e-4, 1e-3, 1e-2]
     limit = 10 * np.log(2.0)  # the engine's default: 10x the loss of predicting the prior
-    pop_calm, _, _ = train_population(binary_data, calm, epochs=2, divergence_limit=limit)
+    # the same population with a fourth member that trains calmly, then one that diverges
+    pop_calm, _, _ = train_population(binary_data, calm + [3e-2], epochs=2, divergence_limit=limit)
     pop_wild, _, metrics = train_population(binary_data, calm + [10.0], epochs=2, divergence_limit=limit)
-    np.testing.assert_array_equal(flat_params(pop_calm.params), flat_params(pop_wild.params)[:4])
-    assert bool(metrics["diverged"][4]) and not metrics["diverged"][:4].any()
+    np.testing.assert_array_equal(flat_params(pop_calm.params)[:3], flat_params(pop_wild.params)[:3])
+    assert bool(metrics["diverged"][3]) and not metrics["diverged"][:3].any()
     assert np.isfinite(flat_params(pop_wild.params)).all(), "a diverged member keeps its last finite parameters"
 
 
@@ -83,7 +86,7 @@ def test_a_member_whose_parameters_stop_being_finite_is_marked_diverged(binary_d
 
 def test_population_order_and_size_do_not_change_a_trial(binary_data):
     """Keys come from trial numbers, not positions: a trial trains the same in any population."""
-    pop_a, _, _ = train_population(binary_data, [1e-3, 3e-3, 1e-2], numbers=[5, 6, 7])
+    pop_a, _, _ = train_population(binary_data, [1e-3, 3e-3, 1e-2, 3e-2], numbers=[5, 6, 7, 8])
     pop_b, _, _ = train_population(binary_data, [1e-2, 1e-3], numbers=[7, 5])
     np.testing.assert_allclose(flat_params(pop_a.params)[0], flat_params(pop_b.params)[1], atol=1e-6)
     np.testing.assert_allclose(flat_params(pop_a.params)[2], flat_params(pop_b.params)[0], atol=1e-6)
@@ -91,9 +94,9 @@ def test_population_order_and_size_do_not_change_a_trial(binary_data):
 
 def test_same_structure_compiles_once(binary_data):
     search = {"learning_rate": [1e-3, 1e-2]}
-    sweeps.run(binary_data, space=search, epochs=1, batch_size=50)
+    sweeps.run(binary_data, space=search, epochs=1)
     with log_compilations() as compiled:
-        sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2, batch_size=50)
+        sweeps.run(binary_data, space={"learning_rate": [3e-3, 3e-2]}, epochs=2)
     assert compiled.count(EPOCH) == 0 and "jit(init_population)" not in compiled, compiled
 
 
@@ -102,7 +105,7 @@ def test_lr_sweep_on_churn_beats_majority_class(churn):
         churn,
         space={"learning_rate": space.loguniform(1e-4, 1e-1)},
         strategy=sweeps.Grid(n=6),
-        epochs=8,
+        epochs=3,  # best val_accuracy 0.810 and val_auc 0.856 from the second epoch on (0.810 and 0.857 at 8)
         batch_size=32,
         objective="val_loss",
     )
@@ -118,9 +121,11 @@ def test_lr_sweep_on_churn_beats_majority_class(churn):
 
 
 def test_top_learning_rates_diverge_and_are_results(binary_data):
-    result = sweeps.run(binary_data, space={"learning_rate": [1e-3, 1e3, 1e6]}, epochs=3, batch_size=32)
-    states = dict(zip(result.table["params_learning_rate"], result.table["state"]))
-    assert states == {1e-3: "complete", 1e3: "diverged", 1e6: "diverged"}
+    # two seeds: a population of 6, as in test_run_folder_round_trips (one program for both)
+    result = sweeps.run(binary_data, space={"learning_rate": [1e-3, 1e3, 1e6]}, epochs=3, batch_size=32, seeds=2)
+    for _, trials in result.table.groupby("seed"):
+        states = dict(zip(trials["params_learning_rate"], trials["state"]))
+        assert states == {1e-3: "complete", 1e3: "diverged", 1e6: "diverged"}
     assert result.best()["params_learning_rate"] == 1e-3
     diverged = result.table[result.table["state"] == "diverged"]
     assert (diverged["epochs"] < 3).all(), "a diverged member stops training"

@@ -32,11 +32,14 @@ SWEEP = dict(
     keep_models=4,
 )
 STEP = Scheduler._step
+# What the sweeps here train: a linear model by SGD on a regression target, the programs that compile fastest
+# (lanes are not about the model; the dry runs keep the default model, whose size decides the cuts)
+CHEAP = dict(model=MLP(hidden=()), optimizer="sgd")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return synthetic("binary", rows=400)
+    return synthetic("regression", rows=400)
 
 
 def run(data, run_dir, monkeypatch, count):
@@ -49,7 +52,7 @@ def run(data, run_dir, monkeypatch, count):
         return STEP(self, item, lanes, ahead)
 
     monkeypatch.setattr(Scheduler, "_step", spy)
-    result = sweeps.run(data, run_dir=run_dir, **SWEEP)
+    result = sweeps.run(data, run_dir=run_dir, **SWEEP, **CHEAP)
     return result, calls
 
 
@@ -72,10 +75,39 @@ def test_lanes_give_the_table_history_and_models_of_one_item_at_a_time(data, tmp
         jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-def test_lanes_record_compile_seconds_per_structure(data, tmp_path, monkeypatch):
-    monkeypatch.setenv("SWEEPS_LANES", "2")
-    with log_compilations() as compiled:
-        result = sweeps.run(data, run_dir=tmp_path / "run", **{**SWEEP, "model": MLP(hidden=(7,))})
+@pytest.fixture(scope="module")
+def two_lanes(data):
+    """SWEEP in two lanes (two cores), without early stopping, with structures (hidden=(6,), SGD) no other test
+    here compiles, run once for the two tests that read it: (result, the epoch compilations, each lane thread's epoch
+    dispatches ("start", epoch) and metric reads ("read",) in order)."""
+    from sweeps.driver.devices import Devices
+    from sweeps.driver.populations import ChunkRunner
+
+    events: dict[str, list] = {}  # lane thread -> its item's dispatches and reads, in order
+    start, fetch = ChunkRunner.start, Devices.fetch
+
+    def logged_start(self, pop, index):
+        events.setdefault(threading.current_thread().name, []).append(("start", index))
+        return start(self, pop, index)
+
+    def logged_fetch(self, tree):
+        if isinstance(tree, dict) and "trained" in tree:
+            events.setdefault(threading.current_thread().name, []).append(("read",))
+        return fetch(self, tree)
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(ChunkRunner, "start", logged_start)
+        monkeypatch.setattr(Devices, "fetch", logged_fetch)
+        monkeypatch.setenv("SWEEPS_LANES", "2")
+        monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
+        sweep = {**SWEEP, **CHEAP, "early_stopping": None, "model": MLP(hidden=(6,)), "keep_models": 0}
+        with log_compilations() as compiled:
+            result = sweeps.run(data, **sweep)
+    return result, compiled, events
+
+
+def test_lanes_record_compile_seconds_per_structure(two_lanes):
+    result, compiled, _ = two_lanes
     by_structure = result.config["compile_by_structure"]
     assert sorted(s["structure"].split(", ")[1] for s in by_structure) == ["batch 16", "batch 32", "batch 64"]
     for entry in by_structure:
@@ -185,19 +217,25 @@ def test_no_cut_for_big_members_or_strategies_that_act_between_epochs(data, monk
     assert halving == ([(1, 32)], 1)
 
 
+@pytest.fixture(scope="module")
+def whole(data):
+    """CUT trained uninterrupted, one work item at a time (no folder: only its table is read)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SWEEPS_LANES", "1")
+        return sweeps.run(data, **CUT, **CHEAP)
+
+
 @pytest.mark.parametrize(("first", "then"), [(1, 2), (2, 1)])
-def test_a_resumed_run_keeps_the_chunks_it_was_cut_into(data, tmp_path, monkeypatch, first, then):
+def test_a_resumed_run_keeps_the_chunks_it_was_cut_into(data, whole, tmp_path, monkeypatch, first, then):
     from helpers import Stop, crash_after_saves
 
-    monkeypatch.setenv("SWEEPS_LANES", "1")
-    whole = sweeps.run(data, run_dir=tmp_path / "whole", **CUT)
     monkeypatch.setenv("SWEEPS_LANES", str(first))
     undo = crash_after_saves(monkeypatch, 2)
     with pytest.raises(Stop):
-        sweeps.run(data, run_dir=tmp_path / "run", checkpoint_every=1, **CUT)
+        sweeps.run(data, run_dir=tmp_path / "run", checkpoint_every=1, **CUT, **CHEAP)
     undo()
     monkeypatch.setenv("SWEEPS_LANES", str(then))
-    resumed = sweeps.run(data, run_dir=tmp_path / "run", resume=True, **CUT)
+    resumed = sweeps.run(data, run_dir=tmp_path / "run", resume=True, **CUT, **CHEAP)
     cut = [(g["chunks"], g["population"]) for g in resumed.config["groups"]]
     assert cut == ([(1, 32)] if first == 1 else [(2, 16)]), "planned as the run was first planned"
     assert len(resumed.table) == 32 and resumed.table["state"].notna().all()
@@ -229,29 +267,8 @@ def test_the_cut_keeps_memory_fewest_members_and_whole_lanes():
                         assert chunks % count == 0, case  # whole lanes wherever they keep LANE_FEWEST
 
 
-def test_in_lanes_epochs_are_dispatched_ahead_and_the_next_structure_compiles_ahead(data, monkeypatch):
-    from sweeps.driver.devices import Devices
-    from sweeps.driver.populations import ChunkRunner
-
-    events: dict[str, list] = {}  # lane thread -> its item's dispatches and reads, in order
-    start, fetch = ChunkRunner.start, Devices.fetch
-
-    def logged_start(self, pop, index):
-        events.setdefault(threading.current_thread().name, []).append(("start", index))
-        return start(self, pop, index)
-
-    def logged_fetch(self, tree):
-        if isinstance(tree, dict) and "trained" in tree:
-            events.setdefault(threading.current_thread().name, []).append(("read",))
-        return fetch(self, tree)
-
-    monkeypatch.setattr(ChunkRunner, "start", logged_start)
-    monkeypatch.setattr(Devices, "fetch", logged_fetch)
-    monkeypatch.setenv("SWEEPS_LANES", "2")
-    monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
-    sweep = {**SWEEP, "early_stopping": None, "model": MLP(hidden=(6,)), "keep_models": 0}
-    with log_compilations() as compiled:
-        result = sweeps.run(data, **sweep)
+def test_in_lanes_epochs_are_dispatched_ahead_and_the_next_structure_compiles_ahead(two_lanes):
+    result, compiled, events = two_lanes
     lanes = [name for name in events if name.startswith("sweeps-lane")]
     assert len(lanes) == 2 and result.config["lanes"] == 2
     for name in lanes:  # each lane: epoch e+1 dispatched before epoch e's metrics are read

@@ -8,7 +8,7 @@ import pytest
 import sweeps
 from sweeps import space
 from sweeps.driver.populations import controls_for
-from sweeps.engine import Split, Structure, init_population, keys, make_train_epoch, memory, stack_hparams
+from sweeps.engine import Split, Structure, keys, make_train_epoch, memory, population_builder, stack_hparams
 from sweeps.engine.hparams import resolve
 
 from helpers import synthetic
@@ -18,7 +18,13 @@ from helpers import synthetic
 def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members):
     data = synthetic("binary", rows=2000, features=20)
     structure = Structure(hidden, "relu", 32, optimizer, "constant", False, False, "binary", 20, 1)
-    pop = init_population(structure, stack_hparams([resolve({})], members), np.arange(members), 0)
+    # the population's shapes are all the compiler needs: nothing is initialised (nor its program compiled)
+    build = population_builder(structure)
+    pop = jax.eval_shape(
+        lambda hparams, numbers: build(hparams, numbers, numbers, 0),
+        dict(stack_hparams([resolve({})], members)),
+        np.arange(members, dtype=np.int32),
+    )
     train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
     compiled = (
