@@ -24,7 +24,7 @@ from helpers import EPOCH, log_compilations, synthetic, train_alone
 
 SEED = 0
 # The tests below train populations of 2 and 4 members of one structure (64 relu units, batch 32, adam) on the
-# binary data, and sweeps of 2 trials of it: each program is compiled once for the module (JAX's jit cache).
+# binary data, and sweeps of 2 and 6 trials of it: each program is compiled once for the module (JAX's jit cache).
 
 
 def train_population(
