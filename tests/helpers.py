@@ -42,8 +42,13 @@ class Compilations(list):
 
 
 @contextlib.contextmanager
-def log_compilations():
+def log_compilations(fresh: bool = False):
     """Collects the compilations JAX reports while open, like optax's test helper, from every thread.
+
+    `fresh=True` first empties JAX's in-memory caches, for a test that counts how many programs a sweep builds:
+    tests share structures to save compiles, so without it the count would depend on what other tests on the
+    same worker built before. A program then loaded from the session's disk cache (conftest) still counts: JAX
+    reports it as a compilation.
 
     JAX's compile events (`jax.monitoring`, the backend compile duration with the function's name)
     rather than `jax.log_compiles`, whose switch is per thread: the sweep loop compiles the next
@@ -54,6 +59,8 @@ def log_compilations():
           sweeps.run(...)
       assert compiled.count("jit(train_epoch)") == 0
     """
+    if fresh:
+        jax.clear_caches()
     compiled = Compilations()
 
     def listener(event, duration, **kwargs):

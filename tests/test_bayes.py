@@ -22,7 +22,7 @@ def data():
 
 def test_a_bayes_sweep_trains_its_rounds_in_one_compiled_program(data):
     strategy = sweeps.Bayes(rounds=3, per_round=4, seed=0)
-    with log_compilations() as compiled:
+    with log_compilations(fresh=True) as compiled:
         result = sweeps.run(
             data, model=MLP(hidden=(6,)), space=SPACE, strategy=strategy, epochs=2, objective="val_accuracy"
         )

@@ -30,7 +30,7 @@ def test_config_json_records_compile_seconds_per_structure_and_compiling_ahead_c
     data, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("SWEEPS_LANES", "1")  # compiling ahead is for one work item at a time (lanes: test_lanes.py)
-    with log_compilations() as compiled:
+    with log_compilations(fresh=True) as compiled:
         result = sweep(data, tmp_path / "ahead")
     config = json.loads((tmp_path / "ahead" / "config.json").read_text())
     by_structure = config["compile_by_structure"]

@@ -123,7 +123,7 @@ def test_zero_dropout_is_the_model_without_dropout():
 
 def test_structural_grid_compiles_one_program_per_structure():
     data = synthetic("regression", rows=300)  # the task is not what this is about: regression compiles fastest
-    with log_compilations() as compiled:
+    with log_compilations(fresh=True) as compiled:
         result = sweeps.run(
             data,
             space={

@@ -101,7 +101,7 @@ def two_lanes(data):
         monkeypatch.setenv("SWEEPS_LANES", "2")
         monkeypatch.setattr(lane_plan, "cpu_cores", lambda: 2)
         sweep = {**SWEEP, **CHEAP, "early_stopping": None, "model": MLP(hidden=(6,)), "keep_models": 0}
-        with log_compilations() as compiled:
+        with log_compilations(fresh=True) as compiled:
             result = sweeps.run(data, **sweep)
     return result, compiled, events
 

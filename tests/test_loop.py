@@ -209,7 +209,7 @@ def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data)
     # what this is about), used by no other test here
     data = synthetic("regression")
     cheap = {"model": MLP(hidden=()), "optimizer": "sgd", "epochs": 1, "seeds": 2}
-    with log_compilations() as compiled:
+    with log_compilations(fresh=True) as compiled:
         padded = sweeps.run(data, strategy=Rounds(size=4), **cheap)
     assert compiled.count(EPOCH) == 2, compiled  # two batch sizes, three rounds: one program each
     assert padded.table["round"].tolist() == [0] * 8 + [1] * 6 + [2] * 8

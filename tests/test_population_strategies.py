@@ -52,7 +52,7 @@ def test_halving_keeps_exactly_the_best_third_at_each_rung_ties_to_the_lower_num
 
 def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_size():
     data = synthetic("binary", rows=300)
-    with log_compilations() as compiled:
+    with log_compilations(fresh=True) as compiled:
         result = sweeps.run(data, space=LR, strategy=sweeps.Halving(n=9, min_epochs=1, eta=3), epochs=9)
     table = result.table
     assert table["state"].value_counts().to_dict() == {"pruned": 8, "complete": 1}
