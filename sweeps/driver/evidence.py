@@ -91,20 +91,18 @@ def reason(error: BaseException, limit: int = 300) -> str:
 
 def check_metric(name: Any, where: str, known: tuple[str, ...] = KNOWN_METRICS) -> str:
     """`name` if it is a metric sweepax records, else `DamagedRunFolder` naming `where` it was read."""
-    if not isinstance(name, str) or name not in known:
-        raise DamagedRunFolder(
-            f"{where} names the metric {name!r}, which sweepax never writes (one of {', '.join(known)}): "
-            f"the file was edited or damaged"
-        )
-    return name
+    return _check_name(name, where, "the metric", "which sweepax never writes", known)
 
 
 def check_hparam(name: Any, where: str) -> str:
     """`name` if it is a hyperparameter (`sweeps.engine.hparams.HPARAMS`), else `DamagedRunFolder`."""
-    if not isinstance(name, str) or name not in HPARAMS:
+    return _check_name(name, where, "the hyperparameter", "which sweepax does not have", tuple(HPARAMS))
+
+
+def _check_name(name: Any, where: str, kind: str, unknown: str, known: tuple[str, ...]) -> str:
+    if not isinstance(name, str) or name not in known:
         raise DamagedRunFolder(
-            f"{where} names the hyperparameter {name!r}, which sweepax does not have (one of "
-            f"{', '.join(HPARAMS)}): the file was edited or damaged"
+            f"{where} names {kind} {name!r}, {unknown} (one of {', '.join(known)}): the file was edited or damaged"
         )
     return name
 
