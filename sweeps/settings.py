@@ -51,7 +51,7 @@ class SweepConfig:
     Attributes (as `sweeps.run` documents them): `model` ([model] in a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
-    `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`.
+    `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
     model: MLP = _section("model", factory=MLP)
@@ -70,6 +70,7 @@ class SweepConfig:
     checkpoint_every: int | None = _section("run", None)
     keep_checkpoints: int = _section("run", 2)
     keep_models: int = _section("run", 5)
+    plots: bool = _section("run", True)
 
     def __post_init__(self):
         model = MLP() if self.model is None else self.model
@@ -100,6 +101,8 @@ class SweepConfig:
             check_int("checkpoint_every", self.checkpoint_every, 1)
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
         check_int("keep_models", self.keep_models, 0)
+        if not isinstance(self.plots, bool):
+            raise TypeError(f"plots must be true or false, but got plots={self.plots!r}")
         stop = check_early_stopping(self.early_stopping)  # its metric is checked against the task when planned
         for name, value in (("model", model), ("space", axes), ("strategy", strategy), ("early_stopping", stop)):
             object.__setattr__(self, name, value)

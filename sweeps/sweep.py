@@ -58,6 +58,7 @@ def run(
     checkpoint_every: int | None = None,
     keep_checkpoints: int = 2,
     keep_models: int = 5,
+    plots: bool = True,
     resume: bool | str | Path = False,
     overwrite: bool = False,
     progress: bool = False,
@@ -103,6 +104,8 @@ def run(
       keep_checkpoints: how many checkpoints to keep, the newest.
       keep_models: the best trials whose best-epoch parameters are saved in `run_dir/models`
         (`sweeps.load_model`); 0 keeps none.
+      plots: draw the plots into `run_dir/plots` when the run ends (about half a second of matplotlib);
+        False leaves them out (a script that runs many sweeps), and `sweeps report RUN_DIR` draws them later.
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
         data are required; a finished run is returned as it is; a run stopped during its final write gets
         its results written). A path forks: a new run in `run_dir` starts from that run's newest checkpoint
@@ -141,6 +144,7 @@ def run(
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,
+        plots=plots,
     )
     return execute(
         config,
@@ -291,7 +295,7 @@ def _execute(
         if test is not None:
             result.config["test_metrics"] = test
         if distributed.is_writer():
-            write_run_folder(result, run_dir)
+            write_run_folder(result, run_dir, plots=config.plots)
         distributed.barrier("sweeps: run folder written")
     return result
 

@@ -12,9 +12,9 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 
+import forked
 import jax
 import pandas as pd
 import pytest
@@ -294,6 +294,16 @@ def test_report_redraws_the_plots(finished, tmp_path, capsys):
     assert out.rstrip().splitlines()[-1] == f"run folder: {copy}"
 
 
+def test_a_run_without_plots_draws_none_and_report_draws_them(finished, tmp_path):
+    config, run_dir, *_ = finished
+    code, out, err = run_cli(["run", config, "--set", "run.plots=false", "--out", tmp_path / "bare"])
+    assert code == 0, err
+    assert not (tmp_path / "bare" / "plots").exists() and "plots/" not in out
+    pd.testing.assert_frame_equal(table_of(tmp_path / "bare"), table_of(run_dir))
+    code, out, _ = run_cli(["report", tmp_path / "bare"])
+    assert code == 0 and all((tmp_path / "bare" / name).is_file() for name in PLOTS)
+
+
 def test_report_on_a_folder_without_a_run_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a finished sweepax run folder" in capsys.readouterr().err
@@ -333,7 +343,7 @@ print("after the exit")
 
 def test_the_command_exits_with_mains_status_after_its_threads_and_exit_handlers(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", COMMAND, str(tmp_path)], env=env, capture_output=True, text=True)
+    done = forked.run([sys.executable, "-c", COMMAND, str(tmp_path)], env=env, capture_output=True, text=True)
     assert done.returncode == 3, done.stderr[-2000:]
     assert done.stdout == "printed", "stdout flushed, nothing runs after the exit"
     assert (tmp_path / "atexit.txt").read_text() == "written", "the thread finished before the exit handlers ran"
@@ -395,6 +405,7 @@ def test_load_config_fills_defaults_and_is_json(tmp_path):
         "checkpoint_every": None,
         "keep_checkpoints": 2,
         "keep_models": 5,
+        "plots": True,
         "devices": None,
     }
     assert json.loads(json.dumps(config)) == config

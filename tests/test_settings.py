@@ -62,10 +62,15 @@ def test_plan_is_pure_and_config_json_records_the_settings_and_the_resources(tmp
     assert plan(config, data, resources) == planned, "the same inputs, the same plan: nothing asked or changed"
     with pytest.raises(ValueError, match=r"objective 'val_rmse' is not computed for a binary task"):
         plan(dataclasses.replace(config, objective="val_rmse"), data, resources)
-    result = sweeps.run(data, space={"learning_rate": [1e-3, 1e-2]}, epochs=1, keep_models=1, run_dir=tmp_path / "r")
+    result = sweeps.run(
+        data, space={"learning_rate": [1e-3, 1e-2]}, epochs=1, keep_models=1, plots=False, run_dir=tmp_path / "r"
+    )
     written = json.loads((tmp_path / "r" / "config.json").read_text())
     assert set(written["resources"]) == {"devices", "memory_budget", "lanes", "cache_bytes"}
-    assert written["run"] == {"checkpoint_every": None, "keep_checkpoints": 2, "keep_models": 1}
+    assert written["run"] == {"checkpoint_every": None, "keep_checkpoints": 2, "keep_models": 1, "plots": False}
+    assert not (tmp_path / "r" / "plots").exists(), "plots=False draws none"
+    with pytest.raises(TypeError, match=r"plots must be true or false, but got plots='no'"):
+        SweepConfig(plots="no")
     assert written["epochs"] == 1 and written["strategy"]["name"] == "grid" and written == result.config
     manifest = json.loads((tmp_path / "r" / "run.json").read_text())
     assert manifest["resources"] == written["resources"], "a resume plans with the resources the run started with"

@@ -57,6 +57,7 @@ the config file (TOML), every key optional but [data] path and target:
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial")
   [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models,
+              plots (false: none drawn; `sweeps report` draws them later),
               devices (a count like 4 or device ids like [0, 1]; default: every device)
   data/examples/churn_lr.toml is a commented example.
 

@@ -328,20 +328,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_run_folder(result: Result, run_dir: str | Path) -> Path:
-    """Draws the result's plots and saves it into `run_dir`, each file whole or not at all, the `finished.json`
-    marker last (`Result.save`): a run stopped before the marker is unfinished, and resuming it writes the
-    results again from its newest checkpoint.
+def write_run_folder(result: Result, run_dir: str | Path, plots: bool = True) -> Path:
+    """Draws the result's plots (unless `plots` is False) and saves it into `run_dir`, each file whole or not at
+    all, the `finished.json` marker last (`Result.save`): a run stopped before the marker is unfinished, and
+    resuming it writes the results again from its newest checkpoint.
 
     When the folder cannot be written at the end anyway (a disk that filled up, permissions
     changed), the results go into a new temporary folder and the error names it: nothing
     computed is lost.
     """
-    from sweeps.results import plots  # matplotlib only when a folder is written
-
     path = Path(run_dir)
     try:
-        plots.plot_run(result, path / "plots")
+        if plots:
+            from sweeps.results.plots import plot_run  # matplotlib only when plots are drawn
+
+            plot_run(result, path / "plots")
         result.save(path)
     except OSError as e:
         what = "the disk is full (no space left on device)" if checkpoints_lib.disk_full(e) else (e.strerror or e)
