@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -34,6 +35,7 @@ SWEEP = dict(
     early_stopping={"patience": 2},
     checkpoint_every=1,
     keep_models=2,
+    plots=False,  # no test here reads them (test_run_folder's final write draws them)
 )
 # Population strategies with two structures (batch sizes): halving and PBT edit their populations
 # between epochs, so they train one work item at a time whatever SWEEPS_LANES asks (`lane_plan.ONE_LANE`).
@@ -44,6 +46,7 @@ POPULATION_SWEEPS = {
         epochs=2,
         checkpoint_every=1,
         keep_models=2,
+        plots=False,
     ),
     "pbt": dict(
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
@@ -51,6 +54,7 @@ POPULATION_SWEEPS = {
         epochs=2,
         checkpoint_every=1,
         keep_models=2,
+        plots=False,
     ),
 }
 SCRIPT = """
@@ -136,7 +140,7 @@ def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path
     script.write_text(SCRIPT.format(tests=str(ROOT / "tests")))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_LANES": str(lanes)}
     command = [sys.executable, str(script), str(run_dir), str(kill_at), mode, name]
-    done = subprocess.run(command, env=env, capture_output=True)
+    done = forked.run(command, env=env, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     assert not (run_dir / "config.json").exists(), "the run was killed before it finished"
     return run_dir
@@ -259,8 +263,8 @@ def test_resuming_under_changed_settings_or_data_lists_what_differs(data, tmp_pa
     with pytest.raises(ValueError, match=r"data: the arrays differ"):
         sweeps.run(other, run_dir=run_dir, resume=True, **SWEEP)
     # a fork continues the checkpoint under the new settings, in a new folder, and leaves the old one alone
-    forked = sweeps.run(data, run_dir=tmp_path / "fork", resume=run_dir, **{**SWEEP, "divergence_threshold": 20.0})
-    assert len(forked.table) == 10 and forked.config["divergence_threshold"] == 20.0
+    fork = sweeps.run(data, run_dir=tmp_path / "fork", resume=run_dir, **{**SWEEP, "divergence_threshold": 20.0})
+    assert len(fork.table) == 10 and fork.config["divergence_threshold"] == 20.0
     assert not (run_dir / "config.json").exists()
 
 
@@ -435,7 +439,7 @@ def test_a_signal_finishes_the_epoch_saves_and_names_the_resume_command(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
     command = [sys.executable, "-c", SIGNALLED, "run", str(config), "--out", str(run_dir), "--quiet"]
     with open(tmp_path / "stderr.txt", "w+") as stderr:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = forked.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
         ready, _, _ = select.select([process.stdout], [], [], 120)
         held = process.stdout.readline() if ready else ""  # its first checkpoint is saved (or it ended)
         process.send_signal(signum)

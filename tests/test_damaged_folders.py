@@ -7,10 +7,10 @@ gets (one line, naming the file, what is wrong and what still works) and that wh
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -249,7 +249,7 @@ def test_a_damaged_checkpoint_leaves_no_event_loop_tracebacks(runs, tmp_path):
         "print('done')\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True)
+    done = forked.run([sys.executable, "-c", script, str(run_dir)], env=env, capture_output=True, text=True)
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
     for noise in ("Traceback", "Exception ignored", "Event loop is closed", "never retrieved", "never awaited"):
         assert noise not in done.stderr, done.stderr[-2000:]
@@ -373,6 +373,6 @@ def test_a_second_ctrl_c_exits_130_with_one_line(runs, tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SWEEPS_CACHE_DIR": "off"}
     command = [sys.executable, "-c", script, str(config), str(tmp_path / "run")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = forked.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip() == "interrupted", done.stderr[-2000:]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import jax
 import numpy as np
 import pandas as pd
@@ -139,7 +140,7 @@ def eight(tmp_path_factory):
     """The 8-device subprocess's tables and report."""
     out = tmp_path_factory.mktemp("eight")
     env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    done = subprocess.run(
+    done = forked.run(
         [sys.executable, "-c", EIGHT_DEVICES, str(out)], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -243,6 +244,7 @@ early_stopping = {{patience = 2}}
 [run]
 checkpoint_every = 1
 keep_models = 2
+plots = false
 """
 # One pair of processes makes both two-process runs (each process pays JAX's start once): `sweeps run`'s main
 # trains the sweep to the end in FINISHED and prints its exit status; then the same run starts again in KILLED and
@@ -295,7 +297,7 @@ def two_processes(args, script=None, launcher=False):
             "SLURM_LOCALID": str(i),
             "JAX_COORDINATOR_PORT": str(port),
         }
-        return subprocess.Popen(
+        return forked.Popen(
             [*head, *map(str, args), *([] if launcher else flags)],
             env={**ENV, **(slurm if launcher else {})},
             stdout=subprocess.PIPE,

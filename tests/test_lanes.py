@@ -34,7 +34,7 @@ SWEEP = dict(
 STEP = Scheduler._step
 # What the sweeps here train: a linear model by SGD on a regression target, the programs that compile fastest
 # (lanes are not about the model; the dry runs keep the default model, whose size decides the cuts)
-CHEAP = dict(model=MLP(hidden=()), optimizer="sgd")
+CHEAP = dict(model=MLP(hidden=()), optimizer="sgd", plots=False)
 
 
 @pytest.fixture(scope="module")

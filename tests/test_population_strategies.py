@@ -180,7 +180,7 @@ def test_a_killed_run_of_a_population_strategy_resumes_to_the_same_result(strate
     from helpers import Stop, crash_after_saves
 
     data = synthetic("binary", rows=300)
-    kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1)
+    kwargs = dict(space={"learning_rate": space.loguniform(1e-4, 1.0)}, epochs=4, checkpoint_every=1, plots=False)
     full = sweeps.run(data, strategy=copy.deepcopy(strategy), **kwargs)  # uninterrupted: it needs no run folder
     for crash_at in (2, 4):
         run_dir = tmp_path / f"run{crash_at}"
@@ -281,9 +281,10 @@ def test_population_strategies_give_the_same_table_on_four_devices():
     this process, on one device; the four-device one in a process that has four)."""
     import json
     import os
-    import subprocess
     import sys
     from pathlib import Path
+
+    import forked
 
     root = Path(__file__).resolve().parents[1]
     env = {
@@ -292,7 +293,7 @@ def test_population_strategies_give_the_same_table_on_four_devices():
         "SWEEPS_CACHE_DIR": "off",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
     }
-    done = subprocess.run([sys.executable, "-c", FOUR_DEVICES], env=env, capture_output=True, text=True, timeout=600)
+    done = forked.run([sys.executable, "-c", FOUR_DEVICES], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     four = json.loads(done.stdout.strip().splitlines()[-1])
     one = population_tables(devices=1)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import forked
 import jax
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ def test_predict_into_a_closed_pipe_stops_quietly(finished, tmp_path):
     out = tmp_path / "predictions.csv"
     argv = [sys.executable, "-m", "sweeps", "predict", finished, rows, "--out", out]
     try:
-        done = subprocess.run([str(a) for a in argv], stdout=write, stderr=subprocess.PIPE, env=ENV, text=True)
+        done = forked.run([str(a) for a in argv], stdout=write, stderr=subprocess.PIPE, env=ENV, text=True)
     finally:
         os.close(write)
     assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr[-2000:]
@@ -90,7 +91,7 @@ main(sys.argv[1:])
 
 def two_devices(*argv):
     env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    return subprocess.run([str(a) for a in argv], env=env, capture_output=True, text=True, timeout=600)
+    return forked.run([str(a) for a in argv], env=env, capture_output=True, text=True, timeout=600)
 
 
 def small_churn(path, rows=400, seed=0):

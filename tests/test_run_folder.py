@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forked
 import pandas as pd
 import pytest
 from test_checkpoints import assert_same_run
@@ -148,7 +149,7 @@ def test_a_run_killed_with_sigkill_while_writing_its_table_resumes_and_report_sa
     run_dir = tmp_path / "run"
     script = KILL_IN_THE_TABLE.format(tests=str(ROOT / "tests"))
     argv = [sys.executable, "-c", script, str(run_dir), str(rows)]
-    done = subprocess.run(argv, env=ENV, capture_output=True, text=True)
+    done = forked.run(argv, env=ENV, capture_output=True, text=True)
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert (run_dir / "table.parquet").is_file() and not run_folder.is_finished(run_dir)
     assert main(["report", str(run_dir)]) == 2
@@ -388,7 +389,7 @@ def test_a_full_disk_gives_one_message_that_says_how_to_go_on_and_never_hangs(tm
     config = write_config(tmp_path, extra="\n[run]\ncheckpoint_every = 1\n", path=rows)
     run_dir = tmp_path / "run"
     command = [sys.executable, "-c", FULL_DISK, where, "run", str(config), "--out", str(run_dir), "--quiet"]
-    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=240)  # a hang fails here
+    done = forked.run(command, env=ENV, capture_output=True, text=True, timeout=240)  # a hang fails here
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr[-3000:]
     assert "disk is full" in done.stderr

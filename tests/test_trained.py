@@ -68,7 +68,7 @@ def test_the_kept_models_are_the_tables_best_trials_with_their_own_weights(data,
     search = {"learning_rate": space.loguniform(1e-4, 1.0)}
     run_dir = tmp_path / "run"
     result = sweeps.run(
-        data, space=search, strategy=copy.deepcopy(strategy), run_dir=run_dir, keep_models=KEEP, **options
+        data, space=search, strategy=copy.deepcopy(strategy), run_dir=run_dir, keep_models=KEEP, plots=False, **options
     )
     assert_kept_models_are_the_tables(result, run_dir, data, table_top(result, KEEP))
 
@@ -102,6 +102,7 @@ def test_with_seeds_the_kept_models_are_the_best_configurations_best_seeds(data,
         max_population=4,
         run_dir=run_dir,
         keep_models=2,
+        plots=False,
     )
     top = config_top(result, 2)
     assert top[0] == int(result.best()["number"]) and top != table_top(result, 2), "a case where the two differ"
@@ -122,6 +123,7 @@ def test_a_run_killed_while_a_configurations_seeds_are_split_over_chunks_keeps_t
         epochs=2,
         max_population=4,
         keep_models=2,
+        plots=False,
     )
     full = sweeps.run(data, run_dir=tmp_path / "full", **sweep)
     undo = crash_after_saves(monkeypatch, 3)  # in the second chunk: trial 3 done, trials 4 and 5 training
