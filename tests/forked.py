@@ -31,7 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # for it and reports its wait status on the request's own socket.
 SERVER = r"""
 import json, os, signal, socket, sys, warnings
-warnings.simplefilter("ignore")  # Python 3.12's warning about forking a process with (jemalloc's) threads
+FILTERS = warnings.filters[:]  # the child's, as a new interpreter's
+# Python 3.12 warns about forking a process that runs threads (here jemalloc's, started with jaxlib)
+warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
 import flax, jax, numpy, optax, orbax.checkpoint, pandas
 import sweeps, sweeps.cli.main, sweeps.sweep, sweeps.cli.commands, sweeps.cli.config, sweeps.results.plots
 
@@ -53,6 +55,7 @@ def jax_environment(env):
 
 def child(request, stdio):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    warnings.filters[:] = FILTERS
     os.close(control.detach())
     for target, fd in enumerate(stdio):
         os.dup2(fd, target)
