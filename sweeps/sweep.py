@@ -104,7 +104,7 @@ def run(
       keep_checkpoints: how many checkpoints to keep, the newest.
       keep_models: the best trials whose best-epoch parameters are saved in `run_dir/models`
         (`sweeps.load_model`); 0 keeps none.
-      plots: draw the plots into `run_dir/plots` when the run ends (about half a second of matplotlib);
+      plots: draw the plots into `run_dir/plots` when the run ends (matplotlib's time, not the sweep's);
         False leaves them out (a script that runs many sweeps), and `sweeps report RUN_DIR` draws them later.
       resume: True continues the run in `run_dir` from its newest checkpoint (the same settings and
         data are required; a finished run is returned as it is; a run stopped during its final write gets

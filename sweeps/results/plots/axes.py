@@ -26,7 +26,7 @@ def _save(fig: Figure, path: Path) -> Path:
     closes it.
 
     The figure is laid out at the resolution it is saved at, so the layout's text measurements serve the
-    drawing too (at matplotlib's default 100 dpi every label is measured twice: a third of a run's plotting).
+    drawing too (at matplotlib's default 100 dpi every label is measured twice).
     """
     path = Path(path)
     fig.set_dpi(DPI)
