@@ -8,7 +8,6 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import qmc
 
 import sweeps
 from sweeps import space
@@ -76,6 +75,8 @@ def drive(strategy, search=MIXED, f=objective):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_quasirandom_covers_the_space_more_evenly_than_random(seed):
+    from scipy.stats import qmc  # imported here, as QuasiRandom does, not while every xdist worker collects the suite
+
     quasi = unit_points(sweeps.QuasiRandom(n=64, seed=seed).ask(CONTINUOUS), CONTINUOUS)
     random = unit_points(sweeps.Random(n=64, seed=seed).ask(CONTINUOUS), CONTINUOUS)
     assert quasi.shape == random.shape == (64, 3)
