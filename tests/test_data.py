@@ -3,6 +3,7 @@ CSVs, the errors it raises, check_batch_size, and Dataset.from_arrays."""
 
 import pathlib
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -757,7 +758,7 @@ Y = np.array([0, 1, 0, 1])
         (
             (np.zeros(4), Y, X, Y),
             {"task": "binary"},
-            r"x_train must be 2-D \(rows, features\), but got shape \(4,\)",
+            r"x_train must be \(rows, \.\.\.\).*but got shape \(4,\); reshape it, e.g. x.reshape\(len\(x\), -1\)",
         ),
         (
             (X, Y[:, None], X, Y),
@@ -834,3 +835,200 @@ def test_from_arrays_refuses_non_finite_features():
     x[1, 1] = np.nan
     with pytest.raises(ValueError, match="x_train must be finite"):
         Dataset.from_arrays(x, np.array([0, 1, 0, 1]), np.ones((2, 2)), np.array([0, 1]), task="binary")
+
+
+# --- Dataset.from_arrays: any input shape, JAX arrays, the automatic split ---------------------
+
+
+def test_from_arrays_images_round_trip():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 8, 8, 1)).astype(np.uint8)  # (rows, height, width, channels)
+    y = np.array([0, 1, 2] * 4)
+    data = Dataset.from_arrays(images[:9], y[:9], images[9:], y[9:], task="multiclass")
+    assert data.input_shape == (8, 8, 1)
+    assert data.n_features == 64
+    assert data.x_train.shape == (9, 8, 8, 1) and data.x_val.shape == (3, 8, 8, 1)
+    assert data.x_test.shape == (0, 8, 8, 1) and data.y_test.shape == (0,)
+    assert data.x_train.dtype == np.float32
+    np.testing.assert_array_equal(data.x_train, images[:9])
+    assert data.feature_names == ()
+    assert data.class_names == ("0", "1", "2")
+    assert "rows: 9 train / 3 val / 0 test; input shape (8, 8, 1) (64 values per row)" in data.summary()
+    assert repr(data).endswith("n_features=64, input_shape=(8, 8, 1))")
+    images[0] = 0  # the dataset holds a copy
+    assert data.x_train[0].any()
+
+
+def test_from_arrays_sequences():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(20, 5, 3))  # (rows, steps, features)
+    y = rng.normal(size=20)
+    data = Dataset.from_arrays(x[:12], y[:12], x[12:16], y[12:16], task="regression", x_test=x[16:], y_test=y[16:])
+    assert data.input_shape == (5, 3) and data.n_features == 15
+    assert (data.n_train, data.n_val, data.n_test) == (12, 4, 4)
+    np.testing.assert_allclose(data.x_test, x[16:].astype(np.float32))
+    assert data.y_mean == pytest.approx(y[:12].mean())
+
+
+def test_table_keeps_its_feature_names_and_summary():
+    data = _small()
+    assert data.input_shape == (2,) and data.n_features == 2
+    assert data.feature_names == ("x0", "x1")
+    assert "rows: 10 train / 3 val / 0 test; 2 features" in data.summary()
+    assert repr(data).endswith("n_features=2)")
+
+
+def test_from_arrays_names_every_value_of_an_image_or_none():
+    x, y = np.zeros((6, 2, 2)), np.array([0, 1] * 3)
+    names = [f"pixel{i}" for i in range(4)]
+    assert Dataset.from_arrays(x, y, x, y, task="binary", feature_names=names).feature_names == tuple(names)
+    with pytest.raises(ValueError, match=r"feature_names must be \(\) or name every value.*3 names for 4 values"):
+        Dataset.from_arrays(x, y, x, y, task="binary", feature_names=names[:3])
+
+
+def test_from_arrays_takes_jax_arrays():
+    # jax.device_put compiles nothing (jnp.asarray compiles a small copy program).
+    x = np.arange(40, dtype=np.float32).reshape(10, 2, 2)
+    y = np.array([0, 1, 2, 0, 1] * 2, np.int32)
+    data = Dataset.from_arrays(
+        jax.device_put(x[:8]), jax.device_put(y[:8]), jax.device_put(x[8:]), jax.device_put(y[8:]), task="multiclass"
+    )
+    for array in (data.x_train, data.x_val, data.x_test, data.y_train, data.y_val):
+        assert type(array) is np.ndarray and not array.flags.writeable
+    assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
+    np.testing.assert_array_equal(data.x_train, x[:8])
+    np.testing.assert_array_equal(data.y_val, y[8:])
+    assert data.input_shape == (2, 2)
+
+    prices = jax.device_put(np.linspace(100.0, 200.0, 10, dtype=np.float32))
+    split = Dataset.from_arrays(jax.device_put(x), prices, task="regression", seed=2)  # the automatic split, from JAX
+    assert (split.n_train, split.n_val) == (8, 2)
+    assert type(split.x_train) is np.ndarray and split.x_train.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "x_val, x_test, shown",
+    [
+        (np.zeros((4, 8, 8, 3)), None, r"x_train: \(8, 8, 1\), x_val: \(8, 8, 3\)"),
+        (np.zeros((4, 64)), None, r"x_train: \(8, 8, 1\), x_val: \(64,\)"),
+        (np.zeros((4, 8, 8, 1)), np.zeros((4, 1, 8, 8)), r"x_train: \(8, 8, 1\), x_test: \(1, 8, 8\)"),
+    ],
+)
+def test_from_arrays_refuses_another_input_shape(x_val, x_test, shown):
+    y = np.array([0, 1, 0, 1])
+    test = {} if x_test is None else {"x_test": x_test, "y_test": y}
+    with pytest.raises(ValueError, match=r"every split must have the same input shape.*" + shown):
+        Dataset.from_arrays(np.zeros((4, 8, 8, 1)), y, x_val, y, task="binary", **test)
+
+
+def _rows_and_labels(counts):
+    """x whose one feature is the row number (so the split can be undone), labels with `counts` rows per class."""
+    y = np.repeat(np.arange(len(counts)), counts)
+    x = np.arange(len(y), dtype=np.float32)[:, None]
+    return x, y
+
+
+def _row_numbers(data):
+    return [x[:, 0].astype(int) for x in (data.x_train, data.x_val, data.x_test)]
+
+
+@pytest.mark.parametrize("val_fraction, test_fraction", [(0.2, 0.0), (0.25, 0.15)])
+def test_automatic_split_is_stratified_and_uses_every_row_once(val_fraction, test_fraction):
+    counts = [50, 31, 12, 4]
+    x, y = _rows_and_labels(counts)
+    data = Dataset.from_arrays(x, y, task="multiclass", val_fraction=val_fraction, test_fraction=test_fraction, seed=3)
+    train, val, test = _row_numbers(data)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(len(y)))
+    np.testing.assert_array_equal(data.y_train, y[train])
+    np.testing.assert_array_equal(data.y_val, y[val])
+    np.testing.assert_array_equal(data.y_test, y[test])
+    for k, count in enumerate(counts):
+        assert abs((data.y_val == k).sum() - count * val_fraction) <= 1  # within one row of the fraction
+        assert abs((data.y_test == k).sum() - count * test_fraction) <= 1
+        assert (data.y_train == k).any() and (data.y_val == k).any()  # every class in train and val
+    assert data.class_names == ("0", "1", "2", "3")
+    note = f"split {data.n_train}/{data.n_val}/{data.n_test} rows (train/val/test) with seed 3, stratified by 'y'"
+    assert data.preprocessing == (note,)
+
+
+def test_automatic_split_defaults_and_seed():
+    x, y = _rows_and_labels([30, 20])
+    default = Dataset.from_arrays(x, y, task="binary")
+    assert (default.n_train, default.n_val, default.n_test) == (40, 10, 0)  # val_fraction=0.2, no test rows
+    same = Dataset.from_arrays(x, y, task="binary", seed=0)
+    other = Dataset.from_arrays(x, y, task="binary", seed=1)
+    for a, b in zip(_row_numbers(default), _row_numbers(same)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(_row_numbers(other)[1], _row_numbers(default)[1])
+    assert default.feature_names == ("x0",)  # a table keeps its default names
+
+
+def test_automatic_split_keeps_each_split_alone_in_memory():
+    x = np.random.default_rng(0).normal(size=(40, 4, 4)).astype(np.float32)
+    data = Dataset.from_arrays(x, np.arange(40) % 2, task="binary", test_fraction=0.25)
+    for part in (data.x_train, data.x_val, data.x_test):
+        assert not np.shares_memory(part, x)
+        assert part.base.size == part.size  # a view of its own rows only, not of a copy of every row
+
+
+def test_automatic_split_with_a_given_test_split():
+    x, y = _rows_and_labels([20, 20])
+    x_test, y_test = np.full((3, 1), -1.0), np.array([0, 1, 1])
+    for test_fraction in ({}, {"test_fraction": 0.0}):
+        data = Dataset.from_arrays(x, y, task="binary", x_test=x_test, y_test=y_test, **test_fraction)
+        assert (data.n_train, data.n_val, data.n_test) == (32, 8, 3)
+        np.testing.assert_array_equal(data.x_test, x_test)
+        np.testing.assert_array_equal(data.y_test, y_test)
+        assert sorted(np.concatenate(_row_numbers(data)[:2]).tolist()) == list(range(40))
+
+
+def test_regression_split_standardizes_with_the_train_rows():
+    x = np.arange(50, dtype=np.float32)[:, None]
+    y = np.exp(np.arange(50) / 10.0)  # skewed: the val rows move the mean
+    data = Dataset.from_arrays(x, y, task="regression", val_fraction=0.3, seed=4)
+    train, val, _ = _row_numbers(data)
+    assert data.y_mean == pytest.approx(y[train].mean())
+    assert data.y_std == pytest.approx(y[train].std())
+    assert abs(y[train].mean() - y.mean()) > 0.1
+    np.testing.assert_allclose(data.y_train.mean(), 0.0, atol=MEAN_ATOL)
+    np.testing.assert_allclose(data.y_train.std(), 1.0, atol=STD_ATOL)
+    np.testing.assert_allclose(data.y_val, (y[val] - y[train].mean()) / y[train].std(), rtol=1e-5, atol=1e-5)
+    assert data.preprocessing[0] == "split 35/15/0 rows (train/val/test) with seed 4, at random"
+    assert data.preprocessing[1].startswith("standardized target 'y' with train mean")
+
+
+XS = np.zeros((10, 3, 3))
+YS = np.array([0, 1] * 5)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((XS, YS, XS), {}, r"x_val and y_val must be given together.*pass both, or neither to split x_train's rows"),
+        ((XS, YS, None, YS), {}, r"x_val and y_val must be given together, but got x_val=None, y_val=an array"),
+        (
+            (XS, YS, XS, YS),
+            {"val_fraction": 0.3},
+            r"but got \(val_fraction=0.3\) with x_val and y_val given; leave them out to validate on x_val",
+        ),
+        ((XS, YS, XS, YS), {"seed": 1, "test_fraction": 0.1}, r"\(test_fraction=0.1, seed=1\) with x_val and y_val"),
+        (
+            (XS, YS),
+            {"test_fraction": 0.2, "x_test": XS, "y_test": YS},
+            r"test_fraction=0.2 asks for a test split.*leave test_fraction out \(or pass 0\) to test on x_test",
+        ),
+        ((XS, YS), {"val_fraction": 1.5}, r"`0 < val_fraction < 1` must hold, but got val_fraction=1.5"),
+        ((XS, YS), {"val_fraction": 0.5, "test_fraction": 0.5}, r"`val_fraction \+ test_fraction < 1` must hold"),
+        ((XS, YS), {"seed": -1}, r"seed must be a non-negative integer, but got seed=-1; pass e.g. seed=0"),
+        ((XS[:2], YS[:2]), {}, r"`n_train >= 2 and n_val >= 1` must hold.*use more rows or other fractions"),
+        (
+            (XS, YS[:8]),
+            {},
+            r"x_train and y_train must have the same number of rows, but got \(x_train: 10, y_train: 8\)",
+        ),
+        ((XS.reshape(-1), np.zeros(90)), {}, r"x_train must be \(rows, \.\.\.\).*x.reshape\(len\(x\), -1\)"),
+    ],
+)
+def test_automatic_split_rejects(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Dataset.from_arrays(*args, task="binary", **kwargs)

@@ -1,4 +1,4 @@
-"""Tabular data for a sweep: read a CSV into numeric train/val/test arrays.
+"""Data for a sweep: a CSV read, or arrays taken, into numeric train/val/test arrays.
 
 `load_csv` turns a CSV file (or a pandas DataFrame) into a `Dataset`: float32 feature matrices, one
 label vector per split, the task ("binary", "multiclass" or "regression"),
@@ -16,9 +16,12 @@ like categories first seen in val/test, they encode as all-zero indicators
 (as "<infrequent>" in a column whose rare values were pooled:
 `load_csv`'s max_categories and min_frequency).
 
-`Dataset.from_arrays` builds a `Dataset` from in-memory arrays for tests and
-benchmarks, with the same shape and dtype checks; it standardizes a
-regression target as `load_csv` does and uses the features as given.
+`Dataset.from_arrays` builds a `Dataset` from the user's own numpy or JAX
+arrays: a (rows, features) table or any (rows, *input_shape), such as
+images (rows, height, width, channels) or sequences (rows, steps, features),
+with the same shape and dtype checks; it splits off the validation rows
+(stratified) when none are given, standardizes a regression target as
+`load_csv` does and uses the features as given.
 
 `Dataset.preprocessing_fit` is the fitted `Preprocessing`: it turns new rows
 (a DataFrame) into features exactly as the training rows were
@@ -37,7 +40,7 @@ Modules, one idea each:
     encoding       fitted columns applied to a table: raw features, report
     preprocessing  `Preprocessing`: transform new rows, JSON, decoding
     dataset        `Dataset`, `check_batch_size`
-    checks         argument checks and the invariants of a `Dataset`
+    checks         argument checks (shapes, fractions, seed) before any copy
     loading        `load_csv`: the steps in order
     messages       how values are written in notes and errors
 

@@ -14,6 +14,8 @@ import numpy as np
 from sweeps.data.messages import short_list
 
 TASKS = ("binary", "multiclass", "regression")
+# The share of rows `load_csv` and `Dataset.from_arrays` (without x_val) split off for validation.
+VAL_FRACTION = 0.2
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -41,6 +43,48 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
             f"(val_fraction={val_fraction}, test_fraction={test_fraction}); "
             "leave a share of the rows for training"
         )
+
+
+def check_given_together(split: str, x: Any, y: Any, fix: str) -> None:
+    """`Dataset.from_arrays`' x_{split} and y_{split}: both or neither."""
+    if (x is None) != (y is None):
+        raise ValueError(
+            f"x_{split} and y_{split} must be given together, but got "
+            f"x_{split}={'None' if x is None else 'an array'}, "
+            f"y_{split}={'None' if y is None else 'an array'}; {fix}"
+        )
+
+
+def check_split_options(
+    x_val: Any, x_test: Any, val_fraction: float | None, test_fraction: float | None, seed: int | None
+) -> tuple[float, float, int] | None:
+    """`Dataset.from_arrays`' val_fraction, test_fraction and seed, which choose how x_train's rows are split
+    when x_val is None (None stands for 0.2, 0.0 and 0).
+
+    Returns:
+        (val_fraction, test_fraction, seed) of the split; None when x_val is given (nothing is split).
+    """
+    options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
+    given = ", ".join(f"{name}={value!r}" for name, value in options.items() if value is not None)
+    if x_val is not None:
+        if given:
+            raise ValueError(
+                f"val_fraction, test_fraction and seed choose how x_train's rows are split, but got ({given}) "
+                "with x_val and y_val given; leave them out to validate on x_val, or leave out x_val and y_val "
+                "to split x_train's rows"
+            )
+        return None
+    val_fraction = VAL_FRACTION if val_fraction is None else val_fraction
+    test_fraction = 0.0 if test_fraction is None else test_fraction
+    seed = 0 if seed is None else seed
+    check_fractions(val_fraction, test_fraction)
+    check_seed(seed)
+    if x_test is not None and test_fraction != 0:
+        raise ValueError(
+            f"test_fraction={test_fraction} asks for a test split of x_train's rows, but x_test and y_test are "
+            "given; leave test_fraction out (or pass 0) to test on x_test, or leave out x_test and y_test"
+        )
+    return val_fraction, test_fraction, seed
 
 
 def check_task(task: str | None, *, allow_none: bool) -> None:
@@ -92,21 +136,53 @@ def check_target_scale(task: str, y_mean: float | None, y_std: float | None) -> 
 
 
 def as_features(name: str, value: Any) -> np.ndarray:
+    """`value` (a numpy or JAX array, or anything `np.asarray` takes) as a numpy array of numbers of shape
+    (rows, features) or (rows, *input_shape), all finite; checked, not copied."""
     array = np.asarray(value)
-    if array.ndim != 2:
+    if array.ndim < 2:
         raise ValueError(
-            f"{name} must be 2-D (rows, features), but got shape {array.shape}; reshape it, e.g. x.reshape(len(x), -1)"
+            f"{name} must be (rows, ...): (rows, features) for a table or (rows, *input_shape), e.g. "
+            f"(rows, height, width, channels) for images, but got shape {array.shape}; reshape it, e.g. "
+            "x.reshape(len(x), -1) for one feature per row"
         )
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(
-            f"{name} must hold numbers, but got dtype {array.dtype}; encode text columns first (load_csv does this)"
+            f"{name} must hold numbers, but got dtype {array.dtype}; encode text columns first (load_csv does "
+            "this), or cast other dtypes, e.g. x.astype(np.float32)"
         )
-    if not np.all(np.isfinite(array.astype(np.float64))):
+    # Integers and booleans are always finite: only floats are looked at (no float64 copy of the whole array).
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
         raise ValueError(
             f"{name} must be finite, but it holds NaN or inf; impute or drop those values "
             "(load_csv imputes with the train median)"
         )
-    return np.array(array, dtype=np.float32, copy=True)
+    return array
+
+
+def check_input_shapes(xs: dict[str, np.ndarray]) -> None:
+    """Every split's x has the train split's shape past the rows axis (its `input_shape`)."""
+    expected = xs["train"].shape[1:]
+    for split, x in xs.items():
+        if x.shape[1:] == expected:
+            continue
+        if x.ndim == 2 and len(expected) == 1:
+            raise ValueError(
+                f"every split must have the same features, but got "
+                f"(x_train: {expected[0]}, x_{split}: {x.shape[1]}) columns"
+            )
+        raise ValueError(
+            "every split must have the same input shape (the shape of one row), but got "
+            f"(x_train: {expected}, x_{split}: {x.shape[1:]}); give every split the same shape past the rows axis"
+        )
+
+
+def check_rows(split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """One label per row of x."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x_{split} and y_{split} must have the same number of rows, but got "
+            f"(x_{split}: {x.shape[0]}, y_{split}: {y.shape[0]})"
+        )
 
 
 def as_labels(name: str, value: Any, task: str) -> np.ndarray:

@@ -32,7 +32,7 @@ import pandas as pd
 
 from sweeps.data import columns, fitting, reading
 from sweeps.data import target as targets
-from sweeps.data.checks import check_fractions, check_one_hot_limits, check_seed, check_task
+from sweeps.data.checks import VAL_FRACTION, check_fractions, check_one_hot_limits, check_seed, check_task
 from sweeps.data.dataset import Dataset
 from sweeps.data.fitting import MAX_CATEGORIES, MIN_FREQUENCY
 from sweeps.data.messages import name_list
@@ -44,7 +44,7 @@ def load_csv(
     target: str,
     *,
     task: str | None = None,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     test_fraction: float = 0.0,
     seed: int = 0,
     drop: Iterable[str] | str = (),

@@ -51,8 +51,8 @@ def split_rows(
         raise ValueError(
             f"`n_train >= 2 and n_val >= 1` must hold, but splitting the {n} rows of "
             f"{source} with val_fraction={val_fraction}, test_fraction={test_fraction} "
-            f"gave (n_train={len(train)}, n_val={len(val)}); use a file with more rows "
-            "or other fractions"
+            f"gave (n_train={len(train)}, n_val={len(val)}); use more rows or other "
+            "fractions"
         )
     how = "at random" if task == "regression" else f"stratified by {target!r}"
     notes.append(f"split {len(train)}/{len(val)}/{len(test)} rows (train/val/test) with seed {seed}, {how}")
