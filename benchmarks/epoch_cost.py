@@ -57,7 +57,7 @@ def xla_cost(
     step_fn, forward = epoch_parts(workload.structure(), steps)
     batch = (jnp.zeros(workload.batch_size, jnp.int32), jnp.ones(workload.batch_size, jnp.float32))
     step = jax.jit(step_fn).lower(pop, train, batch)
-    evaluation = jax.jit(forward).lower(pop.params, val.x)
+    evaluation = jax.jit(forward).lower(pop.params, pop.hparams, val.x)
     flops = steps * _analysis(step)["flops"] + _analysis(evaluation)["flops"]
     if not flops > 0:
         raise ValueError("cost analysis reported no FLOPs")

@@ -24,12 +24,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
+
 from models import MLP
 from sweeps.driver.devices import Devices, select_devices
+from sweeps.engine import call_signature, memory, model_record
 from sweeps.engine import hparams as registry
-from sweeps.engine import memory
 from sweeps.engine.metrics import direction
-from sweeps.planning.checks import check_early_stopping, check_int, check_model
+from sweeps.planning.checks import check_early_stopping, check_int, check_model, check_space_for_model
 from sweeps.space import Axis, Choice, as_space, axis_to_config
 from sweeps.strategies import Grid, Strategy
 
@@ -54,7 +56,7 @@ class SweepConfig:
     `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
-    model: MLP = _section("model", factory=MLP)
+    model: nn.Module = _section("model", factory=MLP)
     space: Mapping[str, Axis] = _section("space", factory=dict)
     strategy: Strategy = _section("strategy", factory=Grid)
     optimizer: str = _section("train", "adam")
@@ -76,8 +78,10 @@ class SweepConfig:
         model = MLP() if self.model is None else self.model
         check_model(model)
         axes = as_space(self.space)
+        own = None if type(model) is MLP else dict(call_signature(model)[0])
+        check_space_for_model(axes, own)
         for name, axis in axes.items():
-            registry.check_name(name)
+            registry.check_name(name, model=own)
             if isinstance(axis, Choice):  # every listed value, even one a strategy may never draw (inf, nan)
                 registry.check_values(name, axis.values)
         strategy = Grid() if self.strategy is None else self.strategy
@@ -108,21 +112,29 @@ class SweepConfig:
             object.__setattr__(self, name, value)
 
     @property
+    def module(self) -> nn.Module | None:
+        """The user's own model, None for the built-in MLP (which the engine builds from hidden and activation)."""
+        return None if type(self.model) is MLP else self.model
+
+    @property
+    def model_hparams(self) -> dict[str, float] | None:
+        """The call hyperparameters of the user's model (name -> default: `sweeps.engine.call_signature`), None for
+        the built-in MLP."""
+        return None if self.module is None else dict(call_signature(self.module)[0])
+
+    @property
     def defaults(self) -> dict[str, Any]:
         """What a trial takes when neither its space nor its strategy sets it."""
-        return {
-            "optimizer": self.optimizer,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "hidden": self.model.hidden,
-            "activation": self.model.activation,
-        }
+        defaults = {"optimizer": self.optimizer, "epochs": self.epochs, "batch_size": self.batch_size}
+        if self.module is None:
+            return {**defaults, "hidden": self.model.hidden, "activation": self.model.activation}
+        return {**defaults, **self.model_hparams}
 
     def record(self) -> dict[str, Any]:
         """The settings that decide the results, as config.json records them (and a resume compares)."""
         strategy = self.strategy
         return {
-            "model": {"hidden": list(self.model.hidden), "activation": self.model.activation},
+            "model": model_record(self.model),
             "space": {name: axis_to_config(axis) for name, axis in self.space.items()},
             "strategy": {
                 "name": type(strategy).__name__.lower(),

@@ -284,14 +284,16 @@ def _execute(
     if run_dir is not None:
         # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
         try:
-            models = trained.save_models(run_dir / trained.FOLDER, scheduler.state.kept, trials, data, result)
+            models = trained.save_models(
+                run_dir / trained.FOLDER, scheduler.state.kept, trials, data, result, config.module
+            )
         except Exception as e:
             if checkpoints_lib.disk_full(e):
                 raise disk_full_at_the_end(run_dir) from e
             raise
         result.config["models"] = models
         distributed.barrier("sweeps: models saved")
-        test = trained.test_metrics(run_dir / trained.FOLDER, data)
+        test = trained.test_metrics(run_dir / trained.FOLDER, data, config.module)
         if test is not None:
             result.config["test_metrics"] = test
         if distributed.is_writer():

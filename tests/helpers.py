@@ -16,6 +16,7 @@ from models import MLP, loss_fn
 from sweeps.driver.compiling import BACKEND_COMPILE_EVENT
 from sweeps.engine import batch_indices, keys
 from sweeps.engine.compiler import compiler_options
+from sweeps.engine.hparams import HPARAMS
 
 
 def synthetic(task: str, rows: int = 600, features: int = 8, classes: int = 3, seed: int = 0) -> sweeps.Dataset:
@@ -132,10 +133,12 @@ def reference_optimizer(p, schedule):
     return opt
 
 
-def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0):
+def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=None):
     """Reference: one trial with plain Flax + optax, the same init key, dropout keys and minibatch order.
 
     Args:
+      module: a user's Flax module (its `__call__` takes `train` and its call hyperparameters, the names of `p`
+        the engine does not know), None for the built-in MLP.
       p: the trial's resolved hyperparameters.
       key_index: the number its keys derive from (`keys.init_keys(seed, [key_index])`).
       epochs: epochs to train (default p["epochs"]).
@@ -143,8 +146,10 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0):
         those of population epochs first_epoch, first_epoch + 1, ...
     """
     epochs = p["epochs"] if epochs is None else epochs
-    model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs)
-    tree = model.init(keys.init_keys(seed, np.array([key_index]))[0], jnp.zeros((1, data.n_features)))["params"]
+    own = {name: value for name, value in p.items() if name not in HPARAMS}  # the module's call hyperparameters
+    model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs) if module is None else module
+    init_key, rows = keys.init_keys(seed, np.array([key_index]))[0], jnp.zeros((1, *data.input_shape))
+    tree = model.init(init_key, rows)["params"] if module is None else module.init(init_key, rows, **own)["params"]
     tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     steps_per_epoch = -(-len(x) // p["batch_size"])
@@ -166,13 +171,11 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0):
     @functools.partial(jax.jit, compiler_options=compiler_options(jax.default_backend()))
     def step(tree, state, xb, yb, wb, t):
         def loss(tree):
-            out = model.apply(
-                {"params": tree},
-                xb,
-                p["dropout"],
-                deterministic=p["dropout"] == 0,
-                rngs={"dropout": jax.random.fold_in(dropout_key, t)},
-            )
+            rngs = {"dropout": jax.random.fold_in(dropout_key, t)}
+            if module is None:
+                out = model.apply({"params": tree}, xb, p["dropout"], deterministic=p["dropout"] == 0, rngs=rngs)
+            else:
+                out = module.apply({"params": tree}, xb, train=True, **own, rngs=rngs)
             data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
             kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
             return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)

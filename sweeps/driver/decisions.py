@@ -92,11 +92,11 @@ class PopulationEdits:
         """New trials start in the given slots; the trials they replace compete for the kept models first."""
         config, group = self.plan.config, item.group
         slots = sorted(refill)
-        state.kept.offer(pop, slots=slots, skip=state.pruned, fetch=self.devices.fetch)
+        state.kept.offer(pop, group.structure.network, slots=slots, skip=state.pruned, fetch=self.devices.fetch)
         new, last = [], last()
         for k, slot in enumerate(slots):
             hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]})
-            structure = structure_of(hparams, self.plan.data)
+            structure = structure_of(hparams, self.plan.data, config.module)
             if structure != group.structure:
                 raise ValueError(
                     f"a refilled trial must keep the population's structure ({group.structure.label()}), "
@@ -123,7 +123,7 @@ class PopulationEdits:
         a multiple of the device count."""
         live = np.flatnonzero(active)
         dropped = np.flatnonzero(~active)  # done (finished, stopped early, pruned, diverged): they compete first
-        state.kept.offer(pop, slots=dropped, skip=state.pruned, fetch=self.devices.fetch)
+        state.kept.offer(pop, item.group.structure.network, slots=dropped, skip=state.pruned, fetch=self.devices.fetch)
         size = 1 << int(np.ceil(np.log2(len(live))))
         size = -(-size // self.devices.count) * self.devices.count
         index = np.zeros(size, np.int32)

@@ -94,9 +94,23 @@ def check_metric(name: Any, where: str, known: tuple[str, ...] = KNOWN_METRICS) 
     return _check_name(name, where, "the metric", "which sweepax never writes", known)
 
 
-def check_hparam(name: Any, where: str) -> str:
-    """`name` if it is a hyperparameter (`sweeps.engine.hparams.HPARAMS`), else `DamagedRunFolder`."""
-    return _check_name(name, where, "the hyperparameter", "which sweepax does not have", tuple(HPARAMS))
+def check_hparam(name: Any, where: str, model: tuple[str, ...] = ()) -> str:
+    """`name` if it is a hyperparameter (`sweeps.engine.hparams.HPARAMS`, or one of `model`: the call
+    hyperparameters of the run's own model, `model_hparams`), else `DamagedRunFolder`."""
+    return _check_name(name, where, "the hyperparameter", "which sweepax does not have", (*HPARAMS, *model))
+
+
+def model_hparams(config: Mapping[str, Any], config_file: Path) -> tuple[str, ...]:
+    """The call hyperparameters config.json records for the run's own model (none for the built-in MLP): names
+    of Python identifiers, else `DamagedRunFolder`."""
+    model = config.get("model")
+    names = model.get("call_hparams", {}) if isinstance(model, Mapping) else {}
+    if not isinstance(names, Mapping) or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise DamagedRunFolder(
+            f"{config_file} (model.call_hparams) holds {names!r}, not the names of a model's call hyperparameters: "
+            "the file was edited or damaged"
+        )
+    return tuple(names)
 
 
 def _check_name(name: Any, where: str, kind: str, unknown: str, known: tuple[str, ...]) -> str:
@@ -125,21 +139,23 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
       DamagedRunFolder: naming the file and the name.
     """
     config_file, table_file, history_file = (run_dir / n for n in ("config.json", "table.parquet", "history.parquet"))
-    _check_config(config, config_file)
-    _check_table(table, table_file)
-    _check_history(history, history_file)
+    own = _check_config(config, config_file)
+    _check_table(table, table_file, own)
+    _check_history(history, history_file, own)
 
 
-def _check_config(config: Any, config_file: Path) -> None:
+def _check_config(config: Any, config_file: Path) -> tuple[str, ...]:
+    """Checks config.json's names; returns the call hyperparameters of the run's own model (`model_hparams`)."""
     if not isinstance(config, Mapping):
         raise DamagedRunFolder(f"{config_file} holds {type(config).__name__}, not the settings of a run")
+    own = model_hparams(config, config_file)
     check_metric(config.get("objective", "val_loss"), f"{config_file} (objective)")
     stop = config.get("early_stopping")
     if isinstance(stop, Mapping) and "metric" in stop:
         check_metric(stop["metric"], f"{config_file} (early_stopping.metric)")
     space = config.get("space", {})
     for name in space if isinstance(space, Mapping) else ():
-        check_hparam(name, f"{config_file} (space)")
+        check_hparam(name, f"{config_file} (space)", own)
     strategy = config.get("strategy")
     name = strategy.get("name") if isinstance(strategy, Mapping) else None
     if name is not None and not (isinstance(name, str) and name.isidentifier()):  # a user's strategy: its class name
@@ -147,30 +163,31 @@ def _check_config(config: Any, config_file: Path) -> None:
             f"{config_file} names the strategy {name!r}, not a strategy class's name (e.g. 'grid', or a "
             f"strategy of your own, lower case): the file was edited or damaged"
         )
+    return own
 
 
-def _check_table(table: pd.DataFrame, table_file: Path) -> None:
+def _check_table(table: pd.DataFrame, table_file: Path, own: tuple[str, ...]) -> None:
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise DamagedRunFolder(f"{table_file} has no column {missing[0]!r}: it is not a sweepax trial table")
     for column in table.columns:
         if column.startswith("params_"):
-            check_hparam(column[len("params_") :], f"{table_file} (column {column!r})")
+            check_hparam(column[len("params_") :], f"{table_file} (column {column!r})", own)
         elif column.startswith(("best_", "final_")) and column != "best_epoch":
             metric = column.split("_", 1)[1]
             if metric.startswith("hparam_"):
-                check_hparam(metric[len("hparam_") :], f"{table_file} (column {column!r})")
+                check_hparam(metric[len("hparam_") :], f"{table_file} (column {column!r})", own)
             else:
                 check_metric(metric, f"{table_file} (column {column!r})")
     _check_numbers(table, "number", table_file)
 
 
-def _check_history(history: pd.DataFrame, history_file: Path) -> None:
+def _check_history(history: pd.DataFrame, history_file: Path, own: tuple[str, ...]) -> None:
     _check_numbers(history, "trial", history_file)
     if not {"trial", "epoch", "split", "metric", "value"} <= set(history.columns):
         raise DamagedRunFolder(f"{history_file} lacks the columns trial, epoch, split, metric, value")
     for split, metric in history[["split", "metric"]].drop_duplicates().itertuples(index=False):
-        if metric not in HISTORY_METRICS.get(split, ()):
+        if metric not in HISTORY_METRICS.get(split, ()) and not (split == "hparam" and metric in own):
             raise DamagedRunFolder(
                 f"{history_file} records the metric {split!r}/{metric!r}, which sweepax never writes: "
                 f"the file was edited or damaged"

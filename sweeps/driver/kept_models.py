@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from sweeps.engine import PADDING, Population, flat_params
+from sweeps.engine import PADDING, Network, Population, flat_params
 
 
 class KeptModels:
@@ -42,12 +42,18 @@ class KeptModels:
         self.pending: dict[int, dict[int, tuple[float, bool]]] = {}  # configuration -> {number: (score, complete)}
 
     def offer(
-        self, pop: Population, slots=None, skip=frozenset(), fetch: Callable[[Any], Any] = jax.device_get
+        self,
+        pop: Population,
+        network: Network | None = None,
+        slots=None,
+        skip=frozenset(),
+        fetch: Callable[[Any], Any] = jax.device_get,
     ) -> None:
         """Members whose training is over compete for the places; only the winners' parameters leave the device.
 
         Args:
           pop: a population whose members are done (a finished chunk, or slots about to be refilled or dropped).
+          network: its structure's (`Structure.network`): the parameters are kept in the module's own layout.
           slots: the slots to consider (default all).
           skip: trial numbers a strategy stopped (pruned): they count in their configuration's mean, as in
             the table, but are never kept.
@@ -87,7 +93,7 @@ class KeptModels:
             # As many rows as kept places (padded with the first): one compiled gather per population shape,
             # not one eager gather compiled per count (a second a sweep in churn_three's five groups).
             padded = np.resize(np.asarray(rows, np.int32), min(max(self.k, len(rows)), len(numbers)))
-            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)))))
+            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)), network)))
         self.entries = {n: self.entries[n] if n in self.entries else fetched[offered[n]] for n in keep}
 
     def ranked(self) -> list[int]:

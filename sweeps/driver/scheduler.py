@@ -264,7 +264,7 @@ class Scheduler:
         if item.ahead is not None:  # every member had stopped: the epoch ahead trained nobody and changed nothing
             item.pop, item.ahead = item.ahead[0], None
         self.progress.skip(item.epochs - item.epoch)  # every member stopped early
-        state.kept.offer(item.pop, skip=state.pruned, fetch=self.devices.fetch)
+        state.kept.offer(item.pop, item.group.structure.network, skip=state.pruned, fetch=self.devices.fetch)
         del state.flight[item.work]
         if not state.flight:  # the only item in flight: a checkpoint at its end holds no population
             self._due = self.checkpoints is not None

@@ -16,6 +16,7 @@ Two kinds of names:
 The other modules are private and may be split, renamed or moved freely:
 
   structure.py    Structure (what decides a compiled program), param_shapes, n_params, the stored layout
+  network.py      Network: the model one member trains (the built-in MLP or the user's Flax module)
   population.py   Population (the carried state, trial axis first), init_population, flat_params
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
   optimizers.py   the optimizer registry (where the learning rate is applied); `hparams.OPTIMIZERS`
@@ -35,6 +36,7 @@ and the public ones:
 from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, schedules
 from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
 from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
+from sweeps.engine.network import Network, call_signature, class_path, model_record
 from sweeps.engine.population import (
     PADDING,
     Population,
@@ -55,7 +57,11 @@ __all__ = [
     "metrics",
     "schedules",
     # what decides a compiled program
+    "Network",
     "Structure",
+    "call_signature",
+    "class_path",
+    "model_record",
     "init_structure",
     "n_params",
     "param_shapes",

@@ -39,7 +39,7 @@ from sweeps.engine.metrics import direction, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
 from sweeps.engine.schedules import learning_rate_at
-from sweeps.engine.structure import Structure, flax_layout, kernels
+from sweeps.engine.structure import Structure, kernels
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
 
@@ -75,13 +75,7 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
 
 def member_loss(structure: Structure, params, hp, x, y, w, dropout_key):
     """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch."""
-    outputs = structure.model.apply(
-        {"params": flax_layout(params)},
-        x,
-        hp["dropout"],
-        deterministic=not structure.dropout,
-        rngs={"dropout": dropout_key},
-    )
+    outputs = structure.network.apply(params, x, hp, train=True, key=dropout_key)
     data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
     penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
     return data_loss + penalty, data_loss
@@ -157,13 +151,14 @@ def all_finite(params) -> jax.Array:
     return functools.reduce(jnp.logical_and, finite)
 
 
-def forward(structure: Structure, params, x: jax.Array) -> jax.Array:
-    """Every member's outputs on all of `x` (rows, features) in one pass -> (trials, rows, outputs)."""
-    return jax.vmap(lambda member: structure.model.apply({"params": flax_layout(member)}, x))(params)
+def forward(structure: Structure, params, hparams, x: jax.Array) -> jax.Array:
+    """Every member's outputs on all of `x` (rows, *input_shape) in one pass -> (trials, rows, outputs)."""
+    return jax.vmap(lambda member, hp: structure.network.apply(member, x, hp, train=False))(params, hparams)
 
 
-def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
-    """Every member's outputs on `x` (rows, features) -> (trials, rows, outputs); params: leaves (trials, ...).
+def predict(structure: Structure, params, hparams, x: jax.Array) -> jax.Array:
+    """Every member's outputs on `x` (rows, *input_shape) -> (trials, rows, outputs); params: leaves (trials, ...),
+    hparams: name -> (trials,) (the call hyperparameters a user's model reads).
 
     Rows go through in blocks of EVAL_ROWS so activation memory stays bounded.
     """
@@ -171,9 +166,11 @@ def predict(structure: Structure, params, x: jax.Array) -> jax.Array:
     members = jax.tree.leaves(params)[0].shape[0]
     blocks = -(-rows // EVAL_ROWS)
     block = -(-rows // blocks)
-    padded = jnp.zeros((blocks * block, x.shape[1]), x.dtype).at[:rows].set(x)
+    padded = jnp.zeros((blocks * block, *x.shape[1:]), x.dtype).at[:rows].set(x)
     # (blocks, trials, block, outputs)
-    outputs = jax.lax.map(functools.partial(forward, structure, params), padded.reshape(blocks, block, -1))
+    outputs = jax.lax.map(
+        functools.partial(forward, structure, params, hparams), padded.reshape(blocks, block, *x.shape[1:])
+    )
     return jnp.moveaxis(outputs, 0, 1).reshape(members, blocks * block, -1)[:, :rows]
 
 
@@ -205,7 +202,7 @@ def train_epoch(
     train_loss = carry.loss_sum / jnp.maximum(carry.loss_steps, 1)
     train_loss = jnp.where(carry.loss_steps > 0, train_loss, jnp.nan)
 
-    outputs = predict(structure, carry.params, val.x)
+    outputs = predict(structure, carry.params, pop.hparams, val.x)
     val_metrics = jax.vmap(lambda out: evaluate(structure.task, out, val.y, controls.y_std))(outputs)
     metrics = {"train_loss": train_loss, **{f"val_{name}": value for name, value in val_metrics.items()}}
 
@@ -274,7 +271,7 @@ def epoch_parts(structure: Structure, steps_per_epoch: int):
     Returns:
       `(step, forward)`: `step(pop, train, batch)`, one update of every member on one minibatch (indices
       (batch,) int32, weights (batch,)), what an epoch scans `steps_per_epoch` times; and `forward(params,
-      x)`, every member's outputs on all of `x`, what validation computes in blocks.
+      hparams, x)`, every member's outputs on all of `x`, what validation computes in blocks.
     """
 
     def step(pop: Population, train: Split, batch):

@@ -111,8 +111,15 @@ CONDITIONAL = tuple(
 )
 
 
-def reads(hparams: Mapping[str, Any]) -> set[str]:
+# The built-in MLP's own: a user's model fixes its shapes itself and reads only the call hyperparameters it declares.
+MLP_ONLY = ("hidden", "activation", "dropout")
+
+
+def reads(hparams: Mapping[str, Any], model: Mapping[str, float] | None = None) -> set[str]:
     """The hyperparameters a trial with these (resolved) values actually uses.
+
+    `model`: a user's model's call hyperparameters (name -> default, `Network.call_hparams`), None for the
+    built-in MLP: the user's model reads those and none of the MLP's own (`MLP_ONLY`).
 
     Examples:
       >>> sorted(reads({"optimizer": "sgd", "schedule": "constant"}) & set(CONDITIONAL))
@@ -120,7 +127,9 @@ def reads(hparams: Mapping[str, Any]) -> set[str]:
       >>> sorted(reads({"optimizer": "adamw", "schedule": "exponential"}) & set(CONDITIONAL))
       ['b1', 'b2', 'decay_rate', 'eps', 'weight_decay']
     """
-    used = set(HPARAMS) - set(CONDITIONAL)
+    used = (set(HPARAMS) - set(CONDITIONAL)) | {name for name in hparams if name not in HPARAMS}  # the model's own
+    if model is not None:
+        used = (used - set(MLP_ONLY)) | set(model)
     return used | set(OPTIMIZERS[hparams["optimizer"]].reads) | set(SCHEDULES[hparams["schedule"]])
 
 
@@ -129,13 +138,21 @@ def readers(name: str) -> list[str]:
     return [o.name for o in OPTIMIZERS.values() if name in o.reads] + [s for s, r in SCHEDULES.items() if name in r]
 
 
-def check_name(name: str, where: str = "space") -> None:
-    """Refuses an unknown hyperparameter name, suggesting the nearest one."""
-    if name in HPARAMS:
+def check_name(name: str, where: str = "space", model: Mapping[str, float] | None = None) -> None:
+    """Refuses an unknown hyperparameter name, suggesting the nearest one; `model`: the user's model's call
+    hyperparameters (name -> default), known too."""
+    model = model or {}
+    if name in HPARAMS or name in model:
         return
-    near = difflib.get_close_matches(name, list(HPARAMS), n=1, cutoff=0.5)
+    known = [*HPARAMS, *model]
+    near = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]!r}?" if near else ""
-    raise ValueError(f"unknown hyperparameter {name!r} in {where}{hint}; known: {', '.join(HPARAMS)}")
+    own = (
+        f" (your model's __call__ declares {', '.join(model)})"
+        if model
+        else " (a hyperparameter of your own model is a keyword argument of its __call__ with a number as default)"
+    )
+    raise ValueError(f"unknown hyperparameter {name!r} in {where}{hint}; known: {', '.join(known)}{own}")
 
 
 def normalize(name: str, value: Any) -> Any:
@@ -146,7 +163,12 @@ def normalize(name: str, value: Any) -> Any:
         return tuple(int(w) if isinstance(w, float) and w.is_integer() else w for w in value)
     if name in ("batch_size", "epochs") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if HPARAMS[name].traced and isinstance(value, int) and not isinstance(value, bool) and name != "epochs":
+    if (
+        (name not in HPARAMS or HPARAMS[name].traced)
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and name != "epochs"
+    ):
         return float(value)
     return value
 
@@ -162,7 +184,7 @@ def check_value(name: str, value: Any) -> None:
       ...
       ValueError: learning_rate must be a finite number > 0, but got learning_rate=inf
     """
-    hp = HPARAMS[name]
+    hp = HPARAMS.get(name) or HParam(name, None, True, "a number", _real(), "a call hyperparameter of the model")
     if not hp.check(value):
         non_finite = isinstance(value, float) and not math.isfinite(value)
         rule = f"a finite number {hp.rule}" if non_finite else hp.rule
@@ -175,11 +197,13 @@ def check_values(name: str, values: Any) -> None:
         check_value(name, normalize(name, value))
 
 
-def resolve(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults filled in for every hyperparameter, each value checked."""
+def resolve(hparams: Mapping[str, Any], model: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Defaults filled in for every hyperparameter (and the user's model's call hyperparameters, `model`:
+    name -> default), each value checked."""
     out = {}
-    for name, hp in HPARAMS.items():
-        value = normalize(name, hparams[name]) if name in hparams else hp.default
+    defaults = {**{name: hp.default for name, hp in HPARAMS.items()}, **(model or {})}
+    for name, default in defaults.items():
+        value = normalize(name, hparams[name]) if name in hparams else default
         check_value(name, value)
         out[name] = value
     return out

@@ -119,7 +119,7 @@ def make_mean_loss(structure: Structure):
     """Jitted `(params (one member's tree), split) -> ()`: one member's mean data loss over a whole split."""
 
     def mean_loss(params, split: Split):
-        outputs = predict(structure, jax.tree.map(lambda leaf: leaf[None], params), split.x)[0]
+        outputs = predict(structure, jax.tree.map(lambda leaf: leaf[None], params), {}, split.x)[0]
         return jnp.mean(loss_fn(structure.task)(outputs, split.y))
 
     return compiler.jit(mean_loss)

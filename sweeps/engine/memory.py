@@ -9,15 +9,17 @@ accounting of the compiled program.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from sweeps.engine.epoch import EVAL_ROWS
 from sweeps.engine.optimizers import state_size
-from sweeps.engine.structure import Structure, n_params
+from sweeps.engine.structure import Structure, n_params, param_shapes
 
 BYTES = 4  # float32 everywhere
 MEMORY_FRACTION = 0.5  # the share of the device's memory a population may plan to use
@@ -31,14 +33,35 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
     slots = state_size(structure.optimizer, structure.clip, count) // count  # moments per parameter
     state = members * count * (2 + slots)  # parameters, best-epoch parameters, optimizer moments
     step_temporaries = members * count * (3 + slots)  # grads, updates, new params, new slots
-    widths = sum(structure.hidden) + structure.n_outputs
+    widths, widest = activation_values(structure)
     activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient
     block = min(n_val, EVAL_ROWS)
-    evaluation = members * (
-        2 * block * max(structure.hidden + (structure.n_outputs,)) + 6 * n_val * structure.n_outputs
-    )
+    evaluation = members * (2 * block * widest + 6 * n_val * structure.n_outputs)
     data = (n_train + n_val) * (structure.n_features + 1) + n_train  # splits and the epoch's order
     return BYTES * int(state + step_temporaries + activations + evaluation + data)
+
+
+@functools.cache
+def activation_values(structure: Structure) -> tuple[int, int]:
+    """Values one row makes on its way through a member's network: every layer's output summed, and the
+    largest one. The built-in MLP's from its widths; a user's module's from `jax.eval_shape` of its forward
+    with every submodule's output captured (`capture_intermediates`), nothing computed."""
+    if structure.module is None:
+        return sum(structure.hidden) + structure.n_outputs, max(structure.hidden + (structure.n_outputs,))
+    network = structure.network
+    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in network.call_hparams}
+
+    def forward(params, hp, x):
+        kwargs = network._call_kwargs(hp, train=False)
+        rngs = {"dropout": jax.random.PRNGKey(0)}
+        return network.module.apply(
+            {"params": params}, x, **kwargs, rngs=rngs, capture_intermediates=True, mutable=True
+        )[1]
+
+    rows = jax.ShapeDtypeStruct((1, *structure.input_shape), jnp.float32)
+    captured = jax.eval_shape(forward, param_shapes(structure), hp, rows)["intermediates"]
+    sizes = [math.prod(leaf.shape) for leaf in jax.tree.leaves(captured)] or [structure.n_outputs]
+    return sum(sizes), max(sizes)
 
 
 def available_bytes(device: jax.Device | None = None) -> int:

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from sweeps.engine import compiler, keys
-from sweeps.engine.hparams import TRACED
+from sweeps.engine.hparams import HPARAMS, TRACED
+from sweeps.engine.network import Network
 from sweeps.engine.optimizers import make_optimizer
-from sweeps.engine.structure import Structure, flax_layout, init_structure, stored
+from sweeps.engine.structure import Structure, flax_layout, init_structure
 
 PADDING = -1  # the trial number of a padding member
 
@@ -32,9 +33,9 @@ class Population:
     """The carried state of one population; every field has the trial axis first.
 
     Attributes:
-      params: the flax parameter tree of `structure.model`, each leaf (trials, *shape) float32, with
-        every dense kernel stored transposed, (trials, out, in) (`structure.stored`; `flat_params`
-        and `structure.flax_layout` give flax's layout). A tree, not one flat vector per member:
+      params: the flax parameter tree of `structure.network`, each leaf (trials, *shape) float32; the
+        built-in MLP's dense kernels are stored transposed, (trials, out, in) (`Network.stored`; `flat_params`
+        and `Network.own_layout` give flax's layout). A tree, not one flat vector per member:
         slicing kernels out of flat rows costs a strided copy per layer per step
         (benchmarks/README.md, "Issue 13").
       opt_state: optax state of the structure's optimizer, leaves (trials, ...).
@@ -72,10 +73,13 @@ class Population:
 
 
 def stack_hparams(trial_hparams: list[Mapping[str, Any]], size: int) -> dict[str, np.ndarray]:
-    """Traced hyperparameters of the trials as (size,) arrays; rows past the trials repeat the first (padding)."""
+    """Traced hyperparameters of the trials as (size,) arrays; rows past the trials repeat the first (padding).
+
+    Names the registry does not know are a user's model's call hyperparameters (`Network.call_hparams`):
+    float32, like the engine's."""
     rows = list(trial_hparams) + [trial_hparams[0]] * (size - len(trial_hparams))
     out = {}
-    for name in TRACED:
+    for name in TRACED + tuple(name for name in rows[0] if name not in HPARAMS):
         if name == "epochs":
             out[name] = np.array([p[name] for p in rows], np.int32)
         elif name == "clip_norm":
@@ -108,10 +112,13 @@ def init_population(
     return _init_program(init_structure(structure))(dict(hparams), numbers, key_indices, int(seed))
 
 
-def flat_params(params: Any) -> np.ndarray:
-    """(trials, n_params) on the host: each member's parameters in flax's layout as one vector, leaves in
-    tree order (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps."""
-    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(flax_layout(jax.device_get(params)))]
+def flat_params(params: Any, network: Network | None = None) -> np.ndarray:
+    """(trials, n_params) on the host: each member's parameters in its module's layout as one vector, leaves in
+    tree order (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps.
+
+    `network`: the structure's (`Structure.network`); None for the built-in MLP's."""
+    own_layout = flax_layout if network is None else network.own_layout
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(own_layout(jax.device_get(params)))]
     return np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
 
@@ -138,11 +145,10 @@ def _init_program(structure: Structure):
 def population_builder(structure: Structure):
     """The initialisation as a function to trace, `(hparams, numbers, key_indices, seed) -> Population`
     (numbers and key indices int32): `_init_program` jits it, `Devices` jits it with a sharded output."""
-    model = structure.model
+    network = structure.network
 
     def init_member(key, hp):
-        tree = model.init(key, jnp.zeros((1, structure.n_features), jnp.float32))["params"]
-        params = stored(jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree))
+        params = network.init(key, hp)
         opt = make_optimizer(structure.optimizer, hp, hp["learning_rate"], structure.clip)
         return params, opt.init(params)
 

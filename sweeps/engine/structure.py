@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from models import MLP
+from sweeps.engine.network import Network, builtin_network, n_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +24,10 @@ class Structure:
     `clip` and `dropout` say whether the program contains gradient clipping and dropout at
     all: random masks cost as much as the matrix products on a CPU, so a group in which no
     member uses dropout draws none. Within a group the values themselves are traced.
+
+    `module` is the user's own Flax module (its attributes are part of the key), None for the built-in
+    MLP built from `hidden` and `activation`; `input_shape` is one row's shape, None for a table's
+    (n_features,).
     """
 
     hidden: tuple[int, ...]
@@ -37,30 +40,56 @@ class Structure:
     task: str
     n_features: int
     n_outputs: int
+    module: nn.Module | None = None
+    input_shape: tuple[int, ...] | None = None
 
     @property
-    def model(self) -> MLP:
-        return MLP(hidden=self.hidden, activation=self.activation, outputs=self.n_outputs)
+    def network(self) -> Network:
+        """The model one member trains, as the engine initialises and applies it."""
+        return _network(self)
 
     def label(self) -> str:
         """A short human-readable name, for progress bars and dry runs."""
         extras = "".join(f", {name}" for name, on in (("clip", self.clip), ("dropout", self.dropout)) if on)
-        return (
-            f"hidden={list(self.hidden)} {self.activation}, batch {self.batch_size}, "
-            f"{self.optimizer}/{self.schedule}{extras}"
+        return f"{self.network.label()}, batch {self.batch_size}, {self.optimizer}/{self.schedule}{extras}"
+
+
+@functools.cache
+def _network(structure: Structure) -> Network:
+    if structure.module is None:
+        return builtin_network(
+            structure.hidden, structure.activation, structure.n_features, structure.n_outputs, structure.dropout
         )
+    return Network(structure.module, structure.input_shape, builtin=False)
 
 
-def structure_of(hparams: Mapping[str, Any], data) -> Structure:
-    """The structure key of one trial's resolved hyperparameters on `data` (n_features, n_outputs, task)."""
+def structure_of(hparams: Mapping[str, Any], data, module: nn.Module | None = None) -> Structure:
+    """The structure key of one trial's resolved hyperparameters on `data` (n_features, n_outputs, task),
+    training the user's `module` (None: the built-in MLP)."""
     return Structure(
-        *trial_fields(hparams), task=data.task, n_features=int(data.n_features), n_outputs=int(data.n_outputs)
+        *trial_fields(hparams, module),
+        task=data.task,
+        n_features=int(data.n_features),
+        n_outputs=int(data.n_outputs),
+        module=module,
+        input_shape=None if module is None else tuple(int(n) for n in data.input_shape),
     )
 
 
-def trial_fields(hparams: Mapping[str, Any]) -> tuple:
+def trial_fields(hparams: Mapping[str, Any], module: nn.Module | None = None) -> tuple:
     """The fields of a `Structure` that a trial's hyperparameters decide, in order (hidden .. dropout): a plain
-    tuple, cheaper than a `Structure` to build and hash when a million trials are grouped."""
+    tuple, cheaper than a `Structure` to build and hash when a million trials are grouped. A user's `module`
+    fixes its own shapes and draws its own dropout: `hidden`, `activation` and `dropout` are not its fields."""
+    if module is not None:
+        return (
+            (),
+            "",
+            int(hparams["batch_size"]),
+            hparams["optimizer"],
+            hparams["schedule"],
+            hparams["clip_norm"] is not None,
+            False,
+        )
     return (
         tuple(hparams["hidden"]),
         hparams["activation"],
@@ -81,18 +110,16 @@ def init_structure(structure: Structure) -> Structure:
 
 @functools.cache
 def param_shapes(structure: Structure) -> Any:
-    """One member's flax parameter tree as `jax.ShapeDtypeStruct`s (nothing is computed)."""
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)  # shapes only: nothing runs, nothing compiles
-    rows = jax.ShapeDtypeStruct((1, structure.n_features), jnp.float32)
-    return jax.eval_shape(structure.model.init, key, rows)["params"]
+    """One member's parameter tree in the module's own layout as `jax.ShapeDtypeStruct`s (nothing is computed)."""
+    return structure.network.param_shapes()
 
 
 def n_params(structure: Structure) -> int:
     """Parameters of one member."""
-    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(param_shapes(structure)))
+    return n_values(param_shapes(structure))
 
 
-def stored(flax_params: Any) -> Any:
+def stored(flax_params: Any) -> Any:  # the built-in MLP's layout (`Network.stored` for any structure)
     """A parameter tree in the population's layout: every dense kernel transposed to (out, in).
 
     The model's layers (`models.mlp.Dense`, features first) multiply by a kernel in this layout as

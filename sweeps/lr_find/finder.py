@@ -312,6 +312,12 @@ def check_lr_find(data, model, optimizer, batch_size, epochs, min_lr, max_lr, po
     if not isinstance(data, Dataset):
         raise TypeError(f"data must be a sweeps.Dataset (from sweeps.load_csv), but got {type(data).__name__}")
     check_model(model)
+    if type(model) is not MLP:
+        raise ValueError(
+            f"lr_find takes the built-in models.MLP (model=MLP(hidden=..., activation=...)), not "
+            f"{type(model).__qualname__}: the range test of your own model is not built yet; sweep the learning rate "
+            "of your model with sweeps.run(data, model=..., space={'learning_rate': space.loguniform(1e-5, 1)})"
+        )
     check_range(min_lr, max_lr, points, epochs)
     registry.check_value("optimizer", optimizer)
     registry.check_value("batch_size", batch_size)

@@ -7,9 +7,13 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from models import MLP
+from sweeps.engine import Network, call_signature, class_path
 from sweeps.engine import hparams as registry
 from sweeps.engine.metrics import metric_names
 from sweeps.space import Axis, Float
@@ -23,25 +27,40 @@ def check_int(name: str, value: Any, low: int) -> None:
 
 
 def check_model(model: Any) -> None:
-    """Refuses anything but the built-in `models.MLP` with its own fields: the engine rebuilds the network
-    from `hidden` and `activation` alone (its fast layout), so another module, a subclass or another field
-    would be replaced silently by a plain MLP."""
-    supported = "pass model=MLP(hidden=..., activation=...) from models (your own modules are not supported yet)"
-    if type(model) is not MLP:
-        kind = "a subclass of models.MLP" if isinstance(model, MLP) else "not the built-in models.MLP"
-        raise ValueError(
-            f"model={type(model).__module__}.{type(model).__qualname__}(...) is {kind}: sweeps trains only "
-            f"the built-in MLP, rebuilt from its hidden widths and activation, so your model would be replaced "
-            f"by a plain MLP; {supported}"
+    """Refuses what cannot train: anything but a Flax Linen module, the built-in `models.MLP` with a field the
+    engine sets itself, or a module whose `__call__` the engine cannot call (`call_signature`). A subclass of
+    the MLP is a model of the user's own: it trains as it is, never replaced by the built-in one."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a Flax Linen module (an instance of a flax.linen.Module subclass, e.g. models.MLP(hidden="
+            f"(64,)) or your own), but got {class_path(model)}: {model!r:.80}"
         )
+    if type(model) is not MLP:
+        call_signature(model)
+        return
     carried = ("hidden", "activation", "parent")  # parent: flax's, None for a module made outside another
     for field in dataclasses.fields(MLP):
         value = getattr(model, field.name)
         if field.name not in carried and value != field.default:
             reason = "set from the task (1 output, or one per class)" if field.name == "outputs" else "not used"
             raise ValueError(
-                f"model=MLP(..., {field.name}={value!r}): {field.name} is {reason} by the engine, which rebuilds "
-                f"the MLP from hidden and activation; leave it out: {supported}"
+                f"model=MLP(..., {field.name}={value!r}): {field.name} is {reason} by the engine, which builds "
+                f"the built-in MLP from hidden and activation; leave it out: pass model=MLP(hidden=..., "
+                "activation=...), or a module of your own"
+            )
+
+
+def check_space_for_model(space: Mapping[str, Axis], model: Mapping[str, float] | None) -> None:
+    """Refuses the built-in MLP's shapes (`hidden`, `activation`) in the space of a sweep of the user's own
+    model (`model`: its call hyperparameters; None for the built-in MLP)."""
+    if model is None:
+        return
+    for name in ("hidden", "activation"):
+        if name in space:
+            raise ValueError(
+                f"{name} is in the space, but it shapes only the built-in models.MLP, and this sweep trains your own "
+                f"model, whose shapes are its attributes: remove {name} from the space and set your module's own "
+                "attributes (a sweep over them is one sweep per module)"
             )
 
 
@@ -72,12 +91,27 @@ def check_early_stopping(early_stopping, task: str | None = None) -> dict | None
     return stop
 
 
-def check_reads(space: Mapping[str, Axis], trials: list) -> None:
-    """Refuses a swept hyperparameter no trial (`planning.Trial`) reads; warns about a fixed one that is ignored."""
+def check_reads(space: Mapping[str, Axis], trials: list, model: Mapping[str, float] | None = None) -> None:
+    """Refuses a swept hyperparameter no trial (`planning.Trial`) reads; warns about a fixed one that is ignored.
+
+    `model`: the call hyperparameters of the user's model (name -> default), None for the built-in MLP."""
     kinds = {(t.hparams["optimizer"], t.hparams["schedule"]): t.hparams for t in trials}  # what a trial reads
-    used = set().union(*(registry.reads(hparams) for hparams in kinds.values()))
+    used = set().union(*(registry.reads(hparams, model) for hparams in kinds.values()))
     for name, axis in space.items():
         if name in used:
+            continue
+        swept = isinstance(axis, Float) or len(axis.values) > 1
+        if model is not None and name not in registry.CONDITIONAL:  # the user's model does not declare it
+            message = (
+                f"{name} is set but your model does not read it: its __call__ declares the call hyperparameters "
+                f"{', '.join(model) or '(none)'}"
+            )
+            if swept:
+                raise ValueError(
+                    f"{message}; add `{name}: float = ...` as a keyword argument of __call__ and use it, or remove "
+                    f"{name} from the space"
+                )
+            warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
             continue
         optimizers = sorted({optimizer for optimizer, _ in kinds})
         schedules = sorted({schedule for _, schedule in kinds})
@@ -87,6 +121,78 @@ def check_reads(space: Mapping[str, Axis], trials: list) -> None:
             f"{', '.join(schedules)} reads {', '.join(read) or 'none of the optional ones'} besides learning_rate; "
             f"{name} is read by {', '.join(registry.readers(name))}"
         )
-        if isinstance(axis, Float) or len(axis.values) > 1:
+        if swept:
             raise ValueError(f"{message}: remove it from the space, or sweep an optimizer or schedule that reads it")
         warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
+
+
+TRACER_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+TASK_OUTPUTS = {"binary": "one logit per row", "multiclass": "one logit per class", "regression": "one value per row"}
+
+
+def check_model_fits(module: nn.Module | None, data) -> None:
+    """Refuses a model that cannot train on `data`, before anything compiles: the built-in MLP on rows that are not
+    flat feature vectors; a user's module (traced with `jax.eval_shape`, two members under `jax.vmap` in
+    training mode as the epoch runs them) that does not take the rows' shape, turns a traced value into a
+    Python one, keeps variables besides its parameters (batch statistics), or whose output does not fit
+    the task."""
+    shape = tuple(data.x_train.shape[1:])
+    if module is None:
+        if len(shape) != 1:
+            raise ValueError(
+                f"the built-in models.MLP takes rows of features (rows, features), but the data's rows have shape "
+                f"{shape}: pass a model of your own that takes them (a CNN, say), or flatten x with "
+                "x.reshape(len(x), -1)"
+            )
+        return
+    network = Network(module, shape, builtin=False)
+    name = class_path(module)
+    hp = {n: jnp.zeros((2,), jnp.float32) for n in network.call_hparams} | {"init_scale": jnp.ones((2,), jnp.float32)}
+    keys = jax.ShapeDtypeStruct((2, 2), jnp.uint32)
+    rows = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
+
+    def init(keys, hp, x):
+        return jax.vmap(lambda k, h: module.init(k, x[:1], **network._call_kwargs(h, train=False)))(keys, hp)
+
+    def train(params, hp, keys, x):
+        return jax.vmap(lambda p, h, k: network.apply(p, x, h, train=True, key=k))(params, hp, keys)
+
+    variables = _shapes_of(name, shape, init, keys, hp, rows)
+    others = sorted(set(variables) - {"params"})
+    if others:
+        raise ValueError(
+            f"model {name} keeps the variable collection(s) {others} besides its parameters (nn.BatchNorm keeps "
+            "running statistics in 'batch_stats'): sweeps trains parameters only; use nn.LayerNorm or nn.GroupNorm"
+        )
+    outputs = _shapes_of(name, shape, train, variables["params"], hp, keys, rows)
+    want = (2, 3, data.n_outputs)
+    if outputs.shape != want:
+        raise ValueError(
+            f"model {name} outputs shape {outputs.shape[1:]} for a batch of 3 rows, but a {data.task} task with "
+            f"{data.n_outputs} output{'s' * (data.n_outputs != 1)} needs {want[1:]} ({TASK_OUTPUTS[data.task]}): "
+            f"make its last layer nn.Dense({data.n_outputs})"
+        )
+
+
+def _shapes_of(name: str, shape: tuple[int, ...], fn, *args):
+    """`jax.eval_shape(fn, *args)` of a user's module, its failures said in the user's words."""
+    try:
+        return jax.eval_shape(fn, *args)
+    except TRACER_ERRORS as e:
+        raise ValueError(
+            f"model {name} cannot be traced: its __call__ turns a traced array into a Python value "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); sweeps compiles it once and runs every member "
+            "under jax.vmap, so keep the computation in jax.numpy (jnp.where, not `if`) and pass numbers that "
+            "change per member as call hyperparameters"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - flax and XLA raise many kinds for a shape that does not fit
+        raise ValueError(
+            f"model {name} cannot take the data's rows: called on a batch of shape {(3, *shape)} (rows of shape "
+            f"{shape}) it failed with {type(e).__name__}: {str(e).splitlines()[0][:300]}; make its first layer take "
+            "that shape, or give the data in the shape the model takes"
+        ) from e

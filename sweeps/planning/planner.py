@@ -18,9 +18,9 @@ import pandas as pd
 
 from sweeps.data import Dataset, check_batch_size
 from sweeps.driver.devices import Devices
-from sweeps.engine import Structure, memory, structure_of, trial_fields
+from sweeps.engine import Structure, memory, n_params, structure_of, trial_fields
 from sweeps.engine import hparams as registry
-from sweeps.planning.checks import check_early_stopping, check_metric, check_reads
+from sweeps.planning.checks import check_early_stopping, check_metric, check_model_fits, check_reads
 from sweeps.planning.lanes import (
     LANE_FEWEST,
     LANE_PARAMETERS,
@@ -161,7 +161,8 @@ class Plan:
         trials = []
         swept = dict.fromkeys(config.space)  # the table's params_ columns: the space's names, then any a strategy adds
         where = f"the trials {type(config.strategy).__name__} asked for"
-        shared = registry.resolve({**config.defaults, **config.strategy.fixed()})  # checked once, not per trial
+        own = config.model_hparams  # the user's model's call hyperparameters (None: the built-in MLP)
+        shared = registry.resolve({**config.defaults, **config.strategy.fixed()}, own)  # checked once, not per trial
         read_by: dict[tuple[str, str], Callable] = {}  # (optimizer, schedule) -> the values of what such a trial reads
         batch_sizes: set[int] = set()  # checked against the data
         seen: dict[tuple, Mapping[str, Any]] = {}
@@ -170,14 +171,14 @@ class Plan:
             hparams = dict(shared)
             for name, value in asked.items():
                 if name not in swept:
-                    registry.check_name(name, where=where)
+                    registry.check_name(name, where=where, model=own)
                     swept[name] = None
                 value = registry.normalize(name, value)
                 registry.check_value(name, value)
                 hparams[name] = value
             kind = (hparams["optimizer"], hparams["schedule"])
             if kind not in read_by:
-                read_by[kind] = operator.itemgetter(*sorted(registry.reads(hparams)))
+                read_by[kind] = operator.itemgetter(*sorted(registry.reads(hparams, own)))
             effective = (kind, read_by[kind](hparams))
             if effective in seen and seen[effective] != asked:
                 continue  # the same training as an earlier configuration: only unread values differ
@@ -188,7 +189,7 @@ class Plan:
             number = first_number + position * config.seeds
             trials.extend(Trial(number + s, first_config + position, s, hparams, index) for s in range(config.seeds))
             position += 1
-        check_reads(config.space, trials)
+        check_reads(config.space, trials, own)
         groups = group_trials(trials, self)
         return Round(self, index, tuple(trials), tuple(groups), tuple(swept))
 
@@ -225,6 +226,7 @@ class Round:
                     "chunks": g.n_chunks,
                     "population": g.population,
                     "per_device": g.population // g.devices,
+                    "parameters": n_params(g.structure),  # per member
                     "padding": g.padding,
                     "epochs": max(t.hparams["epochs"] for t in g.trials),
                     "memory_mb": round(g.chunk_bytes / 2**20, 1),
@@ -252,11 +254,18 @@ class Round:
             f"{self.programs} compiled programs to build",
             f"devices: {plan.devices.describe()}; each population is padded to a multiple of "
             f"{plan.devices.count} and split over them (per_device members each); memory budget "
-            f"{plan.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device)",
+            f"{plan.budget_bytes / 2**20:.0f} MB per device (memory_mb: the estimate per device; parameters: per "
+            "member)",
         ]
         if self.groups:
-            width = self.groups[0].structure.n_features
-            lines.append(f"data: {width} features in (after encoding: one-hot and date columns; memory_mb counts them)")
+            data = plan.data
+            if len(data.input_shape) == 1:
+                lines.append(
+                    f"data: {data.n_features} features in (after encoding: one-hot and date columns; memory_mb counts "
+                    "them)"
+                )
+            else:
+                lines.append(f"data: rows of shape {data.input_shape} ({data.n_features} values each)")
         if plan.cache_bytes is not None:
             lines.append(
                 f"chunks also hold at most the members that train fastest together on this CPU "
@@ -293,6 +302,7 @@ def plan(config: SweepConfig, data: Dataset, resources: Resources | None = None)
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a sweeps.SweepConfig, but got {type(config).__name__}")
     resources = Resources.detect() if resources is None else resources
+    check_model_fits(config.module, data)
     check_metric("objective", config.objective, data.task)
     check_early_stopping(config.early_stopping, data.task)  # its metric against the task (its keys: SweepConfig)
     epochs = registry.normalize("epochs", config.epochs)
@@ -334,11 +344,11 @@ def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
     the chunks train that many at a time (each fits a share of the budget) and a group is also cut
     into chunks for them (`sweeps.planning.lanes.lane_chunk_size`).
     """
-    data, devices, cache_bytes = plan.data, plan.devices.count, plan.cache_bytes
+    data, devices, cache_bytes, module = plan.data, plan.devices.count, plan.cache_bytes, plan.config.module
     by_fields: dict[tuple, list[Trial]] = {}
     for trial in trials:
-        by_fields.setdefault(trial_fields(trial.hparams), []).append(trial)
-    by_structure: dict[Structure, list[Trial]] = {structure_of(m[0].hparams, data): m for m in by_fields.values()}
+        by_fields.setdefault(trial_fields(trial.hparams, module), []).append(trial)
+    by_structure = {structure_of(m[0].hparams, data, module): m for m in by_fields.values()}
     groups = []
     for structure, members in by_structure.items():
         budget = plan.budget_bytes // plan.lanes  # lanes hold that many chunks at once

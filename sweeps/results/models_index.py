@@ -62,14 +62,16 @@ def read_index(path: Path) -> dict[str, Any]:
             raise damaged_index(path, f"a 'trials' entry is {entry!r}, not a saved trial")
         entry["trial"] = check_trial(entry.get("trial"), f"{path} (trials)")
         where = f"trial {entry['trial']}'s "
-        for name in need(entry, "hparams", dict, where):
-            check_hparam(name, f"{path} ({where}hparams)")
         structure = need(entry, "structure", dict, where)
-        hidden = need(structure, "hidden", list, where)
-        if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
-            raise damaged_index(path, f"its {where}hidden layer widths {hidden!r} are not positive ints")
-        if structure.get("activation") not in ACTIVATIONS:
-            raise damaged_index(path, f"its {where}activation {structure.get('activation')!r} is unknown")
+        own = _own_model(structure, path, where, need) if "class" in structure else ()
+        for name in need(entry, "hparams", dict, where):
+            check_hparam(name, f"{path} ({where}hparams)", own)
+        if "class" not in structure:
+            hidden = need(structure, "hidden", list, where)
+            if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in hidden):
+                raise damaged_index(path, f"its {where}hidden layer widths {hidden!r} are not positive ints")
+            if structure.get("activation") not in ACTIVATIONS:
+                raise damaged_index(path, f"its {where}activation {structure.get('activation')!r} is unknown")
         for key in ("n_features", "n_outputs"):
             if need(structure, key, int, where) < 1:
                 raise damaged_index(path, f"its {where}{key!r} entry is {structure[key]!r}, not >= 1")
@@ -78,7 +80,7 @@ def read_index(path: Path) -> dict[str, Any]:
         for name, value in need(entry, "metrics", dict, where).items():
             metric = name.removeprefix("best_")
             if metric.startswith("hparam_"):  # population based training: a hyperparameter at the best epoch
-                check_hparam(metric.removeprefix("hparam_"), f"{path} ({where}metrics)")
+                check_hparam(metric.removeprefix("hparam_"), f"{path} ({where}metrics)", own)
             else:
                 check_metric(metric, f"{path} ({where}metrics)")
             if not isinstance(value, number):
@@ -87,3 +89,21 @@ def read_index(path: Path) -> dict[str, Any]:
 
 
 _ABSENT = object()
+
+
+def _own_model(structure: dict, path: Path, where: str, need) -> tuple[str, ...]:
+    """The record of a user's model (`sweeps.engine.model_record`): a `package.module:Class` name, its attributes
+    and call hyperparameters (identifiers), and the rows' shape; returns the call hyperparameters' names.
+    `need(entry, key, kind, where)`: `read_index`'s check of one entry."""
+    name = structure["class"]
+    module, _, qualname = name.partition(":") if isinstance(name, str) else ("", "", "")
+    if not (module and qualname and all(p.isidentifier() for p in [*module.split("."), *qualname.split(".")])):
+        raise damaged_index(path, f"its {where}model class {name!r} is not a `package.module:Class` name")
+    need(structure, "args", dict, where)
+    shape = need(structure, "input_shape", list, where)
+    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape):
+        raise damaged_index(path, f"its {where}input_shape {shape!r} is not a list of positive ints")
+    names = need(structure, "call_hparams", dict, where)
+    if not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise damaged_index(path, f"its {where}call_hparams {list(names)!r} are not a model's keyword names")
+    return tuple(names)

@@ -9,11 +9,14 @@ folder someone else made cannot run code.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +31,7 @@ from sweeps.driver import run_folder
 from sweeps.driver.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.driver.evidence import DamagedRunFolder, checksum, reason
 from sweeps.driver.kept_models import KeptModels
-from sweeps.engine import Structure, param_shapes, structure_of
+from sweeps.engine import Network, Structure, class_path, model_record, param_shapes, structure_of
 from sweeps.engine.metrics import evaluate
 from sweeps.results.models_index import FORMAT, damaged_index, read_index
 
@@ -37,30 +40,61 @@ INDEX = "models.json"
 
 
 def _structure_json(structure: Structure) -> dict[str, Any]:
-    return {
-        "hidden": list(structure.hidden),
-        "activation": structure.activation,
-        "n_features": structure.n_features,
-        "n_outputs": structure.n_outputs,
-        "task": structure.task,
-    }
+    sizes = {"n_features": structure.n_features, "n_outputs": structure.n_outputs, "task": structure.task}
+    if structure.module is None:
+        return {"hidden": list(structure.hidden), "activation": structure.activation, **sizes}
+    return {**model_record(structure.module), "input_shape": list(structure.input_shape), **sizes}
 
 
-def _model(info: Mapping[str, Any]) -> MLP:
+def _network(info: Mapping[str, Any], module: nn.Module | None = None) -> Network:
+    """The network a saved trial was trained as: the built-in MLP from its widths, or the user's module (`module`,
+    else rebuilt from its recorded class and attributes: `_rebuilt`)."""
     s = info["structure"]
-    return MLP(hidden=tuple(s["hidden"]), activation=s["activation"], outputs=s["n_outputs"])
+    if "class" not in s:
+        return Network(
+            MLP(hidden=tuple(s["hidden"]), activation=s["activation"], outputs=s["n_outputs"]), (s["n_features"],)
+        )
+    return Network(module if module is not None else _rebuilt(s), tuple(s["input_shape"]), builtin=False)
+
+
+def _rebuilt(record: Mapping[str, Any]) -> nn.Module:
+    """A user's module rebuilt from models.json's record of it (`model_record`): its class, found only among the
+    modules this process has already imported (a run folder never makes Python import anything: design item 11),
+    called with the recorded attributes, and used only where it records the same again."""
+    name, _, qualname = str(record["class"]).partition(":")
+    ask = (
+        f"pass the model: sweeps.load_model(run_dir, model={qualname.rpartition('.')[2]}(...)) with the attributes it "
+        "was trained with"
+    )
+    owner = sys.modules.get(name)
+    cls = functools.reduce(lambda obj, part: getattr(obj, part, None), qualname.split("."), owner)
+    if owner is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(
+            f"the saved model is {name}.{qualname}, which this process has not imported (a run folder never makes "
+            f"sweeps import code): import {name} first, or {ask}"
+        )
+    try:
+        module = cls(**record["args"])
+    except Exception as e:  # noqa: BLE001 - the user's constructor may raise anything
+        raise ValueError(f"{name}.{qualname}(**{record['args']}) failed ({e}); {ask}") from e
+    if model_record(module) != {k: record[k] for k in ("class", "args", "call_hparams")}:
+        raise ValueError(f"{name}.{qualname} cannot be rebuilt exactly from its recorded attributes; {ask}")
+    return module
 
 
 def _tree(structure: Structure, flat: np.ndarray):
-    """A member's flat parameter vector (`flat_params`) as the flax parameter tree (what `MLP.apply` takes)."""
+    """A member's flat parameter vector (`flat_params`) as the flax parameter tree (what the module's apply takes)."""
     shapes, treedef = jax.tree.flatten(param_shapes(structure))
     ends = np.cumsum([math.prod(leaf.shape) for leaf in shapes])[:-1]
     parts = np.split(np.asarray(flat), ends)
     return treedef.unflatten([part.reshape(leaf.shape) for part, leaf in zip(parts, shapes)])
 
 
-def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> list[dict[str, Any]]:
-    """Writes the kept trials' best-epoch parameters (orbax) and how to apply them (JSON) into `folder`.
+def save_models(
+    folder: Path, kept: KeptModels, trials: list, data, result, module: nn.Module | None = None
+) -> list[dict[str, Any]]:
+    """Writes the kept trials' best-epoch parameters (orbax) and how to apply them (JSON) into `folder`;
+    `module`: the user's model the sweep trained (None: the built-in MLP).
 
     Returns one entry per saved trial, best first (what config.json records under "models").
     """
@@ -69,7 +103,7 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
     entries, trees = [], {}
     for rank, number in enumerate(kept.ranked()):
         trial = by_number[number]
-        structure = structure_of(trial.hparams, data)
+        structure = structure_of(trial.hparams, data, module)
         trees[f"trial_{number}"] = _tree(structure, kept.params(number))
         row = rows.loc[number]
         entries.append(
@@ -111,14 +145,14 @@ def save_models(folder: Path, kept: KeptModels, trials: list, data, result) -> l
     return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
 
 
-def test_metrics(folder: Path, data) -> dict[str, float] | None:
+def test_metrics(folder: Path, data, module: nn.Module | None = None) -> dict[str, float] | None:
     """The best saved model's metrics on the test split, computed once at the end; None without a test split.
 
     Never used to pick anything: the best trial is chosen on validation before this runs.
     """
     if data.x_test.shape[0] == 0 or not (folder / INDEX).is_file():
         return None
-    model = load_model(folder.parent)
+    model = load_model(folder.parent, model=module)
     outputs = model.outputs(np.asarray(data.x_test))
     values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_test), jnp.float32(data.y_std))
     return {"trial": model.trial, **{f"test_{name}": float(v) for name, v in values.items()}}
@@ -132,7 +166,8 @@ class TrainedModel:
       trial: the trial number.
       hparams: its hyperparameters.
       info: its entry in models.json (best epoch, objective value, metrics).
-      params: the flax parameter tree.
+      params: the flax parameter tree (the module's own layout).
+      network: the network it applies them with (the built-in MLP, or the user's module).
       preprocessing: the fitted `sweeps.data.Preprocessing` (None for a `Dataset.from_arrays` sweep:
         then `predict` takes feature arrays as the sweep had them).
     """
@@ -141,6 +176,7 @@ class TrainedModel:
     hparams: dict[str, Any]
     info: dict[str, Any]
     params: Any
+    network: Network
     preprocessing: Preprocessing | None
     task: str
     class_names: tuple[str, ...]
@@ -151,12 +187,15 @@ class TrainedModel:
     def __repr__(self) -> str:
         """One short line: the trial, the network, the task and the sizes (not the weights or categories)."""
         structure = self.info["structure"]
-        network = f"MLP(hidden={list(structure['hidden'])}, activation={structure['activation']!r})"
+        if self.network.builtin:
+            network = f"MLP(hidden={list(structure['hidden'])}, activation={structure['activation']!r})"
+            inputs = f"features={structure['n_features']}"
+        else:
+            network, inputs = self.network.label(), f"input_shape={tuple(structure['input_shape'])}"
         classes = "" if self.task == "regression" else f", classes={len(self.class_names)}"
         count = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(self.params))
         return (
-            f"TrainedModel(trial={self.trial}, {network}, task={self.task!r}, "
-            f"features={structure['n_features']}{classes}, parameters={count:,})"
+            f"TrainedModel(trial={self.trial}, {network}, task={self.task!r}, {inputs}{classes}, parameters={count:,})"
         )
 
     def features(self, rows) -> np.ndarray:
@@ -180,6 +219,14 @@ class TrainedModel:
 
     def _checked_array(self, rows: np.ndarray) -> np.ndarray:
         """An array of model inputs as (rows, features) float32, its width checked against the model."""
+        shape = self.network.input_shape
+        if len(shape) > 1:  # a user's model of images or sequences: one row (*shape), or rows (rows, *shape)
+            if rows.shape not in (shape,) and rows.shape[1:] != shape:
+                raise ValueError(
+                    f"this model takes rows of shape {shape}: pass one row {shape} or rows (rows, *{shape}), but got "
+                    f"an array of shape {rows.shape}"
+                )
+            return rows.reshape(-1, *shape).astype(np.float32)
         expected = self.info["structure"]["n_features"]
         what = f"this model takes {expected} features per row" + (
             " (the columns after preprocessing)" if self.preprocessing is not None else ""
@@ -201,8 +248,9 @@ class TrainedModel:
     def outputs(self, rows) -> np.ndarray:
         """The model's raw outputs: logits (rows, outputs), or standardized regression values."""
         x = self.features(rows)
-        model = _model(self.info)
-        return np.asarray(model.apply({"params": self.params}, jnp.asarray(x)))
+        hp = {k: jnp.float32(v) for k, v in self.hparams.items() if k in self.network.call_hparams}
+        params = self.network.stored(jax.tree.map(jnp.asarray, self.params))
+        return np.asarray(self.network.apply(params, jnp.asarray(x), hp, train=False))
 
     def predict_proba(self, rows) -> np.ndarray:
         """Class probabilities (rows, classes), columns in `class_names` order (classification only)."""
@@ -224,16 +272,19 @@ class TrainedModel:
         return np.asarray(self.class_names, dtype=object)[index]
 
 
-def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
+def load_model(run_dir: str | Path, trial: int | None = None, model: nn.Module | None = None) -> TrainedModel:
     """A saved model of a run folder: the best trial's (or the named trial's), at its best epoch.
 
     The arrays are compared with the checksum written with them: a model file changed on disk is
-    refused, never used.
+    refused, never used. A sweep of your own model recorded its class (`package.module:Class`) and
+    attributes: it is rebuilt from them when this process has imported that module (a run folder never
+    makes sweeps import code), else pass `model=` (the module with the attributes it was trained with).
 
     Args:
       run_dir: a folder written by `sweeps run` / `sweeps.run(..., run_dir=...)`.
       trial: a trial number among the saved ones (`keep_models` best), as an int or its digits ("10");
         None for the best.
+      model: your own Flax module, for a sweep that trained one (None: rebuilt from the record, as above).
 
     Raises:
       ValueError: no saved models there, or the trial is not among them; `DamagedRunFolder` (a
@@ -263,10 +314,16 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
             f"{index['objective']}); raise keep_models to keep more"
         )
     info = saved[trial]
+    network = _network(info, model)
+    if model is not None and not network.builtin and model_record(model)["class"] != info["structure"]["class"]:
+        raise ValueError(
+            f"model={class_path(model)}(...) is not the model trial {trial} was trained as "
+            f"({info['structure']['class']}): pass that class's module"
+        )
     try:
-        restored = _params(folder, info)
+        restored = _params(folder, info, network)
     except DamagedRunFolder as e:
-        still = [n for n in sorted(saved) if n != trial and _loads(folder, saved[n])]
+        still = [n for n in sorted(saved) if n != trial and _loads(folder, saved[n], network)]
         way = (
             f"trials {still} still load (sweeps.load_model(run_dir, trial={still[0]}), or `sweeps predict "
             f"{run_dir} ROWS.csv --trial {still[0]}`)"
@@ -284,6 +341,7 @@ def load_model(run_dir: str | Path, trial: int | None = None) -> TrainedModel:
         hparams=info["hparams"],
         info=info,
         params=restored,
+        network=network,
         preprocessing=preprocessing,
         task=index["task"],
         class_names=tuple(index["class_names"]),
@@ -301,15 +359,14 @@ def _trial_number(trial: Any) -> int | None:
     raise TypeError(f"trial must be a saved trial's number (an int, e.g. trial=3) or None for the best, not {trial!r}")
 
 
-def _params(folder: Path, info: Mapping[str, Any]) -> Any:
+def _params(folder: Path, info: Mapping[str, Any], network: Network) -> Any:
     """A saved trial's flax parameter tree (numpy), checked against the checksum written with it.
 
     Raises:
       DamagedRunFolder: the arrays cannot be read, or they do not match their checksum.
     """
     path = folder / f"trial_{info['trial']}"
-    s = info["structure"]
-    shapes = jax.eval_shape(_model(info).init, jax.random.PRNGKey(0), jnp.zeros((1, s["n_features"])))["params"]
+    shapes = network.param_shapes()
     quiet_abandoned_reads()
     try:
         with ocp.StandardCheckpointer() as checkpointer:
@@ -328,9 +385,9 @@ def _params(folder: Path, info: Mapping[str, Any]) -> Any:
     return restored
 
 
-def _loads(folder: Path, info: Mapping[str, Any]) -> bool:
+def _loads(folder: Path, info: Mapping[str, Any], network: Network) -> bool:
     try:
-        _params(folder, info)
+        _params(folder, info, network)
     except DamagedRunFolder:
         return False
     return True

@@ -86,7 +86,7 @@ class PBT(Strategy):
         return [
             name
             for name, axis in self._space.items()
-            if HPARAMS[name].traced
+            if (name not in HPARAMS or HPARAMS[name].traced)  # not in it: a call hyperparameter of the user's model
             and name not in NOT_EXPLORED
             and (isinstance(axis, Float) or all(isinstance(v, int | float) and v is not None for v in axis.values))
         ]

@@ -1,0 +1,202 @@
+"""The network one member trains: the built-in MLP in its fast layout, or the user's own Flax Linen module.
+
+A `Network` is what the engine asks of a model, in four pure functions: `init` one member's parameters
+from its key, `apply` them to a minibatch (training) or to rows (evaluation), and convert between the
+population's layout and the module's own (`stored`, `own_layout`). The epoch vmaps them over the
+population, so a user's module needs nothing from sweepax beyond being a Flax module:
+
+- its attributes fix shapes and so belong to the structure key (members that differ there train in
+  different programs, as the MLP's `hidden` does);
+- a keyword argument of its `__call__` with a number as default (a dropout rate, a stochastic-depth
+  rate) is a *call hyperparameter*: the space may sweep it, and each member receives its own value as
+  a traced () float32 array (`call_hparams`);
+- a keyword argument named `train` or `training` receives True while training and False when
+  evaluating, `deterministic` the opposite; the 'dropout' rng stream is always given.
+
+Only the `params` collection trains: a module with other variables (`nn.BatchNorm`'s `batch_stats`) is
+refused before anything compiles (`check_module`), as is one whose output does not fit the task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import MLP
+
+# A `__call__` keyword the engine sets to say "training" (True) or "evaluating" (False), and the value it
+# gets while training; evaluation gets the opposite.
+TRAIN_FLAGS = {"train": True, "training": True, "deterministic": False}
+EVAL_KEY = 0  # the 'dropout' key evaluation passes (a deterministic module never draws from it)
+
+
+def call_signature(module: nn.Module) -> tuple[tuple[tuple[str, float], ...], str | None]:
+    """What a user's module's `__call__` takes besides its input: its call hyperparameters as
+    ((name, default), ...) in signature order, and its train flag's name (or None).
+
+    Raises:
+      TypeError: a parameter past the input has no default, or a default that is neither a number nor a
+        bool (the engine could not give it a value per member).
+
+    Examples:
+      >>> class Net(nn.Module):
+      ...     def __call__(self, x, *, train=False, drop_rate=0.1):
+      ...         return x
+      >>> call_signature(Net())
+      ((('drop_rate', 0.1),), 'train')
+    """
+    parameters = list(inspect.signature(type(module).__call__).parameters.values())[1:]  # past self
+    if not parameters or parameters[0].kind not in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD):
+        raise TypeError(
+            f"{class_path(module)}.__call__ must take the input rows as its first argument: __call__(self, x)"
+        )
+    hparams, flag = [], None
+    for p in parameters[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in TRAIN_FLAGS:
+            flag = p.name
+        elif isinstance(p.default, numbers.Real) and not isinstance(p.default, bool):
+            hparams.append((p.name, float(p.default)))
+        else:
+            got = "no default" if p.default is p.empty else f"the default {p.default!r}"
+            raise TypeError(
+                f"{class_path(module)}.__call__ takes {p.name!r} with {got}: sweeps calls the model with its input, "
+                f"a train flag ({', '.join(TRAIN_FLAGS)}) and call hyperparameters, each a keyword with a number as "
+                f"default (a traced value per member); give {p.name!r} a number as default, or make it an attribute "
+                "of the module"
+            )
+    return tuple(hparams), flag
+
+
+def class_path(module: Any) -> str:
+    """`package.module.Class` of a model, for messages."""
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """One member's model as the engine trains it (hashable: part of a structure's key).
+
+    Attributes:
+      module: the Flax module; for the built-in MLP, with its head's width set from the task.
+      input_shape: one row's shape, e.g. (features,) or (H, W, C).
+      builtin: the built-in MLP: kernels stored transposed (`sweeps.engine.structure.stored`), its dropout
+        rate from the `dropout` hyperparameter, dropout drawn only where `dropout` says a member uses it.
+      dropout: built-in only: whether the program draws dropout masks at all.
+    """
+
+    module: nn.Module
+    input_shape: tuple[int, ...]
+    builtin: bool = True
+    dropout: bool = False
+
+    @functools.cached_property
+    def signature(self) -> tuple[tuple[tuple[str, float], ...], str | None]:
+        return ((("dropout", 0.0),), None) if self.builtin else call_signature(self.module)
+
+    @property
+    def call_hparams(self) -> tuple[str, ...]:
+        """The hyperparameters the module reads when called: one traced value per member."""
+        return tuple(name for name, _ in self.signature[0])
+
+    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> Any:
+        """One member's parameters in the population's layout, scaled by its `init_scale`."""
+        rows = jnp.zeros((1, *self.input_shape), jnp.float32)
+        if self.builtin:
+            tree = self.module.init(key, rows)["params"]
+        else:
+            tree = self.module.init(key, rows, **self._call_kwargs(hp, train=False))["params"]
+        return self.stored(jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree))
+
+    def apply(
+        self, params: Any, x: jax.Array, hp: dict[str, jax.Array], *, train: bool, key: jax.Array | None = None
+    ) -> jax.Array:
+        """One member's outputs (batch, outputs) on rows `x` (batch, *input_shape); `key`: the member's dropout
+        key while training (evaluation passes a fixed one, which a deterministic module never draws from)."""
+        variables = {"params": self.own_layout(params)}
+        if self.builtin:
+            if not train:
+                return self.module.apply(variables, x)
+            return self.module.apply(variables, x, hp["dropout"], deterministic=not self.dropout, rngs={"dropout": key})
+        key = jax.random.PRNGKey(EVAL_KEY) if key is None else key
+        return self.module.apply(variables, x, **self._call_kwargs(hp, train), rngs={"dropout": key})
+
+    def param_shapes(self) -> Any:
+        """One member's parameter tree in the module's own layout as `jax.ShapeDtypeStruct`s (nothing runs)."""
+        key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+        return jax.eval_shape(lambda key: self.own_layout(self.init(key, {"init_scale": jnp.float32(1.0)})), key)
+
+    def _call_kwargs(self, hp: dict[str, Any], train: bool) -> dict[str, Any]:
+        hparams, flag = self.signature
+        kwargs = {name: hp[name] if name in hp else default for name, default in hparams}
+        if flag is not None:
+            kwargs[flag] = TRAIN_FLAGS[flag] if train else not TRAIN_FLAGS[flag]
+        return kwargs
+
+    def stored(self, tree: Any) -> Any:
+        """A parameter tree in the module's layout -> the population's (the built-in MLP's kernels (out, in)).
+
+        Works on trees with leading (trial) axes and on numpy arrays alike; a user's module keeps its own."""
+        if not self.builtin:
+            return tree
+        return jax.tree_util.tree_map_with_path(
+            lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, tree
+        )
+
+    def own_layout(self, tree: Any) -> Any:
+        """The population's parameter tree as the module takes it (`stored`'s inverse)."""
+        return self.stored(tree)  # swapping the last two axes is its own inverse
+
+    def label(self) -> str:
+        """`hidden=[64] relu` for the built-in MLP; the class and attributes of a user's module, `CNN(width=8)`."""
+        if self.builtin:
+            return f"hidden={list(self.module.hidden)} {self.module.activation}"
+        fields = [f for f in dataclasses.fields(self.module) if f.name not in ("parent", "name")]
+        return (
+            f"{type(self.module).__name__}({', '.join(f'{f.name}={getattr(self.module, f.name)!r}' for f in fields)})"
+        )
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """The model as config.json records it: the built-in MLP's hidden and activation, or a user module's class
+    (`package.module:Class`) and attributes (their repr where JSON cannot hold them)."""
+    if type(model) is MLP:  # exactly the built-in one: a subclass is a model of the user's own
+        return {"hidden": list(model.hidden), "activation": model.activation}
+    cls = type(model)
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+    return {
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "args": {k: jsonable(v) for k, v in fields.items()},
+        "call_hparams": dict(call_signature(model)[0]),
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON holds it: numbers, strings, None, lists and dicts of them; anything else as its repr."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def builtin_network(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, dropout: bool):
+    """The built-in MLP's network."""
+    return Network(MLP(hidden=hidden, activation=activation, outputs=n_outputs), (n_features,), True, dropout)
+
+
+def n_values(shapes: Any) -> int:
+    """Numbers in a tree of shapes."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
