@@ -56,7 +56,7 @@ class SweepConfig:
     `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
-    model: nn.Module = _section("model", factory=MLP)
+    model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
     space: Mapping[str, Axis] = _section("space", factory=dict)
     strategy: Strategy = _section("strategy", factory=Grid)
     optimizer: str = _section("train", "adam")

@@ -21,7 +21,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from models import MLP
 from sweeps.data import Dataset
 from sweeps.driver import checkpoints as checkpoints_lib
 from sweeps.driver import distributed, resuming, run_folder, run_lock
@@ -40,7 +39,7 @@ EPOCH_PROGRAM = "jit(train_epoch)"  # the compiled epoch's name in JAX's compile
 def run(
     data: Dataset,
     *,
-    model: MLP | None = None,
+    model: Any = None,
     space: Mapping[str, Any] | None = None,
     strategy: Strategy | None = None,
     optimizer: str = "adam",
@@ -68,7 +67,9 @@ def run(
 
     Args:
       data: a `Dataset` from `sweeps.load_csv` (or `Dataset.from_arrays`).
-      model: the model's structure; defaults to the lesson's `MLP(hidden=(64,), activation="relu")`.
+      model: the network every trial trains: the built-in `MLP(hidden=(64,), activation="relu")` (the default),
+        your own Flax Linen module, or what builds your Flax NNX module from `rngs=` (its class, or
+        `functools.partial(Net, ...)`): README, "Your own model".
         `hidden` and `activation` may also be swept in `space`.
       space: hyperparameter name -> axis (`space.loguniform(...)`, a list of values, or one value).
         Names: see `sweeps.engine.hparams.HPARAMS`.

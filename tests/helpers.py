@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import functools
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 import sweeps
@@ -137,8 +139,9 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
     """Reference: one trial with plain Flax + optax, the same init key, dropout keys and minibatch order.
 
     Args:
-      module: a user's Flax module (its `__call__` takes `train` and its call hyperparameters, the names of `p`
-        the engine does not know), None for the built-in MLP.
+      module: a user's Flax Linen module, or what builds an NNX module from rngs (its `__call__` takes `train`
+        and its call hyperparameters, the names of `p` the engine does not know; an NNX one takes its dropout
+        key as `rngs`), None for the built-in MLP.
       p: the trial's resolved hyperparameters.
       key_index: the number its keys derive from (`keys.init_keys(seed, [key_index])`).
       epochs: epochs to train (default p["epochs"]).
@@ -149,7 +152,17 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
     own = {name: value for name, value in p.items() if name not in HPARAMS}  # the module's call hyperparameters
     model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs) if module is None else module
     init_key, rows = keys.init_keys(seed, np.array([key_index]))[0], jnp.zeros((1, *data.input_shape))
-    tree = model.init(init_key, rows)["params"] if module is None else module.init(init_key, rows, **own)["params"]
+    if isinstance(module, flax.linen.Module) or module is None:
+        tree = model.init(init_key, rows)["params"] if module is None else module.init(init_key, rows, **own)["params"]
+    else:  # NNX: the member built from its key, its parameters as a plain dict; merged again for every call
+        graphdef, param_state = nnx.split(module(rngs=nnx.Rngs(init_key)), nnx.Param)
+        tree = nnx.to_pure_dict(param_state)
+
+        def call(tree, x, rngs):
+            copy = jax.tree.map(lambda leaf: leaf, param_state)
+            nnx.replace_by_pure_dict(copy, tree)
+            return nnx.merge(graphdef, copy)(x, train=True, rngs=rngs, **own)
+
     tree = jax.tree.map(lambda w: w * p["init_scale"], tree)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     steps_per_epoch = -(-len(x) // p["batch_size"])
@@ -174,8 +187,10 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
             rngs = {"dropout": jax.random.fold_in(dropout_key, t)}
             if module is None:
                 out = model.apply({"params": tree}, xb, p["dropout"], deterministic=p["dropout"] == 0, rngs=rngs)
-            else:
+            elif isinstance(module, flax.linen.Module):
                 out = module.apply({"params": tree}, xb, train=True, **own, rngs=rngs)
+            else:
+                out = call(tree, xb, rngs["dropout"])
             data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
             kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
             return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)

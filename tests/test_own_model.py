@@ -2,12 +2,14 @@
 kill and a resume, and the models a sweep keeps; a model that cannot train is refused before anything compiles."""
 
 import copy
+import functools
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from flax import nnx
 
 import sweeps
 from models import MLP
@@ -56,9 +58,28 @@ def images(rows: int = 120, seed: int = 0) -> sweeps.Dataset:
     return sweeps.Dataset.from_arrays(x, y, task="multiclass")
 
 
+class NormedMLP(nnx.Module):
+    """An NNX MLP with layer norm, dropout keyed at call time (`rngs`), and a call hyperparameter `scale`."""
+
+    def __init__(self, features: int, width: int, *, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(features, width, rngs=rngs)
+        self.norm = nnx.LayerNorm(width, rngs=rngs)
+        self.dropout = nnx.Dropout(0.25)
+        self.head = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x, *, train: bool = False, rngs=None, scale: float = 1.0):
+        h = nnx.relu(self.norm(self.hidden(x))) * scale
+        return self.head(self.dropout(h, deterministic=not train, rngs=rngs))
+
+
 CASES = {
     "cnn": (CNN(), images, {"learning_rate": [1e-2, 3e-2]}),
     "residual": (Residual(), lambda: synthetic("binary", rows=200), {"learning_rate": [1e-2], "drop": [0.0, 0.5]}),
+    "nnx": (
+        functools.partial(NormedMLP, 8, 8),
+        lambda: synthetic("binary", rows=200),
+        {"learning_rate": [1e-2], "scale": [0.5, 1.0]},
+    ),
 }
 
 
@@ -148,7 +169,7 @@ def test_a_kept_cnn_predicts_new_images_as_its_validation_metrics_say(tmp_path):
 
 def test_a_model_class_this_process_has_not_imported_is_not_imported_for_a_run_folder():
     record = {"class": "some_package_never_imported.nets:Net", "args": {}, "call_hparams": {}}
-    with pytest.raises(ValueError, match=r"has not imported.*sweeps.load_model\(run_dir, model=Net\(...\)\)"):
+    with pytest.raises(ValueError, match=r"has not imported.*sweeps.load_model\(run_dir, model=...\) with Net"):
         _rebuilt(record)
 
 
@@ -224,3 +245,46 @@ def test_a_subclass_of_the_mlp_is_the_users_own_model_and_trains_as_written(bina
 def test_the_learning_rate_range_test_says_it_takes_the_built_in_mlp(binary_data):
     with pytest.raises(ValueError, match=r"lr_find takes the built-in models\.MLP.*not Residual.*sweeps\.run"):
         sweeps.lr_find(binary_data, model=Residual(), points=4)
+
+
+def test_a_kept_nnx_model_is_rebuilt_from_its_class_and_arguments(tmp_path):
+    data = synthetic("binary", rows=200)
+    factory = functools.partial(NormedMLP, 8, 8)
+    result = sweeps.run(data, model=factory, space={"learning_rate": [1e-2, 3e-2]}, epochs=2, run_dir=tmp_path / "r")
+    model = sweeps.load_model(tmp_path / "r")
+    assert model.trial == int(result.best()["number"]) and "NormedMLP(8, 8)" in repr(model)
+    rows = np.asarray(data.x_val)
+    accuracy = np.mean(model.predict(rows).astype(float) == data.y_val)
+    assert accuracy == pytest.approx(result.best()["best_val_accuracy"], abs=1e-6)
+
+
+class RandomState(nnx.Module):
+    def __init__(self, *, rngs):
+        self.dropout = nnx.Dropout(0.5, rngs=rngs)
+        self.head = nnx.Linear(8, 1, rngs=rngs)
+
+    def __call__(self, x, *, train: bool = False):
+        return self.head(self.dropout(x, deterministic=not train))
+
+
+class NNXNormed(nnx.Module):
+    def __init__(self, *, rngs):
+        self.norm = nnx.BatchNorm(8, rngs=rngs)
+        self.head = nnx.Linear(8, 1, rngs=rngs)
+
+    def __call__(self, x, *, train: bool = False):
+        return self.head(self.norm(x, use_running_average=not train))
+
+
+NNX_REFUSALS = [
+    (NormedMLP(8, 8, rngs=nnx.Rngs(0)), r"built NNX module.*functools\.partial\(NormedMLP"),
+    (RandomState, r"keeps state besides its nnx\.Param: .*Rng.*build nnx\.Dropout\(rate\) without rngs"),
+    (NNXNormed, r"keeps state besides its nnx\.Param: BatchStat.*nnx\.LayerNorm"),
+    (functools.partial(NormedMLP, 5, 8), r"cannot take the data's rows: called on a batch of shape \(3, 8\)"),
+]
+
+
+@pytest.mark.parametrize(("model", "message"), NNX_REFUSALS, ids=["built", "rngs", "batchnorm", "shape"])
+def test_an_nnx_model_that_cannot_train_is_refused_with_the_fix(binary_data, model, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        sweeps.dry_run(binary_data, model=model, space={"learning_rate": [1e-3]})

@@ -36,7 +36,16 @@ and the public ones:
 from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, schedules
 from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
 from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
-from sweeps.engine.network import Network, call_signature, class_path, model_record
+from sweeps.engine.network import (
+    Network,
+    NNXNetwork,
+    abstract_nnx,
+    call_signature,
+    class_path,
+    is_nnx_factory,
+    model_record,
+    network_of,
+)
 from sweeps.engine.population import (
     PADDING,
     Population,
@@ -57,8 +66,12 @@ __all__ = [
     "metrics",
     "schedules",
     # what decides a compiled program
+    "NNXNetwork",
     "Network",
     "Structure",
+    "abstract_nnx",
+    "is_nnx_factory",
+    "network_of",
     "call_signature",
     "class_path",
     "model_record",

@@ -44,24 +44,35 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
 @functools.cache
 def activation_values(structure: Structure) -> tuple[int, int]:
     """Values one row makes on its way through a member's network: every layer's output summed, and the
-    largest one. The built-in MLP's from its widths; a user's module's from `jax.eval_shape` of its forward
-    with every submodule's output captured (`capture_intermediates`), nothing computed."""
+    largest one. The built-in MLP's from its widths; a user's model's from the jaxpr of its forward on one row
+    (`jax.make_jaxpr` traces, nothing is computed): the outputs of its matrix products and convolutions."""
     if structure.module is None:
         return sum(structure.hidden) + structure.n_outputs, max(structure.hidden + (structure.n_outputs,))
     network = structure.network
     hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in network.call_hparams}
-
-    def forward(params, hp, x):
-        kwargs = network._call_kwargs(hp, train=False)
-        rngs = {"dropout": jax.random.PRNGKey(0)}
-        return network.module.apply(
-            {"params": params}, x, **kwargs, rngs=rngs, capture_intermediates=True, mutable=True
-        )[1]
-
     rows = jax.ShapeDtypeStruct((1, *structure.input_shape), jnp.float32)
-    captured = jax.eval_shape(forward, param_shapes(structure), hp, rows)["intermediates"]
-    sizes = [math.prod(leaf.shape) for leaf in jax.tree.leaves(captured)] or [structure.n_outputs]
+    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), param_shapes(structure))
+    stored = jax.eval_shape(network.stored, params)
+    traced = jax.make_jaxpr(lambda p, h, x: network.apply(p, x, h, train=False))(stored, hp, rows)
+    sizes = [n for n in _layer_outputs(traced.jaxpr) if n > 0] or [structure.n_outputs]
     return sum(sizes), max(sizes)
+
+
+LAYER_PRIMITIVES = ("dot_general", "conv_general_dilated")
+
+
+def _layer_outputs(jaxpr) -> list[int]:
+    """Sizes of the outputs of every matrix product and convolution in `jaxpr`, inner jaxprs included."""
+    sizes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in LAYER_PRIMITIVES:
+            sizes.extend(math.prod(v.aval.shape) for v in eqn.outvars)
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    sizes.extend(_layer_outputs(inner))
+    return sizes
 
 
 def available_bytes(device: jax.Device | None = None) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from models import MLP
 
@@ -39,9 +40,12 @@ TRAIN_FLAGS = {"train": True, "training": True, "deterministic": False}
 EVAL_KEY = 0  # the 'dropout' key evaluation passes (a deterministic module never draws from it)
 
 
-def call_signature(module: nn.Module) -> tuple[tuple[tuple[str, float], ...], str | None]:
+@functools.cache
+def call_signature(module: Any) -> tuple[tuple[tuple[str, float], ...], str | None]:
     """What a user's module's `__call__` takes besides its input: its call hyperparameters as
-    ((name, default), ...) in signature order, and its train flag's name (or None).
+    ((name, default), ...) in signature order, and its train flag's name (or None). `module`: a Linen module,
+    or a function of `rngs` that builds an NNX module (`is_nnx_factory`). An argument named `rngs` is where an
+    NNX module takes its dropout key (`NNXNetwork`): neither a flag nor a hyperparameter.
 
     Raises:
       TypeError: a parameter past the input has no default, or a default that is neither a number nor a
@@ -54,14 +58,15 @@ def call_signature(module: nn.Module) -> tuple[tuple[tuple[str, float], ...], st
       >>> call_signature(Net())
       ((('drop_rate', 0.1),), 'train')
     """
-    parameters = list(inspect.signature(type(module).__call__).parameters.values())[1:]  # past self
+    cls = type(abstract_nnx(module)) if is_nnx_factory(module) else type(module)
+    parameters = list(inspect.signature(cls.__call__).parameters.values())[1:]  # past self
     if not parameters or parameters[0].kind not in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD):
         raise TypeError(
             f"{class_path(module)}.__call__ must take the input rows as its first argument: __call__(self, x)"
         )
     hparams, flag = [], None
     for p in parameters[1:]:
-        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "rngs":
             continue
         if p.name in TRAIN_FLAGS:
             flag = p.name
@@ -79,8 +84,33 @@ def call_signature(module: nn.Module) -> tuple[tuple[tuple[str, float], ...], st
 
 
 def class_path(module: Any) -> str:
-    """`package.module.Class` of a model, for messages."""
-    return f"{type(module).__module__}.{type(module).__qualname__}"
+    """`package.module.Class` of a model (of the class an NNX factory builds), for messages."""
+    cls = nnx_class(module) if is_nnx_factory(module) else type(module)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def is_nnx_factory(model: Any) -> bool:
+    """Whether `model` is how sweeps takes an NNX model: a class of `flax.nnx.Module`, or a function (e.g.
+    `functools.partial(Net, din, dout)`, a lambda) that builds one from `rngs=`; not a built module, whose
+    initial values are already drawn (`sweeps.planning.checks.check_model` says so)."""
+    if isinstance(model, type):
+        return issubclass(model, nnx.Module)
+    return callable(model) and not isinstance(model, nn.Module | nnx.Module)
+
+
+@functools.cache
+def abstract_nnx(factory: Any) -> nnx.Module:
+    """The NNX module `factory` builds, its arrays as shapes only (`nnx.eval_shape`: nothing is computed)."""
+    return nnx.eval_shape(lambda: factory(rngs=nnx.Rngs(0)))
+
+
+def nnx_class(factory: Any) -> type:
+    """The class an NNX factory builds."""
+    if isinstance(factory, type):
+        return factory
+    if isinstance(factory, functools.partial) and isinstance(factory.func, type):
+        return factory.func
+    return type(abstract_nnx(factory))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,17 +197,81 @@ class Network:
         )
 
 
-def model_record(model: nn.Module) -> dict[str, Any]:
-    """The model as config.json records it: the built-in MLP's hidden and activation, or a user module's class
-    (`package.module:Class`) and attributes (their repr where JSON cannot hold them)."""
+@dataclasses.dataclass(frozen=True)
+class NNXNetwork(Network):
+    """A user's Flax NNX model: `module` is the function that builds it from `rngs` (`is_nnx_factory`).
+
+    Each member is built from its own key (`factory(rngs=nnx.Rngs(key))` under `jax.vmap`, as NNX's ensemble
+    pattern does) and its `nnx.Param` state kept as a plain dict of arrays (`nnx.to_pure_dict`); a call merges
+    it into the module's graph again (`nnx.merge`). The dropout key reaches the module through a `rngs`
+    argument of its `__call__` (`nnx.Dropout(rate)` built without rngs, called with `rngs=rngs`): a module
+    that keeps random state or batch statistics is refused before anything compiles.
+    """
+
+    builtin: bool = False
+
+    @functools.cached_property
+    def parts(self) -> tuple[Any, Any, Any]:
+        """(graph definition, the `nnx.Param` state's shapes, every other state's)."""
+        return nnx.split(abstract_nnx(self.module), nnx.Param, ...)
+
+    def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> Any:
+        params = nnx.to_pure_dict(nnx.state(self.module(rngs=nnx.Rngs(key)), nnx.Param))
+        return jax.tree.map(lambda leaf: leaf * hp["init_scale"], params)
+
+    def apply(
+        self, params: Any, x: jax.Array, hp: dict[str, jax.Array], *, train: bool, key: jax.Array | None = None
+    ) -> jax.Array:
+        graphdef, shapes, rest = self.parts
+        state = jax.tree.map(lambda leaf: leaf, shapes)  # a copy: replace_by_pure_dict fills it in place
+        nnx.replace_by_pure_dict(state, params)
+        model = nnx.merge(graphdef, state, rest)
+        kwargs = self._call_kwargs(hp, train)
+        if "rngs" in inspect.signature(type(model).__call__).parameters:
+            kwargs["rngs"] = jax.random.PRNGKey(EVAL_KEY) if key is None else key
+        return model(x, **kwargs)
+
+    def stored(self, tree: Any) -> Any:
+        return tree
+
+    def label(self) -> str:
+        factory = self.module
+        if isinstance(factory, functools.partial):
+            given = [*map(repr, factory.args), *(f"{k}={v!r}" for k, v in factory.keywords.items())]
+            return f"{nnx_class(factory).__name__}({', '.join(given)})"
+        return f"{nnx_class(factory).__name__}(...)"
+
+
+def network_of(model: Any, input_shape: tuple[int, ...]) -> Network:
+    """The network of a user's model (a Linen module, or an NNX factory) on rows of `input_shape`."""
+    if is_nnx_factory(model):
+        return NNXNetwork(model, input_shape)
+    return Network(model, input_shape, builtin=False)
+
+
+def model_record(model: Any) -> dict[str, Any]:
+    """The model as config.json and models.json record it: the built-in MLP's hidden and activation; a Linen
+    module's class (`package.module:Class`) and attributes (their repr where JSON cannot hold them); an NNX
+    factory's class, its arguments (`positional`, `args`: a `functools.partial`'s, none for a class; None for
+    another function, which no record can rebuild) and `"api": "nnx"`."""
     if type(model) is MLP:  # exactly the built-in one: a subclass is a model of the user's own
         return {"hidden": list(model.hidden), "activation": model.activation}
-    cls = type(model)
-    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in ("parent", "name")}
+    if is_nnx_factory(model):
+        cls = nnx_class(model)
+        if isinstance(model, functools.partial):
+            positional, args = [jsonable(v) for v in model.args], {k: jsonable(v) for k, v in model.keywords.items()}
+        else:
+            positional, args = ([], {}) if isinstance(model, type) else (None, None)
+        extra = {"positional": positional, "api": "nnx"}
+    else:
+        cls = type(model)
+        fields = [f.name for f in dataclasses.fields(model) if f.name not in ("parent", "name")]
+        args, extra = {name: jsonable(getattr(model, name)) for name in fields}, {}
     return {
         "class": f"{cls.__module__}:{cls.__qualname__}",
-        "args": {k: jsonable(v) for k, v in fields.items()},
+        "args": args,
         "call_hparams": dict(call_signature(model)[0]),
+        **extra,
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from sweeps.engine.network import Network, builtin_network, n_values
+from sweeps.engine.network import Network, builtin_network, n_values, network_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _network(structure: Structure) -> Network:
         return builtin_network(
             structure.hidden, structure.activation, structure.n_features, structure.n_outputs, structure.dropout
         )
-    return Network(structure.module, structure.input_shape, builtin=False)
+    return network_of(structure.module, structure.input_shape)
 
 
 def structure_of(hparams: Mapping[str, Any], data, module: nn.Module | None = None) -> Structure:

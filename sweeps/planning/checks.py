@@ -11,9 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from models import MLP
-from sweeps.engine import Network, call_signature, class_path
+from sweeps.engine import NNXNetwork, abstract_nnx, call_signature, class_path, is_nnx_factory, network_of
 from sweeps.engine import hparams as registry
 from sweeps.engine.metrics import metric_names
 from sweeps.space import Axis, Float
@@ -27,13 +28,32 @@ def check_int(name: str, value: Any, low: int) -> None:
 
 
 def check_model(model: Any) -> None:
-    """Refuses what cannot train: anything but a Flax Linen module, the built-in `models.MLP` with a field the
-    engine sets itself, or a module whose `__call__` the engine cannot call (`call_signature`). A subclass of
-    the MLP is a model of the user's own: it trains as it is, never replaced by the built-in one."""
+    """Refuses what cannot train: anything but a Flax Linen module or an NNX factory (`is_nnx_factory`), a built
+    NNX module (its initial values are drawn: sweeps builds one per member from its own key), the built-in
+    `models.MLP` with a field the engine sets itself, or a module whose `__call__` the engine cannot call
+    (`call_signature`). A subclass of the MLP is a model of the user's own: it trains as it is, never replaced
+    by the built-in one."""
+    if isinstance(model, nnx.Module):
+        cls = type(model).__qualname__
+        raise TypeError(
+            f"model={cls}(...) is a built NNX module, whose initial values are already drawn: sweeps builds one per "
+            f"member from the trial's own key, so pass what builds it from rngs: model=functools.partial({cls}, "
+            f"<its arguments but rngs>), or model=lambda rngs: {cls}(..., rngs=rngs)"
+        )
+    if is_nnx_factory(model):
+        try:
+            built = abstract_nnx(model)
+        except Exception as e:  # noqa: BLE001 - the user's constructor may raise anything
+            raise ValueError(f"model={model!r:.80} could not build a module from rngs=nnx.Rngs(0): {e}") from e
+        if not isinstance(built, nnx.Module):
+            raise TypeError(f"model={model!r:.80} built {type(built).__name__}, not a flax.nnx.Module")
+        call_signature(model)
+        return
     if not isinstance(model, nn.Module):
         raise TypeError(
-            f"model must be a Flax Linen module (an instance of a flax.linen.Module subclass, e.g. models.MLP(hidden="
-            f"(64,)) or your own), but got {class_path(model)}: {model!r:.80}"
+            f"model must be a Flax module: a Linen module (e.g. models.MLP(hidden=(64,)) or your own), or what builds "
+            f"an NNX module from rngs (its class, or functools.partial(Net, ...)), but got {class_path(model)}: "
+            f"{model!r:.80}"
         )
     if type(model) is not MLP:
         call_signature(model)
@@ -150,26 +170,42 @@ def check_model_fits(module: nn.Module | None, data) -> None:
                 "x.reshape(len(x), -1)"
             )
         return
-    network = Network(module, shape, builtin=False)
+    network = network_of(module, shape)
     name = class_path(module)
     hp = {n: jnp.zeros((2,), jnp.float32) for n in network.call_hparams} | {"init_scale": jnp.ones((2,), jnp.float32)}
     keys = jax.ShapeDtypeStruct((2, 2), jnp.uint32)
     rows = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
 
-    def init(keys, hp, x):
+    def linen_init(keys, hp, x):
         return jax.vmap(lambda k, h: module.init(k, x[:1], **network._call_kwargs(h, train=False)))(keys, hp)
+
+    def init(keys, hp):
+        return jax.vmap(network.init)(keys, hp)
 
     def train(params, hp, keys, x):
         return jax.vmap(lambda p, h, k: network.apply(p, x, h, train=True, key=k))(params, hp, keys)
 
-    variables = _shapes_of(name, shape, init, keys, hp, rows)
-    others = sorted(set(variables) - {"params"})
-    if others:
-        raise ValueError(
-            f"model {name} keeps the variable collection(s) {others} besides its parameters (nn.BatchNorm keeps "
-            "running statistics in 'batch_stats'): sweeps trains parameters only; use nn.LayerNorm or nn.GroupNorm"
-        )
-    outputs = _shapes_of(name, shape, train, variables["params"], hp, keys, rows)
+    if isinstance(network, NNXNetwork):
+        kinds = sorted({type(v).__name__ for v in jax.tree.leaves(network.parts[2], is_leaf=_is_variable)})
+        if kinds:
+            raise ValueError(
+                f"model {name} keeps state besides its nnx.Param: {', '.join(kinds)} (BatchStat: nnx.BatchNorm; "
+                "RngKey, RngCount: a layer built with rngs=, such as nnx.Dropout(rate, rngs=rngs)): sweeps trains "
+                "parameters only and gives each member its own dropout key when it calls the model; use "
+                "nnx.LayerNorm, build nnx.Dropout(rate) without rngs, give __call__ an argument `rngs=None` and call "
+                "the dropout with rngs=rngs"
+            )
+    else:
+        variables = _shapes_of(name, shape, linen_init, keys, hp, rows)
+        others = sorted(set(variables) - {"params"})
+        if others:
+            raise ValueError(
+                f"model {name} keeps the variable collection(s) {others} besides its parameters (nn.BatchNorm "
+                "keeps running statistics in 'batch_stats'): sweeps trains parameters only; use nn.LayerNorm or "
+                "nn.GroupNorm"
+            )
+    params = _shapes_of(name, shape, init, keys, hp)
+    outputs = _shapes_of(name, shape, train, params, hp, keys, rows)
     want = (2, 3, data.n_outputs)
     if outputs.shape != want:
         raise ValueError(
@@ -177,6 +213,10 @@ def check_model_fits(module: nn.Module | None, data) -> None:
             f"{data.n_outputs} output{'s' * (data.n_outputs != 1)} needs {want[1:]} ({TASK_OUTPUTS[data.task]}): "
             f"make its last layer nn.Dense({data.n_outputs})"
         )
+
+
+def _is_variable(leaf: Any) -> bool:
+    return isinstance(leaf, nnx.Variable)
 
 
 def _shapes_of(name: str, shape: tuple[int, ...], fn, *args):

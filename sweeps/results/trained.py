@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
+from flax import nnx
 
 from models import MLP
 from sweeps.data import Preprocessing
@@ -31,7 +32,7 @@ from sweeps.driver import run_folder
 from sweeps.driver.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.driver.evidence import DamagedRunFolder, checksum, reason
 from sweeps.driver.kept_models import KeptModels
-from sweeps.engine import Network, Structure, class_path, model_record, param_shapes, structure_of
+from sweeps.engine import Network, Structure, class_path, model_record, network_of, param_shapes, structure_of
 from sweeps.engine.metrics import evaluate
 from sweeps.results.models_index import FORMAT, damaged_index, read_index
 
@@ -46,39 +47,50 @@ def _structure_json(structure: Structure) -> dict[str, Any]:
     return {**model_record(structure.module), "input_shape": list(structure.input_shape), **sizes}
 
 
-def _network(info: Mapping[str, Any], module: nn.Module | None = None) -> Network:
-    """The network a saved trial was trained as: the built-in MLP from its widths, or the user's module (`module`,
-    else rebuilt from its recorded class and attributes: `_rebuilt`)."""
+def _network(info: Mapping[str, Any], module: Any = None) -> Network:
+    """The network a saved trial was trained as: the built-in MLP from its widths, or the user's model (`module`,
+    else rebuilt from its recorded class and arguments: `_rebuilt`)."""
     s = info["structure"]
     if "class" not in s:
-        return Network(
-            MLP(hidden=tuple(s["hidden"]), activation=s["activation"], outputs=s["n_outputs"]), (s["n_features"],)
-        )
-    return Network(module if module is not None else _rebuilt(s), tuple(s["input_shape"]), builtin=False)
+        mlp = MLP(hidden=tuple(s["hidden"]), activation=s["activation"], outputs=s["n_outputs"])
+        return Network(mlp, (s["n_features"],))
+    return network_of(module if module is not None else _rebuilt(s), tuple(s["input_shape"]))
 
 
-def _rebuilt(record: Mapping[str, Any]) -> nn.Module:
-    """A user's module rebuilt from models.json's record of it (`model_record`): its class, found only among the
+def _rebuilt(record: Mapping[str, Any]) -> Any:
+    """A user's model rebuilt from models.json's record of it (`model_record`): its class, found only among the
     modules this process has already imported (a run folder never makes Python import anything: design item 11),
-    called with the recorded attributes, and used only where it records the same again."""
+    called with the recorded arguments (for NNX: `functools.partial` of them), and used only where it records
+    the same again."""
     name, _, qualname = str(record["class"]).partition(":")
     ask = (
-        f"pass the model: sweeps.load_model(run_dir, model={qualname.rpartition('.')[2]}(...)) with the attributes it "
-        "was trained with"
+        f"pass the model: sweeps.load_model(run_dir, model=...) with {qualname.rpartition('.')[2]} and the "
+        "arguments it was trained with"
     )
     owner = sys.modules.get(name)
     cls = functools.reduce(lambda obj, part: getattr(obj, part, None), qualname.split("."), owner)
-    if owner is None or not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if owner is None or not (isinstance(cls, type) and issubclass(cls, nn.Module | nnx.Module)):
         raise ValueError(
             f"the saved model is {name}.{qualname}, which this process has not imported (a run folder never makes "
             f"sweeps import code): import {name} first, or {ask}"
         )
+    nnx_api = record.get("api") == "nnx"
+    if nnx_api and record.get("positional") is None:
+        raise ValueError(f"{name}.{qualname} was built by a function no record can rebuild; {ask}")
     try:
-        module = cls(**record["args"])
+        if nnx_api:
+            module = (
+                functools.partial(cls, *record["positional"], **record["args"])
+                if record["args"] or record["positional"]
+                else cls
+            )
+        else:
+            module = cls(**record["args"])
     except Exception as e:  # noqa: BLE001 - the user's constructor may raise anything
         raise ValueError(f"{name}.{qualname}(**{record['args']}) failed ({e}); {ask}") from e
-    if model_record(module) != {k: record[k] for k in ("class", "args", "call_hparams")}:
-        raise ValueError(f"{name}.{qualname} cannot be rebuilt exactly from its recorded attributes; {ask}")
+    again = model_record(module)
+    if again != {k: record.get(k) for k in again}:
+        raise ValueError(f"{name}.{qualname} cannot be rebuilt exactly from its recorded arguments; {ask}")
     return module
 
 
@@ -272,7 +284,7 @@ class TrainedModel:
         return np.asarray(self.class_names, dtype=object)[index]
 
 
-def load_model(run_dir: str | Path, trial: int | None = None, model: nn.Module | None = None) -> TrainedModel:
+def load_model(run_dir: str | Path, trial: int | None = None, model: Any = None) -> TrainedModel:
     """A saved model of a run folder: the best trial's (or the named trial's), at its best epoch.
 
     The arrays are compared with the checksum written with them: a model file changed on disk is
@@ -284,7 +296,8 @@ def load_model(run_dir: str | Path, trial: int | None = None, model: nn.Module |
       run_dir: a folder written by `sweeps run` / `sweeps.run(..., run_dir=...)`.
       trial: a trial number among the saved ones (`keep_models` best), as an int or its digits ("10");
         None for the best.
-      model: your own Flax module, for a sweep that trained one (None: rebuilt from the record, as above).
+      model: your own Flax model as `sweeps.run` took it (a Linen module, or what builds an NNX module), for a
+        sweep that trained one (None: rebuilt from the record, as above).
 
     Raises:
       ValueError: no saved models there, or the trial is not among them; `DamagedRunFolder` (a
