@@ -108,11 +108,17 @@ def test_the_dry_run_names_the_module_and_counts_its_parameters_and_memory():
     assert "rows of shape (6, 6, 1) (36 values each)" in plan.describe()
 
 
-# Halving acts between epochs (its population is repacked and pruned), PBT copies members and explores the
-# model's own call hyperparameter; each is stopped at a checkpoint and resumed, lanes on and off.
+# Halving acts between epochs (its population is repacked and pruned; with refill, freed slots start new trials),
+# PBT copies members and explores the model's own call hyperparameter; each is stopped at a checkpoint and resumed,
+# lanes on and off.
 OWN_SWEEPS = {
     "halving": {
         "strategy": sweeps.Halving(n=4, min_epochs=1, eta=2, seed=0),
+        "space": {"learning_rate": space.loguniform(1e-3, 1e-1), "drop": space.uniform(0.0, 0.5)},
+        "epochs": 3,
+    },
+    "refill": {
+        "strategy": sweeps.Halving(n=4, min_epochs=1, eta=2, refill=True, samples=6, seed=0),
         "space": {"learning_rate": space.loguniform(1e-3, 1e-1), "drop": space.uniform(0.0, 0.5)},
         "epochs": 3,
     },
@@ -129,13 +135,17 @@ def residual_data():
     return synthetic("binary", rows=200)
 
 
-@pytest.mark.parametrize(("name", "lanes", "resume_lanes"), [("halving", 2, 1), ("pbt", 1, 2)])
+@pytest.mark.parametrize(("name", "lanes", "resume_lanes"), [("halving", 2, 1), ("refill", 1, 2), ("pbt", 1, 2)])
 def test_a_sweep_of_an_own_model_stopped_and_resumed_gives_the_same_run(
     residual_data, tmp_path, monkeypatch, name, lanes, resume_lanes
 ):
     settings = {"model": Residual(), "checkpoint_every": 1, "plots": False, "keep_models": 2}
     whole = sweeps.run(residual_data, run_dir=tmp_path / "whole", **settings, **copy.deepcopy(OWN_SWEEPS[name]))
     assert (whole.table["state"] != "failed").all() and whole.table["params_drop"].notna().all()
+    if name != "pbt":
+        assert (whole.table["state"] == "pruned").any(), "halving pruned some trials"
+    if name == "refill":
+        assert len(whole.table) == 6, "freed slots started the sampled trials"
     monkeypatch.setenv("SWEEPS_LANES", str(lanes))
     undo = crash_after_saves(monkeypatch, 2)
     with pytest.raises(Stop):

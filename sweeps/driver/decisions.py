@@ -95,7 +95,7 @@ class PopulationEdits:
         state.kept.offer(pop, group.structure.network, slots=slots, skip=state.pruned, fetch=self.devices.fetch)
         new, last = [], last()
         for k, slot in enumerate(slots):
-            hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]})
+            hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]}, config.model_hparams)
             structure = structure_of(hparams, self.plan.data, config.module)
             if structure != group.structure:
                 raise ValueError(
