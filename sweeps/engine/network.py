@@ -1,4 +1,4 @@
-"""The network one member trains: the built-in MLP in its fast layout, or the user's own Flax Linen module.
+"""The network one member trains: the built-in MLP in its fast layout, or the user's own Flax model.
 
 A `Network` is what the engine asks of a model, in four pure functions: `init` one member's parameters
 from its key, `apply` them to a minibatch (training) or to rows (evaluation), and convert between the
@@ -11,10 +11,14 @@ population, so a user's module needs nothing from sweepax beyond being a Flax mo
   rate) is a *call hyperparameter*: the space may sweep it, and each member receives its own value as
   a traced () float32 array (`call_hparams`);
 - a keyword argument named `train` or `training` receives True while training and False when
-  evaluating, `deterministic` the opposite; the 'dropout' rng stream is always given.
+  evaluating, `deterministic` the opposite; the 'dropout' rng stream is always given (an NNX module takes
+  its key as a `rngs` argument).
 
-Only the `params` collection trains: a module with other variables (`nn.BatchNorm`'s `batch_stats`) is
-refused before anything compiles (`check_module`), as is one whose output does not fit the task.
+A Linen module is given as itself; an NNX module as what builds it from `rngs` (its class, or
+`functools.partial(Net, ...)`: `NNXNetwork`), so that each member is built from its own key. Only the
+parameters train: a module with other variables (`nn.BatchNorm`'s `batch_stats`, NNX's `BatchStat` or random
+state) is refused before anything compiles (`sweeps.planning.checks.check_model_fits`), as is one whose output
+does not fit the task.
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ class Network:
         if self.builtin:
             tree = self.module.init(key, rows)["params"]
         else:
-            tree = self.module.init(key, rows, **self._call_kwargs(hp, train=False))["params"]
+            tree = self.module.init(key, rows, **self.call_kwargs(hp, train=False))["params"]
         return self.stored(jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree))
 
     def apply(
@@ -159,14 +163,16 @@ class Network:
                 return self.module.apply(variables, x)
             return self.module.apply(variables, x, hp["dropout"], deterministic=not self.dropout, rngs={"dropout": key})
         key = jax.random.PRNGKey(EVAL_KEY) if key is None else key
-        return self.module.apply(variables, x, **self._call_kwargs(hp, train), rngs={"dropout": key})
+        return self.module.apply(variables, x, **self.call_kwargs(hp, train), rngs={"dropout": key})
 
     def param_shapes(self) -> Any:
         """One member's parameter tree in the module's own layout as `jax.ShapeDtypeStruct`s (nothing runs)."""
         key = jax.ShapeDtypeStruct((2,), jnp.uint32)
         return jax.eval_shape(lambda key: self.own_layout(self.init(key, {"init_scale": jnp.float32(1.0)})), key)
 
-    def _call_kwargs(self, hp: dict[str, Any], train: bool) -> dict[str, Any]:
+    def call_kwargs(self, hp: dict[str, Any], train: bool) -> dict[str, Any]:
+        """The keywords a user's module is called with: its call hyperparameters (a member's values from `hp`,
+        else their defaults) and its train flag."""
         hparams, flag = self.signature
         kwargs = {name: hp[name] if name in hp else default for name, default in hparams}
         if flag is not None:
@@ -226,7 +232,7 @@ class NNXNetwork(Network):
         state = jax.tree.map(lambda leaf: leaf, shapes)  # a copy: replace_by_pure_dict fills it in place
         nnx.replace_by_pure_dict(state, params)
         model = nnx.merge(graphdef, state, rest)
-        kwargs = self._call_kwargs(hp, train)
+        kwargs = self.call_kwargs(hp, train)
         if "rngs" in inspect.signature(type(model).__call__).parameters:
             kwargs["rngs"] = jax.random.PRNGKey(EVAL_KEY) if key is None else key
         return model(x, **kwargs)

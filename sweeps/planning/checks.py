@@ -177,7 +177,7 @@ def check_model_fits(module: nn.Module | None, data) -> None:
     rows = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
 
     def linen_init(keys, hp, x):
-        return jax.vmap(lambda k, h: module.init(k, x[:1], **network._call_kwargs(h, train=False)))(keys, hp)
+        return jax.vmap(lambda k, h: module.init(k, x[:1], **network.call_kwargs(h, train=False)))(keys, hp)
 
     def init(keys, hp):
         return jax.vmap(network.init)(keys, hp)
