@@ -13,6 +13,7 @@ from sweeps import space
 from sweeps.data import Dataset, load_csv
 from sweeps.driver.compiling import enable_compilation_cache
 from sweeps.driver.signals import Interrupted
+from sweeps.engine.metrics import Metric
 from sweeps.lr_find.finder import LRFind, lr_find
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results.result import Result, load_result
@@ -31,6 +32,7 @@ __all__ = [
     "PBT",
     "Interrupted",
     "LRFind",
+    "Metric",
     "QuasiRandom",
     "Random",
     "Resources",

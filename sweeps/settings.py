@@ -21,7 +21,7 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -30,8 +30,15 @@ from models import MLP
 from sweeps.driver.devices import Devices, select_devices
 from sweeps.engine import call_signature, memory, model_record
 from sweeps.engine import hparams as registry
-from sweeps.engine.metrics import direction
-from sweeps.planning.checks import check_early_stopping, check_int, check_model, check_space_for_model
+from sweeps.engine.metrics import Metric, OwnMetrics, direction, function_path, metrics_record
+from sweeps.planning.checks import (
+    check_early_stopping,
+    check_int,
+    check_loss,
+    check_metrics,
+    check_model,
+    check_space_for_model,
+)
 from sweeps.space import Axis, Choice, as_space, axis_to_config
 from sweeps.strategies import Grid, Strategy
 
@@ -50,13 +57,16 @@ class SweepConfig:
     """Everything a user asks of a sweep, checked: the model, the space, the strategy, the training defaults,
     the objective, early stopping and the run folder's checkpoints and kept models.
 
-    Attributes (as `sweeps.run` documents them): `model` ([model] in a config file), `space` ([space]),
+    Attributes (as `sweeps.run` documents them): `model` ([model] in a config file), `loss` and `metrics` (Python
+    functions: `sweeps.run` only, not a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
     `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
     model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
+    loss: Callable | None = _section("model", None)
+    metrics: Mapping[str, Metric] = _section("model", factory=dict)
     space: Mapping[str, Axis] = _section("space", factory=dict)
     strategy: Strategy = _section("strategy", factory=Grid)
     optimizer: str = _section("train", "adam")
@@ -77,6 +87,8 @@ class SweepConfig:
     def __post_init__(self):
         model = MLP() if self.model is None else self.model
         check_model(model)
+        check_loss(self.loss)
+        metrics = check_metrics(self.metrics)
         axes = as_space(self.space)
         own = None if type(model) is MLP else dict(call_signature(model)[0])
         check_space_for_model(axes, own)
@@ -108,13 +120,30 @@ class SweepConfig:
         if not isinstance(self.plots, bool):
             raise TypeError(f"plots must be true or false, but got plots={self.plots!r}")
         stop = check_early_stopping(self.early_stopping)  # its metric is checked against the task when planned
-        for name, value in (("model", model), ("space", axes), ("strategy", strategy), ("early_stopping", stop)):
+        settled = {"model": model, "metrics": metrics, "space": axes, "strategy": strategy, "early_stopping": stop}
+        for name, value in settled.items():
             object.__setattr__(self, name, value)
 
     @property
     def module(self) -> nn.Module | None:
         """The user's own model, None for the built-in MLP (which the engine builds from hidden and activation)."""
         return None if type(self.model) is MLP else self.model
+
+    @property
+    def own_metrics(self) -> OwnMetrics:
+        """The user's metrics as a compiled program's key holds them: ((name, fn, direction), ...)."""
+        return tuple((name, metric.fn, metric.direction) for name, metric in self.metrics.items())
+
+    @property
+    def directions(self) -> dict[str, str]:
+        """The user's metrics' directions, name -> "maximize" or "minimize" (what `sweeps.engine.metrics.direction`
+        takes)."""
+        return {name: metric.direction for name, metric in self.metrics.items()}
+
+    def direction(self, metric: str) -> str:
+        """Which way `metric` is better: a user's metric as its `Metric` says, the task's by name
+        (`sweeps.engine.metrics.direction`)."""
+        return direction(metric, self.directions)
 
     @property
     def model_hparams(self) -> dict[str, float] | None:
@@ -131,10 +160,17 @@ class SweepConfig:
         return {**defaults, **self.model_hparams}
 
     def record(self) -> dict[str, Any]:
-        """The settings that decide the results, as config.json records them (and a resume compares)."""
+        """The settings that decide the results, as config.json records them (and a resume compares). A user's loss
+        and metrics are recorded by their functions' `module:qualname` (never imported again), only when given."""
         strategy = self.strategy
+        own = {}
+        if self.loss is not None:
+            own["loss"] = function_path(self.loss)
+        if self.metrics:
+            own["metrics"] = metrics_record(self.own_metrics)
         return {
             "model": model_record(self.model),
+            **own,
             "space": {name: axis_to_config(axis) for name, axis in self.space.items()},
             "strategy": {
                 "name": type(strategy).__name__.lower(),
@@ -147,7 +183,7 @@ class SweepConfig:
             "init": self.init,
             "seed": self.seed,
             "objective": self.objective,
-            "direction": direction(self.objective),
+            "direction": self.direction(self.objective),
             "early_stopping": dict(self.early_stopping) if self.early_stopping else None,
             "max_population": self.max_population,
             "divergence_threshold": self.divergence_threshold,

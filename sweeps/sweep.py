@@ -14,7 +14,7 @@ import datetime
 import importlib.metadata
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from sweeps.driver import distributed, resuming, run_folder, run_lock
 from sweeps.driver.compiling import compile_log
 from sweeps.driver.rounds import first_round
 from sweeps.driver.scheduler import Scheduler
+from sweeps.engine.metrics import Metric
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results import trained
 from sweeps.results.result import Result, build_frames, disk_full_at_the_end, load_result, write_run_folder
@@ -40,6 +41,8 @@ def run(
     data: Dataset,
     *,
     model: Any = None,
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    metrics: Mapping[str, Metric] | None = None,
     space: Mapping[str, Any] | None = None,
     strategy: Strategy | None = None,
     optimizer: str = "adam",
@@ -71,6 +74,17 @@ def run(
         your own Flax Linen module, or what builds your Flax NNX module from `rngs=` (its class, or
         `functools.partial(Net, ...)`): README, "Your own model".
         `hidden` and `activation` may also be swept in `space`.
+      loss: your own per-example loss, `loss(outputs, targets) -> (batch,)`: one member's raw model outputs
+        (batch, outputs) and the targets (batch,) as the model trains on them (0.0/1.0; integer classes; a
+        regression target standardized) to one loss per row, in `jax.numpy`. It replaces the task's loss
+        (`models.losses`) in training (weighted by the minibatch's row weights), in the divergence check and
+        as `val_loss`. None (default): the task's.
+      metrics: your own validation metrics, name -> `sweeps.Metric(fn, "maximize" | "minimize")`, `fn(outputs,
+        targets) -> ()` over the validation split's rows: computed inside the compiled epoch beside the task's and
+        recorded as `val_<name>` (history, table columns `best_val_<name>` and `final_val_<name>`); the objective
+        and early stopping may name them, in their Metric's direction. Names are Python identifiers other than
+        the task's metrics (loss, accuracy, auc, rmse, mae). A loss that does not return (batch,) or a metric
+        that does not return () is refused before anything compiles.
       space: hyperparameter name -> axis (`space.loguniform(...)`, a list of values, or one value).
         Names: see `sweeps.engine.hparams.HPARAMS`.
       strategy: `Grid(n=...)`, `Random(n=..., seed=...)`, `QuasiRandom(n=..., seed=...)` or
@@ -84,14 +98,15 @@ def run(
         and see the same dropout masks, and trials differ only by their hyperparameters; `seeds=k` gives
         k initialisations shared by every configuration. "per_trial": keys from (seed, trial number).
       objective: the metric that picks each trial's best epoch and the best trial
-        (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`).
+        (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`, or `val_<name>` of one of
+        your `metrics`).
       early_stopping: `{"metric": "val_loss", "patience": 5, "min_delta": 0.0}` stops a member
         whose metric has not improved for `patience` epochs.
       max_population: the most members trained at once; larger groups are chunked.
       divergence_threshold: a member whose epoch train loss exceeds this many times the loss the
         model starts from (`sweeps.driver.populations.baseline_loss`: that of zero outputs, never below predicting
-        the training prior), or is not finite, is frozen and marked `diverged`; None keeps only the
-        non-finite test.
+        the training prior; with your own `loss`, its value at zero outputs), or is not finite, is frozen and
+        marked `diverged`; None keeps only the non-finite test.
       devices: the devices every population is split over: None (default) for every device JAX sees
         (every process's, after `jax.distributed.initialize()`), a count (the first of each process's),
         or a list of device ids. Populations are padded to a multiple of the count (padding never
@@ -127,9 +142,22 @@ def run(
       >>> data = sweeps.load_csv("data/telco_customer_churn.csv", target="Churn")  # doctest: +SKIP
       >>> result = sweeps.run(data, space={"learning_rate": space.loguniform(1e-4, 1e-1)},
       ...                     strategy=sweeps.Grid(n=8), epochs=5)  # doctest: +SKIP
+
+      Your own loss, and a metric of your own as the objective:
+
+      >>> import jax.numpy as jnp, optax
+      >>> def weighted_bce(outputs, y):  # positives count 3 times
+      ...     return optax.sigmoid_binary_cross_entropy(outputs[:, 0], y) * (1.0 + 2.0 * y)
+      >>> def recall(outputs, y):
+      ...     return jnp.sum((outputs[:, 0] > 0) & (y > 0.5)) / jnp.maximum(jnp.sum(y > 0.5), 1)
+      >>> result = sweeps.run(data, space={"learning_rate": [1e-3, 1e-2]}, loss=weighted_bce,
+      ...                     metrics={"recall": sweeps.Metric(recall, "maximize")},
+      ...                     objective="val_recall")  # doctest: +SKIP
     """
     config = SweepConfig(
         model=model,
+        loss=loss,
+        metrics=metrics,
         space=space or {},
         strategy=strategy,
         optimizer=optimizer,
@@ -264,6 +292,7 @@ def _execute(
         records.by_trial(),
         config.objective,
         scheduler.state.pruned,
+        config.directions,
     )
     result_config = {
         **settings_now,
@@ -294,7 +323,7 @@ def _execute(
             raise
         result.config["models"] = models
         distributed.barrier("sweeps: models saved")
-        test = trained.test_metrics(run_dir / trained.FOLDER, data, config.module)
+        test = trained.test_metrics(run_dir / trained.FOLDER, data, config.module, config.loss, config.own_metrics)
         if test is not None:
             result.config["test_metrics"] = test
         if distributed.is_writer():

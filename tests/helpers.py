@@ -135,7 +135,7 @@ def reference_optimizer(p, schedule):
     return opt
 
 
-def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=None):
+def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=None, loss=None):
     """Reference: one trial with plain Flax + optax, the same init key, dropout keys and minibatch order.
 
     Args:
@@ -147,7 +147,9 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
       epochs: epochs to train (default p["epochs"]).
       first_epoch: the population epoch it starts at (a recycled slot): its minibatch orders are
         those of population epochs first_epoch, first_epoch + 1, ...
+      loss: a user's per-example loss `(outputs, y) -> (batch,)`, None for the task's (`models.loss_fn`).
     """
+    per_example = loss_fn(data.task) if loss is None else loss
     epochs = p["epochs"] if epochs is None else epochs
     own = {name: value for name, value in p.items() if name not in HPARAMS}  # the module's call hyperparameters
     model = MLP(hidden=p["hidden"], activation=p["activation"], outputs=data.n_outputs) if module is None else module
@@ -191,7 +193,7 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
                 out = module.apply({"params": tree}, xb, train=True, **own, rngs=rngs)
             else:
                 out = call(tree, xb, rngs["dropout"])
-            data_loss = jnp.sum(loss_fn(data.task)(out, yb) * wb) / jnp.sum(wb)
+            data_loss = jnp.sum(per_example(out, yb) * wb) / jnp.sum(wb)
             kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree) if path[-1].key == "kernel"]
             return data_loss + p["l2"] * sum(jnp.sum(k**2) for k in kernels)
 

@@ -91,9 +91,10 @@ def _configurations(result, seeds: int) -> str:
 
 
 def _headline_metrics(result) -> list[str]:
-    """The metrics a reader looks at first: accuracy and AUC, or RMSE."""
+    """The metrics a reader looks at first: accuracy and AUC, or RMSE, then the user's own."""
     task = result.config.get("data", {}).get("task")
     wanted = ["val_rmse"] if task == "regression" else ["val_accuracy", "val_auc"]
+    wanted += [f"val_{name}" for name in result.config.get("metrics", {})]
     return [m for m in wanted if f"best_{m}" in result.table]
 
 

@@ -255,7 +255,7 @@ class Programs:
         self.plan, self.times = plan, CompileTimes()
         config, devices, data = plan.config, plan.devices, plan.data
         self.stop_metric = config.early_stopping["metric"] if config.early_stopping else None
-        self.controls = controls_for(data, config.early_stopping, config.divergence_threshold)
+        self.controls = controls_for(data, config.early_stopping, config.divergence_threshold, config.loss)
         splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
         self.splits = devices.replicate(jax.tree.map(np.asarray, splits))  # once per sweep
         self._ahead = Ahead()

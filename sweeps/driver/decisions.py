@@ -18,7 +18,6 @@ from sweeps.driver.populations import new_population
 from sweeps.driver.state import Item, SweepState
 from sweeps.engine import PADDING, Population, edits, structure_of
 from sweeps.engine.hparams import resolve
-from sweeps.engine.metrics import direction
 from sweeps.planning.planner import Plan, Trial
 from sweeps.strategies.base import EpochView
 
@@ -44,7 +43,7 @@ class PopulationEdits:
         member trains on."""
         config, pop = self.plan.config, item.pop
         numbers, epochs_done, hparams = self.devices.fetch((pop.numbers, pop.epochs_done, pop.hparams))
-        sign = -1.0 if direction(config.objective) == "maximize" else 1.0
+        sign = -1.0 if config.direction(config.objective) == "maximize" else 1.0
         view = EpochView(
             epoch=item.epoch,
             numbers=np.asarray(numbers),
@@ -96,7 +95,7 @@ class PopulationEdits:
         new, last = [], last()
         for k, slot in enumerate(slots):
             hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]}, config.model_hparams)
-            structure = structure_of(hparams, self.plan.data, config.module)
+            structure = structure_of(hparams, self.plan.data, config.module, config.loss, config.own_metrics)
             if structure != group.structure:
                 raise ValueError(
                     f"a refilled trial must keep the population's structure ({group.structure.label()}), "

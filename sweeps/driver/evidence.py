@@ -3,7 +3,9 @@
 A run folder may come from someone else, or have been damaged since it was
 written. So every name read from it (the objective, metric and
 hyperparameter names, trial numbers, the strategy) must be one sweepax can
-write, file names are never built from it unchecked (`file_name`), and every
+write (the task's metrics and hyperparameters, and the names of the run's own
+model's call hyperparameters and of its own metrics that its config.json
+records, themselves checked), file names are never built from it unchecked (`file_name`), and every
 saved array carries a checksum (`checksum`) written beside it and compared
 when it is read. A file that fails raises `DamagedRunFolder`, whose message
 names the file, what is wrong with it and what still works.
@@ -29,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from sweeps.engine.hparams import HPARAMS
-from sweeps.engine.metrics import METRICS, metric_names
+from sweeps.engine.metrics import DIRECTIONS, METRICS, OWN_NAMES, metric_names
 
 KNOWN_METRICS = tuple(dict.fromkeys(name for task in METRICS for name in metric_names(task)))
 # The history's (split, metric) pairs: `sweeps.results.result.build_frames` writes nothing else.
@@ -113,6 +115,32 @@ def model_hparams(config: Mapping[str, Any], config_file: Path) -> tuple[str, ..
     return tuple(names)
 
 
+def own_metrics(config: Mapping[str, Any], config_file: Path) -> dict[str, str]:
+    """The run's own metrics config.json (or models.json) records (`sweeps.engine.metrics.metrics_record`), name ->
+    direction: names of Python identifiers other than the task's metrics, each with its function's
+    `module:qualname` (a text, never imported) and "maximize" or "minimize", else `DamagedRunFolder`."""
+    record = config.get("metrics", {})
+    if not isinstance(record, Mapping):
+        raise DamagedRunFolder(
+            f"{config_file} (metrics) holds {record!r:.80}, not a run's own metrics: the file was edited or damaged"
+        )
+    out = {}
+    for name, entry in record.items():
+        fine = isinstance(name, str) and name.isidentifier() and name not in OWN_NAMES and isinstance(entry, Mapping)
+        if not fine or entry.get("direction") not in DIRECTIONS or not isinstance(entry.get("function"), str):
+            raise DamagedRunFolder(
+                f"{config_file} (metrics) records {name!r}: {entry!r:.120}, not a metric of your own (an identifier "
+                "with its function and 'maximize' or 'minimize'): the file was edited or damaged"
+            )
+        out[name] = entry["direction"]
+    return out
+
+
+def known_metrics(own: Mapping[str, str]) -> tuple[str, ...]:
+    """Every metric name a run with the user's metrics `own` (name -> direction) may record."""
+    return (*KNOWN_METRICS, *(f"val_{name}" for name in own))
+
+
 def _check_name(name: Any, where: str, kind: str, unknown: str, known: tuple[str, ...]) -> str:
     if not isinstance(name, str) or name not in known:
         raise DamagedRunFolder(
@@ -139,20 +167,26 @@ def check_result(config: Mapping[str, Any], table: pd.DataFrame, history: pd.Dat
       DamagedRunFolder: naming the file and the name.
     """
     config_file, table_file, history_file = (run_dir / n for n in ("config.json", "table.parquet", "history.parquet"))
-    own = _check_config(config, config_file)
-    _check_table(table, table_file, own)
-    _check_history(history, history_file, own)
+    own, metrics = _check_config(config, config_file)
+    _check_table(table, table_file, own, metrics)
+    _check_history(history, history_file, own, metrics)
 
 
-def _check_config(config: Any, config_file: Path) -> tuple[str, ...]:
-    """Checks config.json's names; returns the call hyperparameters of the run's own model (`model_hparams`)."""
+def _check_config(config: Any, config_file: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Checks config.json's names; returns the call hyperparameters of the run's own model (`model_hparams`) and
+    its own metrics (`own_metrics`)."""
     if not isinstance(config, Mapping):
         raise DamagedRunFolder(f"{config_file} holds {type(config).__name__}, not the settings of a run")
     own = model_hparams(config, config_file)
-    check_metric(config.get("objective", "val_loss"), f"{config_file} (objective)")
+    metrics = own_metrics(config, config_file)
+    loss = config.get("loss")
+    if loss is not None and not isinstance(loss, str):
+        raise DamagedRunFolder(f"{config_file} (loss) holds {loss!r:.80}, not a function's name: edited or damaged")
+    known = known_metrics(metrics)
+    check_metric(config.get("objective", "val_loss"), f"{config_file} (objective)", known)
     stop = config.get("early_stopping")
     if isinstance(stop, Mapping) and "metric" in stop:
-        check_metric(stop["metric"], f"{config_file} (early_stopping.metric)")
+        check_metric(stop["metric"], f"{config_file} (early_stopping.metric)", known)
     space = config.get("space", {})
     for name in space if isinstance(space, Mapping) else ():
         check_hparam(name, f"{config_file} (space)", own)
@@ -163,10 +197,11 @@ def _check_config(config: Any, config_file: Path) -> tuple[str, ...]:
             f"{config_file} names the strategy {name!r}, not a strategy class's name (e.g. 'grid', or a "
             f"strategy of your own, lower case): the file was edited or damaged"
         )
-    return own
+    return own, metrics
 
 
-def _check_table(table: pd.DataFrame, table_file: Path, own: tuple[str, ...]) -> None:
+def _check_table(table: pd.DataFrame, table_file: Path, own: tuple[str, ...], metrics: Mapping[str, str]) -> None:
+    known = known_metrics(metrics)
     missing = [c for c in TABLE_COLUMNS if c not in table.columns]
     if missing:
         raise DamagedRunFolder(f"{table_file} has no column {missing[0]!r}: it is not a sweepax trial table")
@@ -178,16 +213,18 @@ def _check_table(table: pd.DataFrame, table_file: Path, own: tuple[str, ...]) ->
             if metric.startswith("hparam_"):
                 check_hparam(metric[len("hparam_") :], f"{table_file} (column {column!r})", own)
             else:
-                check_metric(metric, f"{table_file} (column {column!r})")
+                check_metric(metric, f"{table_file} (column {column!r})", known)
     _check_numbers(table, "number", table_file)
 
 
-def _check_history(history: pd.DataFrame, history_file: Path, own: tuple[str, ...]) -> None:
+def _check_history(history: pd.DataFrame, history_file: Path, own: tuple[str, ...], metrics: Mapping[str, str]) -> None:
     _check_numbers(history, "trial", history_file)
     if not {"trial", "epoch", "split", "metric", "value"} <= set(history.columns):
         raise DamagedRunFolder(f"{history_file} lacks the columns trial, epoch, split, metric, value")
     for split, metric in history[["split", "metric"]].drop_duplicates().itertuples(index=False):
-        if metric not in HISTORY_METRICS.get(split, ()) and not (split == "hparam" and metric in own):
+        if metric not in HISTORY_METRICS.get(split, ()) and not (
+            (split == "hparam" and metric in own) or (split == "val" and metric in metrics)
+        ):
             raise DamagedRunFolder(
                 f"{history_file} records the metric {split!r}/{metric!r}, which sweepax never writes: "
                 f"the file was edited or damaged"

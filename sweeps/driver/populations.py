@@ -30,9 +30,12 @@ from sweeps.engine import (
 from sweeps.planning.planner import Trial
 
 
-def baseline_loss(data: Dataset) -> float:
+def baseline_loss(data: Dataset, loss: Callable | None = None) -> float:
     """The training loss a model starts from, the unit of the divergence limit: the larger of the loss of
     predicting the training prior and the loss of the untrained network's output, zero.
+
+    A user's own `loss` (per example, `(outputs, y) -> (rows,)`): its mean over the training rows at zero
+    outputs, where that is finite and positive (else the task's unit below, so the limit is never zero).
 
     Regression: the mean square of the target, `var(y) + mean(y)**2` (1.0 on a target `load_csv` or
     `Dataset.from_arrays` standardized; on one given unstandardized, its own scale, so a trial that has not
@@ -51,6 +54,11 @@ def baseline_loss(data: Dataset) -> float:
       >>> baseline_loss(raw) == float(np.mean(np.asarray(raw.y_train, np.float64) ** 2))
       True
     """
+    if loss is not None:
+        zeros = jnp.zeros((data.n_train, data.n_outputs), jnp.float32)
+        start = float(jnp.mean(loss(zeros, jnp.asarray(data.y_train))))
+        if math.isfinite(start) and start > 0:
+            return start
     y = np.asarray(data.y_train, np.float64)
     if data.task == "regression":
         return float(max(np.mean(y**2), 1e-12))
@@ -58,9 +66,12 @@ def baseline_loss(data: Dataset) -> float:
     return float(np.log(classes))  # >= the entropy of any prior over `classes` classes
 
 
-def controls_for(data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None) -> Controls:
-    """The run-wide numbers every compiled epoch reads."""
-    limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data)
+def controls_for(
+    data: Dataset, stop: Mapping[str, Any] | None, divergence_threshold: float | None, loss: Callable | None = None
+) -> Controls:
+    """The run-wide numbers every compiled epoch reads; `loss`: the user's (None: the task's), the divergence
+    limit's unit (`baseline_loss`)."""
+    limit = math.inf if divergence_threshold is None else divergence_threshold * baseline_loss(data, loss)
     return Controls(  # numpy scalars: jnp's would each compile a conversion on a first run
         divergence_limit=np.float32(limit),
         patience=np.int32(stop["patience"] if stop else 0),

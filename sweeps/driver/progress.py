@@ -8,15 +8,14 @@ import time
 
 import numpy as np
 
-from sweeps.engine.metrics import direction
-
 
 class Progress:
-    """A tqdm bar over every epoch of every chunk (its ETA is tqdm's), or nothing when disabled."""
+    """A tqdm bar over every epoch of every chunk (its ETA is tqdm's), or nothing when disabled; `direction`: the
+    objective's (`SweepConfig.direction`)."""
 
-    def __init__(self, objective: str, enabled: bool):
+    def __init__(self, objective: str, enabled: bool, direction: str = "minimize"):
         self.objective = objective
-        self.sign = 1.0 if direction(objective) == "minimize" else -1.0
+        self.sign = 1.0 if direction == "minimize" else -1.0
         self.best = math.inf
         self.round_text = ""
         self.bar = None

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweeps.driver import distributed
-from sweeps.engine.metrics import direction
 from sweeps.planning.planner import Plan, Round, Trial, check_round_size
 
 
 def start_strategy(plan: Plan) -> None:
     """Starts the plan's strategy for a sweep: its objective and direction, then the sweep's epoch budget."""
     strategy, config = plan.strategy, plan.config
-    strategy.start(config.objective, direction(config.objective))
+    strategy.start(config.objective, config.direction(config.objective))
     strategy.use_epochs(config.epochs)
 
 

@@ -78,7 +78,7 @@ class Scheduler:
         self.state = SweepState(KeptModels(keep_models, config_of=self.config_of))
         self.rounds: list[Round] = []  # every round planned so far (derived from state.configs)
         self.swept: dict[str, None] = dict.fromkeys(plan.config.space)
-        self.progress = Progress(self.config.objective, progress)
+        self.progress = Progress(self.config.objective, progress, self.config.direction(self.config.objective))
         self.edits = PopulationEdits(plan, self.devices, self.progress.add_total)
         self.lanes = 1  # the most work items trained side by side so far
         self._configs: dict[int, tuple[int, int]] = {}  # trial number -> (configuration, its trials)
@@ -147,6 +147,7 @@ class Scheduler:
             self.state.records.by_trial(),
             self.config.objective,
             self.state.pruned,
+            self.config.directions,
         )
         return table
 

@@ -29,7 +29,7 @@ and the public ones:
   hparams.py      every hyperparameter: default, rule, traced or structural; the optimizer and schedule choices
   keys.py         where a trial id becomes a random key
   memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
-  metrics.py      validation metrics and the valid metric names
+  metrics.py      validation metrics, a user's `Metric`, every metric's direction and the valid metric names
   schedules.py    learning-rate schedules with traced parameters
 """
 

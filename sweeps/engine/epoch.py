@@ -35,7 +35,7 @@ import optax
 
 from models.losses import loss_fn
 from sweeps.engine import compiler
-from sweeps.engine.metrics import direction, evaluate, metric_names
+from sweeps.engine.metrics import direction, directions, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
 from sweeps.engine.schedules import learning_rate_at
@@ -73,10 +73,16 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
     return padded.reshape(steps, batch_size), weights.reshape(steps, batch_size)
 
 
+def per_example_loss(structure: Structure):
+    """The loss a structure trains on, `(outputs (batch, outputs), y (batch,)) -> (batch,)`: the user's, else the
+    task's (`models.losses.loss_fn`)."""
+    return loss_fn(structure.task) if structure.loss is None else structure.loss
+
+
 def member_loss(structure: Structure, params, hp, x, y, w, dropout_key):
     """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch."""
     outputs = structure.network.apply(params, x, hp, train=True, key=dropout_key)
-    data_loss = jnp.sum(loss_fn(structure.task)(outputs, y) * w) / jnp.sum(w)
+    data_loss = jnp.sum(per_example_loss(structure)(outputs, y) * w) / jnp.sum(w)
     penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
     return data_loss + penalty, data_loss
 
@@ -188,7 +194,7 @@ def train_epoch(
 
     Returns:
       The new population and a dict of (trials,) arrays: `train_loss`, `val_<metric>`
-      for the task's metrics, bools `trained` (the member trained in this epoch),
+      for the task's metrics and the user's (`structure.metrics`), bools `trained` (the member trained in this epoch),
       `diverged`, `active` (it will train in the next epoch), and `number`, the trial each
       slot holds (records are kept by trial number, never by position).
     """
@@ -203,7 +209,9 @@ def train_epoch(
     train_loss = jnp.where(carry.loss_steps > 0, train_loss, jnp.nan)
 
     outputs = predict(structure, carry.params, pop.hparams, val.x)
-    val_metrics = jax.vmap(lambda out: evaluate(structure.task, out, val.y, controls.y_std))(outputs)
+    val_metrics = jax.vmap(
+        lambda out: evaluate(structure.task, out, val.y, controls.y_std, structure.loss, structure.metrics)
+    )(outputs)
     metrics = {"train_loss": train_loss, **{f"val_{name}": value for name, value in val_metrics.items()}}
 
     # NaN counts as exploded; so do parameters that stopped being finite while the loss stayed finite
@@ -215,8 +223,9 @@ def train_epoch(
     active = active & (epochs_done < pop.hparams["epochs"])
 
     best, since_best = pop.best, pop.since_best
+    own = directions(structure.metrics)
     if stop_metric is not None:
-        sign = -1.0 if direction(stop_metric) == "maximize" else 1.0
+        sign = -1.0 if direction(stop_metric, own) == "maximize" else 1.0
         value = sign * metrics[stop_metric]
         improved = trains & (value < best - controls.min_delta)
         best = jnp.where(improved, value, best)
@@ -225,7 +234,7 @@ def train_epoch(
 
     # The model a user keeps: each member's parameters at its best epoch by the objective, a masked
     # copy on the device (the same epoch the table reports as best_epoch: the first of equal values).
-    score = (-1.0 if direction(objective) == "maximize" else 1.0) * metrics[objective]
+    score = (-1.0 if direction(objective, own) == "maximize" else 1.0) * metrics[objective]
     better = trains & (score < pop.best_objective)
 
     pop = pop.replace(
@@ -248,7 +257,7 @@ def epoch_function(structure: Structure, stop_metric: str | None = None, objecti
     metrics)` (`train_epoch` with the static arguments settled and checked). `make_train_epoch` jits it with
     the engine's compiler options; a caller that compiles it with options of its own jits it itself
     (benchmarks/compiler_options.py)."""
-    valid = metric_names(structure.task)
+    valid = metric_names(structure.task, structure.metrics)
     for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
         if metric is not None and metric not in valid:
             raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -28,6 +28,10 @@ class Structure:
     `module` is the user's own Flax module (its attributes are part of the key), None for the built-in
     MLP built from `hidden` and `activation`; `input_shape` is one row's shape, None for a table's
     (n_features,).
+
+    `loss` is the user's per-example loss (None: the task's) and `metrics` the user's validation metrics as
+    ((name, fn, direction), ...) (`sweeps.engine.metrics.OwnMetrics`): code the program runs, so part of the
+    key (a function by its identity).
     """
 
     hidden: tuple[int, ...]
@@ -42,6 +46,8 @@ class Structure:
     n_outputs: int
     module: nn.Module | None = None
     input_shape: tuple[int, ...] | None = None
+    loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    metrics: tuple[tuple[str, Callable[[jax.Array, jax.Array], jax.Array], str], ...] = ()
 
     @property
     def network(self) -> Network:
@@ -63,9 +69,12 @@ def _network(structure: Structure) -> Network:
     return network_of(structure.module, structure.input_shape)
 
 
-def structure_of(hparams: Mapping[str, Any], data, module: nn.Module | None = None) -> Structure:
+def structure_of(
+    hparams: Mapping[str, Any], data, module: nn.Module | None = None, loss: Callable | None = None, metrics: tuple = ()
+) -> Structure:
     """The structure key of one trial's resolved hyperparameters on `data` (n_features, n_outputs, task),
-    training the user's `module` (None: the built-in MLP)."""
+    training the user's `module` (None: the built-in MLP) on the user's `loss` (None: the task's), its
+    validation computing the user's `metrics` ((name, fn, direction), ...) too."""
     return Structure(
         *trial_fields(hparams, module),
         task=data.task,
@@ -73,6 +82,8 @@ def structure_of(hparams: Mapping[str, Any], data, module: nn.Module | None = No
         n_outputs=int(data.n_outputs),
         module=module,
         input_shape=None if module is None else tuple(int(n) for n in data.input_shape),
+        loss=loss,
+        metrics=tuple(metrics),
     )
 
 
@@ -103,9 +114,11 @@ def trial_fields(hparams: Mapping[str, Any], module: nn.Module | None = None) ->
 
 def init_structure(structure: Structure) -> Structure:
     """The part of `structure` a fresh population depends on (the model's shapes, the optimizer's state),
-    the rest set to fixed values: groups that differ only in batch size, schedule or dropout share one
-    compiled initialisation."""
-    return dataclasses.replace(structure, batch_size=1, schedule="constant", dropout=False, task="binary")
+    the rest set to fixed values: groups that differ only in batch size, schedule, dropout, loss or metrics
+    share one compiled initialisation."""
+    return dataclasses.replace(
+        structure, batch_size=1, schedule="constant", dropout=False, task="binary", loss=None, metrics=()
+    )
 
 
 @functools.cache

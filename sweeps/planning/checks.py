@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -16,7 +16,7 @@ from flax import nnx
 from models import MLP
 from sweeps.engine import NNXNetwork, abstract_nnx, call_signature, class_path, is_nnx_factory, network_of
 from sweeps.engine import hparams as registry
-from sweeps.engine.metrics import metric_names
+from sweeps.engine.metrics import OWN_NAMES, Metric, OwnMetrics, function_path, metric_names
 from sweeps.space import Axis, Float
 
 EARLY_STOPPING_KEYS = ("metric", "patience", "min_delta")
@@ -84,14 +84,63 @@ def check_space_for_model(space: Mapping[str, Axis], model: Mapping[str, float] 
             )
 
 
-def check_metric(what: str, metric: str, task: str) -> None:
-    valid = metric_names(task)
+def check_metric(what: str, metric: str, task: str, own: OwnMetrics = ()) -> None:
+    """Refuses a metric name the sweep does not record: the task's metrics and the user's (`own`)."""
+    valid = metric_names(task, own)
     if metric not in valid:
         raise ValueError(f"{what} {metric!r} is not computed for a {task} task; choose one of {valid}")
 
 
-def check_early_stopping(early_stopping, task: str | None = None) -> dict | None:
-    """Early stopping's settings with their defaults filled in; the metric is checked against `task` when given."""
+def check_loss(loss: Any) -> None:
+    """Refuses a `loss` that is neither None (the task's) nor a function (what it returns: `check_code_fits`)."""
+    if loss is not None and not callable(loss):
+        raise TypeError(
+            f"loss must be a function loss(outputs, targets) -> per-example losses (batch,), or None for the task's, "
+            f"but got {loss!r:.80}"
+        )
+
+
+def check_metrics(metrics: Any) -> dict[str, Metric]:
+    """A user's `metrics={"name": sweeps.Metric(fn, "maximize" | "minimize")}`, checked (what each function returns:
+    `check_code_fits`): a plain function (no direction), a name that is not a Python identifier or that is one of
+    the task's metrics, are refused with the fix."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(
+            f'metrics must be a dict of name -> sweeps.Metric(fn, "maximize" or "minimize"), but got {metrics!r:.80}'
+        )
+    for name, metric in metrics.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(
+                f"metric name {name!r} is not a Python identifier: it names the columns best_val_<name> and "
+                "final_val_<name>; use letters, digits and underscores (e.g. 'f1_score')"
+            )
+        if name in OWN_NAMES:
+            raise ValueError(
+                f"metric name {name!r} is one of sweeps' own metrics ({', '.join(sorted(OWN_NAMES))}), recorded as "
+                f"val_{name} already: give yours another name (e.g. 'my_{name}')"
+            )
+        if name.startswith(("val_", "train_", "test_")):
+            bare = name.split("_", 1)[1]
+            raise ValueError(
+                f"metric name {name!r} starts with its split: metrics are recorded as val_<name>, so this one would be "
+                f"val_{name}; name it {bare!r} (recorded as val_{bare})"
+            )
+        if not isinstance(metric, Metric):
+            fn = getattr(metric, "__name__", "fn")
+            given = f"the plain function {fn}" if callable(metric) else repr(metric)[:80]
+            raise ValueError(
+                f"metrics[{name!r}] is {given}, not a sweeps.Metric: sweeps needs to know which way it is "
+                f'better (to pick best epochs, trials and kept models): pass sweeps.Metric({fn}, "maximize") or '
+                f'sweeps.Metric({fn}, "minimize")'
+            )
+    return dict(metrics)
+
+
+def check_early_stopping(early_stopping, task: str | None = None, own: OwnMetrics = ()) -> dict | None:
+    """Early stopping's settings with their defaults filled in; the metric is checked against `task` (and the user's
+    metrics, `own`) when given."""
     if early_stopping is None or early_stopping is False:
         return None
     if not isinstance(early_stopping, Mapping):
@@ -103,7 +152,7 @@ def check_early_stopping(early_stopping, task: str | None = None) -> dict | None
         raise ValueError(f"unknown early_stopping keys {sorted(unknown)}; known: {list(EARLY_STOPPING_KEYS)}")
     stop = {"metric": "val_loss", "patience": 5, "min_delta": 0.0, **early_stopping}
     if task is not None:
-        check_metric("early_stopping metric", stop["metric"], task)
+        check_metric("early_stopping metric", stop["metric"], task, own)
     check_int("early_stopping patience", stop["patience"], 1)
     if not (isinstance(stop["min_delta"], (int, float)) and stop["min_delta"] >= 0):
         raise ValueError(f"early_stopping min_delta must be >= 0, but got {stop['min_delta']!r}")
@@ -155,12 +204,12 @@ TRACER_ERRORS = (
 TASK_OUTPUTS = {"binary": "one logit per row", "multiclass": "one logit per class", "regression": "one value per row"}
 
 
-def check_model_fits(module: nn.Module | None, data) -> None:
+def check_model_fits(module: nn.Module | None, data) -> Any:
     """Refuses a model that cannot train on `data`, before anything compiles: the built-in MLP on rows that are not
     flat feature vectors; a user's module (traced with `jax.eval_shape`, two members under `jax.vmap` in
     training mode as the epoch runs them) that does not take the rows' shape, turns a traced value into a
     Python one, keeps variables besides its parameters (batch statistics), or whose output does not fit
-    the task."""
+    the task. Returns the dtype of the model's outputs (what a user's loss and metrics receive)."""
     shape = tuple(data.x_train.shape[1:])
     if module is None:
         if len(shape) != 1:
@@ -169,7 +218,7 @@ def check_model_fits(module: nn.Module | None, data) -> None:
                 f"{shape}: pass a model of your own that takes them (a CNN, say), or flatten x with "
                 "x.reshape(len(x), -1)"
             )
-        return
+        return jnp.dtype(jnp.float32)
     network = network_of(module, shape)
     name = class_path(module)
     hp = {n: jnp.zeros((2,), jnp.float32) for n in network.call_hparams} | {"init_scale": jnp.ones((2,), jnp.float32)}
@@ -213,6 +262,71 @@ def check_model_fits(module: nn.Module | None, data) -> None:
             f"{data.n_outputs} output{'s' * (data.n_outputs != 1)} needs {want[1:]} ({TASK_OUTPUTS[data.task]}): "
             f"make its last layer nn.Dense({data.n_outputs})"
         )
+    return outputs.dtype
+
+
+LOSS_ROWS = 3  # the minibatch a user's loss is traced on (`check_code_fits`)
+
+
+def check_code_fits(loss: Callable | None, own: OwnMetrics, data, dtype: Any = jnp.float32) -> None:
+    """Refuses a user's loss or metric that does not fit, before anything compiles: each is traced with
+    `jax.eval_shape` on one member's outputs as the epoch gives them (`dtype`: the model's, `check_model_fits`)
+    and the targets: the loss on a minibatch of LOSS_ROWS rows must return per-example losses (LOSS_ROWS,) of a
+    float dtype, a metric on the validation split's rows one number ()."""
+    y_dtype = jax.dtypes.canonicalize_dtype(data.y_val.dtype)
+
+    def shapes(n: int) -> tuple[jax.ShapeDtypeStruct, jax.ShapeDtypeStruct]:
+        return jax.ShapeDtypeStruct((n, data.n_outputs), dtype), jax.ShapeDtypeStruct((n,), y_dtype)
+
+    def given(n: int) -> str:
+        outputs, y = shapes(n)
+        return f"outputs {outputs.shape} {outputs.dtype} and targets {y.shape} {y.dtype}"
+
+    if loss is not None:
+        what = f"loss {function_path(loss)}"
+        got = _traced(what, loss, given(LOSS_ROWS), *shapes(LOSS_ROWS))
+        if not _is_array(got) or got.shape != (LOSS_ROWS,) or not jnp.issubdtype(got.dtype, jnp.floating):
+            raise ValueError(
+                f"{what} returns {_described(got)} for {given(LOSS_ROWS)} (a minibatch of {LOSS_ROWS} rows), but a "
+                f"loss returns one float per row, shape ({LOSS_ROWS},): sweeps weights them by the minibatch's row "
+                "weights and averages them itself; return the per-example losses, not their mean"
+            )
+    n = int(data.y_val.shape[0])
+    for name, fn, _ in own:
+        what = f"metric {name!r} ({function_path(fn)})"
+        got = _traced(what, fn, given(n), *shapes(n))
+        if not _is_array(got) or got.shape != () or not jnp.issubdtype(got.dtype, jnp.number):
+            raise ValueError(
+                f"{what} returns {_described(got)} for the validation split's {given(n)}, but a metric returns one "
+                "number per member, shape (): reduce it over the rows (e.g. jnp.mean(...))"
+            )
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, jax.ShapeDtypeStruct)
+
+
+def _described(value: Any) -> str:
+    if _is_array(value):
+        return f"shape {value.shape} {value.dtype}"
+    return f"{type(value).__name__} {jax.tree.map(lambda a: a.shape, value)!r:.120}"
+
+
+def _traced(what: str, fn: Callable, given: str, *args) -> Any:
+    """`jax.eval_shape(fn, *args)` of a user's loss or metric, its failures said in the user's words."""
+    try:
+        return jax.eval_shape(fn, *args)
+    except TRACER_ERRORS as e:
+        raise ValueError(
+            f"{what} cannot be traced: it turns a traced array into a Python value ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); it runs inside the compiled epoch under jax.vmap, so keep the "
+            "computation in jax.numpy (jnp.where, not `if`)"
+        ) from e
+    except Exception as e:  # noqa: BLE001 - the user's function may raise anything
+        raise ValueError(
+            f"{what} fails on {given} ({type(e).__name__}: {str(e).splitlines()[0][:300]}): it is called with one "
+            "member's raw model outputs (rows, outputs) and the targets (rows,) as the model trains on them"
+        ) from e
 
 
 def _is_variable(leaf: Any) -> bool:

@@ -20,7 +20,13 @@ from sweeps.data import Dataset, check_batch_size
 from sweeps.driver.devices import Devices
 from sweeps.engine import Structure, memory, n_params, structure_of, trial_fields
 from sweeps.engine import hparams as registry
-from sweeps.planning.checks import check_early_stopping, check_metric, check_model_fits, check_reads
+from sweeps.planning.checks import (
+    check_code_fits,
+    check_early_stopping,
+    check_metric,
+    check_model_fits,
+    check_reads,
+)
 from sweeps.planning.lanes import (
     LANE_FEWEST,
     LANE_PARAMETERS,
@@ -302,9 +308,11 @@ def plan(config: SweepConfig, data: Dataset, resources: Resources | None = None)
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a sweeps.SweepConfig, but got {type(config).__name__}")
     resources = Resources.detect() if resources is None else resources
-    check_model_fits(config.module, data)
-    check_metric("objective", config.objective, data.task)
-    check_early_stopping(config.early_stopping, data.task)  # its metric against the task (its keys: SweepConfig)
+    dtype = check_model_fits(config.module, data)
+    check_code_fits(config.loss, config.own_metrics, data, dtype)  # the user's loss and metrics, traced
+    check_metric("objective", config.objective, data.task, config.own_metrics)
+    # its metric against the task's and the user's (its keys: SweepConfig)
+    check_early_stopping(config.early_stopping, data.task, config.own_metrics)
     epochs = registry.normalize("epochs", config.epochs)
     registry.check_value("epochs", epochs)  # before a strategy compares a budget of its own with it
     return Plan(config, data, resources)
@@ -348,7 +356,8 @@ def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
     by_fields: dict[tuple, list[Trial]] = {}
     for trial in trials:
         by_fields.setdefault(trial_fields(trial.hparams, module), []).append(trial)
-    by_structure = {structure_of(m[0].hparams, data, module): m for m in by_fields.values()}
+    loss, own = plan.config.loss, plan.config.own_metrics
+    by_structure = {structure_of(m[0].hparams, data, module, loss, own): m for m in by_fields.values()}
     groups = []
     for structure, members in by_structure.items():
         budget = plan.budget_bytes // plan.lanes  # lanes hold that many chunks at once

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from models.mlp import ACTIVATIONS
-from sweeps.driver.evidence import DamagedRunFolder, check_hparam, check_metric, check_trial
+from sweeps.driver.evidence import (
+    DamagedRunFolder,
+    check_hparam,
+    check_metric,
+    check_trial,
+    known_metrics,
+    own_metrics,
+)
 from sweeps.engine.metrics import METRICS
 
 FORMAT = "sweepax-models/1"
@@ -49,7 +56,8 @@ def read_index(path: Path) -> dict[str, Any]:
     need(index, "task", str)
     if index["task"] not in METRICS:
         raise damaged_index(path, f"its task {index['task']!r} is none of {sorted(METRICS)}")
-    check_metric(index.get("objective"), f"{path} (objective)")
+    known = known_metrics(own_metrics(index, path))  # the task's metrics and the run's own (models.json records them)
+    check_metric(index.get("objective"), f"{path} (objective)", known)
     need(index, "class_names", list)
     need(index, "y_mean", number)
     need(index, "y_std", number)
@@ -82,7 +90,7 @@ def read_index(path: Path) -> dict[str, Any]:
             if metric.startswith("hparam_"):  # population based training: a hyperparameter at the best epoch
                 check_hparam(metric.removeprefix("hparam_"), f"{path} ({where}metrics)", own)
             else:
-                check_metric(metric, f"{path} ({where}metrics)")
+                check_metric(metric, f"{path} ({where}metrics)", known)
             if not isinstance(value, number):
                 raise damaged_index(path, f"its {where}metric {name!r} is {value!r}, not a number")
     return index

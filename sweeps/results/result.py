@@ -7,8 +7,8 @@ configuration), `params_<name>` for each swept hyperparameter, `state` (`complet
 `epochs` (epochs trained), `stopped_early` (early stopping ended it
 before its epoch budget), `best_epoch` (1-based, best objective), `value`
 (the objective at `best_epoch`), and for each metric `m` of the task
-(`train_loss`, `val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`)
-two columns: `final_<m>` at the last epoch trained and `best_<m>` at
+(`train_loss`, `val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`,
+and `val_<name>` of each of the user's own metrics) two columns: `final_<m>` at the last epoch trained and `best_<m>` at
 `best_epoch` (the metrics of the restored best epoch).
 
 `result.history` is long: `trial`, `epoch`, `split`, `metric`, `value`.
@@ -64,7 +64,13 @@ class Result:
 
     @property
     def direction(self) -> str:
-        return direction(self.objective)
+        """The objective's direction, "minimize" or "maximize"."""
+        return self.direction_of(self.objective)
+
+    def direction_of(self, metric: str) -> str:
+        """Which way `metric` is better: a user's metric as config.json records its `sweeps.Metric`, the task's by
+        name (`sweeps.engine.metrics.direction`)."""
+        return direction(metric, recorded_directions(self.config))
 
     def best(self, metric: str | None = None) -> pd.Series:
         """The best complete trial by `metric` (default: the objective) at its best epoch.
@@ -84,7 +90,7 @@ class Result:
         complete = self.table[(self.table["state"] == "complete") & self.table[column].notna()]
         if complete.empty:
             raise ValueError(no_trial_completed(self.table))
-        ascending = direction(metric) == "minimize"
+        ascending = self.direction_of(metric) == "minimize"
         if "seed" in self.table and self.table["seed"].nunique() > 1:
             by_config = self.table.groupby("config", sort=True)
             ranking = pd.DataFrame(
@@ -223,6 +229,12 @@ def _read_frame(path: Path, csv_copy: Path) -> pd.DataFrame:
         ) from e
 
 
+def recorded_directions(config: Mapping[str, Any]) -> dict[str, str]:
+    """The user's metrics' directions as config.json records them (`sweeps.engine.metrics.metrics_record`),
+    name -> "maximize" or "minimize"; none for a run without metrics of its own."""
+    return {name: entry["direction"] for name, entry in config.get("metrics", {}).items()}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -241,6 +253,7 @@ def build_frames(
     records: dict[int, dict[str, np.ndarray]],
     objective: str,
     pruned: Mapping[int, int] | None = None,
+    own: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The table and the history from per-trial records.
 
@@ -254,9 +267,11 @@ def build_frames(
         the best epoch, and `final_hparam_<name>`.
       objective: the metric that picks `best_epoch`.
       pruned: trial number -> epochs trained when a strategy stopped it (state `pruned`).
+      own: the user's metrics' directions, name -> "maximize" or "minimize" (`SweepConfig.directions`): the
+        objective's direction when it is one of them.
     """
     pruned = pruned or {}
-    sign = 1.0 if direction(objective) == "minimize" else -1.0
+    sign = 1.0 if direction(objective, own) == "minimize" else -1.0
     rows, history = [], []
     for trial in trials:
         number = trial["number"]

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from sweeps.driver.checkpoints import close_orbax, quiet_abandoned_reads
 from sweeps.driver.evidence import DamagedRunFolder, checksum, reason
 from sweeps.driver.kept_models import KeptModels
 from sweeps.engine import Network, Structure, class_path, model_record, network_of, param_shapes, structure_of
-from sweeps.engine.metrics import evaluate
+from sweeps.engine.metrics import OwnMetrics, evaluate
 from sweeps.results.models_index import FORMAT, damaged_index, read_index
 
 FOLDER = "models"
@@ -144,6 +144,7 @@ def save_models(
         "format": FORMAT,
         "objective": result.objective,
         "direction": result.direction,
+        **({"metrics": result.config["metrics"]} if "metrics" in result.config else {}),  # the user's, if any
         "task": data.task,
         "target": data.target,
         "class_names": list(data.class_names),
@@ -157,8 +158,11 @@ def save_models(
     return [{"trial": e["trial"], "rank": e["rank"], "value": e["value"]} for e in entries]
 
 
-def test_metrics(folder: Path, data, module: nn.Module | None = None) -> dict[str, float] | None:
+def test_metrics(
+    folder: Path, data, module: nn.Module | None = None, loss: Callable | None = None, own: OwnMetrics = ()
+) -> dict[str, float] | None:
     """The best saved model's metrics on the test split, computed once at the end; None without a test split.
+    `loss` and `own`: the user's loss (`test_loss`) and metrics (`test_<name>`), as the sweep validated with.
 
     Never used to pick anything: the best trial is chosen on validation before this runs.
     """
@@ -166,7 +170,7 @@ def test_metrics(folder: Path, data, module: nn.Module | None = None) -> dict[st
         return None
     model = load_model(folder.parent, model=module)
     outputs = model.outputs(np.asarray(data.x_test))
-    values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_test), jnp.float32(data.y_std))
+    values = evaluate(data.task, jnp.asarray(outputs), jnp.asarray(data.y_test), jnp.float32(data.y_std), loss, own)
     return {"trial": model.trial, **{f"test_{name}": float(v) for name, v in values.items()}}
 
 

@@ -14,7 +14,6 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from sweeps.engine.metrics import direction  # noqa: E402
 from sweeps.results.plots.axes import (  # noqa: E402
     MAX_LINES,
     MAX_TICKS,
@@ -155,7 +154,7 @@ def draw_objective_against(result, name: str, metric: str | None = None) -> Figu
         ax.scatter(at(rows[column], k, jitter=not joined), rows[y], s=18, alpha=0.7, color=colour, zorder=2)
         if joined:
             per = rows.groupby([column, *(f"params_{n}" for n in ungrouped)], sort=False)[y].mean()  # over seeds
-            per = per.groupby(level=0).agg("min" if direction(metric) == "minimize" else "max")
+            per = per.groupby(level=0).agg("min" if result.direction_of(metric) == "minimize" else "max")
             per = per.iloc[np.argsort(warp(per.index))]
             ax.plot(at(per.index, k), per.to_numpy(), "-", lw=1.2, color=colour, label=label)
         handles.append(Line2D([], [], color=colour, marker="o", ms=4, ls="-" if joined else "none", label=label))
