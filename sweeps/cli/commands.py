@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import flax.linen as nn
 import numpy as np
 import pandas as pd
 
+from sweeps.cli.model_class import build_module, import_class, imported_class, split_class_path
 from sweeps.cli.summary import compile_lines, describe_config, show_path, summary_lines
 from sweeps.driver.resuming import SettingsChanged
 
@@ -227,7 +229,7 @@ def resume_command(args: argparse.Namespace) -> int:
         config = resolve_saved(stored, args.overrides, where=f"the configuration saved in {show_path(run_dir)}")
     target = Path(args.fork) if args.fork else run_dir
     config["run"]["dir"] = str(target)
-    planned = plan_from_config(config)
+    planned = plan_from_config(config, model=resume_model(config, args, stored))
     what = f"forking {show_path(run_dir)} into {show_path(target)}" if args.fork else f"resuming {show_path(run_dir)}"
     if not args.quiet:
         print(f"{what}: {len(planned[2].trials)} trials in the first round", flush=True)
@@ -246,6 +248,60 @@ def resume_command(args: argparse.Namespace) -> int:
     print(f"wall time: {time.perf_counter() - started:.1f} s")
     print(f"run folder: {show_path(target)}")
     return 0
+
+
+def resume_model(config: dict, args: argparse.Namespace, stored: dict) -> nn.Module | None:
+    """The model `sweeps resume` continues: None for the built-in MLP (built from [model] hidden and activation);
+    your own module, its class found without importing anything for the run folder's sake.
+
+    The class is the one the configuration names (the config file as it is now, or the saved configuration), and
+    its record in the run folder only says which class that is: sweeps imports it only when this command line
+    names it (`--model package.module:Class`, or `--set model.class=...`); otherwise it must be a class this
+    process has already imported (sweepax's own `models`, e.g. models.cnn:CNN). Its attributes are the
+    configuration's `[model.args]`, data; the resumed run then compares the module's record with the run's.
+
+    Raises:
+      ValueError: the run trained your own module and the command names no class that this process has imported
+        (the message gives the command with --model), or --model names another class than the configuration's.
+    """
+    spec = config["model"]
+    where = show_path(args.run_dir)
+    if "class" not in spec:
+        if args.model:
+            raise ValueError(
+                f"--model names your own model class, but {where} trained the built-in MLP "
+                f"(hidden {spec['hidden']} {spec['activation']}): leave --model out"
+            )
+        return None
+    recorded = spec["class"]
+    set_by_you = [t.partition("=")[2].strip() for t in args.overrides if t.partition("=")[0].strip() == "model.class"]
+    named = args.model.strip() if args.model else (set_by_you[-1] if set_by_you else None)
+    command = f"sweeps resume {where}" + (f" --fork {args.fork}" if args.fork else "")
+    command += " --saved-config" if args.saved_config else ""
+    if named is None:
+        cls = imported_class(recorded)
+        if cls is None:
+            raise ValueError(
+                f"{where} trained your own model {recorded}; sweeps imports a model's code only when you name it, "
+                f"never because a run folder or the config file it records says so: name the class, "
+                f"`{command} --model {recorded}` (run it where {recorded.partition(':')[0]} imports, as for "
+                "`sweeps run`)"
+            )
+    else:
+        split_class_path(named, "--model")
+        if named != recorded:
+            saved = (stored.get("model") or {}).get("class")
+            hint = (
+                f"; {named} is the class the run saved: continue with its saved configuration, "
+                f"`{command} --saved-config --model {named}`"
+                if saved == named and not args.saved_config
+                else f"; name the configuration's class: --model {recorded}"
+            )
+            raise ValueError(
+                f"--model {named} is not the model class of the configuration to resume ({recorded}){hint}"
+            )
+        cls = import_class(named, "--model")
+    return build_module(cls, spec["args"], f"[model.args] of the configuration of {where}")
 
 
 def changed_settings_advice(error: SettingsChanged, config_file: str | None, saved_config: bool) -> str:
@@ -292,12 +348,11 @@ def _refuse_missing_data(stored: dict, args: argparse.Namespace, run_dir: Path) 
 
 def predict_command(args: argparse.Namespace) -> int:
     from sweeps.data.reading import read_csv
-    from sweeps.results.trained import load_model
 
     out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
     if out.is_dir():  # refused before anything is computed
         raise ValueError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'predictions.csv'}")
-    model = load_model(args.run_dir, trial=args.trial)
+    model = predict_model(args)
     frame = read_csv(args.csv, str(args.csv), sep=args.sep)
     predictions = predictions_frame(model, frame)
     try:
@@ -320,6 +375,43 @@ def predict_command(args: argparse.Namespace) -> int:
         print(score)
     print(f"predictions: {show_path(out)}")
     return 0
+
+
+def predict_model(args: argparse.Namespace):
+    """The saved model `sweeps predict` applies. A run of your own module recorded its class, which
+    `sweeps.load_model` finds only among the modules this process has imported (sweepax's own `models` are):
+    `--model package.module:Class` imports it because you named it, and must name the class the run recorded.
+
+    Raises:
+      ValueError: the run's model is a class this process has not imported and --model does not name it (the
+        message gives the command with --model), or --model names another class than the one saved.
+    """
+    from sweeps.results.trained import ModelNotImported, load_model
+
+    where = show_path(args.run_dir)
+    named = import_class(args.model, "--model") if args.model else None
+    trial = f" --trial {args.trial}" if args.trial is not None else ""
+    try:
+        model = load_model(args.run_dir, trial=args.trial)
+    except ModelNotImported as e:
+        if named is not None:  # imported, so its class is not the saved one
+            raise ValueError(
+                f"--model {args.model.strip()} is not the model {where} saved ({e.class_path}): "
+                f"`sweeps predict {where} {args.csv}{trial} --model {e.class_path}`"
+            ) from e
+        raise ValueError(
+            f"the saved model of {where} is your own model {e.class_path}, which sweeps imports only when you name "
+            f"it (a run folder never makes sweeps import code): `sweeps predict {where} {args.csv}{trial} --model "
+            f"{e.class_path}`"
+        ) from e
+    saved = model.info["structure"].get("class")
+    if named is not None and saved != args.model.strip():
+        what = f"your own model {saved}" if saved else "the built-in MLP"
+        fix = f"--model {saved}" if saved else "leave --model out"
+        raise ValueError(
+            f"--model {args.model.strip()} is not the model {where} saved (trial {model.trial}: {what}): {fix}"
+        )
+    return model
 
 
 def predictions_frame(model, frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ and `sweeps.run`, so the file says only what differs:
     [data]      path, target, task, val_fraction, test_fraction, seed, drop,
                 sep, encoding, max_categories, min_frequency                  (load_csv)
     [model]     hidden, activation                                            (models.MLP)
+                or class = "package.module:Class" and [model.args]            (your own Flax Linen module)
     [space]     hyperparameter name = one value, a list, or an axis           (sweeps.space)
     [strategy]  name ("grid", "random", "quasirandom", "bayes") and its options:
                 n, seed; rounds, per_round, sampler                           (sweeps.strategies)
@@ -49,6 +50,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
+
 from sweeps.cli.config_schema import (
     DEFAULT_STRATEGY,
     DEFAULTS,
@@ -60,10 +63,12 @@ from sweeps.cli.config_schema import (
     check_early_stopping_keys,
     check_key,
     check_keys,
+    check_space_name,
     load_data,
     settings_from_config,
     strategy_options,
 )
+from sweeps.cli.model_class import split_class_path
 from sweeps.data import Dataset
 from sweeps.driver.rounds import first_round
 from sweeps.planning.planner import Plan, Round, plan
@@ -73,6 +78,13 @@ from sweeps.space import axis_from_config
 from sweeps.sweep import execute
 
 # --- overrides -----------------------------------------------------------------------
+
+# A `--set` of one model's key -> the keys of the other model that it replaces when the file wrote them.
+MODEL_KINDS = {
+    "model.class": ("hidden", "activation"),
+    "model.hidden": ("class", "args"),
+    "model.activation": ("class", "args"),
+}
 
 
 def parse_value(text: str) -> Any:
@@ -181,6 +193,10 @@ def with_overrides(
 ) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     """`raw` with each `--set` applied in order (names checked, values not yet).
 
+    A `--set model.class=...` replaces the built-in MLP's `hidden` and `activation` written in the file, and
+    `--set model.hidden=...` (or `activation`) replaces the file's `class` and `args`: an override chooses the
+    model, so an example written for one model runs the other (setting both kinds with `--set` is refused).
+
     Returns the overridden config; `section.key` -> the `--set` that set it last (what a message about
     its value names); and the overrides as a later `sweeps resume` replays them: a relative
     `data.path` made absolute against the working directory, where it was typed.
@@ -189,8 +205,11 @@ def with_overrides(
     sources: dict[str, str] = {}
     replayed = []
     for text in overrides:
-        out = apply_override(out, text)
         key = ".".join(text.partition("=")[0].strip().split(".")[:2])
+        if key in MODEL_KINDS and isinstance(out.get("model"), Mapping):  # one model replaces the file's other one
+            replaced = [k for k in MODEL_KINDS[key] if f"model.{k}" not in sources]
+            out["model"] = {k: v for k, v in out["model"].items() if k not in replaced}
+        out = apply_override(out, text)
         sources[key] = f"--set {text}"
         if key == "data.path" and isinstance(out["data"]["path"], str) and out["data"]["path"]:
             given = Path(out["data"]["path"]).expanduser()
@@ -236,22 +255,13 @@ def resolve(
         raise ValueError(f"[data] drop in {at('data.drop')} must be a list of column names, but got {data['drop']!r}")
     config["data"] = data
 
-    model = {**defaults["model"], **raw.get("model", {})}
-    hidden = model["hidden"]
-    hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
-    widths_ok = isinstance(hidden, list) and all(
-        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden
-    )
-    if not widths_ok:
-        raise ValueError(
-            f"[model] hidden in {at('model.hidden')} must be a list of layer widths >= 1 like [64] or [128, 64], "
-            f"but got {model['hidden']!r}"
-        )
-    model["hidden"] = hidden
-    config["model"] = model
+    own = {"class", "args"} & set(raw.get("model", {}))
+    config["model"] = _resolve_own_model(dict(raw["model"]), at) if own else _resolve_mlp(raw.get("model", {}), at)
 
     space = dict(raw.get("space", {}))
     for name, value in space.items():
+        if not own:  # your own module's call hyperparameters are checked against its __call__ (SweepConfig)
+            check_space_name(name, at("space." + name))
         try:  # a wrong axis fails here, before any data is read
             axis_from_config(name, value)
         except (ValueError, TypeError) as e:
@@ -282,6 +292,52 @@ def resolve(
 
     _check_json(config, at)
     return copy.deepcopy(config)  # nothing shared with DEFAULTS or the parsed file
+
+
+def _resolve_mlp(raw: Mapping[str, Any], at) -> dict[str, Any]:
+    """The built-in MLP's `[model]`: hidden and activation, defaults filled in."""
+    model = {**DEFAULTS["model"], **raw}
+    hidden = model["hidden"]
+    hidden = [hidden] if isinstance(hidden, int) and not isinstance(hidden, bool) else hidden
+    widths_ok = isinstance(hidden, list) and all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in hidden
+    )
+    if not widths_ok:
+        raise ValueError(
+            f"[model] hidden in {at('model.hidden')} must be a list of layer widths >= 1 like [64] or [128, 64], "
+            f"but got {model['hidden']!r}"
+        )
+    model["hidden"] = hidden
+    return model
+
+
+def _resolve_own_model(raw: dict[str, Any], at) -> dict[str, Any]:
+    """Your own module's `[model]`: `class` (its name checked; imported only when the sweep is made:
+    `config_schema.model_from_config`) and `args`, the attributes as written (a table; no defaults filled in:
+    they are the class's)."""
+    if "class" not in raw:
+        raise ValueError(
+            f"[model] args in {at('model.args')} are the attributes of your own module, but [model] names no class: "
+            'add class = "package.module:Class" (e.g. "models.cnn:CNN"), or for the built-in MLP set hidden and '
+            "activation instead of args"
+        )
+    builtin = [key for key in DEFAULTS["model"] if key in raw]
+    if builtin:
+        keys = " and ".join(builtin)
+        raise ValueError(
+            f"[model] in {at('model.class')} names your own module (class = {raw['class']!r}) and sets {keys}, the "
+            f"built-in MLP's {'keys' if len(builtin) > 1 else 'key'}: choose one model. For your module, remove "
+            f"{keys} and give its attributes under [model.args] (a subclass of models.MLP too: [model.args] hidden "
+            "= [64]); for the built-in MLP, remove class and args"
+        )
+    split_class_path(raw["class"], f"[model] class in {at('model.class')}")
+    args = raw.get("args", {})
+    if not isinstance(args, Mapping):
+        raise ValueError(
+            f"[model] args in {at('model.args')} must be a table of your module's attributes, like "
+            f"[model.args] channels = [16, 32] (or args = {{channels = [16, 32]}}), but got {args!r}"
+        )
+    return {"class": raw["class"].strip(), "args": dict(args)}
 
 
 def resolve_saved(stored: Mapping[str, Any], overrides: Sequence[str], where: str) -> dict[str, Any]:
@@ -358,12 +414,18 @@ def _check_json(config: Mapping[str, Any], at) -> None:
 # --- from a config to a sweep --------------------------------------------------------
 
 
-def plan_from_config(config: Mapping[str, Any], data: Dataset | None = None) -> tuple[Dataset, Plan, Round]:
+def plan_from_config(
+    config: Mapping[str, Any], data: Dataset | None = None, model: nn.Module | None = None
+) -> tuple[Dataset, Plan, Round]:
     """The data, the `sweeps.Plan` and the first round of a resolved config: groups, populations, memory; nothing
     trains. The first round is asked of a copy of the strategy (`first_round`); the sweep asks its own again.
+
+    `model`: the model, already built (`sweeps resume` builds your own module itself); None builds it from
+    `[model]` (`config_schema.model_from_config`: a `[model] class` is imported).
     """
+    settings = settings_from_config(config, model)  # the model and the space checked before the data is read
     data = load_data(config) if data is None else data
-    sweep_plan = plan(settings_from_config(config), data, Resources.detect(config["run"].get("devices")))
+    sweep_plan = plan(settings, data, Resources.detect(config["run"].get("devices")))
     return data, sweep_plan, first_round(sweep_plan)
 
 

@@ -1,7 +1,9 @@
 """The config file's schema: its sections, their keys and defaults, and the checks on names.
 
 A config file maps onto the same objects the API takes, field by field: `[data]` onto `load_csv`'s
-arguments, `[model]` onto `models.MLP`'s fields, `[strategy]` onto the strategy class's, `[train]` and
+arguments, `[model]` onto `models.MLP`'s fields (`hidden`, `activation`), or onto your own Flax Linen module:
+`class = "package.module:Class"` and its attributes under `[model.args]` (`sweeps.cli.model_class`),
+`[strategy]` onto the strategy class's, `[train]` and
 `[run]` onto the fields of `sweeps.SweepConfig` marked with that section (and `[run] dir` and `devices`,
 the run folder and the machine's devices). Every key but `[data] path` and `target` has the default
 of its field or argument. An unknown section or key is refused with the nearest valid name (in its
@@ -16,7 +18,10 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import flax.linen as nn
+
 from models import MLP
+from sweeps.cli.model_class import build_module, import_class
 from sweeps.data import Dataset, load_csv
 from sweeps.engine import hparams
 from sweeps.planning.checks import EARLY_STOPPING_KEYS
@@ -31,6 +36,7 @@ DEFAULT_STRATEGY = "grid"  # a config without [strategy] name
 # The [run] keys that are not SweepConfig fields: the run folder, and the devices (a `Resources` choice).
 RUN_ONLY = {"dir": None, "devices": None}
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
+OWN_MODEL_KEYS = ("class", "args")  # your own module: its class path and its attributes ([model.args])
 
 
 def _plain(value: Any) -> Any:
@@ -120,14 +126,36 @@ def section_keys(section: str) -> list[str]:
         return list(hparams.HPARAMS)
     if section == "strategy":
         return _strategy_keys()
+    if section == "model":
+        return [*DEFAULTS["model"], *OWN_MODEL_KEYS]
     return list(DEFAULTS[section])
 
 
 # --- a resolved config onto the API's objects ------------------------------------------
 
 
-def model_from_config(config: Mapping[str, Any]) -> MLP:
-    return MLP(hidden=tuple(config["model"]["hidden"]), activation=config["model"]["activation"])
+def model_from_config(config: Mapping[str, Any]) -> nn.Module:
+    """The model a resolved config's `[model]` describes: the built-in MLP, or your own module, its class imported
+    (`[model] class`) and called with `[model.args]`.
+
+    Only `sweeps run` calls this on a config that names a class (`sweeps lr-find` refuses one first): it imports
+    the class the user's config file (or `--set model.class=...`) names. `sweeps resume` builds the model itself
+    (`sweeps.cli.commands.resume_model`): a run folder's record never makes sweeps import code.
+    """
+    spec = config["model"]
+    if "class" not in spec:
+        return MLP(hidden=tuple(spec["hidden"]), activation=spec["activation"])
+    cls = import_class(spec["class"], f"[model] class in {model_source(config, 'class')}")
+    return build_module(cls, spec["args"], f"[model.args] in {model_source(config, 'args')}")
+
+
+def model_source(config: Mapping[str, Any], key: str) -> str:
+    """Where a resolved config's `[model] key` was set: the last `--set model.key...` among its overrides, else the
+    config file (for messages)."""
+    for text in reversed(config.get("overrides") or []):
+        if text.partition("=")[0].strip().split(".")[:2] == ["model", key]:
+            return f"--set {text}"
+    return str(config.get("config_file") or "the config")
 
 
 def space_from_config(config: Mapping[str, Any]) -> dict[str, Axis]:
@@ -146,12 +174,12 @@ def load_data(config: Mapping[str, Any]) -> Dataset:
     return load_csv(**options)
 
 
-def settings_from_config(config: Mapping[str, Any]) -> SweepConfig:
-    """The `SweepConfig` a resolved config describes: [model], [space], [strategy], and the [train] and [run]
-    keys, each the field of the same name (`config_schema.field_sections`)."""
+def settings_from_config(config: Mapping[str, Any], model: nn.Module | None = None) -> SweepConfig:
+    """The `SweepConfig` a resolved config describes: [model] (or `model`, already built), [space], [strategy], and
+    the [train] and [run] keys, each the field of the same name (`config_schema.field_sections`)."""
     fields = {name: config[section][name] for name, section in field_sections().items() if section in ("train", "run")}
     return SweepConfig(
-        model=model_from_config(config),
+        model=model_from_config(config) if model is None else model,
         space=space_from_config(config),
         strategy=strategy_from_config(config),
         **fields,
@@ -191,13 +219,20 @@ def _unknown_key(section: str, key: str, where: str) -> ValueError:
 
 
 def check_key(section: str, key: str, where: str) -> None:
-    """Refuses an unknown section or key, naming `where` it was written and the nearest valid name."""
+    """Refuses an unknown section or key, naming `where` it was written and the nearest valid name.
+
+    A `[space]` name is checked once every override is applied and the model is known (`check_space_name`): your
+    own module's `__call__` declares hyperparameters of its own."""
     if section not in SECTIONS:
         raise _unknown_section(section, where)
-    if section == "space":
-        hparams.check_name(key, where=where if where.startswith("--set") else f"[space] of {where}")
-    elif key not in section_keys(section):
+    if section != "space" and key not in section_keys(section):
         raise _unknown_key(section, key, where)
+
+
+def check_space_name(name: str, where: str) -> None:
+    """Refuses an unknown hyperparameter name in `[space]` of a config for the built-in MLP (`where`: the file or
+    the `--set`); your own module's names are checked against its `__call__` when the sweep is made."""
+    hparams.check_name(name, where=where if where.startswith("--set") else f"[space] of {where}")
 
 
 def check_keys(raw: Mapping[str, Any], where: str) -> None:

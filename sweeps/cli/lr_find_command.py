@@ -105,6 +105,12 @@ def options_from_config(config) -> tuple[dict, list[str]]:
     from sweeps.cli.config_schema import model_from_config, space_from_config
     from sweeps.space import Float
 
+    if "class" in config["model"]:  # refused before anything is imported or read
+        raise ValueError(
+            f"lr-find takes the built-in MLP ([model] hidden and activation), not your own model "
+            f"{config['model']['class']}: the range test of your own model is not supported yet; sweep the learning "
+            "rate with `sweeps run` instead ([space] learning_rate = {loguniform = [1e-6, 1]}, strategy grid)"
+        )
     model = model_from_config(config)
     options = {"optimizer": config["train"]["optimizer"], "batch_size": config["train"]["batch_size"]}
     structure = {"hidden": model.hidden, "activation": model.activation}

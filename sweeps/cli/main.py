@@ -42,13 +42,18 @@ examples:
   sweeps run data/examples/churn_three.toml --dry-run --compile   (also compile and cache the programs:
                                                          the seconds per structure; the run then starts at once)
   sweeps run my.toml --set 'space.learning_rate={loguniform=[1e-3,1]}' --set 'model.hidden=[128,64]'
+  sweeps run data/examples/churn_own_model.toml --set 'model.args.width=32'   (your own model's attribute)
   (quote a value with braces, commas or spaces, or the shell splits it)
 
 the config file (TOML), every key optional but [data] path and target:
   [data]      path (a relative one is read from the config file's folder; with --set, from the working
               directory), target, task, val_fraction, test_fraction, seed, drop, sep, encoding,
               max_categories (30), min_frequency (5): one-hot limits per text column, rarer values pooled
-  [model]     hidden (e.g. [64] or [128, 64]), activation
+  [model]     hidden (e.g. [64] or [128, 64]), activation: the built-in MLP; or your own Flax Linen module:
+              class = "package.module:Class" (e.g. "models.cnn:CNN"; a module in the working directory,
+              on PYTHONPATH or installed), its attributes under [model.args] (e.g. channels = [16, 32]:
+              an array becomes a tuple); not both. --set model.class=... replaces the file's model;
+              [space] may then sweep its __call__'s number keywords (data/examples/churn_own_model.toml)
   [space]     hyperparameter = value | [values] | {loguniform = [lo, hi]} | {uniform = [lo, hi]}
               | {choice = [...]} | {integer = [lo, hi]} | {powers_of_two = [lo, hi]}
               e.g. learning_rate, batch_size, dropout, weight_decay, hidden, optimizer
@@ -174,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         "differences are listed and nothing runs (--saved-config continues with the configuration the run saved; "
         "--fork runs the new one in a new folder).",
         epilog="examples:\n  sweeps resume runs/churn_three\n  sweeps resume runs/churn_three --fork runs/longer "
-        "--set train.divergence_threshold=20",
+        "--set train.divergence_threshold=20\n  sweeps resume runs/mine --model mynets:Net   (a run of your own model: "
+        "you name its class)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     resume_parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `sweeps run`")
@@ -198,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one config value (with --fork)",
     )
+    resume_parser.add_argument(
+        "--model",
+        metavar="package.module:Class",
+        help="a run of your own model: import its class because you name it here (a run folder never makes sweeps "
+        "import code); needed unless this process already imports it (sweepax's own models.*)",
+    )
     resume_parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     add_process_flags(resume_parser)
     resume_parser.set_defaults(handler=resume_command)
@@ -207,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply a run's saved best model to new rows",
         description="Predict the target of every row of a CSV file with a run's best model (or --trial N's), "
         "after the preprocessing fitted on the run's training split.",
-        epilog="example:\n  sweeps predict runs/churn_lr new_customers.csv --out predictions.csv",
+        epilog="examples:\n  sweeps predict runs/churn_lr new_customers.csv --out predictions.csv\n"
+        "  sweeps predict runs/mine new_customers.csv --model mynets:Net   (a run of your own model: you name its "
+        "class)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     predict_parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder with saved models")
@@ -217,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict_parser.add_argument("--trial", type=int, help="a saved trial's number instead of the best")
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
+    predict_parser.add_argument(
+        "--model",
+        metavar="package.module:Class",
+        help="a run of your own model: import its class because you name it here (a run folder never makes sweeps "
+        "import code); needed unless this process already imports it (sweepax's own models.*)",
+    )
     predict_parser.set_defaults(handler=predict_command)
     add_lr_find_parser(commands)
     for sub in commands.choices.values():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -182,9 +184,11 @@ def describe_config(config: dict, config_path: str, trials: int, rounds: int | N
         count += f" in the first of {rounds} rounds"
     over = f" over {'; '.join(axes)}" if axes else " (empty [space]: the defaults)"
     model, train, swept = config["model"], config["train"], config["space"]
+    own = [("class", model_label(model))] if "class" in model else []
+    builtin = [] if own else [("hidden", f"MLP hidden {model['hidden']}"), ("activation", model["activation"])]
     settings = [  # the defaults every trial shares unless [space] sweeps them
-        ("hidden", f"MLP hidden {model['hidden']}"),
-        ("activation", model["activation"]),
+        *own,
+        *builtin,
         ("optimizer", train["optimizer"]),
         ("epochs", f"{train['epochs']} epochs"),
         ("batch_size", f"batch {train['batch_size']}"),
@@ -197,6 +201,19 @@ def describe_config(config: dict, config_path: str, trials: int, rounds: int | N
         f"train:  {shared + '; ' if shared else ''}best by {train['objective']}",
         f"output: {show_path(config['run']['dir'])}",
     ]
+
+
+def model_label(spec: Mapping[str, Any]) -> str:
+    """A resolved `[model]` in a line: `MLP hidden [64] relu`, or `models.cnn:CNN(channels=[16, 32])`.
+
+    Examples:
+      >>> model_label({"class": "models.cnn:CNN", "args": {"channels": [8, 16], "dense": 32}})
+      'models.cnn:CNN(channels=[8, 16], dense=32)'
+    """
+    if "class" not in spec:
+        return f"MLP hidden {spec['hidden']} {spec['activation']}"
+    args = ", ".join(f"{k}={v!r}" for k, v in spec["args"].items())
+    return f"{spec['class']}({args})"
 
 
 def compile_lines(report: list[dict] | None, wall_s: float | None = None, cache_dir: str | None = None) -> list[str]:

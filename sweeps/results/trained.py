@@ -60,8 +60,8 @@ def _network(info: Mapping[str, Any], module: Any = None) -> Network:
 def _rebuilt(record: Mapping[str, Any]) -> Any:
     """A user's model rebuilt from models.json's record of it (`model_record`): its class, found only among the
     modules this process has already imported (a run folder never makes Python import anything: design item 11),
-    called with the recorded arguments (for NNX: `functools.partial` of them), and used only where it records
-    the same again."""
+    called with the recorded arguments (for NNX: `functools.partial` of them; a Linen module's lists as tuples),
+    and used only where it records the same again."""
     name, _, qualname = str(record["class"]).partition(":")
     ask = (
         f"pass the model: sweeps.load_model(run_dir, model=...) with {qualname.rpartition('.')[2]} and the "
@@ -69,11 +69,14 @@ def _rebuilt(record: Mapping[str, Any]) -> Any:
     )
     owner = sys.modules.get(name)
     cls = functools.reduce(lambda obj, part: getattr(obj, part, None), qualname.split("."), owner)
-    if owner is None or not (isinstance(cls, type) and issubclass(cls, nn.Module | nnx.Module)):
-        raise ValueError(
+    if owner is None:
+        raise ModelNotImported(
             f"the saved model is {name}.{qualname}, which this process has not imported (a run folder never makes "
-            f"sweeps import code): import {name} first, or {ask}"
+            f"sweeps import code): import {name} first, or {ask}",
+            f"{name}:{qualname}",
         )
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module | nnx.Module)):
+        raise ValueError(f"the saved model is {name}.{qualname}, but module {name} has no such Flax module; {ask}")
     nnx_api = record.get("api") == "nnx"
     if nnx_api and record.get("positional") is None:
         raise ValueError(f"{name}.{qualname} was built by a function no record can rebuild; {ask}")
@@ -85,13 +88,27 @@ def _rebuilt(record: Mapping[str, Any]) -> Any:
                 else cls
             )
         else:
-            module = cls(**record["args"])
+            module = cls(**{k: _tuples(v) for k, v in record["args"].items()})
     except Exception as e:  # noqa: BLE001 - the user's constructor may raise anything
         raise ValueError(f"{name}.{qualname}(**{record['args']}) failed ({e}); {ask}") from e
     again = model_record(module)
     if again != {k: record.get(k) for k in again}:
         raise ValueError(f"{name}.{qualname} cannot be rebuilt exactly from its recorded arguments; {ask}")
     return module
+
+
+class ModelNotImported(ValueError):
+    """A saved model of the user's own class, whose module this process has not imported (`class_path`:
+    `package.module:Class`); sweeps never imports it for a run folder's sake."""
+
+    def __init__(self, message: str, class_path: str):
+        super().__init__(message)
+        self.class_path = class_path
+
+
+def _tuples(value: Any) -> Any:
+    """A recorded attribute as the module had it: JSON's lists back into tuples (a module is hashed)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _tree(structure: Structure, flat: np.ndarray):
