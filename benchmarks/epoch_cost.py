@@ -8,13 +8,15 @@ Part of `benchmarks/throughput.py`; never imported by the library.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from workloads import Workload
 
-from sweeps.engine import Population, Split, epoch_parts
+from sweeps.engine import Population, Split, Structure, epoch_parts, memory, param_shapes
+from sweeps.engine import n_params as n_params_of
 
 COST_KEYS = ("flops", "flops_source", "flops_analytic", "bytes", "bytes_source", "bytes_analytic")
 
@@ -27,16 +29,63 @@ def analytic_cost(workload: Workload) -> tuple[float, float]:
     step reads and writes the parameters, gradients and Adam's two moments
     once (8 x 4 bytes per parameter) and writes and reads each activation and
     its gradient once; validation reads the parameters and the activations.
+
+    A user's model (`workload.model`) is counted by the same rules, its layers
+    read from the jaxpr of one row's forward (`forward_flops`: every matrix
+    product and convolution; their outputs are the activations,
+    `sweeps.engine.memory.activation_values`).
     """
-    widths = workload.widths()
-    dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
-    n_params = dense + sum(widths[1:])
+    data = workload.data
+    if workload.model is None:
+        widths = workload.widths()
+        dense = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+        forward, n_params = 2 * dense, dense + sum(widths[1:])  # per row; kernels and biases
+        inputs, outputs = widths[0], sum(widths[1:])  # values per row: the input, every layer's output
+    else:
+        structure = workload.structure()
+        forward, n_params = forward_flops(structure), n_params_of(structure)
+        inputs, outputs = data.n_features, memory.activation_values(structure)[0]
     rows = workload.steps_per_epoch * workload.batch_size
-    n_val = workload.data.n_val
-    flops = 3 * 2 * rows * dense + 2 * n_val * dense
-    step_bytes = 32 * n_params + 16 * workload.batch_size * sum(widths[1:])
-    val_bytes = 4 * n_params + 4 * n_val * sum(widths)
+    n_val = data.n_val
+    flops = 3 * rows * forward + n_val * forward
+    step_bytes = 32 * n_params + 16 * workload.batch_size * outputs
+    val_bytes = 4 * n_params + 4 * n_val * (inputs + outputs)
     return float(flops), float(workload.steps_per_epoch * step_bytes + val_bytes)
+
+
+def forward_flops(structure: Structure) -> int:
+    """FLOPs of one row's forward through one member of `structure`: 2 x the multiply-adds of every matrix product
+    and convolution in the jaxpr of its forward (`jax.make_jaxpr` traces, nothing is computed)."""
+    network = structure.network
+    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in network.call_hparams}
+    rows = jax.ShapeDtypeStruct((1, *structure.input_shape), jnp.float32)
+    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), param_shapes(structure))
+    stored = jax.eval_shape(network.stored, params)
+    traced = jax.make_jaxpr(lambda p, h, x: network.apply(p, x, h, train=False))(stored, hp, rows)
+    return _layer_flops(traced.jaxpr)
+
+
+def _layer_flops(jaxpr) -> int:
+    """2 x multiply-adds of every `dot_general` and `conv_general_dilated` in `jaxpr`, inner jaxprs included."""
+    flops = 0
+    for eqn in jaxpr.eqns:
+        out = math.prod(eqn.outvars[0].aval.shape)
+        if eqn.primitive.name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            flops += 2 * out * math.prod(lhs[d] for d in contracting)
+        elif eqn.primitive.name == "conv_general_dilated":
+            if eqn.params["batch_group_count"] != 1:
+                raise ValueError("a convolution with batch_group_count > 1 is not counted")
+            kernel = eqn.invars[1].aval.shape  # its input features are already per group
+            out_features = kernel[eqn.params["dimension_numbers"].rhs_spec[0]]
+            flops += 2 * out * math.prod(kernel) // out_features
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    flops += _layer_flops(inner)
+    return flops
 
 
 def xla_cost(

@@ -2,7 +2,9 @@
 one model per learning rate) and `torch-vmap` (a `torch.func` ensemble of the N models, torch_peers.py).
 
 Each reports the engine's cost of one member's epoch (they train the same model with the same optimizer),
-so their GFLOP/s compare with the engine's. A peer that does not import here is skipped with a note.
+so their GFLOP/s compare with the engine's. A peer that does not import here is skipped with a note;
+`keras` and `torch` train the MLP workloads only (they are skipped, with a note, on a user's model), and
+`torch-vmap` trains the MLP workloads and models.cnn.CNN (`torch_model`).
 
 torch's OpenMP threads spin while they wait: on a machine busy with other processes, set
 OMP_WAIT_POLICY=PASSIVE (which the rows record) or `--torch-threads 1` (benchmarks/README.md,
@@ -13,6 +15,7 @@ Part of `benchmarks/throughput.py`; never imported by the library.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
@@ -25,6 +28,8 @@ from engine_modes import Engine
 from machine import current_rss_mb, peak_memory_mb, reset_peak_memory
 from sequential_modes import rows_per_n
 from workloads import SEED, Workload, learning_rates
+
+from models.cnn import CNN
 
 
 def keras_available() -> str | None:
@@ -227,14 +232,35 @@ def train_torch_ensemble(
         data.y_train,
         data.x_val,
         data.y_val,
-        workload.widths(),
+        torch_model(workload),
         workload.batch_size,
         learning_rates(n),
         epochs,
         SEED,
         grad,
+        data.task,
     )
     return record, grad, probe
+
+
+def torch_model(workload: Workload):
+    """What torch_peers.Ensemble trains for `workload`: the MLP's widths, or the torch twin of its own model
+    (`torch_peers.cnn` for models.cnn.CNN, the only user's model with a twin).
+
+    Raises:
+      ValueError: a user's model with no torch twin here.
+    """
+    import torch_peers
+
+    model = workload.model
+    if model is None:
+        return workload.widths()
+    if isinstance(model, CNN):
+        return functools.partial(torch_peers.cnn, workload.data.input_shape, model.channels, model.dense, model.classes)
+    raise ValueError(
+        f"torch-vmap has no torch twin of {workload.label()} (workload {workload.name!r}): it trains the MLP "
+        "workloads and models.cnn.CNN"
+    )
 
 
 def fastest_grad(workload: Workload, n: int, steps: int = 20, rounds: int = 3) -> tuple[str, dict[str, float]]:
@@ -246,11 +272,12 @@ def fastest_grad(workload: Workload, n: int, steps: int = 20, rounds: int = 3) -
     import torch_peers
 
     data = workload.data
+    model = torch_model(workload)
     seconds = {grad: math.inf for grad in torch_peers.GRADS}
     for _ in range(rounds):
         for grad in seconds:
             taken = torch_peers.seconds_per_steps(
-                data.x_train, data.y_train, workload.widths(), workload.batch_size, learning_rates(n), grad, steps
+                data.x_train, data.y_train, model, workload.batch_size, learning_rates(n), grad, steps, data.task
             )
             seconds[grad] = min(seconds[grad], taken)
     return min(seconds, key=seconds.get), seconds
@@ -291,7 +318,11 @@ def measure_torch_vmap(engine: Engine, ns: list[int], epochs: int, budget: float
 def measure_framework(
     mode: str, engine: Engine, ns: list[int], epochs: int, trials: int, budget: float
 ) -> Iterator[dict]:
-    """Mode `keras` or `torch`: up to `trials` trials timed one by one, a row per N from them."""
+    """Mode `keras` or `torch`: up to `trials` trials timed one by one, a row per N from them (the MLP workloads
+    only: a user's model is skipped with a note)."""
+    if engine.workload.model is not None:
+        print(f"note: skipping mode {mode} on {engine.workload.name}: it trains the MLP workloads only")
+        return
     why = keras_available() if mode == "keras" else torch_available()
     if why is not None:
         print(f"note: skipping mode {mode}: it does not import here ({why})")

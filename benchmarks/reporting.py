@@ -115,8 +115,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         ]
         for r in comparisons:
             engine, peer = r["sweeps_run"], r["torch_vmap"]
+            workload = r.get("workload", "lesson")
+            trials = f"{r['n']} x {r['epochs']}" + ("" if workload == "lesson" else f" ({workload})")
             lines.append(
-                f"| {r['n']} x {r['epochs']} | {r['sweeps_run_s']:.1f} | {r['torch_vmap_s']:.1f} | {r['ratio']:.2f}x "
+                f"| {trials} | {r['sweeps_run_s']:.1f} | {r['torch_vmap_s']:.1f} | {r['ratio']:.2f}x "
                 f"| {peer['threads']}, {peer['grad']} "
                 f"| {engine['loadavg_1m_before']:.2f}, {peer['loadavg_1m_before']:.2f} |"
             )
@@ -137,7 +139,7 @@ def plot(rows: list[dict[str, Any]], path: Path, device: str) -> None:
     if not any(len(points) > 1 for points in lines.values()):
         return  # one N per line: nothing to draw
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    styles = {"lesson": "-", "wide": "--"}
+    styles = {"lesson": "-", "wide": "--", "digits-cnn": "-."}
     markers = {
         "vmap": "o",
         "lanes": "P",

@@ -13,10 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from engine_modes import Engine
 from epoch_cost import COST_KEYS
 from machine import current_rss_mb, in_threads, lanes_here, peak_memory_mb, reset_peak_memory
 from workloads import learning_rates
+
+
+def member(everyone, i: int):
+    """Member i of a population as a population of one, in buffers of its own: the epoch donates its population,
+    and a slice of a population of one would be the population itself."""
+    return jax.tree.map(lambda a: jnp.array(a[i : i + 1], copy=True), everyone)
 
 
 def bench_sequential(engine: Engine, trials: int, epochs: int, budget_s: float) -> list[dict[str, Any]]:
@@ -30,16 +37,14 @@ def bench_sequential(engine: Engine, trials: int, epochs: int, budget_s: float) 
     rss_before = current_rss_mb()
     reset_peak_memory()
     everyone, _, compile_init_s = engine.population(learning_rates(trials))
-    first = jax.tree.map(lambda a: a[:1], everyone)
-    program, compile_epoch_s, cost = engine.compiled(first)
-    del first
-    engine.run_epoch(program, jax.tree.map(lambda a: a[:1], everyone), 0)  # warms caches, not timed
+    program, compile_epoch_s, cost = engine.compiled(member(everyone, 0))
+    engine.run_epoch(program, member(everyone, 0), 0)  # warms caches, not timed
     records, started = [], time.perf_counter()
     for i in range(trials):
         if records and time.perf_counter() - started > budget_s:
             break
         start = time.perf_counter()
-        pop = jax.tree.map(lambda a, i=i: a[i : i + 1], everyone)
+        pop = member(everyone, i)
         times = []
         for e in range(epochs + 1):
             pop, seconds = engine.run_epoch(program, pop, e)
@@ -103,14 +108,13 @@ def bench_sequential_lanes(engine: Engine, trials: int, epochs: int) -> dict[str
     lanes = lanes_here()
     trials = max(trials, lanes)
     everyone, _, compile_init_s = engine.population(learning_rates(trials))
-    first = jax.tree.map(lambda a: a[:1], everyone)
-    program, compile_epoch_s, cost = engine.compiled(first)
-    engine.run_epoch(program, first, 0)  # warms caches, not timed
+    program, compile_epoch_s, cost = engine.compiled(member(everyone, 0))
+    engine.run_epoch(program, member(everyone, 0), 0)  # warms caches, not timed
     times: list[float] = []
 
     def lane(j: int) -> None:
         for i in range(j, trials, lanes):
-            pop = jax.tree.map(lambda a, i=i: a[i : i + 1], everyone)
+            pop = member(everyone, i)
             for e in range(epochs + 1):
                 pop, seconds = engine.run_epoch(program, pop, e)
                 if e:

@@ -1,6 +1,7 @@
 """The runs through the public `sweeps.run`: the memory run (`--trials`: many lesson trials for one epoch)
 and the cold end-to-end comparison (`--end-to-end N`: `sweeps.run` against the torch-vmap ensemble, each
-in a fresh process). Their rows have tables of their own (`reporting.TABLES_OF_THEIR_OWN`).
+in a fresh process, on the lesson or on `--end-to-end-workload`). Their rows have tables of their own
+(`reporting.TABLES_OF_THEIR_OWN`).
 
 Part of `benchmarks/throughput.py`; never imported by the library.
 """
@@ -64,8 +65,8 @@ def bench_trials(total: int, max_population: int | None) -> dict[str, Any]:
     }
 
 
-def bench_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
-    """`sweeps.run` of n lesson trials x epochs against the torch-vmap ensemble, each in a fresh process.
+def bench_end_to_end(n: int, epochs: int, threads: int, workload: str = "lesson") -> dict[str, Any]:
+    """`sweeps.run` of n trials of `workload` x epochs against the torch-vmap ensemble, each in a fresh process.
 
     The sweeps.run process has the persistent compilation cache off (SWEEPS_CACHE_DIR=off, no
     JAX_COMPILATION_CACHE_DIR, JAX_ENABLE_COMPILATION_CACHE=false) and compiles everything it runs.
@@ -74,15 +75,15 @@ def bench_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
     (the probe that picks its gradient method runs before and is not counted). `process_s` adds the
     Python start and the imports.
     """
-    print(f"end to end: {n} lesson trials x {epochs} epochs, each side in a fresh process")
-    engine = in_fresh_process(f"sweeps_run_end_to_end({n}, {epochs})")
+    print(f"end to end: {n} {workload} trials x {epochs} epochs, each side in a fresh process")
+    engine = in_fresh_process(f"sweeps_run_end_to_end({n}, {epochs}, {workload!r})")
     print(f"  sweeps.run   {engine['seconds']:.1f} s (process {engine['process_s']:.1f} s)")
-    peer = in_fresh_process(f"torch_vmap_end_to_end({n}, {epochs}, {threads})")
+    peer = in_fresh_process(f"torch_vmap_end_to_end({n}, {epochs}, {threads}, {workload!r})")
     print(f"  torch-vmap   {peer['seconds']:.1f} s (process {peer['process_s']:.1f} s, {threads} threads)")
     ratio = peer["seconds"] / engine["seconds"]
     print(f"  ratio        torch-vmap / sweeps.run = {ratio:.2f}x")
     return {
-        "workload": "lesson",
+        "workload": workload,
         "mode": "end-to-end",
         "n": n,
         "epochs": epochs,
@@ -114,20 +115,23 @@ def in_fresh_process(call: str) -> dict[str, Any]:
     }
 
 
-def sweeps_run_end_to_end(n: int, epochs: int) -> dict[str, Any]:
-    """One cold `sweeps.run`: n log-spaced learning rates x epochs, the lesson model (run in a fresh process)."""
+def sweeps_run_end_to_end(n: int, epochs: int, workload: str = "lesson") -> dict[str, Any]:
+    """One cold `sweeps.run`: n log-spaced learning rates x epochs of `workload`'s model at its batch size (the
+    built-in MLP of its widths, or its own Flax model), run in a fresh process."""
     from models import MLP
 
-    data = lesson_data()
+    chosen = make_workloads()[workload]
+    data = chosen.data
+    model = MLP(hidden=chosen.hidden, activation="relu") if chosen.model is None else chosen.model
     start = time.perf_counter()
     result = sweeps.run(
         data,
-        model=MLP(hidden=(64,), activation="relu"),
+        model=model,
         space={"learning_rate": space.loguniform(LR_LOW, LR_HIGH)},
         strategy=sweeps.Grid(n=n),
         optimizer="adam",
         epochs=epochs,
-        batch_size=32,
+        batch_size=chosen.batch_size,
     )
     seconds = time.perf_counter() - start
     rates = np.sort(result.table["params_learning_rate"].to_numpy())
@@ -141,9 +145,10 @@ def sweeps_run_end_to_end(n: int, epochs: int) -> dict[str, Any]:
     }
 
 
-def torch_vmap_end_to_end(n: int, epochs: int, threads: int) -> dict[str, Any]:
-    """The torch.func ensemble of n members trained `epochs` epochs, end to end (run in a fresh process)."""
-    record, grad, probe = train_torch_ensemble(make_workloads()["lesson"], n, epochs, threads)
+def torch_vmap_end_to_end(n: int, epochs: int, threads: int, workload: str = "lesson") -> dict[str, Any]:
+    """The torch.func ensemble of n members of `workload` trained `epochs` epochs, end to end (run in a fresh
+    process)."""
+    record, grad, probe = train_torch_ensemble(make_workloads()[workload], n, epochs, threads)
     return {
         "seconds": record["total_s"],
         "init_s": record["init_s"],

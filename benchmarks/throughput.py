@@ -18,14 +18,18 @@ second, compile excluded) for
   models as one vmapped forward, one backward and a vectorized Adam
   (benchmarks/torch_peers.py);
 
-on two workloads (`lesson`: the churn MLP 45 -> 64 -> 1, batch 32;
-`wide`: 64 -> 512 -> 512 -> 512 -> 1, batch 256, 100k synthetic rows), and
+on three workloads (`lesson`: the churn MLP 45 -> 64 -> 1, batch 32;
+`wide`: 64 -> 512 -> 512 -> 512 -> 1, batch 256, 100k synthetic rows;
+`digits-cnn`: a user's own Flax model, `models.cnn.CNN()`, on scikit-learn's 8x8
+digits, batch 32, named on its own: `--workload all` is lesson and wide), and
 the memory run: `--trials 100000` lesson trials for one epoch through
-`sweeps.run`; and `--end-to-end N`: `sweeps.run` of N lesson trials x
-`--epochs` epochs, compile included, in a fresh process with the persistent
-compilation cache off, against the torch-vmap ensemble training the same trials
-end to end (a fresh process too). Each measurement is one JSON line; a markdown
-table goes to stdout and a log-log plot next to the JSONL.
+`sweeps.run`; and `--end-to-end N`: `sweeps.run` of N lesson trials (or of
+`--end-to-end-workload`'s) x `--epochs` epochs, compile included, in a fresh
+process with the persistent compilation cache off, against the torch-vmap
+ensemble training the same trials end to end (a fresh process too). keras and
+torch train the MLP workloads only; torch-vmap trains digits-cnn as the same CNN
+in PyTorch. Each measurement is one JSON line; a markdown table goes to stdout
+and a log-log plot next to the JSONL.
 
 torch's OpenMP threads spin while they wait: on a machine busy with other
 processes, set OMP_WAIT_POLICY=PASSIVE (which the rows record) or `--torch-threads 1`
@@ -46,6 +50,9 @@ This file is never imported by the library. Run it from the repository root:
     python benchmarks/throughput.py --workload lesson --n 256 --mode torch-vmap
     python benchmarks/throughput.py --end-to-end 256 --epochs 20     # sweeps.run vs torch-vmap, cold
     OMP_WAIT_POLICY=PASSIVE python benchmarks/throughput.py --end-to-end 256 --epochs 20 --torch-threads 2
+    python benchmarks/throughput.py --workload digits-cnn --mode vmap sequential torch-vmap --n 16 64 256 \
+        --budget-s 900                                           # a user's CNN (needs scikit-learn)
+    python benchmarks/throughput.py --end-to-end 64 --epochs 10 --end-to-end-workload digits-cnn
     python benchmarks/throughput.py --trials 100000
     python benchmarks/throughput.py --devices            # throughput against the device count
     python benchmarks/throughput.py --devices 1 2 4 8 --n 256 1024
@@ -70,7 +77,7 @@ from peer_modes import measure_framework, measure_torch_vmap
 from reporting import RESULTS, against_sequential, console_line, markdown_table, output_path, plot
 from sequential_modes import measure_sequential, measure_sequential_lanes
 from sweep_runs import bench_end_to_end, bench_trials
-from workloads import WORKLOADS, make_workloads
+from workloads import MLP_WORKLOADS, WORKLOADS, make_workloads
 
 MODES = ("vmap", "lanes", "sequential", "sequential-lanes", "keras", "torch", "torch-vmap")
 DEFAULT_MODES = ["vmap", "lanes", "sequential", "sequential-lanes"]
@@ -87,12 +94,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="+",
         default=None,
         choices=[*WORKLOADS, "all"],
-        help="default: all (with --trials or --end-to-end alone: none, only those runs)",
+        help=f"default: all, which is {' and '.join(MLP_WORKLOADS)} (with --trials or --end-to-end alone: none, only "
+        "those runs); digits-cnn (scikit-learn's digits, models.cnn.CNN) is named on its own",
     )
     parser.add_argument(
         "--mode",
         nargs="+",
-        default=DEFAULT_MODES,
+        default=None,
         choices=[*MODES, "all"],
         help=f"default: {' '.join(DEFAULT_MODES)}; 'all' adds keras, torch and torch-vmap where they import",
     )
@@ -103,7 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help=f"population sizes (default {list(CPU_NS)} on CPU, {list(ACCELERATOR_NS)} on an accelerator)",
     )
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up epoch (default 3)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="timed epochs, after one warm-up epoch (default 3; --quick: 1)"
+    )
     parser.add_argument(
         "--sequential-trials", type=int, default=8, help="most trials timed one by one in mode sequential (default 8)"
     )
@@ -129,7 +139,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, the default modes",
+        help="a few-seconds subset: lesson, N 1 and 8, 1 epoch, the default modes (--workload, --mode, --n and "
+        "--epochs given with it are kept)",
     )
     parser.add_argument(
         "--trials",
@@ -147,8 +158,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="sweeps.run of N lesson trials x --epochs epochs (compile included, cache off, a fresh process) "
-        "against the torch-vmap ensemble training the same, end to end; prints both and the ratio",
+        help="sweeps.run of N trials x --epochs epochs of the lesson (or of --end-to-end-workload; compile "
+        "included, cache off, a fresh process) against the torch-vmap ensemble training the same, end to end; "
+        "prints both and the ratio",
+    )
+    parser.add_argument(
+        "--end-to-end-workload",
+        default="lesson",
+        choices=WORKLOADS,
+        help="the workload --end-to-end trains (default lesson)",
     )
     parser.add_argument(
         "--torch-threads",
@@ -174,13 +192,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--end-to-end must be >= 1, but got {args.end_to_end}")
     if args.torch_threads < 1:
         parser.error(f"--torch-threads must be >= 1, but got {args.torch_threads}")
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, but got {args.epochs}")
     if args.n is not None and min(args.n) < 1:
         parser.error(f"every --n must be >= 1, but got {args.n}")
-    if args.quick:
-        args.workload, args.mode, args.n, args.epochs = ["lesson"], DEFAULT_MODES, [1, 8], 1
+    if args.quick:  # what was not given
+        args.workload, args.n = args.workload or ["lesson"], args.n or [1, 8]
+        args.epochs = args.epochs or 1
         args.sequential_trials = min(args.sequential_trials, 4)
+    args.mode, args.epochs = args.mode or DEFAULT_MODES, args.epochs or 3
     return args
 
 
@@ -211,7 +231,7 @@ def main(argv=None) -> int:
     budget = args.budget_s if args.budget_s is not None else (600.0 if accelerator else 300.0)
     if args.workload is None:
         args.workload = [] if args.trials is not None or args.end_to_end is not None else ["all"]
-    workloads = list(WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
+    workloads = list(MLP_WORKLOADS) if "all" in args.workload else list(dict.fromkeys(args.workload))
     modes = list(MODES) if "all" in args.mode else list(dict.fromkeys(args.mode))
     date = datetime.date.today().isoformat()
     out = output_path(args.out, f"{slug(device.replace(':', ''))}-{date}.jsonl", args.quick)
@@ -249,7 +269,7 @@ def main(argv=None) -> int:
             "workload": name,
             "epochs": args.epochs,
             "batch_size": workload.batch_size,
-            "hidden": list(workload.hidden),
+            **({"hidden": list(workload.hidden)} if workload.model is None else {"model": workload.label()}),
             "train_rows": workload.data.n_train,
             "val_rows": workload.data.n_val,
             "steps_per_epoch": workload.steps_per_epoch,
@@ -272,7 +292,7 @@ def main(argv=None) -> int:
         print(f"  groups: {json.dumps(row['groups'])}")
 
     if args.end_to_end is not None:
-        emit(bench_end_to_end(args.end_to_end, args.epochs, args.torch_threads))
+        emit(bench_end_to_end(args.end_to_end, args.epochs, args.torch_threads, args.end_to_end_workload))
 
     if not quick:
         machine.measure("end")
