@@ -7,9 +7,11 @@ tests that train: the API runs it, the command line runs it whole, and once kill
 the first reuses its compiled program but the resumed one, whose class is imported again.
 """
 
+import functools
 import importlib.util
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_cli import CHURN, ROOT, run_cli, table_of, write_config
@@ -211,3 +213,20 @@ def test_the_digits_example_runs_on_a_tiny_budget(tmp_path, capsys):
     model = sweeps.load_model(tmp_path / "digits")  # models.cnn is imported: the kept CNN rebuilds from its record
     assert "CNN(channels=(16, 32), dense=64, classes=10)" in repr(model)
     assert model.predict(example.digits(300).x_val[:3]).shape == (3,)
+
+
+def test_the_nnx_churn_example_runs_on_a_tiny_budget(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("churn_nnx", ROOT / "examples" / "churn_nnx.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--quick", "--run-dir", str(tmp_path / "nnx")]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials x 1 epochs in " in out and "val_auc " in out, out
+    table = pd.read_csv(tmp_path / "nnx" / "table.csv")
+    assert len(table) == 4 and table["params_scale"].between(0.5, 1.5).all()
+    # the example's module is not importable by name (loaded from its file): its model is passed back, as
+    # sweeps.run took it; the bare class cannot build it, and says how
+    with pytest.raises(ValueError, match=r"cannot build the model trial .* functools\.partial\(Class"):
+        sweeps.load_model(tmp_path / "nnx", model=example.NormedMLP)
+    model = sweeps.load_model(tmp_path / "nnx", model=functools.partial(example.NormedMLP, 45, 32))
+    assert model.predict(np.zeros((2, 45), np.float32)).shape == (2,)

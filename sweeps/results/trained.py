@@ -349,11 +349,21 @@ def load_model(run_dir: str | Path, trial: int | None = None, model: Any = None)
         )
     info = saved[trial]
     network = _network(info, model)
-    if model is not None and not network.builtin and model_record(model)["class"] != info["structure"]["class"]:
-        raise ValueError(
-            f"model={class_path(model)}(...) is not the model trial {trial} was trained as "
-            f"({info['structure']['class']}): pass that class's module"
-        )
+    if model is not None and not network.builtin:
+        recorded = info["structure"]["class"]
+        try:
+            given = model_record(model)["class"]
+        except Exception as e:  # noqa: BLE001 - building the user's model may raise anything
+            raise ValueError(
+                f"model={model!r:.80} cannot build the model trial {trial} was trained as ({recorded}): "
+                f"{type(e).__name__}: {e}; pass it as sweeps.run took it (for NNX, functools.partial(Class, "
+                "<its arguments but rngs>))"
+            ) from e
+        if given != recorded:
+            raise ValueError(
+                f"model={class_path(model)}(...) is not the model trial {trial} was trained as ({recorded}): pass "
+                "that class's module"
+            )
     try:
         restored = _params(folder, info, network)
     except DamagedRunFolder as e:
