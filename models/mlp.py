@@ -44,7 +44,7 @@ class Dense(nn.Module):
     activations laid out features first: (in, batch) -> (out, batch).
 
     Under `jax.vmap` over a population whose kernels are stored (trials, out, in)
-    (`sweeps.engine.structure.stored`), every product is then one (trials * out, in) x (in, batch)
+    (`sweeps.engine.network.stored`), every product is then one (trials * out, in) x (in, batch)
     matrix product, and its weight gradient comes out as (trials * out, in): no transposes in the
     step (benchmarks/README.md, "Issue 13"). Same parameters and initial values as `nn.Dense`; outputs
     equal to float rounding (tests/test_hparams.py).

@@ -15,8 +15,8 @@ Two kinds of names:
 
 The other modules are private and may be split, renamed or moved freely:
 
-  structure.py    Structure (what decides a compiled program), param_shapes, n_params, the stored layout
-  network.py      Network: the model one member trains (the built-in MLP or the user's Flax module)
+  structure.py    Structure (what decides a compiled program), param_shapes, n_params
+  network.py      Network: the model one member trains (the built-in MLP in its stored layout, or yours)
   population.py   Population (the carried state, trial axis first), init_population, flat_params
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
   optimizers.py   the optimizer registry (where the learning rate is applied); `hparams.OPTIMIZERS`

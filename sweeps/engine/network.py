@@ -124,7 +124,7 @@ class Network:
     Attributes:
       module: the Flax module; for the built-in MLP, with its head's width set from the task.
       input_shape: one row's shape, e.g. (features,) or (H, W, C).
-      builtin: the built-in MLP: kernels stored transposed (`sweeps.engine.structure.stored`), its dropout
+      builtin: the built-in MLP: kernels stored transposed (`stored`), its dropout
         rate from the `dropout` hyperparameter, dropout drawn only where `dropout` says a member uses it.
       dropout: built-in only: whether the program draws dropout masks at all.
     """
@@ -183,11 +183,7 @@ class Network:
         """A parameter tree in the module's layout -> the population's (the built-in MLP's kernels (out, in)).
 
         Works on trees with leading (trial) axes and on numpy arrays alike; a user's module keeps its own."""
-        if not self.builtin:
-            return tree
-        return jax.tree_util.tree_map_with_path(
-            lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, tree
-        )
+        return stored(tree) if self.builtin else tree
 
     def own_layout(self, tree: Any) -> Any:
         """The population's parameter tree as the module takes it (`stored`'s inverse)."""
@@ -290,6 +286,27 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     return repr(value)
+
+
+def stored(flax_params: Any) -> Any:
+    """The built-in MLP's parameter tree in the population's layout: every dense kernel transposed to (out, in)
+    (`Network.stored` for any network).
+
+    The model's layers (`models.mlp.Dense`, features first) multiply by a kernel in this layout as
+    it is stored, and the weight gradient of the whole population comes out of one matrix product
+    in it, so the optimizer updates it in streaming passes and the step has no transposes (flax's
+    (in, out) made each of Adam's passes read the gradient transposed; benchmarks/README.md,
+    "Issue 13"). Leading axes (the trial axis) are kept; `flax_layout` is the inverse. Works on jax
+    and numpy arrays alike.
+    """
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, flax_params
+    )
+
+
+def flax_layout(params: Any) -> Any:
+    """The population's parameter tree (`stored`) as flax's modules take it: kernels (in, out)."""
+    return stored(params)  # swapping the last two axes is its own inverse
 
 
 def builtin_network(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, dropout: bool):

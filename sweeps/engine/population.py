@@ -21,9 +21,9 @@ import numpy as np
 
 from sweeps.engine import compiler, keys
 from sweeps.engine.hparams import HPARAMS, TRACED
-from sweeps.engine.network import Network
+from sweeps.engine.network import Network, flax_layout
 from sweeps.engine.optimizers import make_optimizer
-from sweeps.engine.structure import Structure, flax_layout, init_structure
+from sweeps.engine.structure import Structure, init_structure
 
 PADDING = -1  # the trial number of a padding member
 

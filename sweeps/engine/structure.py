@@ -132,26 +132,6 @@ def n_params(structure: Structure) -> int:
     return n_values(param_shapes(structure))
 
 
-def stored(flax_params: Any) -> Any:  # the built-in MLP's layout (`Network.stored` for any structure)
-    """A parameter tree in the population's layout: every dense kernel transposed to (out, in).
-
-    The model's layers (`models.mlp.Dense`, features first) multiply by a kernel in this layout as
-    it is stored, and the weight gradient of the whole population comes out of one matrix product
-    in it, so the optimizer updates it in streaming passes and the step has no transposes (flax's
-    (in, out) made each of Adam's passes read the gradient transposed; benchmarks/README.md,
-    "Issue 13"). Leading axes (the trial axis) are kept; `flax_layout` is the inverse. Works on jax
-    and numpy arrays alike.
-    """
-    return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: leaf.swapaxes(-1, -2) if path[-1].key == "kernel" else leaf, flax_params
-    )
-
-
-def flax_layout(params: Any) -> Any:
-    """The population's parameter tree (`stored`) as flax's modules take it: kernels (in, out)."""
-    return stored(params)  # swapping the last two axes is its own inverse
-
-
 def kernels(params: Any) -> list[jax.Array]:
     """The dense kernels of a parameter tree (the leaves the L2 penalty reaches; biases are not)."""
     return [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == "kernel"]
