@@ -5,6 +5,7 @@ import copy
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -208,6 +209,13 @@ class NeedsArgument(nn.Module):
         return nn.Dense(1)(x) * scale
 
 
+class Noisy(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool = False):
+        noise = jax.random.normal(self.make_rng("noise"), x.shape) if train else 0.0
+        return nn.Dense(1)(x + noise)
+
+
 class Flat(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -220,6 +228,7 @@ REFUSALS = [
     (Normed(), {}, r"'batch_stats'.*use nn\.LayerNorm or nn\.GroupNorm"),
     (NeedsArgument(), {}, r"takes 'scale' with no default.*give 'scale' a number as default"),
     (Flat(), {}, r"cannot take the data's rows: called on a batch of shape \(3, 8\)"),
+    (Noisy(), {}, r"asks for a random stream.*\"noise\".*self\.make_rng\('dropout'\)"),
     (Residual(), {"dropout": [0.0, 0.2]}, r"dropout is set but your model does not read it.*declares.*drop"),
     (Residual(), {"hidden": [[8], [16]]}, r"hidden is in the space, but it shapes only the built-in models\.MLP"),
     (Residual(), {"drp": [0.1, 0.2]}, r"unknown hyperparameter 'drp'.*did you mean 'drop'"),

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.errors
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -343,6 +344,12 @@ def _shapes_of(name: str, shape: tuple[int, ...], fn, *args):
             f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); sweeps compiles it once and runs every member "
             "under jax.vmap, so keep the computation in jax.numpy (jnp.where, not `if`) and pass numbers that "
             "change per member as call hyperparameters"
+        ) from e
+    except flax.errors.InvalidRngError as e:
+        raise ValueError(
+            f"model {name} asks for a random stream sweeps does not give ({str(e).split(' (https')[0]}): each member "
+            "gets its own 'dropout' stream (its trial's keys); draw from self.make_rng('dropout') (Linen), or from "
+            "the `rngs` argument of __call__ (NNX)"
         ) from e
     except Exception as e:  # noqa: BLE001 - flax and XLA raise many kinds for a shape that does not fit
         raise ValueError(
