@@ -156,7 +156,11 @@ REFUSALS = {  # id: ([model] lines, --set overrides, what the message says)
     "no-module": ('class = "sweepax_no_such:Net"', [], "its module 'sweepax_no_such' cannot be imported"),
     "import-fails": ('class = "sweepax_cli_broken:Net"', [], "failed with RuntimeError: broken on purpose; fix the"),
     "no-class": ('class = "models.cnn:CNNN"', [], "has no 'CNNN'; did you mean models.cnn:CNN?"),
-    "not-a-module": ('class = "collections:OrderedDict"', [], "which is a class, but not a flax.linen.Module"),
+    "not-a-module": (
+        'class = "collections:OrderedDict"',
+        [],
+        "which is a class, but not a Flax module: name a subclass of flax.linen.Module or flax.nnx.Module",
+    ),
     "unknown-arg": (f"{CNN}\nargs = {{chanels = [4]}}", [], "has no attribute 'chanels'; did you mean 'channels'?"),
     "bad-arg": (f"{CNN}\nargs = {{channels = [0]}}", [], "failed with ValueError: channels must be"),
     "mixed": (f"{CNN}\nhidden = [8]", [], "and sets hidden, the built-in MLP's key: choose one model"),
@@ -230,3 +234,43 @@ def test_the_nnx_churn_example_runs_on_a_tiny_budget(tmp_path, capsys):
         sweeps.load_model(tmp_path / "nnx", model=example.NormedMLP)
     model = sweeps.load_model(tmp_path / "nnx", model=functools.partial(example.NormedMLP, 45, 32))
     assert model.predict(np.zeros((2, 45), np.float32)).shape == (2,)
+
+
+NNX_NETS = """
+from flax import nnx
+
+
+class NNXNet(nnx.Module):
+    def __init__(self, features: int, width: int = 8, *, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(features, width, rngs=rngs)
+        self.head = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x, *, train: bool = False, scale: float = 1.0):
+        return self.head(nnx.relu(self.hidden(x))) * scale
+"""
+
+
+def test_a_config_file_names_an_nnx_class_and_trains_what_sweeps_run_would(tmp_path, monkeypatch):
+    (tmp_path / "sweepax_cli_nnx.py").write_text(NNX_NETS)
+    small_csv(tmp_path / "rows.csv", 400)
+    features = sweeps.load_csv(tmp_path / "rows.csv", target="Churn").n_features
+    config = CONFIG.replace(f'class = "{MODULE}:Net"', 'class = "sweepax_cli_nnx:NNXNet"')
+    config = config.replace("widths = [8]", f"features = {features}\nwidth = 8")
+    (tmp_path / "nnx.toml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["run", tmp_path / "nnx.toml", "--out", tmp_path / "run"])
+    assert code == 0, err
+    import sweepax_cli_nnx  # imported by the command above, from the working directory
+
+    data = sweeps.load_csv(tmp_path / "rows.csv", target="Churn")
+    python = sweeps.run(
+        data,
+        model=functools.partial(sweepax_cli_nnx.NNXNet, features=features, width=8),
+        space={"learning_rate": [1e-2, 3e-2], "scale": [1.0, 0.5]},
+        epochs=2,
+        batch_size=64,
+    )
+    columns = ["number", "params_learning_rate", "params_scale", "value", "best_epoch"]
+    pd.testing.assert_frame_equal(table_of(tmp_path / "run")[columns], python.table[columns], check_dtype=False)
+    with pytest.raises(ValueError, match=r"NNXNet has no attribute 'widht'; did you mean 'width'"):
+        sweeps.cli.config_schema.model_from_config(load_config(tmp_path / "nnx.toml", ["model.args.widht=4"]))

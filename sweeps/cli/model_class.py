@@ -1,4 +1,8 @@
-"""Your own Flax Linen model named on the command line: `package.module:Class` and its attributes.
+"""Your own Flax model named on the command line: `package.module:Class` and its attributes.
+
+A Linen class is built with its attributes, `Class(**args)`; an NNX class becomes what builds it from `rngs`,
+`functools.partial(Class, **args)` (sweeps builds one per member from its trial's key, as
+`sweeps.run(model=functools.partial(...))` does).
 
 A config file's `[model] class` (with the attributes under `[model.args]`), or a `--model` option of
 `sweeps resume` and `sweeps predict`, names a module class by import path. Sweeps imports it only because
@@ -70,7 +74,7 @@ def imported_class(text: str) -> type | None:
 
 
 def import_class(text: Any, where: str) -> type[nn.Module]:
-    """Imports the Flax Linen module class `text` names (`package.module:Class`), because the user named it.
+    """Imports the Flax module class (Linen or NNX) `text` names (`package.module:Class`), because the user named it.
 
     Args:
       text: the class path as the user wrote it.
@@ -79,7 +83,7 @@ def import_class(text: Any, where: str) -> type[nn.Module]:
     Raises:
       ValueError: the name is not 'package.module:Class', its module cannot be imported (not found, or it
         raised while importing: the error is named), or the module has no such attribute.
-      TypeError: the name is not a subclass of flax.linen.Module.
+      TypeError: the name is not a subclass of flax.linen.Module or flax.nnx.Module.
     """
     module_name, qualname = split_class_path(text, where)
     importlib.invalidate_caches()  # a module written since this process started is found too
@@ -109,24 +113,19 @@ def import_class(text: Any, where: str) -> type[nn.Module]:
         hint = f"; did you mean {module_name}:{near[0]}?" if near else ""
         listed = f"its Flax modules: {', '.join(found)}" if found else "it defines no Flax Linen module"
         raise ValueError(f"{where}: module {module_name!r} has no {qualname!r}{hint} ({listed})")
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        what = f"a {type(cls).__name__}" if not isinstance(cls, type) else "a class, but not a flax.linen.Module"
-        nnx = (
-            " (a Flax NNX model trains from Python: sweeps.run(data, model=functools.partial(Class, ...)); the command "
-            "line takes Linen modules)"
-            if _is_nnx(cls)
-            else ""
-        )
+    if not (isinstance(cls, type) and (issubclass(cls, nn.Module) or _is_nnx(cls))):
+        what = f"a {type(cls).__name__}" if not isinstance(cls, type) else "a class, but not a Flax module"
         raise TypeError(
-            f"{where} names {text!r}, which is {what}{nnx}: name a subclass of flax.linen.Module, the model every "
-            "trial trains"
+            f"{where} names {text!r}, which is {what}: name a subclass of flax.linen.Module or flax.nnx.Module, the "
+            "model every trial trains"
         )
     return cls
 
 
-def build_module(cls: type[nn.Module], args: Mapping[str, Any], where: str) -> nn.Module:
-    """`cls(**args)`, the attributes as a config file or JSON gives them: a list becomes a tuple (Flax modules are
-    hashed, and a tuple is what a kept model's record turns back into).
+def build_module(cls: type, args: Mapping[str, Any], where: str) -> Any:
+    """`cls(**args)` for a Linen class, `functools.partial(cls, **args)` for an NNX class (built once here, shapes
+    only, so that a bad argument is refused now), the attributes as a config file or JSON gives them: a list
+    becomes a tuple (Flax modules are hashed, and a tuple is what a kept model's record turns back into).
 
     Raises:
       ValueError: an argument that is not one of the class's attributes (with the nearest one and the list),
@@ -144,7 +143,13 @@ def build_module(cls: type[nn.Module], args: Mapping[str, Any], where: str) -> n
                 f"{where}: {_label(cls)} has no attribute {name!r}{hint} its attributes (and defaults): {listing}"
             )
     try:
-        return cls(**{name: _tuples(value) for name, value in args.items()})
+        given = {name: _tuples(value) for name, value in args.items()}
+        if _is_nnx(cls):
+            from sweeps.engine import abstract_nnx
+
+            abstract_nnx(functools.partial(cls, **given))  # its constructor runs on shapes: nothing is computed
+            return functools.partial(cls, **given)
+        return cls(**given)
     except Exception as e:  # noqa: BLE001 - the user's constructor may raise anything
         missing = [k for k, v in attributes.items() if v is _REQUIRED and k not in args]
         need = f"; give {', '.join(missing)} (no default)" if missing else ""
@@ -157,8 +162,16 @@ def build_module(cls: type[nn.Module], args: Mapping[str, Any], where: str) -> n
 _REQUIRED = inspect.Parameter.empty
 
 
-def attribute_defaults(cls: type[nn.Module]) -> dict[str, Any]:
-    """A Linen module class's own attributes (dataclass fields, Flax's `parent` and `name` left out) -> default."""
+def attribute_defaults(cls: type) -> dict[str, Any]:
+    """A Linen module class's own attributes (dataclass fields, Flax's `parent` and `name` left out) -> default;
+    an NNX class's constructor arguments but `rngs`."""
+    if _is_nnx(cls):
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return {
+            p.name: p.default
+            for p in parameters
+            if p.name != "rngs" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
     out = {}
     for field in dataclasses.fields(cls):
         if field.name in FLAX_FIELDS or not field.init:
