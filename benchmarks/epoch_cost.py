@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from workloads import Workload
 
-from sweeps.engine import Population, Split, Structure, epoch_parts, memory, param_shapes
+from sweeps.engine import Population, Split, Structure, epoch_parts, memory
 from sweeps.engine import n_params as n_params_of
 
 COST_KEYS = ("flops", "flops_source", "flops_analytic", "bytes", "bytes_source", "bytes_analytic")
@@ -55,37 +55,22 @@ def analytic_cost(workload: Workload) -> tuple[float, float]:
 
 def forward_flops(structure: Structure) -> int:
     """FLOPs of one row's forward through one member of `structure`: 2 x the multiply-adds of every matrix product
-    and convolution in the jaxpr of its forward (`jax.make_jaxpr` traces, nothing is computed)."""
-    network = structure.network
-    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in network.call_hparams}
-    rows = jax.ShapeDtypeStruct((1, *structure.input_shape), jnp.float32)
-    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), param_shapes(structure))
-    stored = jax.eval_shape(network.stored, params)
-    traced = jax.make_jaxpr(lambda p, h, x: network.apply(p, x, h, train=False))(stored, hp, rows)
-    return _layer_flops(traced.jaxpr)
+    and convolution of its forward (`Network.layers`: traced, nothing is computed)."""
+    return sum(_layer_flops(eqn) for eqn in structure.network.layers())
 
 
-def _layer_flops(jaxpr) -> int:
-    """2 x multiply-adds of every `dot_general` and `conv_general_dilated` in `jaxpr`, inner jaxprs included."""
-    flops = 0
-    for eqn in jaxpr.eqns:
-        out = math.prod(eqn.outvars[0].aval.shape)
-        if eqn.primitive.name == "dot_general":
-            (contracting, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            flops += 2 * out * math.prod(lhs[d] for d in contracting)
-        elif eqn.primitive.name == "conv_general_dilated":
-            if eqn.params["batch_group_count"] != 1:
-                raise ValueError("a convolution with batch_group_count > 1 is not counted")
-            kernel = eqn.invars[1].aval.shape  # its input features are already per group
-            out_features = kernel[eqn.params["dimension_numbers"].rhs_spec[0]]
-            flops += 2 * out * math.prod(kernel) // out_features
-        for value in eqn.params.values():
-            for inner in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(inner, "jaxpr", inner)
-                if hasattr(inner, "eqns"):
-                    flops += _layer_flops(inner)
-    return flops
+def _layer_flops(eqn) -> int:
+    """2 x the multiply-adds of one `dot_general` or `conv_general_dilated` equation."""
+    out = math.prod(eqn.outvars[0].aval.shape)
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2 * out * math.prod(lhs[d] for d in contracting)
+    if eqn.params["batch_group_count"] != 1:
+        raise ValueError("a convolution with batch_group_count > 1 is not counted")
+    kernel = eqn.invars[1].aval.shape  # its input features are already per group
+    out_features = kernel[eqn.params["dimension_numbers"].rhs_spec[0]]
+    return 2 * out * math.prod(kernel) // out_features
 
 
 def xla_cost(

@@ -206,11 +206,17 @@ def test_set_model_class_replaces_the_files_mlp_and_the_shipped_example_plans(tm
     assert "lr-find takes the built-in MLP" in capsys.readouterr().err
 
 
-def test_the_digits_example_runs_on_a_tiny_budget(tmp_path, capsys):
-    pytest.importorskip("sklearn")
-    spec = importlib.util.spec_from_file_location("digits_cnn", ROOT / "examples" / "digits_cnn.py")
+def load_example(name: str):
+    """examples/<name>.py as a module (the folder is not a package: loaded from its file, as `python` runs it)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
+    return example
+
+
+def test_the_digits_example_runs_on_a_tiny_budget(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    example = load_example("digits_cnn")
     assert example.main(["--quick", "--out", str(tmp_path / "digits")]) == 0
     out = capsys.readouterr().out
     assert "4 learning rates x 1 epochs, " in out and "val_accuracy " in out, out
@@ -220,9 +226,7 @@ def test_the_digits_example_runs_on_a_tiny_budget(tmp_path, capsys):
 
 
 def test_the_nnx_churn_example_runs_on_a_tiny_budget(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("churn_nnx", ROOT / "examples" / "churn_nnx.py")
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("churn_nnx")
     assert example.main(["--quick", "--run-dir", str(tmp_path / "nnx")]) == 0
     out = capsys.readouterr().out
     assert "4 trials x 1 epochs in " in out and "val_auc " in out, out

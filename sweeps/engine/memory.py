@@ -15,11 +15,10 @@ import os
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from sweeps.engine.epoch import EVAL_ROWS
 from sweeps.engine.optimizers import state_size
-from sweeps.engine.structure import Structure, n_params, param_shapes
+from sweeps.engine.structure import Structure, n_params
 
 BYTES = 4  # float32 everywhere
 MEMORY_FRACTION = 0.5  # the share of the device's memory a population may plan to use
@@ -48,31 +47,9 @@ def activation_values(structure: Structure) -> tuple[int, int]:
     (`jax.make_jaxpr` traces, nothing is computed): the outputs of its matrix products and convolutions."""
     if structure.module is None:
         return sum(structure.hidden) + structure.n_outputs, max(structure.hidden + (structure.n_outputs,))
-    network = structure.network
-    hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in network.call_hparams}
-    rows = jax.ShapeDtypeStruct((1, *structure.input_shape), jnp.float32)
-    params = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), param_shapes(structure))
-    stored = jax.eval_shape(network.stored, params)
-    traced = jax.make_jaxpr(lambda p, h, x: network.apply(p, x, h, train=False))(stored, hp, rows)
-    sizes = [n for n in _layer_outputs(traced.jaxpr) if n > 0] or [structure.n_outputs]
+    sizes = [math.prod(eqn.outvars[0].aval.shape) for eqn in structure.network.layers()]
+    sizes = [n for n in sizes if n > 0] or [structure.n_outputs]
     return sum(sizes), max(sizes)
-
-
-LAYER_PRIMITIVES = ("dot_general", "conv_general_dilated")
-
-
-def _layer_outputs(jaxpr) -> list[int]:
-    """Sizes of the outputs of every matrix product and convolution in `jaxpr`, inner jaxprs included."""
-    sizes = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in LAYER_PRIMITIVES:
-            sizes.extend(math.prod(v.aval.shape) for v in eqn.outvars)
-        for value in eqn.params.values():
-            for inner in value if isinstance(value, tuple | list) else (value,):
-                inner = getattr(inner, "jaxpr", inner)
-                if hasattr(inner, "eqns"):
-                    sizes.extend(_layer_outputs(inner))
-    return sizes
 
 
 def available_bytes(device: jax.Device | None = None) -> int:

@@ -28,7 +28,7 @@ import functools
 import inspect
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -170,6 +170,16 @@ class Network:
         key = jax.ShapeDtypeStruct((2,), jnp.uint32)
         return jax.eval_shape(lambda key: self.own_layout(self.init(key, {"init_scale": jnp.float32(1.0)})), key)
 
+    def layers(self) -> list[Any]:
+        """The matrix products and convolutions of one row's forward (jaxpr equations, inner jaxprs included,
+        in order): `jax.make_jaxpr` traces, nothing is computed. What estimates of activation memory and FLOPs
+        read a user's model from."""
+        hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in self.call_hparams}
+        rows = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
+        params = jax.eval_shape(self.stored, self.param_shapes())
+        traced = jax.make_jaxpr(lambda p, h, x: self.apply(p, x, h, train=False))(params, hp, rows)
+        return list(_layer_equations(traced.jaxpr))
+
     def call_kwargs(self, hp: dict[str, Any], train: bool) -> dict[str, Any]:
         """The keywords a user's module is called with: its call hyperparameters (a member's values from `hp`,
         else their defaults) and its train flag."""
@@ -229,9 +239,14 @@ class NNXNetwork(Network):
         nnx.replace_by_pure_dict(state, params)
         model = nnx.merge(graphdef, state, rest)
         kwargs = self.call_kwargs(hp, train)
-        if "rngs" in inspect.signature(type(model).__call__).parameters:
+        if self.takes_rngs:
             kwargs["rngs"] = jax.random.PRNGKey(EVAL_KEY) if key is None else key
         return model(x, **kwargs)
+
+    @functools.cached_property
+    def takes_rngs(self) -> bool:
+        """Whether the module's `__call__` takes its dropout key (`rngs`)."""
+        return "rngs" in inspect.signature(type(abstract_nnx(self.module)).__call__).parameters
 
     def stored(self, tree: Any) -> Any:
         return tree
@@ -307,6 +322,20 @@ def stored(flax_params: Any) -> Any:
 def flax_layout(params: Any) -> Any:
     """The population's parameter tree (`stored`) as flax's modules take it: kernels (in, out)."""
     return stored(params)  # swapping the last two axes is its own inverse
+
+
+LAYER_PRIMITIVES = ("dot_general", "conv_general_dilated")
+
+
+def _layer_equations(jaxpr) -> Iterator[Any]:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in LAYER_PRIMITIVES:
+            yield eqn
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    yield from _layer_equations(inner)
 
 
 def builtin_network(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, dropout: bool):

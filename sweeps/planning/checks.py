@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -196,6 +197,10 @@ def check_reads(space: Mapping[str, Axis], trials: list, model: Mapping[str, flo
         warnings.warn(f"{message}: its value is ignored", UserWarning, stacklevel=4)
 
 
+CALLED_WITH = (
+    "it is called with one member's raw model outputs (rows, outputs) and the targets (rows,) as the model trains on "
+    "them"
+)
 TRACER_ERRORS = (
     jax.errors.ConcretizationTypeError,
     jax.errors.TracerArrayConversionError,
@@ -226,6 +231,14 @@ def check_model_fits(module: nn.Module | None, data) -> Any:
     keys = jax.ShapeDtypeStruct((2, 2), jnp.uint32)
     rows = jax.ShapeDtypeStruct((3, *shape), jnp.float32)
 
+    traced = functools.partial(
+        _shapes_of,
+        f"model {name}",
+        f"cannot take the data's rows: called on a batch of shape {(3, *shape)} (rows of shape {shape}) it failed",
+        "make its first layer take that shape, or give the data in the shape the model takes",
+        advice=" and pass numbers that change per member as call hyperparameters",
+    )
+
     def linen_init(keys, hp, x):
         return jax.vmap(lambda k, h: module.init(k, x[:1], **network.call_kwargs(h, train=False)))(keys, hp)
 
@@ -246,7 +259,7 @@ def check_model_fits(module: nn.Module | None, data) -> Any:
                 "the dropout with rngs=rngs"
             )
     else:
-        variables = _shapes_of(name, shape, linen_init, keys, hp, rows)
+        variables = traced(linen_init, keys, hp, rows)
         others = sorted(set(variables) - {"params"})
         if others:
             raise ValueError(
@@ -254,8 +267,8 @@ def check_model_fits(module: nn.Module | None, data) -> Any:
                 "keeps running statistics in 'batch_stats'): sweeps trains parameters only; use nn.LayerNorm or "
                 "nn.GroupNorm"
             )
-    params = _shapes_of(name, shape, init, keys, hp)
-    outputs = _shapes_of(name, shape, train, params, hp, keys, rows)
+    params = traced(init, keys, hp)
+    outputs = traced(train, params, hp, keys, rows)
     want = (2, 3, data.n_outputs)
     if outputs.shape != want:
         raise ValueError(
@@ -285,7 +298,7 @@ def check_code_fits(loss: Callable | None, own: OwnMetrics, data, dtype: Any = j
 
     if loss is not None:
         what = f"loss {function_path(loss)}"
-        got = _traced(what, loss, given(LOSS_ROWS), *shapes(LOSS_ROWS))
+        got = _shapes_of(what, f"fails on {given(LOSS_ROWS)}", CALLED_WITH, loss, *shapes(LOSS_ROWS))
         if not _is_array(got) or got.shape != (LOSS_ROWS,) or not jnp.issubdtype(got.dtype, jnp.floating):
             raise ValueError(
                 f"{what} returns {_described(got)} for {given(LOSS_ROWS)} (a minibatch of {LOSS_ROWS} rows), but a "
@@ -295,7 +308,7 @@ def check_code_fits(loss: Callable | None, own: OwnMetrics, data, dtype: Any = j
     n = int(data.y_val.shape[0])
     for name, fn, _ in own:
         what = f"metric {name!r} ({function_path(fn)})"
-        got = _traced(what, fn, given(n), *shapes(n))
+        got = _shapes_of(what, f"fails on {given(n)}", CALLED_WITH, fn, *shapes(n))
         if not _is_array(got) or got.shape != () or not jnp.issubdtype(got.dtype, jnp.number):
             raise ValueError(
                 f"{what} returns {_described(got)} for the validation split's {given(n)}, but a metric returns one "
@@ -313,47 +326,31 @@ def _described(value: Any) -> str:
     return f"{type(value).__name__} {jax.tree.map(lambda a: a.shape, value)!r:.120}"
 
 
-def _traced(what: str, fn: Callable, given: str, *args) -> Any:
-    """`jax.eval_shape(fn, *args)` of a user's loss or metric, its failures said in the user's words."""
-    try:
-        return jax.eval_shape(fn, *args)
-    except TRACER_ERRORS as e:
-        raise ValueError(
-            f"{what} cannot be traced: it turns a traced array into a Python value ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}); it runs inside the compiled epoch under jax.vmap, so keep the "
-            "computation in jax.numpy (jnp.where, not `if`)"
-        ) from e
-    except Exception as e:  # noqa: BLE001 - the user's function may raise anything
-        raise ValueError(
-            f"{what} fails on {given} ({type(e).__name__}: {str(e).splitlines()[0][:300]}): it is called with one "
-            "member's raw model outputs (rows, outputs) and the targets (rows,) as the model trains on them"
-        ) from e
-
-
 def _is_variable(leaf: Any) -> bool:
     return isinstance(leaf, nnx.Variable)
 
 
-def _shapes_of(name: str, shape: tuple[int, ...], fn, *args):
-    """`jax.eval_shape(fn, *args)` of a user's module, its failures said in the user's words."""
+def _shapes_of(what: str, failed: str, fix: str, fn: Callable, *args, advice: str = "") -> Any:
+    """`jax.eval_shape(fn, *args)` of the user's model, loss or metric (`what`), its failures said in the user's
+    words: a traced value made a Python one (`advice` added to the fix), a random stream sweeps does not give,
+    or anything else: `{what} {failed} (the error); {fix}`."""
     try:
         return jax.eval_shape(fn, *args)
     except TRACER_ERRORS as e:
         raise ValueError(
-            f"model {name} cannot be traced: its __call__ turns a traced array into a Python value "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); sweeps compiles it once and runs every member "
-            "under jax.vmap, so keep the computation in jax.numpy (jnp.where, not `if`) and pass numbers that "
-            "change per member as call hyperparameters"
+            f"{what} cannot be traced: it turns a traced array into a Python value ({_first_line(e, 200)}); it runs "
+            f"inside the compiled epoch under jax.vmap, so keep the computation in jax.numpy (jnp.where, not `if`)"
+            f"{advice}"
         ) from e
     except flax.errors.InvalidRngError as e:
         raise ValueError(
-            f"model {name} asks for a random stream sweeps does not give ({str(e).split(' (https')[0]}): each member "
+            f"{what} asks for a random stream sweeps does not give ({str(e).split(' (https')[0]}): each member "
             "gets its own 'dropout' stream (its trial's keys); draw from self.make_rng('dropout') (Linen), or from "
             "the `rngs` argument of __call__ (NNX)"
         ) from e
-    except Exception as e:  # noqa: BLE001 - flax and XLA raise many kinds for a shape that does not fit
-        raise ValueError(
-            f"model {name} cannot take the data's rows: called on a batch of shape {(3, *shape)} (rows of shape "
-            f"{shape}) it failed with {type(e).__name__}: {str(e).splitlines()[0][:300]}; make its first layer take "
-            "that shape, or give the data in the shape the model takes"
-        ) from e
+    except Exception as e:  # noqa: BLE001 - flax, XLA and the user's code raise many kinds
+        raise ValueError(f"{what} {failed} ({_first_line(e, 300)}); {fix}") from e
+
+
+def _first_line(error: Exception, limit: int) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:limit] if str(error) else ''}"
