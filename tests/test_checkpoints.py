@@ -58,7 +58,7 @@ POPULATION_SWEEPS = {
     ),
 }
 SCRIPT = """
-import copy, os, signal, sys
+import copy, importlib, os, signal, sys
 sys.path.insert(0, {tests!r})
 import sweeps
 from sweeps.driver import checkpoints
@@ -81,7 +81,9 @@ def save(self, snapshot):
     return step
 
 checkpoints.Checkpoints.save = save
-sweep = copy.deepcopy(SWEEP if NAME == "grid" else POPULATION_SWEEPS[NAME])
+owner, _, key = NAME.rpartition(":")  # "module:name": another test module's KILLABLE sweeps
+named = importlib.import_module(owner).KILLABLE if owner else {{"grid": SWEEP, **POPULATION_SWEEPS}}
+sweep = copy.deepcopy(named[key])
 sweeps.run(synthetic("binary", rows=400), run_dir=sys.argv[1], **sweep)
 """
 
@@ -134,7 +136,9 @@ KILLS = [(2, 2, 3, "during_write"), (1, 2, 3, "between_chunks")]
 
 
 def kill(tmp_path: Path, name: str, lanes: int, kill_at: int, mode: str) -> Path:
-    """Runs sweep `name` in a process that SIGKILLs itself at its `kill_at`-th checkpoint; returns its folder."""
+    """Runs sweep `name` (grid, a POPULATION_SWEEPS name, or `module:name` of that test module's `KILLABLE`) on
+    `synthetic("binary", rows=400)` in a process that SIGKILLs itself at its `kill_at`-th checkpoint; returns its
+    folder."""
     run_dir = tmp_path / "run"
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT.format(tests=str(ROOT / "tests")))

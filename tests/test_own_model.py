@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from flax import nnx
+from test_checkpoints import kill
 
 import sweeps
 from models import MLP
@@ -165,6 +166,20 @@ def test_a_sweep_of_an_own_model_stopped_and_resumed_gives_the_same_run(
     rows = np.asarray(residual_data.x_val[:5])
     np.testing.assert_array_equal(model.predict_proba(rows), again.predict_proba(rows))
     assert model.predict(rows).shape == (5,)
+
+
+# test_checkpoints' SIGKILL script trains these by name ("test_own_model:pbt") on synthetic("binary", rows=400)
+KILLABLE = {"pbt": {"model": Residual(), "checkpoint_every": 1, "plots": False, **OWN_SWEEPS["pbt"]}}
+
+
+def test_a_sweep_of_an_own_model_killed_with_sigkill_while_saving_resumes_to_the_same_run(tmp_path, monkeypatch):
+    data = synthetic("binary", rows=400)
+    whole = sweeps.run(data, **copy.deepcopy(KILLABLE["pbt"]))
+    run_dir = kill(tmp_path, "test_own_model:pbt", 2, 2, "during_write")  # PBT between epochs, lanes on
+    monkeypatch.setenv("SWEEPS_LANES", "1")
+    resumed = sweeps.run(data, run_dir=run_dir, resume=True, **copy.deepcopy(KILLABLE["pbt"]))
+    pd.testing.assert_frame_equal(resumed.table, whole.table)
+    pd.testing.assert_frame_equal(resumed.history, whole.history)
 
 
 def test_a_kept_cnn_predicts_new_images_as_its_validation_metrics_say(tmp_path):
