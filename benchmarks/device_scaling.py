@@ -57,7 +57,7 @@ def measure(count: int, workload_name: str, ns: list[int], epochs: int) -> list[
         numbers = np.where(np.arange(size) < n, np.arange(size), PADDING)
         pop = layout.init_population(structure, hparams, numbers, SEED, np.maximum(numbers, 0))
         jax.block_until_ready(pop)
-        order = [keys.batch_order_key(SEED, e, structure.batch_size) for e in range(epochs + 1)]
+        order = [keys.batch_order_key(SEED, e) for e in range(epochs + 1)]
         start = time.perf_counter()
         program = epoch_fn.lower(pop, *splits, order[0], controls).compile()
         compile_s = time.perf_counter() - start

@@ -78,7 +78,7 @@ class Engine:
         return self._compiled[1][2]
 
     def order_key(self, epoch: int):
-        return keys.batch_order_key(SEED, epoch, self.workload.batch_size)
+        return keys.batch_order_key(SEED, epoch)
 
     def run_epoch(self, program, pop: Population, epoch: int) -> tuple[Population, float]:
         start = time.perf_counter()

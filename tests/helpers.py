@@ -202,7 +202,7 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
 
     t = 0
     for epoch in range(epochs):
-        order_key = keys.batch_order_key(seed, first_epoch + epoch, p["batch_size"])
+        order_key = keys.batch_order_key(seed, first_epoch + epoch)
         indices, weights = batch_indices(order_key, len(x), p["batch_size"])
         for idx, w in zip(indices, weights):
             tree, state = step(tree, state, x[idx], y[idx], w, t)

@@ -41,7 +41,7 @@ def train_population(
     train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
     for epoch in range(epochs):
-        pop, metrics = epoch_fn(pop, train, val, keys.batch_order_key(SEED, epoch, batch_size), controls)
+        pop, metrics = epoch_fn(pop, train, val, keys.batch_order_key(SEED, epoch), controls)
     return pop, params, jax.device_get(metrics)
 
 

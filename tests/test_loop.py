@@ -47,7 +47,7 @@ def epoch(structure, data, pop, index):
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
     controls = controls_for(data, None, None)
     epoch_fn = make_train_epoch(structure, None, "val_loss")  # the program train_chunk's runner uses
-    return epoch_fn(pop, train, val, keys.batch_order_key(SEED, index, 32), controls)
+    return epoch_fn(pop, train, val, keys.batch_order_key(SEED, index), controls)
 
 
 def test_every_population_array_has_the_trial_axis_first(binary_data):

@@ -142,7 +142,7 @@ def test_the_classic_run_is_the_member_trained_alone_with_optax(case, binary_dat
     tree = model.init(keys.init_keys(SEED, np.array([0]))[0], jnp.zeros((1, data.n_features)))["params"]
     state = opt.init(tree)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    epochs = [batch_indices(keys.batch_order_key(SEED, e, 32), data.n_train, 32) for e in range(2)]
+    epochs = [batch_indices(keys.batch_order_key(SEED, e), data.n_train, 32) for e in range(2)]
     indices = jnp.concatenate([e[0] for e in epochs])
     weights = jnp.concatenate([e[1] for e in epochs])
 

@@ -29,7 +29,7 @@ def test_estimate_bounds_the_compiled_programs_memory(hidden, optimizer, members
     val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
     compiled = (
         make_train_epoch(structure)
-        .lower(pop, train, val, keys.batch_order_key(0, 0, 32), controls_for(data, None, None))
+        .lower(pop, train, val, keys.batch_order_key(0, 0), controls_for(data, None, None))
         .compile()
     )
     stats = compiled.memory_analysis()

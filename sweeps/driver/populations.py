@@ -95,19 +95,20 @@ def new_population(
     `"per_trial"`: keys from the trial number. With `devices`, the population is built directly
     into their sharding (`size` a multiple of their count).
     """
-    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    hparams, numbers, key_indices = population_inputs(structure, chunk, size, init)
     if devices is not None:
         return devices.init_population(structure, hparams, numbers, seed, key_indices)
     return init_population(structure, hparams, numbers, seed, key_indices)
 
 
-def population_inputs(chunk: tuple[Trial, ...], size: int, init: str = "shared"):
-    """The initialisation's inputs: hparams (name -> (size,)), trial numbers (size,), key indices (size,)."""
+def population_inputs(structure: Structure, chunk: tuple[Trial, ...], size: int, init: str = "shared"):
+    """The initialisation's inputs: hparams (name -> (size,), `stack_hparams`), trial numbers (size,), key
+    indices (size,)."""
     numbers = np.full(size, PADDING, np.int64)
     numbers[: len(chunk)] = [t.number for t in chunk]
     key_indices = np.zeros(size, np.int64)
     key_indices[: len(chunk)] = [t.seed if init == "shared" else t.number for t in chunk]
-    return stack_hparams([t.hparams for t in chunk], size), numbers, key_indices
+    return stack_hparams([t.hparams for t in chunk], size, structure), numbers, key_indices
 
 
 def compile_population(
@@ -115,7 +116,7 @@ def compile_population(
 ) -> Any:
     """Compiles, without running it, the initialisation `new_population(..., devices)` runs; returns the
     population's shapes with the members' sharding (what the epoch is compiled for)."""
-    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    hparams, numbers, key_indices = population_inputs(structure, chunk, size, init)
     devices.init_program(structure, seed).lower(dict(hparams), numbers, key_indices).compile()
     return population_shapes(structure, chunk, size, seed, init, devices)
 
@@ -124,7 +125,7 @@ def population_shapes(
     structure: Structure, chunk: tuple[Trial, ...], size: int, seed: int, init: str, devices: Devices
 ) -> Any:
     """The shapes `new_population(..., devices)` returns, with the members' sharding; nothing runs."""
-    hparams, numbers, key_indices = population_inputs(chunk, size, init)
+    hparams, numbers, key_indices = population_inputs(structure, chunk, size, init)
     return devices.abstract(jax.eval_shape(devices.init_program(structure, seed), dict(hparams), numbers, key_indices))
 
 
@@ -194,7 +195,7 @@ class ChunkRunner:
 
     def compile(self, shapes: Any) -> None:
         """Compiles, without running it, the epoch for a population of `shapes` (`compile_population`'s)."""
-        order_key = keys.batch_order_key(self.seed, 0, self.structure.batch_size)
+        order_key = keys.batch_order_key(self.seed, 0)
         self.epoch_fn.lower(shapes, self.train, self.val, order_key, self.controls).compile()
 
     def start(self, pop: Population, epoch: int) -> tuple[Population, dict[str, jax.Array]]:
@@ -202,7 +203,7 @@ class ChunkRunner:
 
         `pop` is donated to the epoch (its buffers are consumed).
         """
-        order_key = keys.batch_order_key(self.seed, epoch, self.structure.batch_size)
+        order_key = keys.batch_order_key(self.seed, epoch)
         return self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
 
     def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:

@@ -54,7 +54,16 @@ from sweeps.engine.population import (
     population_builder,
     stack_hparams,
 )
-from sweeps.engine.structure import Structure, init_structure, n_params, param_shapes, structure_of, trial_fields
+from sweeps.engine.structure import (
+    Structure,
+    fuse,
+    holds,
+    init_structure,
+    n_params,
+    param_shapes,
+    structure_of,
+    trial_fields,
+)
 
 __all__ = [
     # public modules
@@ -76,6 +85,8 @@ __all__ = [
     "class_path",
     "model_record",
     "init_structure",
+    "fuse",
+    "holds",
     "n_params",
     "param_shapes",
     "structure_of",

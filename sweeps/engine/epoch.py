@@ -79,31 +79,80 @@ def per_example_loss(structure: Structure):
     return loss_fn(structure.task) if structure.loss is None else structure.loss
 
 
-def member_loss(structure: Structure, params, hp, x, y, w, dropout_key):
-    """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch."""
+def member_loss(structure: Structure, params, hp, x, y, w, dropout_key, total_weight=None, penalized=True):
+    """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch.
+
+    `total_weight`: what the weighted sum is divided by, the weight of the member's whole minibatch when `x` is
+    one micro-batch of it (default: `w`'s sum); `penalized`: whether the L2 penalty is added (once per update:
+    a traced bool for the micro-batches of an accumulated one)."""
     outputs = structure.network.apply(params, x, hp, train=True, key=dropout_key)
-    data_loss = jnp.sum(per_example_loss(structure)(outputs, y) * w) / jnp.sum(w)
+    weighted = jnp.sum(per_example_loss(structure)(outputs, y) * w)
+    data_loss = weighted / (jnp.sum(w) if total_weight is None else total_weight)
     penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
+    if total_weight is not None:
+        penalty = jnp.where(penalized, penalty, 0.0)
     return data_loss + penalty, data_loss
 
 
-def member_update(structure: Structure, steps_per_epoch: int, params, opt_state, hp, step, key, active, x, y, w):
-    """One member's update; returns its new state, whether it stayed finite, and its data loss."""
+class Window(NamedTuple):
+    """Where one micro-step falls in a member's minibatch (`Structure.accumulate` > 1): its position `micro`
+    in it, whether it is the last (`last`: the update is applied), and the minibatch's total row weight."""
+
+    micro: jax.Array
+    last: jax.Array
+    weight: jax.Array
+
+
+def window_of(structure: Structure, hp, t, weight_ends) -> tuple[jax.Array, Window | None]:
+    """A member's minibatches per epoch and, when it accumulates, where micro-step `t` falls in its minibatch.
+
+    `weight_ends`: (micro-steps + 1,) the cumulative row weight of the epoch's micro-batches; a member's
+    minibatch is k = batch_size / micro-batch consecutive micro-batches (the epoch's last holds what is left).
+    """
+    micro_steps = weight_ends.shape[0] - 1
+    if structure.accumulate == 1:
+        return jnp.int32(micro_steps), None
+    k = hp["batch_size"] // structure.batch_size
+    micro = t % k
+    end = jnp.minimum(t - micro + k, micro_steps)
+    window = Window(micro=micro, last=t == end - 1, weight=weight_ends[end] - weight_ends[t - micro])
+    return (micro_steps + k - 1) // k, window
+
+
+def member_update(
+    structure: Structure, params, opt_state, accumulated, hp, step, key, active, t, weight_ends, x, y, w
+):
+    """One member's update on one minibatch, or, when it accumulates (`Structure.accumulate`), on one
+    micro-batch of it: the gradient is summed and the update applied on its last micro-batch.
+
+    Returns its new state (parameters, optimizer state, accumulated (gradient, data loss) or None, update count),
+    whether it stayed finite, its minibatch's data loss, and whether this step ended its minibatch."""
+    steps_per_epoch, window = window_of(structure, hp, t, weight_ends)
+    step_key = jax.random.fold_in(key, step)
+    if window is None:
+        total_weight, penalized, last = None, True, jnp.bool_(True)
+    else:  # a minibatch's first micro-batch draws dropout as a whole minibatch does, the others from their own keys
+        step_key = jnp.where(window.micro == 0, step_key, jax.random.fold_in(step_key, window.micro))
+        total_weight, penalized, last = window.weight, window.micro == 0, window.last
     grads, data_loss = jax.grad(
-        lambda p: member_loss(structure, p, hp, x, y, w, jax.random.fold_in(key, step)), has_aux=True
+        lambda p: member_loss(structure, p, hp, x, y, w, step_key, total_weight, penalized), has_aux=True
     )(params)
+    if window is not None:
+        grads = jax.tree.map(jnp.add, accumulated[0], grads)
+        data_loss = accumulated[1] + data_loss
+        accumulated = (jax.tree.map(lambda g: jnp.where(last, 0.0, g), grads), jnp.where(last, 0.0, data_loss))
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
     # Judged from the loss alone, before the update: the mask is known while the optimizer runs and XLA
     # folds it into the update's own passes; checking every gradient cost one more pass over them per step.
-    finite = jnp.isfinite(data_loss)
-    keep = active & finite
+    finite = jnp.isfinite(data_loss) | ~last
+    keep = active & finite & last
     updates, new_opt_state = opt.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
     opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
-    return params, opt_state, step + keep.astype(step.dtype), finite, data_loss
+    return params, opt_state, accumulated, step + keep.astype(step.dtype), finite, data_loss, last
 
 
 class StepCarry(NamedTuple):
@@ -114,10 +163,15 @@ class StepCarry(NamedTuple):
     diverged: jax.Array
     loss_sum: jax.Array
     loss_steps: jax.Array
+    accumulated: Any = None  # (gradient tree, data loss) summed over a minibatch's micro-batches so far
 
 
-def first_carry(pop: Population, active: jax.Array) -> StepCarry:
-    """The carry an epoch's scan starts from: the population's training state, no loss summed yet."""
+def first_carry(pop: Population, active: jax.Array, structure: Structure | None = None) -> StepCarry:
+    """The carry an epoch's scan starts from: the population's training state, no loss summed yet (and no
+    gradient, where `structure` accumulates)."""
+    accumulated = None
+    if structure is not None and structure.accumulate > 1:
+        accumulated = (jax.tree.map(jnp.zeros_like, pop.params), jnp.zeros(pop.size, jnp.float32))
     return StepCarry(
         params=pop.params,
         opt_state=pop.opt_state,
@@ -126,17 +180,33 @@ def first_carry(pop: Population, active: jax.Array) -> StepCarry:
         diverged=pop.diverged,
         loss_sum=jnp.zeros(pop.size, jnp.float32),
         loss_steps=jnp.zeros(pop.size, jnp.int32),
+        accumulated=accumulated,
     )
 
 
-def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_key, train: Split, carry, batch):
-    """`(carry, (indices, weights)) -> (carry, None)`: one update of every member on one shared minibatch."""
-    indices, weights = batch
+def minibatch_step(structure: Structure, weight_ends, hparams, dropout_key, train: Split, carry, batch):
+    """`(carry, (indices, weights, t)) -> (carry, None)`: one update (or micro-step, `member_update`) of every
+    member on one shared minibatch, the epoch's `t`-th."""
+    indices, weights, t = batch
     x, y = train.x[indices], train.y[indices]  # gathered once for the whole population
-    update = functools.partial(member_update, structure, steps_per_epoch)
-    params, opt_state, step, finite, loss = jax.vmap(update, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))(
-        carry.params, carry.opt_state, hparams, carry.step, dropout_key, carry.active, x, y, weights
+    update = functools.partial(member_update, structure)
+    params, opt_state, accumulated, step, finite, loss, last = jax.vmap(
+        update, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None, None)
+    )(
+        carry.params,
+        carry.opt_state,
+        carry.accumulated,
+        hparams,
+        carry.step,
+        dropout_key,
+        carry.active,
+        t,
+        weight_ends,
+        x,
+        y,
+        weights,
     )
+    counted = carry.active & last
     return (
         StepCarry(
             params=params,
@@ -144,11 +214,20 @@ def minibatch_step(structure: Structure, steps_per_epoch: int, hparams, dropout_
             step=step,
             active=carry.active & finite,
             diverged=carry.diverged | (carry.active & ~finite),
-            loss_sum=carry.loss_sum + jnp.where(carry.active, loss, 0.0),
-            loss_steps=carry.loss_steps + carry.active,
+            loss_sum=carry.loss_sum + jnp.where(counted, loss, 0.0),
+            loss_steps=carry.loss_steps + counted,
+            accumulated=accumulated,
         ),
         None,
     )
+
+
+def epoch_batches(order_key, n_rows: int, batch_size: int):
+    """The scan's inputs of one epoch, `(indices, weights, t)`, and the cumulative row weight of its minibatches
+    ((steps + 1,), what an accumulating member's minibatch weight is read from: `window_of`)."""
+    indices, weights = batch_indices(order_key, n_rows, batch_size)
+    weight_ends = jnp.concatenate([jnp.zeros(1, jnp.float32), jnp.cumsum(jnp.sum(weights, axis=1))])
+    return (indices, weights, jnp.arange(indices.shape[0], dtype=jnp.int32)), weight_ends
 
 
 def all_finite(params) -> jax.Array:
@@ -198,13 +277,11 @@ def train_epoch(
       `diverged`, `active` (it will train in the next epoch), and `number`, the trial each
       slot holds (records are kept by trial number, never by position).
     """
-    n_rows = train.x.shape[0]
-    indices, weights = batch_indices(order_key, n_rows, structure.batch_size)
-    steps_per_epoch = indices.shape[0]
+    batches, weight_ends = epoch_batches(order_key, train.x.shape[0], structure.batch_size)
     trains = pop.active & (pop.epochs_done < pop.hparams["epochs"])
-    carry = first_carry(pop, trains)
-    step = functools.partial(minibatch_step, structure, steps_per_epoch, pop.hparams, pop.dropout_key, train)
-    carry, _ = jax.lax.scan(step, carry, (indices, weights))
+    carry = first_carry(pop, trains, structure)
+    step = functools.partial(minibatch_step, structure, weight_ends, pop.hparams, pop.dropout_key, train)
+    carry, _ = jax.lax.scan(step, carry, batches)
     train_loss = carry.loss_sum / jnp.maximum(carry.loss_steps, 1)
     train_loss = jnp.where(carry.loss_steps > 0, train_loss, jnp.nan)
 
@@ -284,7 +361,9 @@ def epoch_parts(structure: Structure, steps_per_epoch: int):
     """
 
     def step(pop: Population, train: Split, batch):
-        carry = first_carry(pop, pop.active)
-        return minibatch_step(structure, steps_per_epoch, pop.hparams, pop.dropout_key, train, carry, batch)
+        carry = first_carry(pop, pop.active, structure)
+        weight_ends = jnp.arange(steps_per_epoch + 1, dtype=jnp.float32) * batch[0].shape[0]  # whole minibatches
+        batch = (*batch, jnp.int32(0))
+        return minibatch_step(structure, weight_ends, pop.hparams, pop.dropout_key, train, carry, batch)
 
     return step, functools.partial(forward, structure)

@@ -35,12 +35,13 @@ def dropout_keys(seed: int, numbers: jax.Array) -> jax.Array:
     return jax.vmap(lambda n: jax.random.fold_in(base, n))(jnp.asarray(numbers, jnp.uint32))
 
 
-def batch_order_key(seed: int, epoch: int, batch_size: int) -> jax.Array:
-    """The key of one epoch's minibatch order, shared by every member with this batch size."""
-    return _batch_order_key(seed, np.uint32(epoch), np.uint32(batch_size))
+def batch_order_key(seed: int, epoch: int) -> jax.Array:
+    """The key of one epoch's minibatch order, shared by every member whatever its batch size: members of
+    different batch sizes step through the same shuffled rows, so a member that accumulates micro-batches into
+    its minibatch (a fused population, `sweeps.engine.epoch`) sees the minibatches it would see alone."""
+    return _batch_order_key(seed, np.uint32(epoch))
 
 
-@functools.partial(jax.jit, static_argnums=0)  # one small program for every epoch and batch size of a sweep
-def _batch_order_key(seed: int, epoch: jax.Array, batch_size: jax.Array) -> jax.Array:
-    key = jax.random.fold_in(_stream(seed, _BATCH_ORDER), epoch)
-    return jax.random.fold_in(key, batch_size)
+@functools.partial(jax.jit, static_argnums=0)  # one small program for every epoch of a sweep
+def _batch_order_key(seed: int, epoch: jax.Array) -> jax.Array:
+    return jax.random.fold_in(_stream(seed, _BATCH_ORDER), epoch)

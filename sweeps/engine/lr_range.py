@@ -50,15 +50,18 @@ def range_step(structure: Structure, steps_per_epoch: int, hp, dropout_key, trai
     """
     indices, weights, rate = batch
     x, y = train.x[indices], train.y[indices]
-    params, opt_state, step, finite, loss = member_update(
+    whole = jnp.arange(steps_per_epoch + 1, dtype=jnp.float32) * structure.batch_size  # whole minibatches
+    params, opt_state, _, step, finite, loss, _ = member_update(
         structure,
-        steps_per_epoch,
         carry.params,
         carry.opt_state,
+        None,
         {**hp, "learning_rate": rate},
         carry.step,
         dropout_key,
         carry.active,
+        carry.step,
+        whole,
         x,
         y,
         weights,

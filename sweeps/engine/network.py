@@ -147,7 +147,7 @@ class Network:
         """One member's parameters in the population's layout, scaled by its `init_scale`."""
         rows = jnp.zeros((1, *self.input_shape), jnp.float32)
         if self.builtin:
-            tree = self.module.init(key, rows)["params"]
+            tree = self.module.init(key, rows, **self.widths(hp))["params"]
         else:
             tree = self.module.init(key, rows, **self.call_kwargs(hp, train=False))["params"]
         return self.stored(jax.tree.map(lambda leaf: leaf * hp["init_scale"], tree))
@@ -160,25 +160,43 @@ class Network:
         variables = {"params": self.own_layout(params)}
         if self.builtin:
             if not train:
-                return self.module.apply(variables, x)
-            return self.module.apply(variables, x, hp["dropout"], deterministic=not self.dropout, rngs={"dropout": key})
+                return self.module.apply(variables, x, **self.widths(hp))
+            return self.module.apply(
+                variables, x, hp["dropout"], not self.dropout, **self.widths(hp), rngs={"dropout": key}
+            )
         key = jax.random.PRNGKey(EVAL_KEY) if key is None else key
         return self.module.apply(variables, x, **self.call_kwargs(hp, train), rngs={"dropout": key})
 
     def param_shapes(self) -> Any:
         """One member's parameter tree in the module's own layout as `jax.ShapeDtypeStruct`s (nothing runs)."""
         key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-        return jax.eval_shape(lambda key: self.own_layout(self.init(key, {"init_scale": jnp.float32(1.0)})), key)
+        hp = {"init_scale": jax.ShapeDtypeStruct((), jnp.float32), **self.shape_hparams()}
+        return jax.eval_shape(lambda key, hp: self.own_layout(self.init(key, hp)), key, hp)
 
     def layers(self) -> list[Any]:
         """The matrix products and convolutions of one row's forward (jaxpr equations, inner jaxprs included,
         in order): `jax.make_jaxpr` traces, nothing is computed. What estimates of activation memory and FLOPs
         read a user's model from."""
-        hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in self.call_hparams}
+        hp = {name: jax.ShapeDtypeStruct((), jnp.float32) for name in self.call_hparams} | self.shape_hparams()
         rows = jax.ShapeDtypeStruct((1, *self.input_shape), jnp.float32)
         params = jax.eval_shape(self.stored, self.param_shapes())
         traced = jax.make_jaxpr(lambda p, h, x: self.apply(p, x, h, train=False))(params, hp, rows)
         return list(_layer_equations(traced.jaxpr))
+
+    @property
+    def padded(self) -> bool:
+        """Whether members of different widths and depths share this network, each passing its own widths (the
+        built-in MLP with `min_depth`: `MLP`): the population then holds them as the traced `hidden`."""
+        return self.builtin and self.module.min_depth is not None
+
+    def shape_hparams(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """What a member holds besides its hyperparameters to say its own shape: in a padded network, its
+        widths `hidden` (len(module.hidden),) int32, zero past its depth."""
+        return {"hidden": jax.ShapeDtypeStruct((len(self.module.hidden),), jnp.int32)} if self.padded else {}
+
+    def widths(self, hp: Mapping[str, Any]) -> dict[str, Any]:
+        """The built-in MLP's `widths` argument for a member: its own widths where the network is padded."""
+        return {"widths": hp["hidden"]} if self.padded else {}
 
     def call_kwargs(self, hp: dict[str, Any], train: bool) -> dict[str, Any]:
         """The keywords a user's module is called with: its call hyperparameters (a member's values from `hp`,
@@ -201,6 +219,10 @@ class Network:
 
     def label(self) -> str:
         """`hidden=[64] relu` for the built-in MLP; the class and attributes of a user's module, `CNN(width=8)`."""
+        if self.padded:
+            depth = len(self.module.hidden)
+            depths = f"depth {self.module.min_depth}-{depth}" if self.module.min_depth < depth else f"depth {depth}"
+            return f"hidden<={list(self.module.hidden)} {self.module.activation} (padded: {depths})"
         if self.builtin:
             return f"hidden={list(self.module.hidden)} {self.module.activation}"
         fields = [f for f in dataclasses.fields(self.module) if f.name not in ("parent", "name")]
@@ -338,9 +360,18 @@ def _layer_equations(jaxpr) -> Iterator[Any]:
                     yield from _layer_equations(inner)
 
 
-def builtin_network(hidden: tuple[int, ...], activation: str, n_features: int, n_outputs: int, dropout: bool):
-    """The built-in MLP's network."""
-    return Network(MLP(hidden=hidden, activation=activation, outputs=n_outputs), (n_features,), True, dropout)
+def builtin_network(
+    hidden: tuple[int, ...],
+    activation: str,
+    n_features: int,
+    n_outputs: int,
+    dropout: bool,
+    min_depth: int | None = None,
+):
+    """The built-in MLP's network; `min_depth`: the padded network of members of different widths and depths
+    (`MLP`)."""
+    mlp = MLP(hidden=hidden, activation=activation, outputs=n_outputs, min_depth=min_depth)
+    return Network(mlp, (n_features,), True, dropout)
 
 
 def n_values(shapes: Any) -> int:

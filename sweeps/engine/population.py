@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models.mlp import member_params
 from sweeps.engine import compiler, keys
 from sweeps.engine.hparams import HPARAMS, TRACED
 from sweeps.engine.network import Network, flax_layout
@@ -72,13 +73,22 @@ class Population:
         return int(self.numbers.shape[0])
 
 
-def stack_hparams(trial_hparams: list[Mapping[str, Any]], size: int) -> dict[str, np.ndarray]:
+def stack_hparams(
+    trial_hparams: list[Mapping[str, Any]], size: int, structure: Structure | None = None
+) -> dict[str, np.ndarray]:
     """Traced hyperparameters of the trials as (size,) arrays; rows past the trials repeat the first (padding).
 
     Names the registry does not know are a user's model's call hyperparameters (`Network.call_hparams`):
-    float32, like the engine's."""
+    float32, like the engine's. A fused `structure` traces what its members differ in: `hidden` (size, layers)
+    int32, each member's widths with zeros past its depth, where the network is padded; `batch_size` (size,)
+    int32 where members accumulate micro-batches."""
     rows = list(trial_hparams) + [trial_hparams[0]] * (size - len(trial_hparams))
     out = {}
+    if structure is not None and structure.network.padded:
+        layers = len(structure.hidden)
+        out["hidden"] = np.array([tuple(p["hidden"]) + (0,) * (layers - len(p["hidden"])) for p in rows], np.int32)
+    if structure is not None and structure.accumulate > 1:
+        out["batch_size"] = np.array([p["batch_size"] for p in rows], np.int32)
     for name in TRACED + tuple(name for name in rows[0] if name not in HPARAMS):
         if name == "epochs":
             out[name] = np.array([p[name] for p in rows], np.int32)
@@ -112,13 +122,19 @@ def init_population(
     return _init_program(init_structure(structure))(dict(hparams), numbers, key_indices, int(seed))
 
 
-def flat_params(params: Any, network: Network | None = None) -> np.ndarray:
+def flat_params(params: Any, network: Network | None = None, widths: Any = None) -> np.ndarray | list[np.ndarray]:
     """(trials, n_params) on the host: each member's parameters in its module's layout as one vector, leaves in
     tree order (`jax.flatten_util.ravel_pytree`'s order): for comparisons and for the models a sweep keeps.
 
-    `network`: the structure's (`Structure.network`); None for the built-in MLP's."""
-    own_layout = flax_layout if network is None else network.own_layout
-    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(own_layout(jax.device_get(params)))]
+    `network`: the structure's (`Structure.network`); None for the built-in MLP's. A padded network's members
+    (`Network.padded`) have their own sizes: `widths` (trials, layers), the population's traced `hidden`, cuts
+    each member's own parameters out of the padding (`models.mlp.member_params`), one vector per member in a
+    list."""
+    own = flax_layout(jax.device_get(params)) if network is None else network.own_layout(jax.device_get(params))
+    if network is not None and network.padded:
+        rows = [member_params(jax.tree.map(lambda leaf: leaf[i], own), w) for i, w in enumerate(np.asarray(widths))]
+        return [np.concatenate([np.asarray(leaf).ravel() for leaf in jax.tree.leaves(row)]) for row in rows]
+    leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(own)]
     return np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
 

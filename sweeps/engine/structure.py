@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -32,6 +33,12 @@ class Structure:
     `loss` is the user's per-example loss (None: the task's) and `metrics` the user's validation metrics as
     ((name, fn, direction), ...) (`sweeps.engine.metrics.OwnMetrics`): code the program runs, so part of the
     key (a function by its identity).
+
+    A *fused* structure holds members of several (`fuse`): `min_depth` set, `hidden` is the padded built-in
+    MLP that members of those widths and depths share (each member's own widths are the traced `hidden`,
+    `MLP`); `accumulate` > 1, `batch_size` is the micro-batch every member steps through and a member of batch
+    size k x `batch_size` (k <= `accumulate`, its traced `batch_size`) sums the gradients of k micro-batches
+    into one update (`sweeps.engine.epoch`).
     """
 
     hidden: tuple[int, ...]
@@ -48,6 +55,8 @@ class Structure:
     input_shape: tuple[int, ...] | None = None
     loss: Callable[[jax.Array, jax.Array], jax.Array] | None = None
     metrics: tuple[tuple[str, Callable[[jax.Array, jax.Array], jax.Array], str], ...] = ()
+    min_depth: int | None = None
+    accumulate: int = 1
 
     @property
     def network(self) -> Network:
@@ -57,14 +66,20 @@ class Structure:
     def label(self) -> str:
         """A short human-readable name, for progress bars and dry runs."""
         extras = "".join(f", {name}" for name, on in (("clip", self.clip), ("dropout", self.dropout)) if on)
-        return f"{self.network.label()}, batch {self.batch_size}, {self.optimizer}/{self.schedule}{extras}"
+        batch = f"batch {self.batch_size}" + (f" (x1-{self.accumulate} accumulated)" if self.accumulate > 1 else "")
+        return f"{self.network.label()}, {batch}, {self.optimizer}/{self.schedule}{extras}"
 
 
 @functools.cache
 def _network(structure: Structure) -> Network:
     if structure.module is None:
         return builtin_network(
-            structure.hidden, structure.activation, structure.n_features, structure.n_outputs, structure.dropout
+            structure.hidden,
+            structure.activation,
+            structure.n_features,
+            structure.n_outputs,
+            structure.dropout,
+            structure.min_depth,
         )
     return network_of(structure.module, structure.input_shape)
 
@@ -117,7 +132,77 @@ def init_structure(structure: Structure) -> Structure:
     the rest set to fixed values: groups that differ only in batch size, schedule, dropout, loss or metrics
     share one compiled initialisation."""
     return dataclasses.replace(
-        structure, batch_size=1, schedule="constant", dropout=False, task="binary", loss=None, metrics=()
+        structure, batch_size=1, schedule="constant", dropout=False, task="binary", loss=None, metrics=(), accumulate=1
+    )
+
+
+def fuse(structures: Sequence[Structure]) -> Structure | None:
+    """The one structure whose program trains the members of all of `structures` exactly as their own would,
+    or None where no program can: they differ in more than the built-in MLP's hidden widths and depths and
+    the batch size (the optimizer family, schedule, activation, model, clipping or dropout at all).
+
+    Widths: each layer padded to the widest member's; from the shallowest member's last hidden layer on, one
+    width for every layer (a member past its depth passes that layer's input on, `MLP`). Batch sizes: the
+    micro-batch is their greatest common divisor, `accumulate` the largest multiple of it. A single structure
+    is returned as it is.
+
+    Examples:
+      >>> s = Structure(hidden=(64,), activation="relu", batch_size=32, optimizer="adam", schedule="constant",
+      ...               clip=False, dropout=False, task="binary", n_features=45, n_outputs=1)
+      >>> f = fuse([s, dataclasses.replace(s, hidden=(16, 16), batch_size=128)])
+      >>> f.hidden, f.min_depth, f.batch_size, f.accumulate
+      ((64, 64), 1, 32, 4)
+    """
+    first = structures[0]
+    if all(s == first for s in structures):
+        return first
+    common = {dataclasses.replace(s, hidden=(), batch_size=1, min_depth=None, accumulate=1) for s in structures}
+    hiddens = {h for s in structures for h in members_hidden(s)}
+    if len(common) > 1 or (len(hiddens) > 1 and (first.module is not None or () in hiddens)):
+        return None
+    micro = math.gcd(*(s.batch_size for s in structures))
+    accumulate = max(s.batch_size * s.accumulate for s in structures) // micro
+    if len(hiddens) == 1:
+        return dataclasses.replace(first, batch_size=micro, accumulate=accumulate)
+    min_depth = min(len(h) for h in hiddens)
+    padded = [max(h[layer] for h in hiddens if len(h) > layer) for layer in range(max(map(len, hiddens)))]
+    shared = max(padded[min_depth - 1 :])
+    padded[min_depth - 1 :] = [shared] * (len(padded) - min_depth + 1)
+    return dataclasses.replace(
+        first, hidden=tuple(padded), min_depth=min_depth, batch_size=micro, accumulate=accumulate
+    )
+
+
+def members_hidden(structure: Structure) -> tuple[tuple[int, ...], ...]:
+    """The hidden widths a structure's members have: its own, or for a padded one, those it can hold (its
+    prefixes of every depth from `min_depth`, each a bound: `holds` says which members fit)."""
+    if structure.min_depth is None:
+        return (structure.hidden,)
+    return tuple(structure.hidden[:depth] for depth in range(structure.min_depth, len(structure.hidden) + 1))
+
+
+def holds(fused: Structure, structure: Structure) -> bool:
+    """Whether a member of `structure` (one trial's, unfused) can train in a population of `fused` exactly as it
+    would alone: the same program but for padding, widths and depth within the padded network's, a batch
+    size a multiple of the micro-batch within `accumulate` of it."""
+    if fused == structure:
+        return True
+    hidden, depth = structure.hidden, len(structure.hidden)
+    if fused.min_depth is None:
+        shapes_fit = hidden == fused.hidden
+    else:
+        shapes_fit = fused.min_depth <= depth <= len(fused.hidden) and all(
+            w <= p for w, p in zip(hidden, fused.hidden)
+        )
+        # past a member's last layer the width must carry it: the padded layers from there on are one width
+        shapes_fit = shapes_fit and depth >= 1 and hidden[-1] <= fused.hidden[-1]
+    multiple, rest = divmod(structure.batch_size, fused.batch_size)
+    return (
+        shapes_fit
+        and rest == 0
+        and 1 <= multiple <= fused.accumulate
+        and dataclasses.replace(structure, hidden=(), batch_size=1)
+        == dataclasses.replace(fused, hidden=(), batch_size=1, min_depth=None, accumulate=1)
     )
 
 

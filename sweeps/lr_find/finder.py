@@ -266,7 +266,7 @@ def classic_losses(structure, member, train: Split, epochs, min_lr, max_lr, seed
     steps_per_epoch = -(-n_rows // batch_size)
     steps = max(epochs * steps_per_epoch, CLASSIC_MIN_STEPS)
     batches = [
-        batch_indices(keys.batch_order_key(seed, epoch, batch_size), n_rows, batch_size)
+        batch_indices(keys.batch_order_key(seed, epoch), n_rows, batch_size)
         for epoch in range(-(-steps // steps_per_epoch))
     ]
     indices = jnp.concatenate([b[0] for b in batches])[:steps]
