@@ -16,8 +16,8 @@ import numpy as np
 from sweeps.driver.devices import Devices
 from sweeps.driver.populations import new_population
 from sweeps.driver.state import Item, SweepState
-from sweeps.engine import PADDING, Population, edits, structure_of
-from sweeps.engine.hparams import resolve
+from sweeps.engine import PADDING, Population, Structure, edits, holds, structure_of
+from sweeps.engine.hparams import HPARAMS, resolve
 from sweeps.planning.planner import Plan, Trial
 from sweeps.strategies.base import EpochView
 
@@ -53,6 +53,7 @@ class PopulationEdits:
             score=np.where(metrics["trained"], sign * np.asarray(metrics[config.objective], np.float64), np.nan),
             hparams={k: np.asarray(v) for k, v in hparams.items()},
             objective=config.objective,
+            fits=self._fits(item.group.structure),
         )
         decisions = config.strategy.decide(view)
         active = view.active.copy()
@@ -79,6 +80,16 @@ class PopulationEdits:
             active = np.asarray(self.devices.fetch(pop.active))
         return pop, bool(active.any())
 
+    def _fits(self, fused: Structure) -> Callable[[Mapping], bool]:
+        """Whether a strategy's configuration would train in a population of `fused` (`EpochView.fits`)."""
+        config = self.plan.config
+
+        def fits(asked: Mapping) -> bool:
+            hparams = resolve({**config.defaults, **config.strategy.fixed(), **asked}, config.model_hparams)
+            return holds(fused, structure_of(hparams, self.plan.data, config.module, config.loss, config.own_metrics))
+
+        return fits
+
     def _refill(
         self,
         pop: Population,
@@ -96,9 +107,9 @@ class PopulationEdits:
         for k, slot in enumerate(slots):
             hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]}, config.model_hparams)
             structure = structure_of(hparams, self.plan.data, config.module, config.loss, config.own_metrics)
-            if structure != group.structure:
+            if not holds(group.structure, structure):
                 raise ValueError(
-                    f"a refilled trial must keep the population's structure ({group.structure.label()}), "
+                    f"a refilled trial must train in the population's program ({group.structure.label()}), "
                     f"but {refill[slot]} makes it {structure.label()}"
                 )
             new.append(Trial(last.number + 1 + k, last.config + 1 + k, 0, hparams, state.round))
@@ -139,7 +150,11 @@ def lineage(item: Item, devices: Devices, swept: Mapping[str, None]) -> dict[str
     took at the exploit just before this epoch (its own number when there was none). Read before the next
     exploit, so a parent is named once."""
     hparams = devices.fetch(item.pop.hparams)
-    out = {f"hparam_{name}": np.asarray(v, np.float64) for name, v in hparams.items() if name in swept}
+    out = {  # not the widths and batch sizes a fused population traces: they never change while a member trains
+        f"hparam_{name}": np.asarray(v, np.float64)
+        for name, v in hparams.items()
+        if name in swept and (name not in HPARAMS or HPARAMS[name].traced)
+    }
     out["lineage_parent"] = np.asarray(item.parents, np.float64)
     item.parents = np.asarray(devices.fetch(item.pop.numbers)).copy()
     return out

@@ -93,7 +93,10 @@ class KeptModels:
             # As many rows as kept places (padded with the first): one compiled gather per population shape,
             # not one eager gather compiled per count (a second a sweep in churn_three's five groups).
             padded = np.resize(np.asarray(rows, np.int32), min(max(self.k, len(rows)), len(numbers)))
-            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)), network)))
+            widths = None  # a padded network's members have their own widths: each kept at its own size
+            if network is not None and network.padded:
+                widths = fetch(_take_members(pop.hparams["hidden"], padded))
+            fetched = dict(zip(rows, flat_params(fetch(_take_members(pop.best_params, padded)), network, widths)))
         self.entries = {n: self.entries[n] if n in self.entries else fetched[offered[n]] for n in keep}
 
     def ranked(self) -> list[int]:

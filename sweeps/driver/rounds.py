@@ -34,13 +34,16 @@ def ask_round(plan: Plan, index: int, after: list[Trial]) -> tuple[Round, list[d
     configs = distributed.agreed(strategy.ask(plan.config.space))
     if not configs:
         raise ValueError(f"the strategy {strategy!r} asked for no trials" + (f" in round {index}" if index else ""))
-    return plan_round(plan, configs, index, after), configs
+    return plan_round(plan, configs, index, after, strategy.queued()), configs
 
 
-def plan_round(plan: Plan, configs: list[Mapping[str, Any]], index: int, after: list[Trial]) -> Round:
-    """Round `index` of `configs`, its trials numbered after `after` (every trial planned before it)."""
+def plan_round(
+    plan: Plan, configs: list[Mapping[str, Any]], index: int, after: list[Trial], queued: list[Mapping] = ()
+) -> Round:
+    """Round `index` of `configs`, its trials numbered after `after` (every trial planned before it); `queued`:
+    what the strategy may start later in the round (`Strategy.queued`, as it was right after it was asked)."""
     first_number, first_config = (after[-1].number + 1, after[-1].config + 1) if after else (0, 0)
-    return plan.round(configs, first_number=first_number, first_config=first_config, index=index)
+    return plan.round(configs, first_number=first_number, first_config=first_config, index=index, queued=queued)
 
 
 def first_round(plan: Plan) -> Round:

@@ -32,6 +32,8 @@ def population_bytes(structure: Structure, members: int, n_train: int, n_val: in
     slots = state_size(structure.optimizer, structure.clip, count) // count  # moments per parameter
     state = members * count * (2 + slots)  # parameters, best-epoch parameters, optimizer moments
     step_temporaries = members * count * (3 + slots)  # grads, updates, new params, new slots
+    if structure.accumulate > 1:
+        step_temporaries += members * count  # the gradient summed over a minibatch's micro-batches
     widths, widest = activation_values(structure)
     activations = 4 * members * structure.batch_size * widths  # pre-activation, activation, mask, gradient
     block = min(n_val, EVAL_ROWS)

@@ -27,6 +27,7 @@ from sweeps.planning.checks import (
     check_model_fits,
     check_reads,
 )
+from sweeps.planning import fusion
 from sweeps.planning.lanes import (
     LANE_FEWEST,
     LANE_PARAMETERS,
@@ -72,6 +73,11 @@ class Group:
     chunk_size: int
     chunk_bytes: int
     devices: int = 1
+    fused: tuple[Structure, ...] = ()  # the trials' own structures where this group fuses several, else ()
+
+    def __post_init__(self):
+        if len(self.fused) == 1:
+            object.__setattr__(self, "fused", ())
 
     @property
     def chunks(self) -> list[tuple[Trial, ...]]:
@@ -151,7 +157,12 @@ class Plan:
         )
 
     def round(
-        self, configs: list[Mapping[str, Any]], first_number: int = 0, first_config: int = 0, index: int = 0
+        self,
+        configs: list[Mapping[str, Any]],
+        first_number: int = 0,
+        first_config: int = 0,
+        index: int = 0,
+        queued: list[Mapping[str, Any]] = (),
     ) -> Round:
         """One round's configurations (what the strategy asked for) -> numbered trials and structure groups.
 
@@ -160,7 +171,8 @@ class Plan:
         handled as Optuna does: a configuration whose optimizer and schedule do not read a value is the
         same training whatever the value, so configurations that differ only there are trained once;
         a swept hyperparameter that no trial reads is refused, and an ignored fixed one warned about.
-        A round of more than MAX_TRIALS trials is refused (`check_round_size`).
+        A round of more than MAX_TRIALS trials is refused (`check_round_size`). `queued`: configurations the
+        strategy may start later in freed slots (`Strategy.queued`), which fused groups make room for.
         """
         config, data = self.config, self.data
         check_round_size(len(configs), self)
@@ -196,7 +208,8 @@ class Plan:
             trials.extend(Trial(number + s, first_config + position, s, hparams, index) for s in range(config.seeds))
             position += 1
         check_reads(config.space, trials, own)
-        groups = group_trials(trials, self)
+        later = [{**shared, **{name: registry.normalize(name, v) for name, v in asked.items()}} for asked in queued]
+        groups = group_trials(trials, self, later)
         return Round(self, index, tuple(trials), tuple(groups), tuple(swept))
 
 
@@ -336,8 +349,12 @@ def check_round_size(configs: int | None, plan: Plan) -> None:
     )
 
 
-def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
+def group_trials(trials: list[Trial], plan: Plan, queued: list[Mapping[str, Any]] | None = None) -> list[Group]:
     """Trials grouped by structure, in order of first appearance, each group chunked to fit the budget.
+
+    Structures that can share a program are fused into one group where the cost model says it pays
+    (`sweeps.planning.fusion`; `plan.config.fuse` False: never). `queued`: resolved hyperparameters of trials a
+    strategy may start later in freed slots (halving's refill): fused groups are made to hold them too.
 
     With `plan.pad_to` (a multi-round strategy's `round_size()` x seeds), every group's chunks are sized as
     if it had `pad_to` members, whatever its own count: each round then trains a structure at the same
@@ -358,8 +375,20 @@ def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
         by_fields.setdefault(trial_fields(trial.hparams, module), []).append(trial)
     loss, own = plan.config.loss, plan.config.own_metrics
     by_structure = {structure_of(m[0].hparams, data, module, loss, own): m for m in by_fields.values()}
+    parts = [(s, [t.hparams["epochs"] for t in members]) for s, members in by_structure.items()]
+    for hparams in queued or ():  # a strategy's later trials (refill) count, so the group fused has room for them
+        structure = structure_of(hparams, data, module, loss, own)
+        parts.append((structure, [hparams["epochs"]]))
+        by_structure.setdefault(structure, [])
+    fused = fusion.groups(parts, data.n_train, data.n_val, plan.config.fuse)
     groups = []
-    for structure, members in by_structure.items():
+    for candidate in fused:
+        structure = candidate.structure
+        members = sorted(
+            (t for part, _ in dict.fromkeys(candidate.parts) for t in by_structure[part]), key=lambda t: t.number
+        )
+        if not members:
+            continue  # only a strategy's queued trials: none starts until a slot frees
         budget = plan.budget_bytes // plan.lanes  # lanes hold that many chunks at once
         fits = devices * memory.members_that_fit(structure, data.n_train, data.n_val, budget)
         if cache_bytes is not None:
@@ -370,5 +399,6 @@ def group_trials(trials: list[Trial], plan: Plan) -> list[Group]:
         size = lane_chunk_size(structure, total, memory.chunk_size(total, fits), plan.lanes)
         per_device = -(-size // devices)
         estimate = memory.population_bytes(structure, per_device, data.n_train, data.n_val)
-        groups.append(Group(structure, tuple(members), size, estimate, devices))
+        own_structures = tuple(dict.fromkeys(part for part, _ in candidate.parts))
+        groups.append(Group(structure, tuple(members), size, estimate, devices, own_structures))
     return groups

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ class EpochView:
         NaN where the member did not train.
       hparams: name -> (slots,) each member's traced hyperparameters.
       objective: the metric `score` comes from.
+      fits: whether a configuration can start in this population's slots (its structure trains in the
+        population's program: `sweeps.engine.holds`); a refill takes only those.
     """
 
     epoch: int
@@ -57,6 +59,7 @@ class EpochView:
     score: np.ndarray
     hparams: dict[str, np.ndarray]
     objective: str
+    fits: Callable[[Mapping[str, Any]], bool] = lambda config: True
 
 
 @dataclasses.dataclass
@@ -127,6 +130,11 @@ class Strategy(abc.ABC):
         Called exactly once per round. Names must be hyperparameters (`sweeps.engine.hparams.HPARAMS`);
         what a configuration leaves out takes the sweep's defaults.
         """
+
+    def queued(self) -> list[dict[str, Any]]:
+        """Configurations the round just asked for may still start, in slots that free while it trains (halving's
+        refill queue): the planner fuses groups with room for them. None by default."""
+        return []
 
     def asks_for(self, space: Mapping[str, Axis]) -> int | None:
         """How many configurations the next `ask(space)` makes (those it returns and any it keeps for later in

@@ -148,6 +148,9 @@ class Halving(Strategy):
         self._queue = configs[self.n :]
         return configs[: self.n]
 
+    def queued(self) -> list[dict[str, Any]]:
+        return list(self._queue) if self.refill else []
+
     def tell(self, table) -> None:
         self._bracket += 1
 
@@ -176,9 +179,10 @@ class Halving(Strategy):
         if self.refill:
             done = real & view.trained & (~view.active | prune)
             for slot in np.flatnonzero(done):
-                if not self._queue:
+                fitting = next((i for i, config in enumerate(self._queue) if view.fits(config)), None)
+                if fitting is None:
                     break
-                refill[int(slot)] = self._queue.pop(0)
+                refill[int(slot)] = self._queue.pop(fitting)
         return Decisions(prune=prune, refill=refill, repack=not self.refill)
 
     def state_dict(self) -> dict[str, Any]:
