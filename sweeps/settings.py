@@ -61,7 +61,7 @@ class SweepConfig:
     functions: `sweeps.run` only, not a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
-    `divergence_threshold`, `init`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
+    `divergence_threshold`, `init`, `fuse`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
     model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
@@ -79,6 +79,7 @@ class SweepConfig:
     max_population: int | None = _section("train", None)
     divergence_threshold: float | None = _section("train", 10.0)
     init: str = _section("train", "shared")
+    fuse: bool = _section("train", True)  # the planner may train differing built-in MLPs or batch sizes as one program
     checkpoint_every: int | None = _section("run", None)
     keep_checkpoints: int = _section("run", 2)
     keep_models: int = _section("run", 5)
@@ -113,6 +114,11 @@ class SweepConfig:
             raise ValueError(f"divergence_threshold must be > 0 or None, but got {threshold!r}")
         if self.init not in INIT_MODES:
             raise ValueError(f"init must be one of {list(INIT_MODES)}, but got init={self.init!r}")
+        if not isinstance(self.fuse, bool):
+            raise ValueError(
+                f"fuse must be True or False, but got fuse={self.fuse!r}; pass fuse=False to train one program per "
+                "structure, or True (the default) to let the planner fuse structures where it pays"
+            )
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
@@ -161,13 +167,17 @@ class SweepConfig:
 
     def record(self) -> dict[str, Any]:
         """The settings that decide the results, as config.json records them (and a resume compares). A user's loss
-        and metrics are recorded by their functions' `module:qualname` (never imported again), only when given."""
+        and metrics are recorded by their functions' `module:qualname` (never imported again), only when given;
+        `fuse` only when False: a record without it (every record made before the setting existed) reads as True
+        (`recorded_fuse`), so such a run folder resumes under the default, and one started with fuse=False only
+        with fuse=False."""
         strategy = self.strategy
         own = {}
         if self.loss is not None:
             own["loss"] = function_path(self.loss)
         if self.metrics:
             own["metrics"] = metrics_record(self.own_metrics)
+        fuse = {} if self.fuse else {"fuse": False}
         return {
             "model": model_record(self.model),
             **own,
@@ -181,6 +191,7 @@ class SweepConfig:
             "batch_size": self.batch_size,
             "seeds": self.seeds,
             "init": self.init,
+            **fuse,
             "seed": self.seed,
             "objective": self.objective,
             "direction": self.direction(self.objective),
@@ -188,6 +199,11 @@ class SweepConfig:
             "max_population": self.max_population,
             "divergence_threshold": self.divergence_threshold,
         }
+
+    @staticmethod
+    def recorded_fuse(record: Mapping[str, Any]) -> bool:
+        """The `fuse` a settings record (config.json, run.json's settings) was made with: absent means True."""
+        return bool(record.get("fuse", True))
 
     def run_options(self) -> dict[str, Any]:
         """The run folder's settings (checkpoints, kept models): config.json records them; a resume may change them."""

@@ -55,6 +55,7 @@ def run(
     max_population: int | None = None,
     divergence_threshold: float | None = 10.0,
     init: str = "shared",
+    fuse: bool = True,
     devices: int | list[int] | None = None,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -97,6 +98,9 @@ def run(
         common random numbers, so configurations with the same seed index start from the same weights
         and see the same dropout masks, and trials differ only by their hyperparameters; `seeds=k` gives
         k initialisations shared by every configuration. "per_trial": keys from (seed, trial number).
+      fuse: True (default): members whose built-in MLPs differ in hidden widths or depth, or whose batch sizes
+        differ, train in one compiled program (padded and masked, exact) where the planner's cost model says it
+        pays; False keeps one program per structure. A resumed run needs the value it started with.
       objective: the metric that picks each trial's best epoch and the best trial
         (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`, or `val_<name>` of one of
         your `metrics`).
@@ -170,6 +174,7 @@ def run(
         max_population=max_population,
         divergence_threshold=divergence_threshold,
         init=init,
+        fuse=fuse,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 
@@ -20,7 +21,8 @@ import pandas as pd
 import pytest
 
 import sweeps.cli.config_schema
-from sweeps.cli.config import apply_override, load_config, parse_value
+from sweeps.cli.config import apply_override, load_config, parse_value, resolve_saved
+from sweeps.cli.config_schema import settings_from_config
 from sweeps.cli.main import main
 
 from helpers import EPOCH, log_compilations
@@ -314,7 +316,7 @@ def test_help_describes_the_commands(capsys):
     assert "sweeps run data/examples/churn_lr.toml" in capsys.readouterr().out
     assert main(["run", "--help"]) == 0
     out = capsys.readouterr().out
-    for word in ("--set", "--out", "--overwrite", "--quiet", "[space]", "[train]", "examples:"):
+    for word in ("--set", "--out", "--overwrite", "--quiet", "[space]", "[train]", "fuse", "examples:"):
         assert word in out
 
 
@@ -400,6 +402,7 @@ def test_load_config_fills_defaults_and_is_json(tmp_path):
     assert config["strategy"] == {"name": "random", "n": 4, "seed": 0}
     assert config["train"]["objective"] == "val_loss" and config["train"]["seeds"] == 1
     assert config["train"]["divergence_threshold"] is None
+    assert config["train"]["fuse"] is True
     assert config["run"] == {
         "dir": None,
         "checkpoint_every": None,
@@ -455,3 +458,22 @@ def test_load_config_refuses_bad_values(tmp_path, text, message):
     config.write_text(text)
     with pytest.raises(ValueError, match=message):
         load_config(config)
+
+
+def test_train_fuse_from_the_file_or_set_is_a_bool_and_an_older_saved_config_reads_as_true(tmp_path):
+    off = tmp_path / "off.toml"
+    off.write_text(SMALL.format(path=CHURN.as_posix()).replace("[train]\n", "[train]\nfuse = false\n"))
+    assert settings_from_config(load_config(off)).fuse is False
+    assert settings_from_config(load_config(write_config(tmp_path), ["train.fuse=false"])).fuse is False
+    assert settings_from_config(load_config(off, ["train.fuse=true"])).fuse is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.format(path=CHURN.as_posix()).replace("[train]\n", '[train]\nfuse = "no"\n'))
+    with pytest.raises(
+        ValueError, match=rf"\[train\] fuse in {re.escape(str(bad))} must be true or false, but got 'no'"
+    ):
+        load_config(bad)
+    with pytest.raises(ValueError, match=r"\[train\] fuse in --set train.fuse=no must be true or false, but got 'no'"):
+        load_config(off, ["train.fuse=no"])
+    saved = load_config(write_config(tmp_path))  # as config.json's sweep_config holds it ...
+    del saved["train"]["fuse"]  # ... written before [train] fuse existed
+    assert resolve_saved(saved, [], where="the saved configuration")["train"]["fuse"] is True

@@ -7,10 +7,12 @@ import json
 import pytest
 
 import sweeps
+import sweeps.sweep
 from models import MLP
 from sweeps import space
 from sweeps.cli.config import load_config
 from sweeps.cli.config_schema import DEFAULTS, field_sections, settings_from_config
+from sweeps.driver.run_folder import differences
 from sweeps.planning.planner import plan
 from sweeps.settings import Resources, SweepConfig
 
@@ -72,8 +74,27 @@ def test_plan_is_pure_and_config_json_records_the_settings_and_the_resources(tmp
     with pytest.raises(TypeError, match=r"plots must be true or false, but got plots='no'"):
         SweepConfig(plots="no")
     assert written["epochs"] == 1 and written["strategy"]["name"] == "grid" and written == result.config
+    assert "fuse" not in written and SweepConfig.recorded_fuse(written) is True, "the default, fuse=True, unwritten"
     manifest = json.loads((tmp_path / "r" / "run.json").read_text())
     assert manifest["resources"] == written["resources"], "a resume plans with the resources the run started with"
+
+
+def test_fuse_is_a_checked_bool_that_sweeps_run_passes_and_config_json_records_when_off(monkeypatch):
+    assert SweepConfig().fuse is True and DEFAULTS["train"]["fuse"] is True, "fusion on unless asked otherwise"
+    made = []
+    monkeypatch.setattr(sweeps.sweep, "execute", lambda config, *a, **k: made.append(config))  # nothing trains
+    sweeps.run(synthetic("binary", rows=50), space={"learning_rate": [1e-3]}, fuse=False)
+    sweeps.run(synthetic("binary", rows=50), space={"learning_rate": [1e-3]})
+    assert [config.fuse for config in made] == [False, True]
+    for bad in ("no", 1, None):
+        with pytest.raises(ValueError, match=rf"fuse must be True or False, but got fuse={bad!r}; pass fuse=False"):
+            SweepConfig(fuse=bad)
+    off, on = SweepConfig(fuse=False).record(), SweepConfig().record()
+    assert off["fuse"] is False and SweepConfig.recorded_fuse(off) is False
+    # the default is not written: a record without the key (every record made before the setting existed) is the
+    # default's and reads as True, so such a run folder resumes; a run started with fusion off resumes only with it off
+    assert "fuse" not in on and SweepConfig.recorded_fuse(on) is True
+    assert differences(off, on) == ["fuse: False -> '<absent>'"] and differences(on, off) != []
 
 
 def test_resources_record_what_a_resumed_run_plans_with():

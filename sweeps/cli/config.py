@@ -12,7 +12,8 @@ and `sweeps.run`, so the file says only what differs:
     [strategy]  name ("grid", "random", "quasirandom", "bayes") and its options:
                 n, seed; rounds, per_round, sampler                           (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
-                early_stopping, max_population, divergence_threshold, init    (sweeps.run)
+                early_stopping, max_population, divergence_threshold, init,
+                fuse                                                          (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models, plots,
                 devices (a count or a list of device ids; absent: every device)
 
@@ -53,6 +54,7 @@ from typing import Any
 import flax.linen as nn
 
 from sweeps.cli.config_schema import (
+    BOOLEANS,
     DEFAULT_STRATEGY,
     DEFAULTS,
     NULLABLE_RUN,
@@ -290,6 +292,14 @@ def resolve(
         )
     config["run"] = run_section
 
+    for section, names in BOOLEANS.items():
+        for key in names:
+            value = config[section][key]
+            if not isinstance(value, bool):
+                raise ValueError(
+                    f"[{section}] {key} in {at(f'{section}.{key}')} must be true or false, but got {value!r}; write "
+                    f"{key} = false (or --set {section}.{key}=false), or true"
+                )
     _check_json(config, at)
     return copy.deepcopy(config)  # nothing shared with DEFAULTS or the parsed file
 

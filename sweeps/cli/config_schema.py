@@ -77,6 +77,13 @@ def _nullable(section: str) -> tuple[str, ...]:
     )
 
 
+def _booleans(section: str) -> tuple[str, ...]:
+    """The fields of a section that take true or false only."""
+    return tuple(
+        f.name for f in dataclasses.fields(SweepConfig) if f.metadata["section"] == section and f.type == "bool"
+    )
+
+
 def strategy_options(name: str) -> dict[str, Any]:
     """The options of a strategy class, with their defaults."""
     return _keyword_defaults(STRATEGIES[name])
@@ -111,6 +118,7 @@ def _defaults() -> dict[str, dict[str, Any]]:
 DEFAULTS = _defaults()
 NULLABLE_TRAIN = _nullable("train")
 NULLABLE_RUN = (*_nullable("run"), "devices")
+BOOLEANS = {section: _booleans(section) for section in ("train", "run")}  # e.g. [train] fuse, [run] plots
 
 
 def _strategy_keys() -> list[str]:
