@@ -211,8 +211,8 @@ def train_alone(data, p, key_index, seed, epochs=None, first_epoch=0, module=Non
 
 
 def device_sweep(**overrides) -> dict:
-    """`sweeps.run` arguments of the device tests: 10 trials in two structures of 5 (padded to 8 on 8 devices),
-    learning rates 1e-4 to 1e-1, early stopping; fast on a CPU."""
+    """`sweeps.run` arguments of the device tests: 10 trials in two structures of 5 (padded to 8 on 8 devices; not
+    fused, unless `fuse=True` is among the overrides), learning rates 1e-4 to 1e-1, early stopping; fast on a CPU."""
     from sweeps import space
 
     return {
@@ -220,6 +220,7 @@ def device_sweep(**overrides) -> dict:
         "strategy": sweeps.Grid(n=5),
         "epochs": 3,
         "early_stopping": {"patience": 2},
+        "fuse": False,
         **overrides,
     }
 

@@ -58,6 +58,7 @@ def test_a_killed_bayes_sweep_resumes_to_the_same_table(data, tmp_path, monkeypa
         objective="val_accuracy",
         checkpoint_every=1,
         keep_models=0,
+        fuse=False,  # two programs, so the sixth save falls inside the second round's training
     )
     monkeypatch.setenv("SWEEPS_LANES", "1")  # the crash point counts the saves of one work item at a time
     whole = sweeps.run(data, **{**sweep, "strategy": sweeps.Bayes(rounds=3, per_round=4)})  # needs no run folder

@@ -37,13 +37,15 @@ SWEEP = dict(
     keep_models=2,
     plots=False,  # no test here reads them (test_run_folder's final write draws them)
 )
-# Population strategies with two structures (batch sizes): halving and PBT edit their populations
-# between epochs, so they train one work item at a time whatever SWEEPS_LANES asks (`lane_plan.ONE_LANE`).
+# Population strategies with two structures (batch sizes, not fused: tests/test_fused_shapes.py fuses them): halving
+# and PBT edit their populations between epochs, so they train one work item at a time whatever SWEEPS_LANES asks
+# (`lane_plan.ONE_LANE`).
 POPULATION_SWEEPS = {
     "halving": dict(
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
         strategy=sweeps.Halving(n=4, min_epochs=1, eta=2, seed=0),
         epochs=2,
+        fuse=False,
         checkpoint_every=1,
         keep_models=2,
         plots=False,
@@ -52,6 +54,7 @@ POPULATION_SWEEPS = {
         space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
         strategy=sweeps.PBT(population=4, interval=1, seed=0),
         epochs=2,
+        fuse=False,
         checkpoint_every=1,
         keep_models=2,
         plots=False,

@@ -241,9 +241,19 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
     with log_compilations() as compiled:
         code, out, err = run_cli(["run", example, "--dry-run", "--out", out_dir])
     assert code == 0, err
-    assert "90 trials in 5 structure groups: 5 compiled programs to build" in out
+    # five batch sizes in one program: micro-batches of 16, the larger ones accumulated (tests/test_fused_shapes.py)
+    assert "90 trials in 1 structure groups: 1 compiled programs to build" in out
+    assert "hidden=[64] relu, batch 16 (x1-16 accumulated), adam/constant" in out
+    assert (
+        "fused: group 0 trains 5 structures in one program ("
+        + ", ".join(f"hidden [64] batch {batch}" for batch in (16, 32, 64, 128, 256))
+        in out
+    )
+    code, apart, err = run_cli(["run", example, "--dry-run", "--set", "train.fuse=false", "--out", out_dir])
+    assert code == 0, err
+    assert "90 trials in 5 structure groups: 5 compiled programs to build" in apart and "fused:" not in apart
     for batch in (16, 32, 64, 128, 256):
-        assert f"batch {batch}," in out
+        assert f"batch {batch}," in apart
     assert "memory_mb" in out and "per_device" in out and "dry run: nothing trained" in out
     assert f"devices: {len(jax.devices())} device" in out and "MB per device" in out
     assert "compile seconds: not measured by a plain dry run; `--dry-run --compile`" in out
@@ -252,7 +262,8 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, monkeypatch):
 
 def test_dry_run_compile_measures_each_structure_and_the_run_reuses_the_programs(tmp_path):
     config = write_config(tmp_path)
-    fresh = ["--set", "model.hidden=[5]", "--set", "space.batch_size=[128, 256]"]  # programs no other test compiles
+    fresh = ["--set", "model.hidden=[5]", "--set", "space.batch_size=[128, 256]", "--set", "train.fuse=false"]
+    # programs no other test compiles, one per structure
     out_dir = tmp_path / "run"
     with log_compilations() as compiled:
         code, out, err = run_cli(["run", config, "--dry-run", "--compile", "--out", out_dir, *fresh])

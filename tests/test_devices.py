@@ -56,7 +56,10 @@ def place(self, pop):
     return original_place(self, pop)
 Devices.place = place
 
-for name, extra in [("whole", {}), ("chunked", {"max_population": 3}), ("three", {"devices": 3})]:
+# fused: both batch sizes in one program (micro-batches of 16), padded to 16 members over the 8 devices
+for name, extra in [
+    ("whole", {}), ("chunked", {"max_population": 3}), ("three", {"devices": 3}), ("fused", {"fuse": True})
+]:
     placed.clear()
     result = sweeps.run(data, **device_sweep(**extra))
     result.table.to_parquet(out / f"{name}.parquet")
@@ -160,8 +163,9 @@ def one_device(data):
 def test_eight_devices_give_the_single_device_table(eight, one_device):
     out, report = eight
     assert report["devices"] == 8 and report["whole"]["devices"]["count"] == 8
-    for name in ("whole", "chunked", "three"):
+    for name in ("whole", "chunked", "three", "fused"):
         assert_same_table(pd.read_parquet(out / f"{name}.parquet"), one_device.table)
+    assert [(g["trials"], g["population"], g["per_device"]) for g in report["fused"]["groups"]] == [(10, 16, 2)]
 
 
 def test_a_population_that_is_not_a_multiple_of_the_devices_is_padded_and_the_padding_never_shows(eight):

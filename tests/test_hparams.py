@@ -91,7 +91,8 @@ def test_every_group_of_a_mixed_sweep_matches_training_alone():
 
 
 def test_the_mlp_is_a_stack_of_flax_dense_layers():
-    """Computed features first, but flax's parameters, initial values and outputs: kept models load as before."""
+    """Computed features first, but flax's parameters and outputs: kept models load as before. Its kernels are
+    lecun-normal as flax draws them, each output unit from its own key (`models.mlp.lecun_rows`)."""
     import flax.linen as nn
 
     class Stack(nn.Module):
@@ -105,9 +106,15 @@ def test_the_mlp_is_a_stack_of_flax_dense_layers():
     ours = MLP(hidden=(16, 8), activation="tanh", outputs=3).init(jax.random.PRNGKey(1), x)
     theirs = Stack().init(jax.random.PRNGKey(1), x)
     assert jax.tree.map(np.shape, ours) == jax.tree.map(np.shape, theirs)
-    jax.tree.map(np.testing.assert_array_equal, ours, theirs)
     out = MLP(hidden=(16, 8), activation="tanh", outputs=3).apply(ours, x)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(Stack().apply(theirs, x)), atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(Stack().apply(ours, x)), atol=1e-6, rtol=1e-6)
+    wide = MLP(hidden=(400,), outputs=1).init(jax.random.PRNGKey(2), jnp.zeros((1, 300)))["params"]["Dense_0"]
+    kernel = np.asarray(wide["kernel"])  # lecun normal: standard deviation sqrt(1 / fan-in), truncated at 2 of them
+    assert (
+        np.std(kernel) == pytest.approx(np.sqrt(1 / 300), rel=0.02)
+        and np.abs(kernel).max() <= 2 * np.sqrt(1 / 300) / 0.8796 + 1e-6
+    )
+    assert np.all(np.asarray(wide["bias"]) == 0.0)
 
 
 def test_zero_dropout_is_the_model_without_dropout():
@@ -135,8 +142,9 @@ def test_structural_grid_compiles_one_program_per_structure():
             strategy=sweeps.Grid(n=3),
             optimizer="momentum",
             epochs=1,
+            fuse=False,
         )
-    # 2 batch sizes x 2 layouts: 4 structures of 9 traced configurations each
+    # 2 batch sizes x 2 layouts: 4 structures of 9 traced configurations each (fused, one: tests/test_fused_shapes.py)
     assert compiled.count(EPOCH) == 4
     assert result.config["compilations"] == 4
     assert len(result.table) == 36

@@ -18,9 +18,10 @@ from sweeps.results.trained import load_model
 
 from helpers import EPOCH, log_compilations, synthetic
 
-# Three structures (batch sizes), two chunks each, early stopping and per-trial epoch budgets: work items
-# that finish at different epochs, so lanes take new items while others are mid-chunk.
+# Three structures (batch sizes, not fused: one program each), two chunks each, early stopping and per-trial
+# epoch budgets: work items that finish at different epochs, so lanes take new items while others are mid-chunk.
 SWEEP = dict(
+    fuse=False,
     space={
         "learning_rate": space.loguniform(1e-3, 3e-1),
         "batch_size": [16, 32, 64],

@@ -208,7 +208,7 @@ def test_rounds_padded_to_the_round_size_compile_once_per_structure(binary_data)
     # a linear model trained by SGD on a regression target: the programs that compile fastest (the model is not
     # what this is about), used by no other test here
     data = synthetic("regression")
-    cheap = {"model": MLP(hidden=()), "optimizer": "sgd", "epochs": 1, "seeds": 2}
+    cheap = {"model": MLP(hidden=()), "optimizer": "sgd", "epochs": 1, "seeds": 2, "fuse": False}
     with log_compilations(fresh=True) as compiled:
         padded = sweeps.run(data, strategy=Rounds(size=4), **cheap)
     assert compiled.count(EPOCH) == 2, compiled  # two batch sizes, three rounds: one program each

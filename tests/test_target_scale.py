@@ -13,7 +13,7 @@ from sweeps.driver.populations import baseline_loss
 
 ROWS, FEATURES = 400, 3
 LEARNING_RATES = [1e-4, 1e-3, 1e-2]
-SWEEP = {"model": MLP(hidden=(8,)), "space": {"learning_rate": LEARNING_RATES}, "epochs": 3, "batch_size": 32}
+SWEEP = {"model": MLP(hidden=(8,)), "space": {"learning_rate": LEARNING_RATES}, "epochs": 5, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")

@@ -119,14 +119,13 @@ def window_of(structure: Structure, hp, t, weight_ends) -> tuple[jax.Array, Wind
     return (micro_steps + k - 1) // k, window
 
 
-def member_update(
-    structure: Structure, params, opt_state, accumulated, hp, step, key, active, t, weight_ends, x, y, w
-):
-    """One member's update on one minibatch, or, when it accumulates (`Structure.accumulate`), on one
-    micro-batch of it: the gradient is summed and the update applied on its last micro-batch.
+def member_gradient(structure: Structure, params, accumulated, hp, step, key, t, weight_ends, x, y, w):
+    """One member's gradient on one minibatch, or, when it accumulates (`Structure.accumulate`), on one
+    micro-batch of it, added to the minibatch's so far.
 
-    Returns its new state (parameters, optimizer state, accumulated (gradient, data loss) or None, update count),
-    whether it stayed finite, its minibatch's data loss, and whether this step ended its minibatch."""
+    Returns (gradient, data loss) of its minibatch so far, the state to carry to its next micro-batch (None
+    without accumulation), whether this step ends its minibatch (its update is due), and its minibatches per
+    epoch."""
     steps_per_epoch, window = window_of(structure, hp, t, weight_ends)
     step_key = jax.random.fold_in(key, step)
     if window is None:
@@ -141,6 +140,13 @@ def member_update(
         grads = jax.tree.map(jnp.add, accumulated[0], grads)
         data_loss = accumulated[1] + data_loss
         accumulated = (jax.tree.map(lambda g: jnp.where(last, 0.0, g), grads), jnp.where(last, 0.0, data_loss))
+    return (grads, data_loss), accumulated, last, steps_per_epoch
+
+
+def member_apply(structure: Structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch):
+    """One member's optimizer update from its minibatch's gradient, applied where it is active, its loss finite
+    and its minibatch complete (`last`). Returns its parameters, optimizer state, update count and whether it
+    stayed finite."""
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
@@ -152,7 +158,21 @@ def member_update(
     new_params = optax.apply_updates(params, updates)
     params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
     opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
-    return params, opt_state, accumulated, step + keep.astype(step.dtype), finite, data_loss, last
+    return params, opt_state, step + keep.astype(step.dtype), finite
+
+
+def member_update(structure: Structure, params, opt_state, accumulated, hp, step, key, active, t, weight_ends, x, y, w):
+    """One member's step: its gradient (`member_gradient`) and its update (`member_apply`).
+
+    Returns its new state (parameters, optimizer state, accumulated (gradient, data loss) or None, update count),
+    whether it stayed finite, its minibatch's data loss, and whether this step ended its minibatch."""
+    (grads, data_loss), accumulated, last, steps_per_epoch = member_gradient(
+        structure, params, accumulated, hp, step, key, t, weight_ends, x, y, w
+    )
+    params, opt_state, step, finite = member_apply(
+        structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch
+    )
+    return params, opt_state, accumulated, step, finite, data_loss, last
 
 
 class StepCarry(NamedTuple):
@@ -185,27 +205,30 @@ def first_carry(pop: Population, active: jax.Array, structure: Structure | None 
 
 
 def minibatch_step(structure: Structure, weight_ends, hparams, dropout_key, train: Split, carry, batch):
-    """`(carry, (indices, weights, t)) -> (carry, None)`: one update (or micro-step, `member_update`) of every
-    member on one shared minibatch, the epoch's `t`-th."""
+    """`(carry, (indices, weights, t)) -> (carry, None)`: one update (or micro-step) of every member on one shared
+    minibatch, the epoch's `t`-th.
+
+    Members that accumulate (`Structure.accumulate`) sum their gradient over micro-steps; the population's
+    optimizer step runs only at micro-steps where some active member's minibatch ends (`lax.cond`): a chunk of
+    members of large batch sizes updates as seldom as they would alone (the planner orders a fused group's
+    trials by batch size, so its chunks are alike)."""
     indices, weights, t = batch
     x, y = train.x[indices], train.y[indices]  # gathered once for the whole population
-    update = functools.partial(member_update, structure)
-    params, opt_state, accumulated, step, finite, loss, last = jax.vmap(
-        update, in_axes=(0, 0, 0, 0, 0, 0, 0, None, None, None, None, None)
-    )(
-        carry.params,
-        carry.opt_state,
-        carry.accumulated,
-        hparams,
-        carry.step,
-        dropout_key,
-        carry.active,
-        t,
-        weight_ends,
-        x,
-        y,
-        weights,
-    )
+    gradient = functools.partial(member_gradient, structure)
+    (grads, loss), accumulated, last, steps_per_epoch = jax.vmap(
+        gradient, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)
+    )(carry.params, carry.accumulated, hparams, carry.step, dropout_key, t, weight_ends, x, y, weights)
+
+    def update(_):
+        return jax.vmap(functools.partial(member_apply, structure))(
+            carry.params, carry.opt_state, hparams, carry.step, carry.active, grads, loss, last, steps_per_epoch
+        )
+
+    if structure.accumulate == 1:
+        params, opt_state, step, finite = update(None)
+    else:
+        unchanged = (carry.params, carry.opt_state, carry.step, jnp.ones_like(carry.active))
+        params, opt_state, step, finite = jax.lax.cond(jnp.any(carry.active & last), update, lambda _: unchanged, None)
     counted = carry.active & last
     return (
         StepCarry(

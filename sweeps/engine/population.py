@@ -132,7 +132,10 @@ def flat_params(params: Any, network: Network | None = None, widths: Any = None)
     list."""
     own = flax_layout(jax.device_get(params)) if network is None else network.own_layout(jax.device_get(params))
     if network is not None and network.padded:
-        rows = [member_params(jax.tree.map(lambda leaf: leaf[i], own), w) for i, w in enumerate(np.asarray(widths))]
+        leaves, treedef = jax.tree.flatten(own)
+        rows = [
+            member_params(treedef.unflatten([leaf[i] for leaf in leaves]), w) for i, w in enumerate(np.asarray(widths))
+        ]
         return [np.concatenate([np.asarray(leaf).ravel() for leaf in jax.tree.leaves(row)]) for row in rows]
     leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(own)]
     return np.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)

@@ -20,6 +20,7 @@ from sweeps.data import Dataset, check_batch_size
 from sweeps.driver.devices import Devices
 from sweeps.engine import Structure, memory, n_params, structure_of, trial_fields
 from sweeps.engine import hparams as registry
+from sweeps.planning import fusion
 from sweeps.planning.checks import (
     check_code_fits,
     check_early_stopping,
@@ -27,7 +28,6 @@ from sweeps.planning.checks import (
     check_model_fits,
     check_reads,
 )
-from sweeps.planning import fusion
 from sweeps.planning.lanes import (
     LANE_FEWEST,
     LANE_PARAMETERS,
@@ -245,7 +245,8 @@ class Round:
                     "chunks": g.n_chunks,
                     "population": g.population,
                     "per_device": g.population // g.devices,
-                    "parameters": n_params(g.structure),  # per member
+                    "parameters": n_params(g.structure),  # per member (padded, in a fused group)
+                    "fused": len(g.fused) or 1,  # structures trained in this group's one program
                     "padding": g.padding,
                     "epochs": max(t.hparams["epochs"] for t in g.trials),
                     "memory_mb": round(g.chunk_bytes / 2**20, 1),
@@ -299,8 +300,35 @@ class Round:
             )
         elif plan.resources.lanes > 1 and plan.lanes == 1:
             lines.append(f"lanes: one work item at a time: {ONE_LANE}")
+        lines.extend(fused_lines(self.groups, plan.data))
         lines.append(self.table().to_string(index=False))
         return "\n".join(lines)
+
+
+def fused_lines(groups: tuple[Group, ...], data: Dataset) -> list[str]:
+    """The dry run's account of fused groups: which structures share a program and what their padding costs."""
+    lines = []
+    for i, g in enumerate(groups):
+        if not g.fused:
+            continue
+        shared = g.structure
+        own = [structure_of(t.hparams, data, shared.module, shared.loss, shared.metrics) for t in g.trials]
+        work = sum(fusion.multiply_adds(s) for s in own) or 1
+        padded = fusion.multiply_adds(g.structure) * len(g.trials)
+        per_member = [memory.population_bytes(s, 1, 0, 0) - memory.population_bytes(s, 0, 0, 0) for s in own]
+        fused_member = memory.population_bytes(g.structure, 1, 0, 0) - memory.population_bytes(g.structure, 0, 0, 0)
+        extra_mb = (fused_member * len(g.trials) - sum(per_member)) / max(g.n_chunks, 1) / 2**20
+        lines.append(
+            f"fused: group {i} trains {len(g.fused)} structures in one program ("
+            + ", ".join(
+                (f"hidden {list(s.hidden)} " if s.module is None else "") + f"batch {s.batch_size}" for s in g.fused[:6]
+            )
+            + (f", and {len(g.fused) - 6} more" if len(g.fused) > 6 else "")
+            + (f"; micro-batches of {g.structure.batch_size}" if g.structure.accumulate > 1 else "")
+            + f"): the padding adds {100 * (padded / work - 1):.0f}% multiply-adds and about {extra_mb:.1f} MB per "
+            "chunk; each member computes exactly its own network (fuse=false: one program each)"
+        )
+    return lines
 
 
 def plan(config: SweepConfig, data: Dataset, resources: Resources | None = None) -> Plan:
@@ -384,8 +412,11 @@ def group_trials(trials: list[Trial], plan: Plan, queued: list[Mapping[str, Any]
     groups = []
     for candidate in fused:
         structure = candidate.structure
+        # by batch size first, where members accumulate: a chunk of large batch sizes then updates seldom (the
+        # epoch skips the optimizer where no member's minibatch ends: `sweeps.engine.epoch.minibatch_step`)
         members = sorted(
-            (t for part, _ in dict.fromkeys(candidate.parts) for t in by_structure[part]), key=lambda t: t.number
+            (t for part in dict.fromkeys(part for part, _ in candidate.parts) for t in by_structure[part]),
+            key=lambda t: (t.hparams["batch_size"] if structure.accumulate > 1 else 0, t.number),
         )
         if not members:
             continue  # only a strategy's queued trials: none starts until a slot frees
