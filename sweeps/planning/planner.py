@@ -306,27 +306,26 @@ class Round:
 
 
 def fused_lines(groups: tuple[Group, ...], data: Dataset) -> list[str]:
-    """The dry run's account of fused groups: which structures share a program and what their padding costs."""
+    """The dry run's account of fused groups: which structures share a program and what their padding costs (its
+    memory is in the group's memory_mb, the estimate of the padded population)."""
     lines = []
     for i, g in enumerate(groups):
         if not g.fused:
             continue
         shared = g.structure
         own = [structure_of(t.hparams, data, shared.module, shared.loss, shared.metrics) for t in g.trials]
-        work = sum(fusion.multiply_adds(s) for s in own) or 1
-        padded = fusion.multiply_adds(g.structure) * len(g.trials)
-        per_member = [memory.population_bytes(s, 1, 0, 0) - memory.population_bytes(s, 0, 0, 0) for s in own]
-        fused_member = memory.population_bytes(g.structure, 1, 0, 0) - memory.population_bytes(g.structure, 0, 0, 0)
-        extra_mb = (fused_member * len(g.trials) - sum(per_member)) / max(g.n_chunks, 1) / 2**20
+        macs = sum(fusion.multiply_adds(s) for s in own) or 1
+        params = sum(n_params(s) for s in own) or 1
+        extra_macs = fusion.multiply_adds(shared) * len(own) / macs - 1
+        extra_params = n_params(shared) * len(own) / params - 1
+        named = [(f"hidden {list(s.hidden)} " if s.module is None else "") + f"batch {s.batch_size}" for s in g.fused]
         lines.append(
             f"fused: group {i} trains {len(g.fused)} structures in one program ("
-            + ", ".join(
-                (f"hidden {list(s.hidden)} " if s.module is None else "") + f"batch {s.batch_size}" for s in g.fused[:6]
-            )
-            + (f", and {len(g.fused) - 6} more" if len(g.fused) > 6 else "")
-            + (f"; micro-batches of {g.structure.batch_size}" if g.structure.accumulate > 1 else "")
-            + f"): the padding adds {100 * (padded / work - 1):.0f}% multiply-adds and about {extra_mb:.1f} MB per "
-            "chunk; each member computes exactly its own network (fuse=false: one program each)"
+            + ", ".join(named[:6])
+            + (f", and {len(named) - 6} more" if len(named) > 6 else "")
+            + (f"; micro-batches of {shared.batch_size}" if shared.accumulate > 1 else "")
+            + f"): the padding adds {100 * extra_macs:.0f}% multiply-adds and {100 * extra_params:.0f}% parameters; "
+            "each member computes exactly its own network (fuse=false: one program each)"
         )
     return lines
 
