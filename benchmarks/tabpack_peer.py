@@ -45,12 +45,14 @@ import time
 START = time.perf_counter()  # the fallback start when /proc does not say when the process began
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -156,6 +158,7 @@ def load_tabpack(repo: Path) -> tuple[ModuleType, ModuleType, dict[str, Any]]:
     files, commit = read_tabpack(repo)
     patched = patch_for_python311(files)
     folder = Path(tempfile.mkdtemp(prefix="tabpack-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for package in PACKAGES:
         (folder / package).mkdir()
         (folder / package / "__init__.py").write_text("")  # theirs import nothing these modules need
