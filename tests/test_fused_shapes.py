@@ -213,7 +213,8 @@ def test_the_dry_run_shows_the_fused_group_and_what_padding_costs(data):
     text = sweeps.dry_run(data, space=SPACE, strategy=sweeps.Grid(n=2), epochs=3).describe()
     assert "12 trials in 1 structure groups: 1 compiled programs" in text
     assert "hidden<=[16, 16, 16] relu (padded: depth 1-3), batch 32 (x1-2 accumulated)" in text
-    assert "fused: group 0 trains 6 structures in one program (hidden [8] batch 32, hidden [8] batch 64" in text
+    assert "fused: group 0 trains 6 structures in one program (" in text and "micro-batches of 32)" in text
+    assert all(f"hidden {list(h)} batch {b}" in text for h in SPACE["hidden"] for b in SPACE["batch_size"])
     assert "the padding adds" in text and "% multiply-adds" in text
     apart = sweeps.dry_run(data, space=SPACE, strategy=sweeps.Grid(n=2), epochs=3, fuse=False).describe()
     assert "6 structure groups" in apart

@@ -208,10 +208,11 @@ def minibatch_step(structure: Structure, weight_ends, hparams, dropout_key, trai
     """`(carry, (indices, weights, t)) -> (carry, None)`: one update (or micro-step) of every member on one shared
     minibatch, the epoch's `t`-th.
 
-    Members that accumulate (`Structure.accumulate`) sum their gradient over micro-steps; the population's
-    optimizer step runs only at micro-steps where some active member's minibatch ends (`lax.cond`): a chunk of
-    members of large batch sizes updates as seldom as they would alone (the planner orders a fused group's
-    trials by batch size, so its chunks are alike)."""
+    Members that accumulate (`Structure.accumulate`) sum their gradient over micro-steps; the optimizer runs at
+    every micro-step and a member's update is kept only at the last of its minibatch (masked, as divergence is).
+    Running it only where some member's minibatch ends (`lax.cond`) was slower: the branch copied the state,
+    2x a batch-16 program's epoch where members update every micro-step (benchmarks/README.md, "Fused
+    shapes")."""
     indices, weights, t = batch
     x, y = train.x[indices], train.y[indices]  # gathered once for the whole population
     gradient = functools.partial(member_gradient, structure)
@@ -219,16 +220,9 @@ def minibatch_step(structure: Structure, weight_ends, hparams, dropout_key, trai
         gradient, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None)
     )(carry.params, carry.accumulated, hparams, carry.step, dropout_key, t, weight_ends, x, y, weights)
 
-    def update(_):
-        return jax.vmap(functools.partial(member_apply, structure))(
-            carry.params, carry.opt_state, hparams, carry.step, carry.active, grads, loss, last, steps_per_epoch
-        )
-
-    if structure.accumulate == 1:
-        params, opt_state, step, finite = update(None)
-    else:
-        unchanged = (carry.params, carry.opt_state, carry.step, jnp.ones_like(carry.active))
-        params, opt_state, step, finite = jax.lax.cond(jnp.any(carry.active & last), update, lambda _: unchanged, None)
+    params, opt_state, step, finite = jax.vmap(functools.partial(member_apply, structure))(
+        carry.params, carry.opt_state, hparams, carry.step, carry.active, grads, loss, last, steps_per_epoch
+    )
     counted = carry.active & last
     return (
         StepCarry(

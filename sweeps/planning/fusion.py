@@ -5,17 +5,19 @@ program (`sweeps.engine.fuse`): padded to the widest network and masked, steppin
 batch sizes' greatest common divisor, each member computes exactly what it would alone. What that costs is
 the padding (every member computes the padded network) and the micro-steps (every member's optimizer runs at
 every micro-step, masked); what it saves is a compilation per structure and a population too small to fill
-the device. `groups` weighs the two with `cost`, a model of the seconds a group takes:
+the device. `groups` weighs the two with `cost`, a model of the seconds a group's population takes:
 
-    compile + sum over members of epochs x (steps x (6 x batch x MACs / FLOP_RATE + UPDATE_WORDS x params
-    / WORD_RATE) + validation rows x 2 x MACs / FLOP_RATE)
+    compile + epochs x (steps x (STEP_S + members x (UPDATE_WORDS x params / WORD_RATE + 6 x batch x MACs
+    / FLOP_RATE)) + members x validation rows x 2 x MACs / FLOP_RATE)
 
 MACs: the network's multiply-adds per row; params: its parameters (padded, for a fused group); steps:
-ceil(rows / batch), the micro-batch for a fused group. The constants were measured on the 2-core development
-CPU with the lesson's data (benchmarks/README.md, "Fused shapes"); a device that is faster per FLOP makes the
-compile term weigh more, so the model fuses at least as much there as it should. Groups are merged greedily:
-of every pair of groups that can share a program, the merge that saves the most seconds is made, until none
-saves any.
+ceil(rows / batch), the micro-batch for a fused group (whose optimizer passes cost half again: the summed
+gradient); epochs: the group's longest trial's (a population trains until its last member is done, the others
+masked). The constants were measured on the 2-core development CPU with the lesson's model at populations of
+18 and 72 and batch sizes 16 to 256 (benchmarks/README.md, "Fused shapes"); a device that is faster per FLOP
+makes the compile term weigh more, so the model fuses at least as much there as it should. Groups are merged
+greedily: of every pair of groups that can share a program, the merge that saves the most seconds is made,
+until none saves any.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from collections.abc import Sequence
 from sweeps.engine import Structure, fuse, n_params
 
 # Measured on the development machine (2-core AMD EPYC, jax 0.10.2 CPU; benchmarks/README.md, "Fused shapes").
-COMPILE_S = 3.0  # seconds to compile one more structure's epoch and initialisation (cold: 3.1-4.8 s measured)
-FLOP_RATE = 2.5e10  # float32 operations per second in the members' matrix products
-WORD_RATE = 2.0e10  # parameter words per second through the optimizer's update passes
+COMPILE_S = 2.0  # seconds to compile one more structure's epoch and initialisation (cold: 1.6-2.8 s measured)
+STEP_S = 1.1e-4  # seconds a step of the epoch's scan costs whatever its population (the loop's own work)
+FLOP_RATE = 8.8e10  # float32 operations per second in the members' forward and backward passes
+WORD_RATE = 1.6e10  # parameter words per second through the optimizer's update passes
 UPDATE_WORDS = 12  # words read and written per parameter per update (Adam: parameter, gradient, two moments)
 
 
@@ -41,18 +44,22 @@ class Candidate:
     parts: tuple[tuple[Structure, tuple[int, ...]], ...]  # (a trial's own structure, its members' epochs)
 
     @property
+    def members(self) -> int:
+        return sum(len(epochs) for _, epochs in self.parts)
+
+    @property
     def epochs(self) -> int:
-        """Member-epochs in all (each member at its budget: early stopping is not foreseen)."""
-        return sum(sum(epochs) for _, epochs in self.parts)
+        """Epochs its population trains: its longest member's (the others masked meanwhile)."""
+        return max(max(epochs) for _, epochs in self.parts)
 
 
-def member_epoch_seconds(structure: Structure, n_train: int, n_val: int) -> float:
-    """The cost model's seconds for one member's epoch in a population of `structure`."""
+def epoch_seconds(structure: Structure, members: int, n_train: int, n_val: int) -> float:
+    """The cost model's seconds for one epoch of a population of `members` members of `structure`."""
     macs = multiply_adds(structure)
     steps = math.ceil(n_train / structure.batch_size)
     words = UPDATE_WORDS * n_params(structure) * (1.5 if structure.accumulate > 1 else 1.0)  # + the gradient sum
-    step = 6 * structure.batch_size * macs / FLOP_RATE + words / WORD_RATE
-    return steps * step + 2 * n_val * macs / FLOP_RATE
+    member_step = words / WORD_RATE + 6 * structure.batch_size * macs / FLOP_RATE
+    return steps * (STEP_S + members * member_step) + members * 2 * n_val * macs / FLOP_RATE
 
 
 def multiply_adds(structure: Structure) -> int:
@@ -65,8 +72,8 @@ def multiply_adds(structure: Structure) -> int:
 
 
 def cost(candidate: Candidate, n_train: int, n_val: int) -> float:
-    """Seconds the cost model gives a group: one compilation and every member's epochs in its structure."""
-    return COMPILE_S + candidate.epochs * member_epoch_seconds(candidate.structure, n_train, n_val)
+    """Seconds the cost model gives a group: one compilation and its population's epochs."""
+    return COMPILE_S + candidate.epochs * epoch_seconds(candidate.structure, candidate.members, n_train, n_val)
 
 
 def merged(a: Candidate, b: Candidate) -> Candidate | None:

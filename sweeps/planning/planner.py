@@ -411,11 +411,9 @@ def group_trials(trials: list[Trial], plan: Plan, queued: list[Mapping[str, Any]
     groups = []
     for candidate in fused:
         structure = candidate.structure
-        # by batch size first, where members accumulate: a chunk of large batch sizes then updates seldom (the
-        # epoch skips the optimizer where no member's minibatch ends: `sweeps.engine.epoch.minibatch_step`)
         members = sorted(
             (t for part in dict.fromkeys(part for part, _ in candidate.parts) for t in by_structure[part]),
-            key=lambda t: (t.hparams["batch_size"] if structure.accumulate > 1 else 0, t.number),
+            key=lambda t: t.number,
         )
         if not members:
             continue  # only a strategy's queued trials: none starts until a slot frees
