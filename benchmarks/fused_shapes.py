@@ -91,13 +91,13 @@ def churn_three() -> list[dict[str, Any]]:
     return rows
 
 
-def widths_depths(lrs: int, epochs: int, steady_only: bool) -> list[dict[str, Any]]:
+def widths_depths(lrs: int, epochs: int, steady_only: bool, settings=(True, False)) -> list[dict[str, Any]]:
     rows = []
     env = {**os.environ, "SWEEPS_CACHE_DIR": "off", "PYTHONPATH": str(ROOT)}
     script = WIDTHS_DEPTHS.format(churn=str(CHURN), widths=WIDTHS, depths=DEPTHS)
-    for fuse in (True, False):
+    for fuse in settings:
         row = {"benchmark": "widths-depths", "fuse": fuse, "trials": lrs * len(WIDTHS) * len(DEPTHS), "epochs": epochs}
-        row |= steady_state(lrs, fuse)
+        row |= steady_state(lrs, epochs, fuse)
         if not steady_only:
             with tempfile.TemporaryDirectory() as tmp:
                 load = loadavg()
@@ -109,16 +109,17 @@ def widths_depths(lrs: int, epochs: int, steady_only: bool) -> list[dict[str, An
     return rows
 
 
-def steady_state(lrs: int, fuse: bool, repeats: int = 2) -> dict[str, Any]:
-    """Model-epochs/s of the planned groups once compiled: each group's first chunk trained one epoch (compiling),
-    then `repeats` epochs timed; a group's epoch is its chunk's times its count of chunks."""
+def steady_state(lrs: int, epochs: int, fuse: bool, repeats: int = 2) -> dict[str, Any]:
+    """Model-epochs/s of the groups the sweep plans (for `epochs` epochs: the cost model weighs them) once
+    compiled: each group's first chunk trained one epoch (compiling), then `repeats` epochs timed; a group's epoch
+    is its chunk's times its count of chunks."""
     import sweeps
     from sweeps.driver.populations import ChunkRunner, controls_for, new_population
 
     data = sweeps.load_csv(CHURN, target="Churn")
     hidden = [(w,) * d for w in WIDTHS for d in DEPTHS]
     space = {"learning_rate": list(np.logspace(-4, -1, lrs)), "hidden": sweeps.space.choice(hidden)}
-    planned = sweeps.dry_run(data, space=space, strategy=sweeps.Grid(), epochs=1000, batch_size=32, fuse=fuse)
+    planned = sweeps.dry_run(data, space=space, strategy=sweeps.Grid(), epochs=epochs, batch_size=32, fuse=fuse)
     controls = controls_for(data, None, None)
     seconds, members = 0.0, 0
     for group in planned.groups:
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--steady-only", action="store_true", help="widths-depths: skip the end-to-end runs")
     parser.add_argument("--json", type=Path, help="append the rows to this JSON-lines file")
+    parser.add_argument("--fuse", choices=["both", "on", "off"], default="both", help="widths-depths: which settings")
     args = parser.parse_args(argv)
     if args.benchmark == "churn-three":
         rows = churn_three()
@@ -152,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{fused['process_s'] / apart['process_s']:.2f} of it"
         )
     else:
-        rows = widths_depths(args.lrs, args.epochs, args.steady_only)
+        settings = {"both": (True, False), "on": (True,), "off": (False,)}[args.fuse]
+        rows = widths_depths(args.lrs, args.epochs, args.steady_only, settings)
+        if len(rows) == 1:
+            return 0
         fused, apart = rows
         line = (
             f"widths x depths x {args.lrs} learning rates: steady state {fused['steady_model_epochs_per_s']} "

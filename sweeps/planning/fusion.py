@@ -8,16 +8,19 @@ every micro-step, masked); what it saves is a compilation per structure and a po
 the device. `groups` weighs the two with `cost`, a model of the seconds a group's population takes:
 
     compile + epochs x (steps x (STEP_S + members x (UPDATE_WORDS x params / WORD_RATE + 6 x batch x MACs
-    / FLOP_RATE)) + members x validation rows x 2 x MACs / FLOP_RATE)
+    / FLOP_RATE + deeper layers x LAYER_S)) + members x validation rows x 2 x MACs / FLOP_RATE)
 
 MACs: the network's multiply-adds per row; params: its parameters (padded, for a fused group); steps:
 ceil(rows / batch), the micro-batch for a fused group (whose optimizer passes cost half again: the summed
 gradient); epochs: the group's longest trial's (a population trains until its last member is done, the others
-masked). The constants were measured on the 2-core development CPU with the lesson's model at populations of
-18 and 72 and batch sizes 16 to 256 (benchmarks/README.md, "Fused shapes"); a device that is faster per FLOP
-makes the compile term weigh more, so the model fuses at least as much there as it should. Groups are merged
-greedily: of every pair of groups that can share a program, the merge that saves the most seconds is made,
-until none saves any.
+masked); deeper layers: hidden layers past the first, whose products are one small matrix product per member
+(the first layer's input is the minibatch every member shares: one large product for the population), which a
+CPU runs far below its FLOP rate, whatever the width (LAYER_S). The constants were measured on the 2-core
+development CPU: the lesson's model at populations of 18 and 72 and batch sizes 16 to 256, widths 16 to 256 and
+depths 1 to 3 at populations of 16 and 64 (benchmarks/README.md, "Fused shapes"); a device that is faster per
+FLOP makes the compile term weigh more, so the model fuses at least as much there as it should. Groups are
+merged greedily: of every pair of groups that can share a program, the merge that saves the most seconds is
+made, until none saves any.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from collections.abc import Sequence
 from sweeps.engine import Structure, fuse, n_params
 
 # Measured on the development machine (2-core AMD EPYC, jax 0.10.2 CPU; benchmarks/README.md, "Fused shapes").
-COMPILE_S = 2.0  # seconds to compile one more structure's epoch and initialisation (cold: 1.6-2.8 s measured)
+COMPILE_S = 2.5  # seconds to compile one more structure's epoch and initialisation (cold: 1.6-4.6 s measured)
 STEP_S = 1.1e-4  # seconds a step of the epoch's scan costs whatever its population (the loop's own work)
+LAYER_S = 8e-6  # seconds per member and step of a hidden layer past the first (16 wide: 7-9 us measured)
 FLOP_RATE = 8.8e10  # float32 operations per second in the members' forward and backward passes
 WORD_RATE = 1.6e10  # parameter words per second through the optimizer's update passes
 UPDATE_WORDS = 12  # words read and written per parameter per update (Adam: parameter, gradient, two moments)
@@ -58,7 +62,8 @@ def epoch_seconds(structure: Structure, members: int, n_train: int, n_val: int) 
     macs = multiply_adds(structure)
     steps = math.ceil(n_train / structure.batch_size)
     words = UPDATE_WORDS * n_params(structure) * (1.5 if structure.accumulate > 1 else 1.0)  # + the gradient sum
-    member_step = words / WORD_RATE + 6 * structure.batch_size * macs / FLOP_RATE
+    deeper = max(len(structure.hidden) - 1, 0) if structure.module is None else 0
+    member_step = words / WORD_RATE + 6 * structure.batch_size * macs / FLOP_RATE + deeper * LAYER_S
     return steps * (STEP_S + members * member_step) + members * 2 * n_val * macs / FLOP_RATE
 
 
