@@ -10,6 +10,7 @@ in one program, padded to the widest and masked (`MLP`'s `min_depth`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -78,9 +79,7 @@ def lecun_rows(key: jax.Array, shape: tuple[int, int], real: tuple[Any, Any] | N
     the values it has alone; its padding is zero.
     """
     fan_in, outputs = shape
-    columns = jax.vmap(lambda unit: jax.random.truncated_normal(jax.random.fold_in(key, unit), -2.0, 2.0, (fan_in,)))(
-        jnp.arange(outputs, dtype=jnp.uint32)
-    )
+    columns = _unit_columns(key, fan_in, outputs)
     real_in, real_out = shape if real is None else real
     kernel = (columns * (jnp.sqrt(1.0 / jnp.maximum(real_in, 1)) / TRUNCATED_STD)).T
     if real is None:
@@ -165,6 +164,15 @@ class MLP(nn.Module):
                 fan_in = jnp.where(widths[layer] > 0, widths[layer], fan_in)
         real = None if widths is None else (fan_in, self.outputs)
         return Dense(self.outputs, name=f"Dense_{len(self.hidden)}")(h, _layer_key(base, HEAD), real).T
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))  # one small program per shape, not a few hundred eager operations
+def _unit_columns(key: jax.Array, fan_in: int, outputs: int) -> jax.Array:
+    """(outputs, fan_in) standard normals truncated to [-2, 2], row `unit` drawn from `fold_in(key, unit)`."""
+    units = jnp.arange(outputs, dtype=jnp.uint32)
+    return jax.vmap(lambda unit: jax.random.truncated_normal(jax.random.fold_in(key, unit), -2.0, 2.0, (fan_in,)))(
+        units
+    )
 
 
 def _layer_key(base: jax.Array | None, layer: int) -> jax.Array | None:
