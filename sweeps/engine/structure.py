@@ -191,9 +191,8 @@ def holds(fused: Structure, structure: Structure) -> bool:
     if fused.min_depth is None:
         shapes_fit = hidden == fused.hidden
     else:
+        # from layer min_depth - 1 on the padded widths are one, so a shallower member's last layer carries on
         shapes_fit = fused.min_depth <= depth <= len(fused.hidden) and all(w <= p for w, p in zip(hidden, fused.hidden))
-        # past a member's last layer the width must carry it: the padded layers from there on are one width
-        shapes_fit = shapes_fit and depth >= 1 and hidden[-1] <= fused.hidden[-1]
     multiple, rest = divmod(structure.batch_size, fused.batch_size)
     return (
         shapes_fit
