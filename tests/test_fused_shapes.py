@@ -244,6 +244,16 @@ def test_a_refill_starts_only_what_fits_the_population():
     assert decisions.refill == {0: {"hidden": (4,)}} and strategy._queue == [{"hidden": (99,)}]
 
 
+def test_pbt_never_pads_widths_together_its_exploit_copies_whole_members(data):
+    """PBT copies a member's weights onto another: across widths the copy would truncate the network it copies,
+    so its groups keep widths and depths apart and fuse batch sizes only."""
+    planned = sweeps.dry_run(data, space=SPACE, strategy=sweeps.PBT(population=12, seed=0), epochs=3)
+    assert sorted(len({t.hparams["hidden"] for t in g.trials}) for g in planned.groups) == [1, 1, 1]
+    assert all(g.structure.accumulate == 2 for g in planned.groups), "batch sizes 32 and 64 still share a program"
+    halving = sweeps.dry_run(data, space=SPACE, strategy=sweeps.Halving(n=12, seed=0), epochs=3)
+    assert len(halving.groups) == 1
+
+
 # Fused sweeps through the strategies that edit a population: halving (prune, repack), refill (a freed slot takes
 # a trial of another width), PBT (exploit copies a member of another width and batch size onto a slot)
 FUSED_SWEEPS = {

@@ -81,18 +81,26 @@ def cost(candidate: Candidate, n_train: int, n_val: int) -> float:
     return COMPILE_S + candidate.epochs * epoch_seconds(candidate.structure, candidate.members, n_train, n_val)
 
 
-def merged(a: Candidate, b: Candidate) -> Candidate | None:
-    """The group of `a`'s and `b`'s members in one program, or None where no program holds them both."""
+def merged(a: Candidate, b: Candidate, shapes: bool = True) -> Candidate | None:
+    """The group of `a`'s and `b`'s members in one program, or None where no program holds them both (or, with
+    `shapes` False, where they differ in hidden widths or depth)."""
+    if not shapes and len({s.hidden for s, _ in a.parts + b.parts}) > 1:
+        return None
     structure = fuse([a.structure, b.structure])
     return None if structure is None else Candidate(structure, a.parts + b.parts)
 
 
 def groups(
-    parts: Sequence[tuple[Structure, Sequence[int]]], n_train: int, n_val: int, enabled: bool = True
+    parts: Sequence[tuple[Structure, Sequence[int]]],
+    n_train: int,
+    n_val: int,
+    enabled: bool = True,
+    shapes: bool = True,
 ) -> list[Candidate]:
     """The structure groups a round trains: `parts` are the trials' own structures (in order of first appearance)
     with their members' epoch budgets; each returned group is one compiled program, in that order. `enabled`
-    False (`fuse=False`): one group per structure.
+    False (`fuse=False`): one group per structure; `shapes` False (a strategy that copies members between them,
+    `Strategy.copies_members`): widths and depths are never padded together, batch sizes still fuse.
 
     Examples:
       >>> s = Structure(hidden=(64,), activation="relu", batch_size=32, optimizer="adam", schedule="constant",
@@ -109,7 +117,7 @@ def groups(
         best = None  # (saving, i, j, merged candidate, its cost)
         for i in range(len(found)):
             for j in range(i + 1, len(found)):
-                both = merged(found[i], found[j])
+                both = merged(found[i], found[j], shapes)
                 if both is None:
                     continue
                 together = cost(both, n_train, n_val)

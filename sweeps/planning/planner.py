@@ -416,7 +416,7 @@ def group_trials(trials: list[Trial], plan: Plan, queued: list[Mapping[str, Any]
         structure = structure_of(hparams, data, module, loss, own)
         parts.append((structure, [hparams["epochs"]]))
         by_structure.setdefault(structure, [])
-    fused = fusion.groups(parts, data.n_train, data.n_val, plan.config.fuse)
+    fused = fusion.groups(parts, data.n_train, data.n_val, plan.config.fuse, not plan.strategy.copies_members)
     groups = []
     for candidate in fused:
         structure = candidate.structure

@@ -97,6 +97,11 @@ class Strategy(abc.ABC):
     # sets this: the history then records every member's traced hyperparameters and parent each epoch.
     tracks_hparams: bool = False
 
+    # A strategy whose decisions copy one member's weights onto another (PBT's exploit) sets this: the planner then
+    # never pads members of different widths or depths into one program (a copy across them would truncate the
+    # network it copies); batch sizes still fuse (their weights have the same shapes).
+    copies_members: bool = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "decide" in vars(cls) and not cls.acts_between_epochs:

@@ -58,6 +58,7 @@ class PBT(Strategy):
 
     acts_between_epochs = True
     tracks_hparams = True
+    copies_members = True
 
     def __post_init__(self):
         for name, low in (("population", 2), ("interval", 1)):
