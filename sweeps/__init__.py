@@ -21,11 +21,14 @@ from sweeps.results.trained import TrainedModel, load_model
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import PBT, Bayes, Grid, Halving, QuasiRandom, Random, Strategy
 from sweeps.sweep import dry_run, run
+from sweeps.tracking import Callback, EpochEnd, SweepStart, TrialEnd, TrialStart
 
 __all__ = [
     "Bayes",
+    "Callback",
     "Dataset",
     "dry_run",
+    "EpochEnd",
     "enable_compilation_cache",
     "Grid",
     "Halving",
@@ -40,7 +43,10 @@ __all__ = [
     "Round",
     "Strategy",
     "SweepConfig",
+    "SweepStart",
     "TrainedModel",
+    "TrialEnd",
+    "TrialStart",
     "load_csv",
     "load_model",
     "load_result",

@@ -14,7 +14,7 @@ import datetime
 import importlib.metadata
 import platform
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from sweeps.results import trained
 from sweeps.results.result import Result, build_frames, disk_full_at_the_end, load_result, write_run_folder
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import Strategy
+from sweeps.tracking.callbacks import Callback, SweepStart, check_callbacks, new_run_id, run_id_of
 
 EPOCH_PROGRAM = "jit(train_epoch)"  # the compiled epoch's name in JAX's compile log
 
@@ -65,6 +66,7 @@ def run(
     resume: bool | str | Path = False,
     overwrite: bool = False,
     progress: bool = False,
+    callbacks: Sequence[Callback] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
     """Trains every trial of a sweep, each structure group as one vectorized program.
@@ -134,6 +136,11 @@ def run(
       overwrite: replace a run already in `run_dir` (what its run.json lists as written is removed first,
         nothing else).
       progress: show a progress bar.
+      callbacks: `sweeps.Callback`s told of the sweep as it trains (in the main thread, between epochs): each
+        trial's start, every epoch's metrics of every member by trial number, each trial's end, the result
+        (`sweeps.tracking.callbacks`); the trackers `sweeps.MLflowTracker` and `sweeps.TensorBoardTracker` are
+        such callbacks. A callback that raises is reported, disabled for the rest of the run and listed in
+        config.json under "callbacks"; the sweep goes on. A plain function is called with every `sweeps.EpochEnd`.
       metadata: extra JSON-serialisable entries for the run's config.json (the CLI records
         the config file it ran).
 
@@ -188,6 +195,7 @@ def run(
         resume=resume,
         overwrite=overwrite,
         progress=progress,
+        callbacks=callbacks,
         metadata=metadata,
     )
 
@@ -217,6 +225,7 @@ def execute(
     resume: bool | str | Path = False,
     overwrite: bool = False,
     progress: bool = False,
+    callbacks: Sequence[Callback] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Result:
     """Trains a sweep to its end and assembles the result; the arguments: see `run`.
@@ -235,6 +244,7 @@ def execute(
             resume=resume,
             overwrite=overwrite,
             progress=progress,
+            callbacks=check_callbacks(callbacks),
             metadata=metadata,
         )
     finally:
@@ -252,6 +262,7 @@ def _execute(
     resume: bool | str | Path,
     overwrite: bool,
     progress: bool,
+    callbacks: list[Callback],
     metadata: Mapping[str, Any] | None,
 ) -> Result:
     started = time.perf_counter()
@@ -263,6 +274,7 @@ def _execute(
         "data": run_folder.data_fingerprint(data),
     }
     checkpoints = restores = None  # restores: whose checkpoints this run may continue (None: a new run, none)
+    run_id = new_run_id()
     if run_dir is not None:
         run_dir = Path(run_dir)
         manifest = resuming.open_run_folder(
@@ -271,11 +283,21 @@ def _execute(
         if manifest is None:  # resumed, and it had finished
             return load_result(run_dir)
         fingerprints = manifest["fingerprints"]  # the run's own, as its checkpoints record them
+        run_id = run_id_of(manifest)  # a resumed run's own: its callbacks' trackers find their runs by it
         restores = manifest.get("restores", [fingerprints])
         # plan the chunks as the run first did: with the memory budget, lanes and cache it recorded
         resources = resources.planned_as(manifest["resources"])
         sweep_plan = plan(config, data, resources)
         checkpoints = checkpoints_lib.Checkpoints(run_dir, keep=config.keep_checkpoints, every=config.checkpoint_every)
+    sweep = SweepStart(
+        run_id,
+        run_dir,
+        settings_now,
+        tuple(config.space),
+        config.objective,
+        config.direction(config.objective),
+        resumed=resume is True,
+    )
     scheduler = Scheduler(
         sweep_plan,
         progress and distributed.is_writer(),
@@ -283,10 +305,15 @@ def _execute(
         fingerprints=fingerprints,
         restores=restores,
         keep_models=config.keep_models if run_dir is not None else 0,
+        callbacks=callbacks if distributed.is_writer() else [],
+        sweep=sweep,
     )
     try:
         with compile_log() as compiled:
             records = scheduler.run()
+    except BaseException:
+        scheduler.callbacks.end(None)  # stopped before its end: the trackers flush what they hold
+        raise
     finally:
         if checkpoints is not None:
             checkpoints.close()
@@ -300,6 +327,7 @@ def _execute(
         config.directions,
     )
     result_config = {
+        "run_id": run_id,
         **settings_now,
         "groups": scheduler.rounds[0].table().to_dict(orient="records"),
         "rounds": len(scheduler.rounds),
@@ -315,6 +343,8 @@ def _execute(
         "devices": resources.devices.summary(),
         **dict(metadata or {}),
     }
+    if scheduler.callbacks.failures:
+        result_config["callbacks"] = scheduler.callbacks.failures
     result = Result(table=table, history=history, config=result_config)
     if run_dir is not None:
         # every process takes part in orbax's saves (process 0 writes); process 0 alone writes the other files
@@ -334,6 +364,7 @@ def _execute(
         if distributed.is_writer():
             write_run_folder(result, run_dir, plots=config.plots)
         distributed.barrier("sweeps: run folder written")
+    scheduler.callbacks.end(result)
     return result
 
 

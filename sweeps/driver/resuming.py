@@ -20,6 +20,7 @@ import jax
 from sweeps.driver import checkpoints as checkpoints_lib
 from sweeps.driver import distributed, run_folder, run_lock
 from sweeps.driver.devices import resume_advice
+from sweeps.tracking.callbacks import new_run_id
 
 
 def comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,7 +125,8 @@ def open_run_folder(
             return None
         refuse_changes(manifest, settings, fingerprints, run_dir)
     else:
-        manifest = {"settings": settings, "fingerprints": fingerprints, "metadata": dict(metadata or {})}
+        manifest = {"run_id": new_run_id(), "settings": settings, "fingerprints": fingerprints}
+        manifest["metadata"] = dict(metadata or {})
         manifest["resources"] = resources.record()
         manifest["restores"] = [fingerprints]
         if resume:  # a fork: continue another run's newest checkpoint under these settings

@@ -6,8 +6,8 @@
             a lane builds an item's population, dispatches its epochs (the next one before this one's
             metrics are read, where nothing between epochs reads them) and reads the metrics;
             after every epoch of every item, `_after_epoch`: records by trial number, the strategy's
-            between-epoch decisions (`sweeps.driver.decisions`), the progress bar, kept models at an
-            item's end, a checkpoint when one is due
+            between-epoch decisions (`sweeps.driver.decisions`), the callbacks (`sweeps.tracking`), the
+            progress bar, kept models at an item's end, a checkpoint when one is due
         tell the strategy the round's rows -> another round?
 
 Its state (`sweeps.driver.state.SweepState`: the round, the next item, the items in flight, the records,
@@ -46,6 +46,7 @@ from sweeps.driver.state import Item, SweepState, canonical, configs_of, trial_f
 from sweeps.planning.lanes import lane_count, machine_lanes, planned_lanes
 from sweeps.planning.planner import Group, Plan, Round, Trial
 from sweeps.results.result import build_frames
+from sweeps.tracking.callbacks import Delivery, SweepStart
 
 
 class Scheduler:
@@ -59,6 +60,8 @@ class Scheduler:
       restores: the fingerprints of the checkpoints this run may continue (its own; a fork's also those of
         the run it forked); None for a new run, which never restores one.
       keep_models: how many of the best trials' best-epoch parameters to keep.
+      callbacks: the user's and the trackers' `sweeps.Callback`s, told of every epoch (`sweeps.tracking.callbacks`).
+      sweep: what the callbacks are told when the sweep starts (required with callbacks).
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class Scheduler:
         fingerprints: Mapping[str, str] | None = None,
         restores: list[Mapping[str, str]] | None = None,
         keep_models: int = 0,
+        callbacks: list | None = None,
+        sweep: SweepStart | None = None,
     ):
         self.plan, self.config, self.strategy = plan, plan.config, plan.strategy
         self.devices = plan.devices
@@ -85,6 +90,11 @@ class Scheduler:
         self.signals = Signals()
         self._due = False  # a checkpoint is due once every lane is between epochs
         self.programs = Programs(plan)
+        objective = self.config.objective
+        swept = lambda: tuple(self.swept)  # noqa: E731 - a later round may sweep more
+        self.callbacks = Delivery(callbacks or [], objective, self.config.direction(objective), swept, self.trial_of)
+        self.sweep = sweep
+        self._numbers: dict[int, Trial] = {}
 
     # --- rounds --------------------------------------------------------------------------
 
@@ -110,6 +120,12 @@ class Scheduler:
             self._configs = {t.number: (t.config, sizes[t.config]) for t in trials}
         return self._configs[number]
 
+    def trial_of(self, number: int) -> Trial:
+        """Trial `number` (planned in any round so far, or started in a recycled slot)."""
+        if number not in self._numbers:
+            self._numbers = {t.number: t for t in self.trials}
+        return self._numbers[number]
+
     def _add_round(self, planned: Round, configs: list[dict]) -> None:
         self.rounds.append(planned)
         self.state.configs.append([dict(c) for c in configs])
@@ -121,6 +137,8 @@ class Scheduler:
         first, _ = ask_round(self.plan, 0, [])
         self._add_round(first, configs_of(first.trials, self.config.seeds))
         restored = self._restore() if self.restores is not None else {}
+        if self.callbacks:
+            self.callbacks.start(self.sweep, self.state.records.by_trial())
         try:
             with self.signals.catching(self.checkpoints is not None), self.programs.times.listening():
                 while True:
@@ -260,6 +278,7 @@ class Scheduler:
         if self.strategy.acts_between_epochs:
             with self.programs.times.program(structure, "edits", item.pop.size):
                 item.pop, live = self.edits.after_epoch(item, metrics, state, lambda: self.trials[-1])
+        self.callbacks.after_epoch(state.round, metrics, state.pruned)
         if live:  # members train on (past `item.epochs` where a strategy started new trials in recycled slots)
             return
         if item.ahead is not None:  # every member had stopped: the epoch ahead trained nobody and changed nothing
