@@ -73,13 +73,17 @@ class SweepStart:
 @dataclasses.dataclass(frozen=True)
 class TrialStart:
     """A trial about to report its first epoch: `params` are its swept hyperparameters as the table shows them
-    (a tuple such as hidden=(64, 32) as the text "[64, 32]"; a conditional one its optimizer ignores left out)."""
+    (a tuple such as hidden=(64, 32) as the text "[64, 32]"; a conditional one its optimizer ignores left out);
+    `structure` its structural hyperparameters, swept or not, as text ("hidden=[64], activation=relu,
+    batch_size=32, optimizer=adam, schedule=constant"; a model of the user's: its own hidden and activation
+    are not among them)."""
 
     number: int
     round: int
     config: int
     seed: int
     params: Mapping[str, Any]
+    structure: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,7 +217,8 @@ class Delivery:
 
     def _trial_start(self, number: int) -> TrialStart:
         trial = self.trial_of(number)
-        return TrialStart(number, trial.round, trial.config, trial.seed, trial_params(trial.hparams, self.swept()))
+        params = trial_params(trial.hparams, self.swept())
+        return TrialStart(number, trial.round, trial.config, trial.seed, params, structure_text(trial.hparams))
 
     def _trial_end(self, number: int, state: str) -> TrialEnd:
         best = self._best.get(number)
@@ -301,19 +306,20 @@ def replay(result: Any, callbacks: Sequence[Callback]) -> list[dict[str, str]]:
         run_id_of(result.config), result.run_dir, result.config, swept, result.objective, result.direction, resumed=True
     )
     delivery._tell("on_sweep_start", start)
-    wide = history.assign(name=history["split"] + "_" + history["metric"]).pivot_table(
-        index=["trial", "epoch"], columns="name", values="value", aggfunc="last", dropna=False
-    )
-    curves = {int(t): frame.droplevel(0) for t, frame in wide.groupby(level=0)}
+    named = history.assign(name=history["split"] + "_" + history["metric"], present=1.0)
+    wide = named.pivot(index=["trial", "epoch"], columns="name", values=["value", "present"])
+    curves = {int(t): frame.droplevel(0) for t, frame in wide.groupby(level=0)}  # a NaN value stays; absent: not
+    defaults = recorded_defaults(result.config)
     for row in table.to_dict(orient="records"):
         number = int(row["number"])
         params = {name: row[f"params_{name}"] for name in swept if not _missing(row[f"params_{name}"])}
-        delivery._tell(
-            "on_trial_start", TrialStart(number, int(row["round"]), int(row["config"]), int(row["seed"]), params)
-        )
+        structure = structure_text({**defaults, **params})
+        start = TrialStart(number, int(row["round"]), int(row["config"]), int(row["seed"]), params, structure)
+        delivery._tell("on_trial_start", start)
         curve = curves.get(number)
-        for epoch, values in () if curve is None else curve.iterrows():
-            metrics = {"epoch": int(epoch), **{k: float(v) for k, v in values.items() if not math.isnan(v)}}
+        for epoch, row_values in () if curve is None else curve.iterrows():
+            values, present = row_values["value"], row_values["present"]
+            metrics = {"epoch": int(epoch), **{k: float(v) for k, v in values.items() if present[k] == 1.0}}
             delivery._tell("on_epoch_end", EpochEnd(int(row["round"]), {number: metrics}))
         best = None if _missing(row["best_epoch"]) else int(row["best_epoch"])
         delivery._tell("on_trial_end", TrialEnd(number, row["state"], int(row["epochs"]), best, float(row["value"])))
@@ -328,6 +334,27 @@ def trial_params(hparams: Mapping[str, Any], swept: Sequence[str]) -> dict[str, 
 
     used = reads(hparams)
     return {name: str(list(v)) if isinstance(v := hparams[name], tuple) else v for name in swept if name in used}
+
+
+def structure_text(hparams: Mapping[str, Any]) -> str:
+    """A trial's structural hyperparameters (`sweeps.engine.hparams.STRUCTURAL`) as one line of text."""
+    from sweeps.engine.hparams import STRUCTURAL
+
+    def text(value: Any) -> str:
+        return str(list(value)) if isinstance(value, tuple | list) else str(value)
+
+    return ", ".join(f"{name}={text(hparams[name])}" for name in STRUCTURAL if name in hparams)
+
+
+def recorded_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The structural hyperparameters a finished run's trials took when their space did not set them, from its
+    config.json (the built-in MLP's hidden and activation, the training defaults)."""
+    from sweeps.engine.hparams import HPARAMS
+
+    model = config.get("model") if isinstance(config.get("model"), Mapping) else {}
+    builtin = {k: model[k] for k in ("hidden", "activation") if k in model and "class" not in model}
+    recorded = {k: config[k] for k in ("batch_size", "optimizer") if k in config}
+    return {"schedule": HPARAMS["schedule"].default, **builtin, **recorded}
 
 
 def _missing(value: Any) -> bool:
