@@ -3,6 +3,7 @@
 import numpy as np
 import optuna
 import pytest
+from servers import free_port, get_json, serving
 
 import sweeps
 from models import MLP
@@ -89,3 +90,34 @@ def test_without_optuna_the_bridge_says_how_to_install_it(finished, monkeypatch)
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match=r'Result.to_optuna needs Optuna.*pip install "sweepax\[bayes\]"'):
         result.to_optuna("sqlite:///never.db")
+
+
+def test_optuna_dashboard_serves_every_trial_with_its_epochs_and_state(tmp_path):
+    """A real optuna-dashboard on localhost, read through its HTTP API: every trial, its intermediate value per epoch
+    and its state (halving's pruned trials as pruned, a diverged one as failed)."""
+    result = sweeps.run(
+        synthetic("binary", rows=300),
+        space={"learning_rate": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e3]},
+        strategy=sweeps.Halving(n=6, min_epochs=1, eta=2),
+        epochs=3,
+    )
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result.to_optuna(storage, study_name="halving")
+    port = free_port()
+    command = ["optuna-dashboard", storage, "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, f"http://127.0.0.1:{port}/api/studies") as url:
+        (summary,) = get_json(url)["study_summaries"]
+        study = get_json(f"{url}/{summary['study_id']}?after=0")
+    assert summary["study_name"] == "halving" and summary["directions"] == ["minimize"]
+    served = {int({a["key"]: a["value"] for a in t["user_attrs"]}["number"]): t for t in study["trials"]}
+    assert len(served) == len(result.table) == 6
+    states = {"complete": "Complete", "pruned": "Pruned", "diverged": "Fail"}
+    history = result.history[(result.history["split"] == "val") & (result.history["metric"] == "loss")]
+    for row in result.table.to_dict(orient="records"):
+        trial = served[row["number"]]
+        assert trial["state"] == states[row["state"]]
+        curve = history[history["trial"] == row["number"]]
+        steps = [(v["step"], v["value"]) for v in trial["intermediate_values"]]
+        assert [s for s, _ in steps] == curve["epoch"].tolist()
+        np.testing.assert_allclose([v for _, v in steps], curve["value"], rtol=1e-6)
+    assert set(result.table["state"]) == {"complete", "pruned", "diverged"}
