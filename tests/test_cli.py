@@ -421,6 +421,10 @@ def test_load_config_fills_defaults_and_is_json(tmp_path):
         "keep_models": 5,
         "plots": True,
         "devices": None,
+        "log": [],
+        "mlflow_uri": None,
+        "mlflow_experiment": None,
+        "tensorboard_dir": None,
     }
     assert json.loads(json.dumps(config)) == config
 
@@ -488,3 +492,14 @@ def test_train_fuse_from_the_file_or_set_is_a_bool_and_an_older_saved_config_rea
     saved = load_config(write_config(tmp_path))  # as config.json's sweep_config holds it ...
     del saved["train"]["fuse"]  # ... written before [train] fuse existed
     assert resolve_saved(saved, [], where="the saved configuration")["train"]["fuse"] is True
+
+
+def test_run_log_names_trackers_and_a_misspelt_one_is_refused_with_the_nearest(tmp_path):
+    config = load_config(write_config(tmp_path), ['run.log=["mlflow", "tensorboard"]', "run.tensorboard_dir=tb"])
+    assert config["run"]["log"] == ["mlflow", "tensorboard"] and config["run"]["tensorboard_dir"] == "tb"
+    with pytest.raises(ValueError, match=r"unknown tracker 'tensorbord' \(did you mean 'tensorboard'\?\)"):
+        load_config(write_config(tmp_path), ['run.log=["tensorbord"]'])
+    with pytest.raises(ValueError, match=r"\[run\] log takes a list of tracker names"):
+        load_config(write_config(tmp_path), ['run.log="mlflow"'])
+    with pytest.raises(ValueError, match=r"\[run\] mlflow_uri in .* must be a string, but got 5"):
+        load_config(write_config(tmp_path), ["run.mlflow_uri=5"])

@@ -83,6 +83,16 @@ def test_sweeps_report_writes_an_optuna_study(finished, tmp_path, capsys):
     assert study.best_trial.user_attrs["number"] == result.best()["number"]
 
 
+def test_sweeps_export_writes_an_optuna_study_and_refuses_flags_of_other_trackers(finished, tmp_path, capsys):
+    result, run_dir = finished
+    storage = f"sqlite:///{tmp_path / 'export.db'}"
+    assert main(["export", str(run_dir), "--to", "optuna", "--uri", storage, "--experiment", "exported"]) == 0
+    assert f"6 trials written to study 'exported' in {storage}" in capsys.readouterr().out
+    assert len(optuna.load_study(study_name="exported", storage=storage).trials) == 6
+    assert main(["export", str(run_dir), "--to", "optuna", "--logdir", str(tmp_path)]) == 2
+    assert "--logdir does not go with --to optuna" in capsys.readouterr().err
+
+
 def test_without_optuna_the_bridge_says_how_to_install_it(finished, monkeypatch):
     import sys
 

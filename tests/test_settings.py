@@ -46,7 +46,8 @@ def test_a_config_files_train_and_run_keys_are_the_fields_of_sweep_config():
     train = [name for name, section in sections.items() if section == "train"]
     run = [name for name, section in sections.items() if section == "run"]
     assert list(DEFAULTS["train"]) == train, "one schema: [train] is SweepConfig's train fields, in order"
-    assert list(DEFAULTS["run"]) == ["dir", "devices", *run], "[run]: the folder, the devices, then its fields"
+    trackers = ["log", "mlflow_uri", "mlflow_experiment", "tensorboard_dir"]
+    assert list(DEFAULTS["run"]) == ["dir", "devices", *trackers, *run], "[run]: folder, devices, trackers, fields"
     for name in train + run:
         assert DEFAULTS[sections[name]][name] == fields[name].default, name
     config = load_config("data/examples/churn_lr.toml", ["train.epochs=3", "run.keep_models=2", "train.seed=7"])

@@ -192,6 +192,39 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- sweeps export ---------------------------------------------------------------------
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """`sweeps export RUN_DIR --to mlflow|tensorboard|optuna`: a finished run into a tracker (again: updated)."""
+    from sweeps.results.result import load_result
+
+    run_dir = Path(args.run_dir)
+    result = load_result(run_dir)
+    belongs = {"--uri": ("mlflow", "optuna"), "--experiment": ("mlflow", "optuna"), "--logdir": ("tensorboard",)}
+    given = {"--uri": args.uri, "--experiment": args.experiment, "--logdir": args.logdir}
+    wrong = [flag for flag, value in given.items() if value and args.to not in belongs[flag]]
+    if wrong:
+        raise ValueError(f"{', '.join(wrong)} does not go with --to {args.to}; see `sweeps export --help`")
+    if args.to == "mlflow":
+        exported = result.to_mlflow(tracking_uri=args.uri, experiment=args.experiment)
+        print(
+            f"mlflow: {len(result.table)} trials written as child runs of run {exported.run_id} in experiment "
+            f"{exported.experiment!r} at {exported.tracking_uri}"
+        )
+        print(f"        open it with: mlflow ui --backend-store-uri {exported.tracking_uri}")
+    elif args.to == "tensorboard":
+        logdir = result.to_tensorboard(args.logdir or run_dir / "tensorboard")
+        print(f"tensorboard: {len(result.table)} trials written into {show_path(logdir)}")
+        print(f"        open it with: tensorboard --logdir {show_path(logdir)}  (the HPARAMS tab)")
+    else:
+        storage = args.uri or f"sqlite:///{(run_dir / 'optuna.db').absolute()}"
+        study = result.to_optuna(storage, study_name=args.experiment)
+        print(f"optuna: {len(study.trials)} trials written to study {study.study_name!r} in {storage}")
+        print(f"        open it with: optuna-dashboard {storage}")
+    return 0
+
+
 # --- sweeps resume ---------------------------------------------------------------------
 
 

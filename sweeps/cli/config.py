@@ -15,7 +15,9 @@ and `sweeps.run`, so the file says only what differs:
                 early_stopping, max_population, divergence_threshold, init,
                 fuse                                                          (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models, plots,
-                devices (a count or a list of device ids; absent: every device)
+                devices (a count or a list of device ids; absent: every device),
+                log (trackers watching the run live: ["mlflow", "tensorboard"]),
+                mlflow_uri, mlflow_experiment, tensorboard_dir (where they write)
 
 `load_config` reads, checks and resolves a file: unknown sections and keys
 are refused with the nearest valid name, every default is filled in, and the
@@ -78,6 +80,7 @@ from sweeps.results.result import Result
 from sweeps.settings import Resources
 from sweeps.space import axis_from_config
 from sweeps.sweep import execute
+from sweeps.tracking.trackers import check_names, trackers
 
 # --- overrides -----------------------------------------------------------------------
 
@@ -290,6 +293,10 @@ def resolve(
         raise ValueError(
             f"[run] dir in {at('run.dir')} must be a folder path (a string), but got {run_section['dir']!r}"
         )
+    check_names(run_section["log"])
+    for key in ("mlflow_uri", "mlflow_experiment", "tensorboard_dir"):
+        if run_section[key] is not None and not (isinstance(run_section[key], str) and run_section[key]):
+            raise ValueError(f"[run] {key} in {at('run.' + key)} must be a string, but got {run_section[key]!r}")
     config["run"] = run_section
 
     for section, names in BOOLEANS.items():
@@ -459,6 +466,9 @@ def sweep_from_config(
       >>> sweep_from_config(config).best()["params_learning_rate"]  # doctest: +SKIP
     """
     data, sweep_plan, _ = plan_from_config(config) if planned is None else planned
+    run = config["run"]
+    options = {"mlflow_uri": run.get("mlflow_uri"), "mlflow_experiment": run.get("mlflow_experiment")}
+    watching = trackers(run.get("log", []), **options, tensorboard_dir=run.get("tensorboard_dir"))
     return execute(
         sweep_plan.config,
         data,
@@ -467,5 +477,6 @@ def sweep_from_config(
         resume=resume,
         overwrite=overwrite,
         progress=progress,
+        callbacks=watching,
         metadata={"config_file": config.get("config_file"), "sweep_config": copy.deepcopy(dict(config))},
     )

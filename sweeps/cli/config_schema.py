@@ -34,7 +34,16 @@ REQUIRED = object()  # marks a key without a default: `[data] path` and `target`
 DEFAULT_STRATEGY = "grid"  # a config without [strategy] name
 
 # The [run] keys that are not SweepConfig fields: the run folder, and the devices (a `Resources` choice).
-RUN_ONLY = {"dir": None, "devices": None}
+# [run] keys that are no SweepConfig field: the folder, the devices, and the experiment trackers that watch the run
+# live (`sweeps.tracking.trackers`): log = ["mlflow", "tensorboard"] and where each writes.
+RUN_ONLY = {
+    "dir": None,
+    "devices": None,
+    "log": [],
+    "mlflow_uri": None,
+    "mlflow_experiment": None,
+    "tensorboard_dir": None,
+}
 _MODEL_KEYS = ("hidden", "activation")  # MLP.outputs follows the task
 OWN_MODEL_KEYS = ("class", "args")  # your own module: its class path and its attributes ([model.args])
 
@@ -117,7 +126,7 @@ def _defaults() -> dict[str, dict[str, Any]]:
 
 DEFAULTS = _defaults()
 NULLABLE_TRAIN = _nullable("train")
-NULLABLE_RUN = (*_nullable("run"), "devices")
+NULLABLE_RUN = (*_nullable("run"), "devices", "mlflow_uri", "mlflow_experiment", "tensorboard_dir")
 BOOLEANS = {section: _booleans(section) for section in ("train", "run")}  # e.g. [train] fuse, [run] plots
 
 

@@ -22,7 +22,14 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from sweeps.cli.commands import add_process_flags, predict_command, report_command, resume_command, run_command
+from sweeps.cli.commands import (
+    add_process_flags,
+    export_command,
+    predict_command,
+    report_command,
+    resume_command,
+    run_command,
+)
 from sweeps.cli.config_schema import strategy_help
 from sweeps.cli.lr_find_command import add_parser as add_lr_find_parser
 from sweeps.driver.compiling import enable_compilation_cache
@@ -64,7 +71,9 @@ the config file (TOML), every key optional but [data] path and target:
               fuse (false: one program per structure; default: differing MLPs or batch sizes may share one)
   [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models,
               plots (false: none drawn; `sweeps report` draws them later),
-              devices (a count like 4 or device ids like [0, 1]; default: every device)
+              devices (a count like 4 or device ids like [0, 1]; default: every device),
+              log (trackers that watch the run live: ["mlflow", "tensorboard"]; pip install
+              "sweepax[mlflow]" / "sweepax[tensorboard]"), mlflow_uri, mlflow_experiment, tensorboard_dir
   data/examples/churn_lr.toml is a commented example.
 
 more than one device: every population is split over every device JAX sees (padded to a multiple
@@ -87,6 +96,7 @@ MAIN_EXAMPLES = """\
 examples:
   sweeps run data/examples/churn_lr.toml      train the lesson's 64 learning rates
   sweeps report runs/churn_lr                 summarize a finished run, redraw its plots
+  sweeps export runs/churn_lr --to mlflow     write it into MLflow (or tensorboard, optuna)
   sweeps resume runs/churn_lr                 continue a run that was killed
   sweeps predict runs/churn_lr rows.csv       predict new rows with the run's best model
   sweeps lr-find data/examples/churn_lr.toml  find the learning rate range before sweeping
@@ -170,6 +180,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--study-name", metavar="NAME", help="the Optuna study's name (default: the run folder's name)"
     )
     report_parser.set_defaults(handler=report_command)
+
+    export_parser = commands.add_parser(
+        "export",
+        help="write a finished run into MLflow, TensorBoard or an Optuna storage",
+        description="Write every trial of a finished run folder into an experiment tracker: MLflow (one parent run "
+        "for the sweep, one child run per trial with its params and every epoch's metrics), TensorBoard (the HParams "
+        "plugin's layout: one folder per trial) or an Optuna storage (for optuna-dashboard). Exporting a run to MLflow "
+        "or TensorBoard again updates what the last export (or the live run, [run] log) wrote: nothing is written "
+        "twice; an Optuna storage refuses a study name it already holds.",
+        epilog="examples:\n  sweeps export runs/churn_lr --to mlflow   (MLflow's default store; then: mlflow ui)\n"
+        "  sweeps export runs/churn_lr --to mlflow --uri http://127.0.0.1:5000 --experiment churn\n"
+        "  sweeps export runs/churn_lr --to tensorboard   (into runs/churn_lr/tensorboard; then: tensorboard "
+        "--logdir runs/churn_lr/tensorboard)\n"
+        "  sweeps export runs/churn_lr --to optuna   (into sqlite:///runs/churn_lr/optuna.db; then: "
+        "optuna-dashboard sqlite:///runs/churn_lr/optuna.db)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export_parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder")
+    export_parser.add_argument("--to", required=True, choices=("mlflow", "tensorboard", "optuna"), help="where to")
+    export_parser.add_argument(
+        "--uri",
+        help="mlflow: the tracking URI (default: MLFLOW_TRACKING_URI, else MLflow's own default); optuna: the "
+        "storage URL (default sqlite:///RUN_DIR/optuna.db)",
+    )
+    export_parser.add_argument(
+        "--experiment", metavar="NAME", help="mlflow: the experiment; optuna: the study (default: RUN_DIR's name)"
+    )
+    export_parser.add_argument(
+        "--logdir", metavar="DIR", help="tensorboard: the log folder (default RUN_DIR/tensorboard)"
+    )
+    export_parser.set_defaults(handler=export_command)
 
     resume_parser = commands.add_parser(
         "resume",

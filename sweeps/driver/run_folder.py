@@ -43,7 +43,7 @@ WRITE_TEST = ".sweepax-write-test"
 PARTIAL = ".partial"  # `.NAME.partial`: NAME being written (`atomic_write`)
 # Everything a run writes into its folder: cleared by overwrite, and nothing else is.
 RUN_FILES = (MANIFEST, CONFIG_FILE, "table.parquet", "table.csv", "history.parquet", "history.csv", FINISHED)
-RUN_FOLDERS = ("plots", "checkpoints", "models")
+RUN_FOLDERS = ("plots", "checkpoints", "models", "tensorboard")  # tensorboard: `[run] log`'s default logdir
 WRITES = (*RUN_FILES, *RUN_FOLDERS, LOCK_FILE)
 # The results the finished marker vouches for (the plots are drawn from the table: `sweeps report` redraws them).
 VOUCHED = (CONFIG_FILE, "table.parquet", "table.csv", "history.parquet", "history.csv", "models/models.json")
