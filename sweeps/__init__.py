@@ -16,6 +16,7 @@ from sweeps.driver.signals import Interrupted
 from sweeps.engine.metrics import Metric
 from sweeps.lr_find.finder import LRFind, lr_find
 from sweeps.planning.planner import Plan, Round, plan
+from sweeps.results.ensemble import Ensemble
 from sweeps.results.result import Result, load_result
 from sweeps.results.trained import TrainedModel, load_model
 from sweeps.settings import Resources, SweepConfig
@@ -29,6 +30,7 @@ __all__ = [
     "Dataset",
     "dry_run",
     "EpochEnd",
+    "Ensemble",
     "enable_compilation_cache",
     "Grid",
     "Halving",

@@ -361,6 +361,11 @@ def _execute(
         test = trained.test_metrics(run_dir / trained.FOLDER, data, config.module, config.loss, config.own_metrics)
         if test is not None:
             result.config["test_metrics"] = test
+        ensemble = trained.ensemble_metrics(
+            run_dir / trained.FOLDER, data, config.module, config.loss, config.own_metrics
+        )
+        if ensemble is not None:  # the top saved trials averaged, beside the best one (validation chose them both)
+            result.config["ensemble"] = ensemble
         if distributed.is_writer():
             write_run_folder(result, run_dir, plots=config.plots)
         distributed.barrier("sweeps: run folder written")

@@ -385,6 +385,11 @@ def predict_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.csv).with_suffix(".predictions.csv")
     if out.is_dir():  # refused before anything is computed
         raise ValueError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'predictions.csv'}")
+    if args.trial is not None and args.top is not None:
+        raise ValueError(
+            f"--trial {args.trial} predicts with one saved model and --top {args.top} with the {args.top} best "
+            "averaged: pass one of them"
+        )
     model = predict_model(args)
     frame = read_csv(args.csv, str(args.csv), sep=args.sep)
     predictions = predictions_frame(model, frame)
@@ -394,11 +399,18 @@ def predict_command(args: argparse.Namespace) -> int:
         raise ValueError(
             f"could not write the predictions to {out} ({e.strerror or e}); choose a file you can write with --out FILE"
         ) from e
-    info = model.info
-    print(
-        f"model: trial {model.trial} of {show_path(args.run_dir)} at its best epoch {info['best_epoch']} "
-        f"({json.dumps({k: round(v, 4) for k, v in info['metrics'].items() if k.startswith('best_val')})})"
-    )
+    if args.top is None:
+        info = model.info
+        print(
+            f"model: trial {model.trial} of {show_path(args.run_dir)} at its best epoch {info['best_epoch']} "
+            f"({json.dumps({k: round(v, 4) for k, v in info['metrics'].items() if k.startswith('best_val')})})"
+        )
+    else:
+        averaged = "values" if model.task == "regression" else "probabilities"
+        print(
+            f"model: the top {len(model.members)} saved trials of {show_path(args.run_dir)} (trials "
+            f"{', '.join(str(t) for t in model.trials)}), each at its best epoch, their {averaged} averaged"
+        )
     if model.last_report is not None and model.last_report.summary():
         print(f"note: {model.last_report.summary()}")
     print(f"{len(predictions)} rows predicted; the first {min(PREVIEW_ROWS, len(predictions))}:")
@@ -411,9 +423,10 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def predict_model(args: argparse.Namespace):
-    """The saved model `sweeps predict` applies. A run of your own module recorded its class, which
-    `sweeps.load_model` finds only among the modules this process has imported (sweepax's own `models` are):
-    `--model package.module:Class` imports it because you named it, and must name the class the run recorded.
+    """The saved model `sweeps predict` applies (with --top K, the ensemble of the K best saved trials). A run of
+    your own module recorded its class, which `sweeps.load_model` finds only among the modules this process has
+    imported (sweepax's own `models` are): `--model package.module:Class` imports it because you named it, and must
+    name the class the run recorded.
 
     Raises:
       ValueError: the run's model is a class this process has not imported and --model does not name it (the
@@ -424,8 +437,9 @@ def predict_model(args: argparse.Namespace):
     where = show_path(args.run_dir)
     named = import_class(args.model, "--model") if args.model else None
     trial = f" --trial {args.trial}" if args.trial is not None else ""
+    trial += f" --top {args.top}" if args.top is not None else ""  # the command to type again keeps the choice
     try:
-        model = load_model(args.run_dir, trial=args.trial)
+        model = load_model(args.run_dir, trial=args.trial, top=args.top)
     except ModelNotImported as e:
         if named is not None:  # imported, so its class is not the saved one
             raise ValueError(
@@ -437,12 +451,13 @@ def predict_model(args: argparse.Namespace):
             f"it (a run folder never makes sweeps import code): `sweeps predict {where} {args.csv}{trial} --model "
             f"{e.class_path}`"
         ) from e
-    saved = model.info["structure"].get("class")
+    best = model.members[0] if args.top is not None else model  # an ensemble's members are all of the run's model
+    saved = best.info["structure"].get("class")
     if named is not None and saved != args.model.strip():
         what = f"your own model {saved}" if saved else "the built-in MLP"
         fix = f"--model {saved}" if saved else "leave --model out"
         raise ValueError(
-            f"--model {args.model.strip()} is not the model {where} saved (trial {model.trial}: {what}): {fix}"
+            f"--model {args.model.strip()} is not the model {where} saved (trial {best.trial}: {what}): {fix}"
         )
     return model
 

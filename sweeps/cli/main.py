@@ -259,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser = commands.add_parser(
         "predict",
         help="apply a run's saved best model to new rows",
-        description="Predict the target of every row of a CSV file with a run's best model (or --trial N's), "
-        "after the preprocessing fitted on the run's training split.",
+        description="Predict the target of every row of a CSV file with a run's best model (or --trial N's, or "
+        "--top K: the K best saved trials averaged), after the preprocessing fitted on the run's training split.",
         epilog="examples:\n  sweeps predict runs/churn_lr new_customers.csv --out predictions.csv\n"
+        "  sweeps predict runs/churn_lr new_customers.csv --top 5   (the 5 best saved trials, averaged)\n"
         "  sweeps predict runs/mine new_customers.csv --model mynets:Net   (a run of your own model: you name its "
         "class)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -272,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", metavar="FILE", help="where to write the predictions (default ROWS.predictions.csv)"
     )
     predict_parser.add_argument("--trial", type=int, help="a saved trial's number instead of the best")
+    predict_parser.add_argument(
+        "--top",
+        type=int,
+        metavar="K",
+        help="the ensemble of the K best saved trials instead of one: their probabilities (or values) averaged",
+    )
     predict_parser.add_argument("--sep", help="the CSV's separator (default: detected)")
     predict_parser.add_argument(
         "--model",

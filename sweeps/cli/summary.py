@@ -133,6 +133,33 @@ def _best_lines(result) -> list[str]:
     if test:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in test.items() if k != "trial")
         lines.append(f"test split, once, with trial {test['trial']}'s saved model (never used to choose): {shown}")
+    return lines + _ensemble_lines(result.config.get("ensemble"), test)
+
+
+def _ensemble_lines(ensemble: Mapping[str, Any] | None, test: Mapping[str, Any] | None) -> list[str]:
+    """The top saved trials averaged (config.json's "ensemble"), each metric beside the best saved model's:
+    validation (the split that chose the trials, so optimistic), then test."""
+    if not ensemble:
+        return []
+    best = ensemble.get("best_trial", {})
+    same = bool(test) and test.get("trial") == best.get("trial")  # test_metrics: the best saved model's, as here
+    theirs = {**best, **test} if same else best
+
+    def shown(split: str) -> str:
+        return ", ".join(
+            f"{k} {v:.4g}" + (f" (best trial {theirs[k]:.4g})" if k in theirs else "")
+            for k, v in ensemble.items()
+            if k.startswith(f"{split}_")
+        )
+
+    trials = ensemble["trials"]
+    lines = [
+        f"ensemble of the top {len(trials)} (trials {', '.join(str(t) for t in trials)}), their predictions averaged "
+        f"(`sweeps.load_model(run_dir, top={len(trials)})`):",
+        f"      validation (chose the trials: optimistic): {shown('val')}",
+    ]
+    if any(k.startswith("test_") for k in ensemble):
+        lines.append(f"      test split (chose nothing): {shown('test')}")
     return lines
 
 

@@ -197,7 +197,27 @@ def _check_config(config: Any, config_file: Path) -> tuple[tuple[str, ...], dict
             f"{config_file} names the strategy {name!r}, not a strategy class's name (e.g. 'grid', or a "
             f"strategy of your own, lower case): the file was edited or damaged"
         )
+    _check_ensemble(config.get("ensemble"), f"{config_file} (ensemble)", known)
     return own, metrics
+
+
+def _check_ensemble(entry: Any, where: str, known: tuple[str, ...]) -> None:
+    """config.json's "ensemble" (`sweeps.results.trained.ensemble_metrics`), when there: trial numbers, and numbers
+    under `val_<metric>` and `test_<metric>` names of metrics the run records (`known`), as the summary shows them."""
+    if entry is None:
+        return
+    best = entry.get("best_trial", {}) if isinstance(entry, Mapping) else None
+    if not isinstance(best, Mapping) or not isinstance(entry.get("trials"), list):
+        raise DamagedRunFolder(f"{where} holds {entry!r:.80}, not an ensemble's scores: the file was edited or damaged")
+    for number in [*entry["trials"], *([best["trial"]] if "trial" in best else [])]:
+        check_trial(number, where)
+    for name, value in [*entry.items(), *best.items()]:
+        if name in ("trials", "best_trial", "trial"):
+            continue
+        split, _, metric = str(name).partition("_")
+        check_metric(f"val_{metric}" if split in ("val", "test") else name, where, known)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DamagedRunFolder(f"{where} holds {name}: {value!r:.40}, not a number: the file was edited or damaged")
 
 
 def _check_table(table: pd.DataFrame, table_file: Path, own: tuple[str, ...], metrics: Mapping[str, str]) -> None:
