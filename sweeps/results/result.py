@@ -142,6 +142,32 @@ class Result:
         shown += [c for c in self.table.columns if c.startswith("best_") and c not in shown and c != "best_epoch"]
         return order[shown].head(k).reset_index(drop=True)
 
+    def to_tensorboard(self, logdir: str | Path) -> Path:
+        """Writes the sweep for TensorBoard's HParams dashboard (`sweeps.TensorBoardTracker`, replaying the table and
+        the history): the experiment at the root of `logdir`, one folder per trial with its hyperparameters, its
+        metrics at every epoch and its end status. Exporting again into the same logdir (or into the one the run
+        wrote as it trained) adds nothing; a logdir of another run is refused. Needs the extra:
+        `pip install "sweepax[tensorboard]"`.
+
+        Args:
+          logdir: the folder to write (`tensorboard --logdir LOGDIR`).
+
+        Returns:
+          The logdir.
+
+        Raises:
+          RuntimeError: the export failed (the logdir holds another run, the disk is full...): the message says why.
+
+        Examples:
+          >>> result = sweeps.load_result("runs/lr")  # doctest: +SKIP
+          >>> result.to_tensorboard("runs/lr/tensorboard")  # doctest: +SKIP
+          PosixPath('runs/lr/tensorboard')
+          >>> # tensorboard --logdir runs/lr/tensorboard, then the HParams tab
+        """
+        from sweeps.tracking.tensorboard_tracker import export
+
+        return export(self, logdir)
+
     def to_optuna(self, storage: str, study_name: str | None = None):
         """Writes every trial into an Optuna storage, for optuna-dashboard and Optuna's plots.
 
