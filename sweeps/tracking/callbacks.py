@@ -306,9 +306,7 @@ def replay(result: Any, callbacks: Sequence[Callback]) -> list[dict[str, str]]:
         run_id_of(result.config), result.run_dir, result.config, swept, result.objective, result.direction, resumed=True
     )
     delivery._tell("on_sweep_start", start)
-    named = history.assign(name=history["split"] + "_" + history["metric"], present=1.0)
-    wide = named.pivot(index=["trial", "epoch"], columns="name", values=["value", "present"])
-    curves = {int(t): frame.droplevel(0) for t, frame in wide.groupby(level=0)}  # a NaN value stays; absent: not
+    curves = epoch_metrics(history)
     defaults = recorded_defaults(result.config)
     for row in table.to_dict(orient="records"):
         number = int(row["number"])
@@ -316,15 +314,33 @@ def replay(result: Any, callbacks: Sequence[Callback]) -> list[dict[str, str]]:
         structure = structure_text({**defaults, **params})
         start = TrialStart(number, int(row["round"]), int(row["config"]), int(row["seed"]), params, structure)
         delivery._tell("on_trial_start", start)
-        curve = curves.get(number)
-        for epoch, row_values in () if curve is None else curve.iterrows():
-            values, present = row_values["value"], row_values["present"]
-            metrics = {"epoch": int(epoch), **{k: float(v) for k, v in values.items() if present[k] == 1.0}}
+        for metrics in curves.get(number, []):
             delivery._tell("on_epoch_end", EpochEnd(int(row["round"]), {number: metrics}))
         best = None if _missing(row["best_epoch"]) else int(row["best_epoch"])
         delivery._tell("on_trial_end", TrialEnd(number, row["state"], int(row["epochs"]), best, float(row["value"])))
     delivery.end(result)
     return delivery.failures
+
+
+def epoch_metrics(history: pd.DataFrame) -> dict[int, list[dict[str, float]]]:
+    """A history's rows as each trial's epochs, in order: trial -> [{"epoch": 1, "train_loss": ..., ...}, ...], each
+    epoch with the metrics it has rows for (a NaN value kept)."""
+    names = (history["split"] + "_" + history["metric"]).to_numpy()
+    trials, epochs = history["trial"].to_numpy(np.int64), history["epoch"].to_numpy(np.int64)
+    order = np.lexsort((epochs, trials))  # stable: a trial's epochs in order, each epoch's metrics as written
+    curves: dict[int, list[dict[str, float]]] = {}
+    last = None
+    for trial, epoch, name, value in zip(
+        trials[order].tolist(),
+        epochs[order].tolist(),
+        names[order].tolist(),
+        history["value"].to_numpy()[order].tolist(),
+    ):
+        if (trial, epoch) != last:
+            curves.setdefault(trial, []).append({"epoch": epoch})
+            last = (trial, epoch)
+        curves[trial][-1][name] = float(value)
+    return curves
 
 
 def trial_params(hparams: Mapping[str, Any], swept: Sequence[str]) -> dict[str, Any]:
