@@ -1,5 +1,15 @@
 """Where a sweep meets the tools people watch: callbacks as it trains, and the experiment trackers."""
 
 from sweeps.tracking.callbacks import Callback, CallbackFailed, EpochEnd, SweepStart, TrialEnd, TrialStart
+from sweeps.tracking.mlflow_tracker import MLflowRuns, MLflowTracker
 
-__all__ = ["Callback", "CallbackFailed", "EpochEnd", "SweepStart", "TrialEnd", "TrialStart"]
+__all__ = [
+    "Callback",
+    "CallbackFailed",
+    "EpochEnd",
+    "MLflowRuns",
+    "MLflowTracker",
+    "SweepStart",
+    "TrialEnd",
+    "TrialStart",
+]
