@@ -67,6 +67,7 @@ EPOCHS_LOGGED = "sweepax.epochs_logged"
 STATE = "sweepax.state"
 SWEEP_STATUS = "sweepax.status"
 PARENT = "mlflow.parentRunId"
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def import_mlflow(what: str):
@@ -124,7 +125,8 @@ class MLflowTracker(Callback):
         "http://127.0.0.1:5000", ...; None: MLflow's own default (`MLFLOW_TRACKING_URI`). The artifacts go to the
         experiment's artifact location (for a new experiment in a local database, MLflow's default: `mlruns/` in the
         current folder; a server keeps its own).
-      experiment: the experiment's name; default the run folder's name, else "sweepax". Created when missing.
+      experiment: the experiment's name; default the run folder's name, else "sweepax". Created when missing, tagged
+        `mlflow.experimentKind` = "custom_model_development" (MLflow 3's UI then opens it on its training runs).
       flush_every: the most seconds buffered metrics wait while trials train.
 
     Raises:
@@ -303,37 +305,32 @@ class MLflowTracker(Callback):
 
     def _catch_up(self, result: Any) -> None:
         """Trials whose child lacks epochs, its end or its status get them from the result: a killed process's
-        unwritten buffer (a resume does not deliver those epochs again), a trial that ended while no tracker ran."""
+        unwritten buffer (a resume does not deliver those epochs again), a trial that ended while no tracker ran.
+        Their events come from `replay` of those trials alone."""
+        from sweeps.tracking.callbacks import replay
+
         table = result.table
         lagging = [
-            row
-            for row in table.itertuples()
-            if (child := self._children.get(int(row.number))) is None
-            or child.logged < int(row.epochs)
+            number
+            for number, epochs, state in zip(table["number"], table["epochs"], table["state"])
+            if (child := self._children.get(int(number))) is None
+            or child.logged < int(epochs)
             or not child.ended
-            or child.status != STATUS[row.state]
+            or child.status != STATUS[state]
         ]
         if not lagging:
             return
-        from sweeps.tracking.callbacks import recorded_defaults, structure_text
-
-        swept = [c[len("params_") :] for c in table.columns if c.startswith("params_")]
-        history = result.history[result.history["trial"].isin([int(row.number) for row in lagging])]
-        named = history.assign(name=history["split"] + "_" + history["metric"])
-        curves = {int(number): frame for number, frame in named.groupby("trial")}
-        defaults, now = recorded_defaults(result.config), _now_ms()
-        for row in lagging:
-            number, cells = int(row.number), row._asdict()
-            params = {name: cells[f"params_{name}"] for name in swept if not _missing(cells[f"params_{name}"])}
-            structure = structure_text({**defaults, **params})
-            self.on_trial_start(TrialStart(number, int(row.round), int(row.config), int(row.seed), params, structure))
-            child = self._children[number]
-            child.behind = False
-            curve = curves.get(number)
-            for epoch, frame in () if curve is None else curve.groupby("epoch", sort=True):
-                self._offer(child, int(epoch), dict(zip(frame["name"], frame["value"])), now)
-            best = None if _missing(row.best_epoch) else int(row.best_epoch)
-            self.on_trial_end(TrialEnd(number, row.state, int(row.epochs), best, float(row.value)))
+        for number in lagging:
+            if number in self._children:
+                self._children[number].behind = False  # its buffer is written: the history goes on from `logged`
+        part = dataclasses.replace(
+            result,
+            table=table[table["number"].isin(lagging)],
+            history=result.history[result.history["trial"].isin(lagging)],
+        )
+        failures = replay(part, [_TrialEvents(self)])
+        if failures:
+            raise RuntimeError(f"writing the trials a resume had not delivered failed: {failures[0]['error']}")
 
     def _finish_parent(self, result: Any) -> None:
         """The best trial's metrics (once), the run folder's files as artifacts, FINISHED."""
@@ -371,8 +368,8 @@ class MLflowTracker(Callback):
 
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is None:
-            return self.client.create_experiment(name)
+        if experiment is None:  # tagged as model training: MLflow 3's UI opens it on its runs, not on traces
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND: "custom_model_development"})
         if experiment.lifecycle_stage == "deleted":
             raise ValueError(
                 f"MLflow experiment {name!r} (id {experiment.experiment_id}) is deleted: restore it "
@@ -391,6 +388,22 @@ class MLflowTracker(Callback):
             token = page.token
             if not token or (limit is not None and len(runs) >= limit):
                 return runs
+
+
+class _TrialEvents(Callback):
+    """A tracker's trial events alone (`MLflowTracker._catch_up` replays some trials into a sweep in progress)."""
+
+    def __init__(self, tracker: MLflowTracker):
+        self.tracker = tracker
+
+    def on_trial_start(self, trial: TrialStart) -> None:
+        self.tracker.on_trial_start(trial)
+
+    def on_epoch_end(self, epoch: EpochEnd) -> None:
+        self.tracker.on_epoch_end(epoch)
+
+    def on_trial_end(self, trial: TrialEnd) -> None:
+        self.tracker.on_trial_end(trial)
 
 
 def export(result: Any, tracking_uri: str | None = None, experiment: str | None = None) -> MLflowRuns:
@@ -486,7 +499,7 @@ def flat_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 
     Examples:
       >>> flat_settings({"epochs": 3, "space": {"learning_rate": {"loguniform": [1e-4, 1.0]}}, "wall_s": 2.0})
-      {'epochs': 3, 'space.learning_rate.loguniform': '[0.0001, 1.0]'}
+      {'space.learning_rate.loguniform': '[0.0001, 1.0]', 'epochs': 3}
     """
     out: dict[str, Any] = {}
 
