@@ -56,6 +56,7 @@ MAX_ENTITIES = 1000
 MAX_PARAM_VALUE = 6000
 MAX_KEY = 250
 SEARCH_PAGE = 50_000  # the most runs one search_runs page returns
+FLUSH_PAUSE = 3.0  # a live flush waits at least this many times as long as the previous one took
 # A child's status by the trial's state.
 STATUS = {"complete": "FINISHED", "pruned": "KILLED", "diverged": "FAILED"}
 # The settings that decide a sweep's results (config.json's other entries are facts of the run: timings, versions).
@@ -110,15 +111,19 @@ class _Child:
 
 class MLflowTracker(Callback):
     """Writes a sweep into MLflow as it trains: a parent run for the sweep, a child run per trial (the module
-    docstring's table says what goes where). Pass it to `sweeps.run(..., callbacks=[MLflowTracker(...)])`;
+    docstring says what goes where). Pass it to `sweeps.run(..., callbacks=[MLflowTracker(...)])`;
     `Result.to_mlflow` writes a finished sweep through the same class.
 
-    Metrics are buffered and written at most every `flush_every` seconds, and always when a trial ends (with its
-    state and status) and when the sweep ends, so a sweep of thousands of trials does not spend its epochs in
-    requests. A resumed run (`sweeps resume`) finds its parent by the run's id and its children by trial number, and
-    goes on writing into them: nothing twice, nothing lost. A run stopped before its end (Ctrl-C, a signal, an
-    error) writes what it holds and leaves its runs RUNNING, the parent tagged `sweepax.status` = "stopped": a
-    resume continues them; at the end the parent is FINISHED and tagged "finished".
+    A trial costs three requests whatever happens: its run made when it starts, its last epochs and its end in one
+    `log_batch` when it ends, its status. In between, metrics are buffered and written at most every `flush_every`
+    seconds, one `log_batch` per trial holding every epoch it buffered; and a flush waits at least FLUSH_PAUSE
+    times as long as the previous one took, so flushing takes at most about a quarter of a long sweep's time
+    however slow the store (a flush of 10,000 trials that takes four minutes is followed by twelve without one).
+
+    A resumed run (`sweeps resume`) finds its parent by the run's id and its children by trial number, and goes on
+    writing into them: nothing twice, nothing lost. A run stopped before its end (Ctrl-C, a signal, an error)
+    writes what it holds and leaves its runs RUNNING, the parent tagged `sweepax.status` = "stopped": a resume
+    continues them; at the end the parent is FINISHED and tagged "finished".
 
     Args:
       tracking_uri: where MLflow writes: "sqlite:///runs/mlflow.db" (its folder is created), a server's
@@ -157,7 +162,7 @@ class MLflowTracker(Callback):
         self.parent_id: str | None = None
         self._parent: Any = None  # the parent's mlflow Run when it existed before this sweep started
         self._children: dict[int, _Child] = {}
-        self._flushed = time.monotonic()
+        self._flushed, self._pause = time.monotonic(), self.flush_every
 
     @property
     def runs(self) -> MLflowRuns:
@@ -218,11 +223,11 @@ class MLflowTracker(Callback):
 
     def on_epoch_end(self, epoch: EpochEnd) -> None:
         """Buffers each trial's metrics at step = its epoch (epochs written before: skipped); writes them all
-        when `flush_every` seconds have passed since the last write."""
+        when `flush_every` seconds (or FLUSH_PAUSE times the last flush's) have passed since the last write."""
         now = _now_ms()
         for number, metrics in epoch.metrics.items():
             self._offer(self._children[number], int(metrics["epoch"]), metrics, now)
-        if time.monotonic() - self._flushed >= self.flush_every:
+        if time.monotonic() - self._flushed >= self._pause:
             self._flush()
 
     def on_trial_end(self, trial: TrialEnd) -> None:
@@ -268,10 +273,12 @@ class MLflowTracker(Callback):
         child.epochs.append((epoch, values))
 
     def _flush(self) -> None:
+        start = time.monotonic()
         for child in self._children.values():
             if child.epochs or child.new_params:
                 self._write(child)
         self._flushed = time.monotonic()
+        self._pause = max(self.flush_every, FLUSH_PAUSE * (self._flushed - start))
 
     def _write(self, child: _Child, tags: Sequence[tuple[str, str]] = (), summary: Mapping[str, float] = ()) -> None:
         """A child's buffered params and epochs, with `tags` and `summary` metrics (step 0) in the last request."""
