@@ -101,7 +101,7 @@ class _Child:
     ended: bool = False  # its STATE tag is written
     status: str = "RUNNING"
     epochs: list[tuple[int, list]] = dataclasses.field(default_factory=list)  # buffered: (epoch, its Metrics)
-    new_params: list = dataclasses.field(default_factory=list)  # buffered Params
+    new_params: list = dataclasses.field(default_factory=list)  # buffered (name, value) params it lacks
     behind: bool = False  # an epoch came past a gap: the sweep's end writes the rest from the result
 
     @property
@@ -176,7 +176,8 @@ class MLflowTracker(Callback):
 
     def on_sweep_start(self, sweep: SweepStart) -> None:
         """The experiment (made when missing), the parent (found by the run's id, or made), and every child it
-        already has (one search)."""
+        already has (one search). A tracker given to a second sweep starts afresh."""
+        self._parent, self._children = None, {}
         name = self.experiment or (Path(sweep.run_dir).name if sweep.run_dir is not None else "sweepax")
         self.experiment_id = self._experiment(name)
         found = self._search(f"tags.`{RUN_ID}` = '{sweep.run_id}'", limit=1)
