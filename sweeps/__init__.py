@@ -22,7 +22,7 @@ from sweeps.results.trained import TrainedModel, load_model
 from sweeps.settings import Resources, SweepConfig
 from sweeps.strategies import PBT, Bayes, Grid, Halving, QuasiRandom, Random, Strategy
 from sweeps.sweep import dry_run, run
-from sweeps.tracking import Callback, EpochEnd, SweepStart, TensorBoardTracker, TrialEnd, TrialStart
+from sweeps.tracking import Callback, EpochEnd, MLflowTracker, SweepStart, TensorBoardTracker, TrialEnd, TrialStart
 
 __all__ = [
     "Bayes",
@@ -38,6 +38,7 @@ __all__ = [
     "Interrupted",
     "LRFind",
     "Metric",
+    "MLflowTracker",
     "QuasiRandom",
     "Random",
     "Resources",

@@ -192,6 +192,37 @@ class Result:
 
         return export(self, storage, study_name)
 
+    def to_mlflow(self, tracking_uri: str | None = None, experiment: str | None = None):
+        """Writes the sweep into MLflow: a parent run for the sweep (its settings as params, the best trial's
+        metrics, config.json, table.csv and plots/ as artifacts) and a child run per trial (its params, tags,
+        every epoch's metrics with step = epoch, its status), through `sweeps.MLflowTracker` (whose docstring
+        says what goes where). Exporting the same run again, or a run an `MLflowTracker` followed as it trained,
+        updates those runs rather than making new ones. Needs the extra: `pip install "sweepax[mlflow]"`.
+
+        Args:
+          tracking_uri: e.g. "sqlite:///runs/mlflow.db" (its folder is created) or a server's
+            "http://127.0.0.1:5000"; None: MLflow's default (`MLFLOW_TRACKING_URI`).
+          experiment: the experiment's name; default the run folder's name, else "sweepax".
+
+        Returns:
+          `sweeps.tracking.MLflowRuns`: `experiment_id`, `parent_run_id`, and `trial_runs` (trial number -> its
+          child run's id).
+
+        Raises:
+          RuntimeError: when MLflow refused a write (the message names the step and MLflow's error).
+
+        Examples:
+          >>> result = sweeps.load_result("runs/lr")  # doctest: +SKIP
+          >>> runs = result.to_mlflow("sqlite:///runs/mlflow.db")  # doctest: +SKIP
+          >>> runs.parent_run_id  # doctest: +SKIP
+          '3f2a...'
+
+          Then `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db` shows experiment "lr".
+        """
+        from sweeps.tracking.mlflow_tracker import export
+
+        return export(self, tracking_uri, experiment)
+
     def save(self, run_dir: str | Path) -> Path:
         """Writes config.json, the table and the history (Parquet and CSV) into `run_dir`, each file whole or
         not at all, then the `finished.json` marker that makes the folder a finished result."""
