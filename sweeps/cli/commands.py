@@ -207,14 +207,15 @@ def export_command(args: argparse.Namespace) -> int:
     if wrong:
         raise ValueError(f"{', '.join(wrong)} does not go with --to {args.to}; see `sweeps export --help`")
     if args.to == "mlflow":
-        exported = result.to_mlflow(tracking_uri=args.uri, experiment=args.experiment)
+        runs = result.to_mlflow(tracking_uri=args.uri, experiment=args.experiment)
+        where = args.uri or "MLflow's default tracking URI (MLFLOW_TRACKING_URI)"
         print(
-            f"mlflow: {len(result.table)} trials written as child runs of run {exported.run_id} in experiment "
-            f"{exported.experiment!r} at {exported.tracking_uri}"
+            f"mlflow: {len(runs.trial_runs)} trials written as child runs of run {runs.parent_run_id} "
+            f"(experiment id {runs.experiment_id}) at {where}"
         )
-        print(f"        open it with: mlflow ui --backend-store-uri {exported.tracking_uri}")
+        print(f"        open it with: mlflow ui{f' --backend-store-uri {args.uri}' if args.uri else ''}")
     elif args.to == "tensorboard":
-        logdir = result.to_tensorboard(args.logdir or run_dir / "tensorboard")
+        logdir = result.to_tensorboard(args.logdir)
         print(f"tensorboard: {len(result.table)} trials written into {show_path(logdir)}")
         print(f"        open it with: tensorboard --logdir {show_path(logdir)}  (the HPARAMS tab)")
     else:

@@ -142,7 +142,7 @@ class Result:
         shown += [c for c in self.table.columns if c.startswith("best_") and c not in shown and c != "best_epoch"]
         return order[shown].head(k).reset_index(drop=True)
 
-    def to_tensorboard(self, logdir: str | Path) -> Path:
+    def to_tensorboard(self, logdir: str | Path | None = None) -> Path:
         """Writes the sweep for TensorBoard's HParams dashboard (`sweeps.TensorBoardTracker`, replaying the table and
         the history): the experiment at the root of `logdir`, one folder per trial with its hyperparameters, its
         metrics at every epoch and its end status. Exporting again into the same logdir (or into the one the run
@@ -150,7 +150,7 @@ class Result:
         `pip install "sweepax[tensorboard]"`.
 
         Args:
-          logdir: the folder to write (`tensorboard --logdir LOGDIR`).
+          logdir: the folder to write (`tensorboard --logdir LOGDIR`); None: the run folder's `tensorboard`.
 
         Returns:
           The logdir.
@@ -166,7 +166,9 @@ class Result:
         """
         from sweeps.tracking.tensorboard_tracker import export
 
-        return export(self, logdir)
+        if logdir is None and self.run_dir is None:
+            raise ValueError("this result has no run folder: pass to_tensorboard(logdir) the folder to write")
+        return export(self, Path(self.run_dir) / "tensorboard" if logdir is None else logdir)
 
     def to_optuna(self, storage: str, study_name: str | None = None):
         """Writes every trial into an Optuna storage, for optuna-dashboard and Optuna's plots.
