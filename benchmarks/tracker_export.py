@@ -4,6 +4,7 @@
     python benchmarks/tracker_export.py --trials 500 --store file sqlite # both local MLflow stores, a small sweep
     python benchmarks/tracker_export.py --run-dir runs/big               # an existing run (trained there if missing)
     python benchmarks/tracker_export.py --uri http://127.0.0.1:5000      # a running `mlflow server`
+    python benchmarks/tracker_export.py --to tensorboard                 # TensorBoard's event files
 
 The sweep: `sweeps.Random(n=--trials)` over learning_rate (loguniform 1e-4..1e-1) and weight_decay (loguniform
 1e-5..1e-1) with AdamW, the built-in MLP hidden=(8,), `--epochs` epochs, on the shipped churn data
@@ -17,8 +18,8 @@ file: the ./mlruns folder layout, which MLflow 3 keeps in maintenance mode and r
 MLFLOW_ALLOW_FILE_STORE=true, set here for it); `--uri` a tracking URI of your own instead. Printed: trials,
 metric values written, seconds, trials/s, as a markdown table, then the rows as JSON.
 
-`--to` names the tracker; a new one (TensorBoard: `Result.to_tensorboard(logdir)`) is one more entry of
-EXPORTS. This folder is never imported by the library.
+`--to` names the tracker: mlflow, or tensorboard (`Result.to_tensorboard`, event files: no --store); a new one
+is one more entry of EXPORTS. This folder is never imported by the library.
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ def export_mlflow(result: sweeps.Result, target: str, folder: Path) -> Callable[
     return lambda: result.to_mlflow(uri, experiment=experiment)
 
 
+def export_tensorboard(result: sweeps.Result, target: str, folder: Path) -> Callable[[], Any]:
+    """`Result.to_tensorboard` into `folder`/tensorboard (TensorBoard has one store: event files)."""
+    return lambda: result.to_tensorboard(folder / "tensorboard")
+
+
 # tracker -> what makes its export: (result, store or URI, a fresh folder) -> a function doing one export
-EXPORTS = {"mlflow": export_mlflow}
+EXPORTS = {"mlflow": export_mlflow, "tensorboard": export_tensorboard}
 
 
 def mlflow_version() -> str:
@@ -115,7 +121,8 @@ def main(argv=None) -> int:
     if train_s is not None:
         print(f"trained {trials} trials x {args.epochs} epochs in {train_s:.1f} s")
     rows = []
-    for target in [args.uri] if args.uri else args.store:
+    targets = ["events"] if args.to == "tensorboard" else [args.uri] if args.uri else args.store
+    for target in targets:
         folder = out / f"{args.to}-{target if not args.uri else 'uri'}"
         folder.mkdir(parents=True, exist_ok=True)
         export = EXPORTS[args.to](result, target, folder)
