@@ -268,6 +268,19 @@ def test_an_export_is_one_parent_with_a_child_per_trial_holding_its_params_tags_
     assert plots == sorted(f"plots/{p.name}" for p in (result.run_dir / "plots").iterdir())
 
 
+def test_an_export_into_mlflows_file_store_reads_back_the_same(tracked, tmp_path, monkeypatch):
+    """The ./mlruns layout (MLflow 3 refuses it unless MLFLOW_ALLOW_FILE_STORE=true), exported twice."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    result, _, _ = tracked
+    uri = (tmp_path / "mlruns").as_uri()
+    exported = result.to_mlflow(uri, experiment="file")
+    client = MlflowClient(uri)
+    read = read_back(client, exported.experiment_id)
+    assert_matches(read, result)
+    assert result.to_mlflow(uri, experiment="file") == exported
+    assert read_back(client, exported.experiment_id) == read, "exported again: the same runs, no epoch twice"
+
+
 def test_exporting_again_updates_the_same_runs_and_repeats_no_epoch(tracked, store):
     result, _, exported = tracked
     before = read_back(store.client, exported.experiment_id)
