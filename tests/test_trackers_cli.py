@@ -13,6 +13,7 @@ event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.ev
 
 
 def test_a_config_file_tracks_a_run_live_across_a_resume_and_an_export_adds_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a new experiment in a local database keeps its artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_dir = tmp_path / "run"
     log = ['run.log=["mlflow", "tensorboard"]', f"run.mlflow_uri={uri}", "run.checkpoint_every=1"]
