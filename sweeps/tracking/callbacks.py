@@ -322,6 +322,17 @@ def replay(result: Any, callbacks: Sequence[Callback]) -> list[dict[str, str]]:
     return delivery.failures
 
 
+def export(result: Any, tracker: Callback, where: str) -> None:
+    """A finished result replayed into one tracker (`Result.to_mlflow`, `Result.to_tensorboard`): with no sweep to
+    protect, the tracker's first failure is an error, raised as RuntimeError naming `where`, the event and why."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CallbackFailed)  # raised below instead, once
+        failures = replay(result, [tracker])
+    if failures:
+        failure = failures[0]
+        raise RuntimeError(f"exporting to {where} failed in {failure['method']}: {failure['error']}")
+
+
 def epoch_metrics(history: pd.DataFrame) -> dict[int, list[dict[str, float]]]:
     """A history's rows as each trial's epochs, in order: trial -> [{"epoch": 1, "train_loss": ..., ...}, ...], each
     epoch with the metrics it has rows for (a NaN value kept)."""

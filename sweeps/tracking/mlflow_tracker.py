@@ -36,7 +36,6 @@ import json
 import os
 import re
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ import pandas as pd
 from sweeps.driver import run_folder
 from sweeps.settings import SweepConfig
 from sweeps.tracking.callbacks import Callback, EpochEnd, SweepStart, TrialEnd, TrialStart
+from sweeps.tracking.callbacks import export as replay_into
 
 INSTALL = 'pip install "sweepax[mlflow]"'
 # MLflow's log_batch limits (REST API: "Request Limits"), and its longest param value and key.
@@ -420,16 +420,9 @@ def export(result: Any, tracking_uri: str | None = None, experiment: str | None 
     Raises:
       RuntimeError: MLflow refused a write; the message names the event and MLflow's error.
     """
-    from sweeps.tracking.callbacks import CallbackFailed, replay
-
     tracker = MLflowTracker(tracking_uri, experiment)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CallbackFailed)  # raised below instead: an export that failed is an error
-        failures = replay(result, [tracker])
-    if failures:
-        failure = failures[0]
-        where = tracking_uri or "MLflow's default tracking URI"
-        raise RuntimeError(f"exporting to MLflow ({where}) failed in {failure['method']}: {failure['error']}")
+    where = tracking_uri or "MLflow's default tracking URI"
+    replay_into(result, tracker, f"MLflow ({where})")
     return tracker.runs
 
 

@@ -57,7 +57,6 @@ import os
 import re
 import struct
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -68,7 +67,8 @@ import numpy as np
 
 from sweeps.driver.run_folder import write_bytes
 from sweeps.space import Axis, Float, axis_from_config
-from sweeps.tracking.callbacks import Callback, CallbackFailed, EpochEnd, SweepStart, TrialEnd, TrialStart, replay
+from sweeps.tracking.callbacks import Callback, EpochEnd, SweepStart, TrialEnd, TrialStart
+from sweeps.tracking.callbacks import export as replay_into
 
 INSTALL = 'pip install "sweepax[tensorboard]"'
 FOLDER = "tensorboard"  # the default logdir, inside the run folder
@@ -478,10 +478,5 @@ def records(data: bytes, crc: Any) -> Iterator[tuple[bytes, int]]:
 def export(result: Any, logdir: str | Path) -> Path:
     """`Result.to_tensorboard`: the finished result replayed to a `TensorBoardTracker` (see `replay`); a failure
     raised, with what the tracker said."""
-    tracker = TensorBoardTracker(logdir)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CallbackFailed)  # raised below instead, once
-        failures = replay(result, [tracker])
-    if failures:
-        raise RuntimeError(f"the export to TensorBoard in {str(logdir)!r} stopped: {failures[0]['error']}")
+    replay_into(result, TensorBoardTracker(logdir), f"TensorBoard in {str(logdir)!r}")
     return Path(logdir)
