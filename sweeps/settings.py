@@ -30,6 +30,7 @@ from models import MLP
 from sweeps.driver.devices import Devices, select_devices
 from sweeps.engine import call_signature, memory, model_record
 from sweeps.engine import hparams as registry
+from sweeps.engine.kernel import KERNELS
 from sweeps.engine.metrics import Metric, OwnMetrics, direction, function_path, metrics_record
 from sweeps.planning.checks import (
     check_early_stopping,
@@ -61,7 +62,7 @@ class SweepConfig:
     functions: `sweeps.run` only, not a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
-    `divergence_threshold`, `init`, `fuse`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
+    `divergence_threshold`, `init`, `fuse`, `kernel`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
     """
 
     model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
@@ -80,6 +81,7 @@ class SweepConfig:
     divergence_threshold: float | None = _section("train", 10.0)
     init: str = _section("train", "shared")
     fuse: bool = _section("train", True)  # the planner may train differing built-in MLPs or batch sizes as one program
+    kernel: str = _section("train", "xla")  # where a step runs: the XLA path, or the Pallas kernel (`KERNELS`)
     checkpoint_every: int | None = _section("run", None)
     keep_checkpoints: int = _section("run", 2)
     keep_models: int = _section("run", 5)
@@ -118,6 +120,11 @@ class SweepConfig:
             raise ValueError(
                 f"fuse must be True or False, but got fuse={self.fuse!r}; pass fuse=False to train one program per "
                 "structure, or True (the default) to let the planner fuse structures where it pays"
+            )
+        if self.kernel not in KERNELS:
+            raise ValueError(
+                f"kernel must be one of {list(KERNELS)}, but got kernel={self.kernel!r}; \"xla\" (the default) steps "
+                "on the XLA path, \"pallas\" keeps each member's state on chip for the whole epoch where the model allows"
             )
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -168,7 +175,7 @@ class SweepConfig:
     def record(self) -> dict[str, Any]:
         """The settings that decide the results, as config.json records them (and a resume compares). A user's loss
         and metrics are recorded by their functions' `module:qualname` (never imported again), only when given;
-        `fuse` only when False: a record without it (every record made before the setting existed) reads as True
+        `fuse` only when False and `kernel` only when not "xla": a record without them (every record made before the setting existed) reads as True
         (`recorded_fuse`), so such a run folder resumes under the default, and one started with fuse=False only
         with fuse=False."""
         strategy = self.strategy
@@ -178,6 +185,7 @@ class SweepConfig:
         if self.metrics:
             own["metrics"] = metrics_record(self.own_metrics)
         fuse = {} if self.fuse else {"fuse": False}
+        kernel = {} if self.kernel == "xla" else {"kernel": self.kernel}
         return {
             "model": model_record(self.model),
             **own,
@@ -192,6 +200,7 @@ class SweepConfig:
             "seeds": self.seeds,
             "init": self.init,
             **fuse,
+            **kernel,
             "seed": self.seed,
             "objective": self.objective,
             "direction": self.direction(self.objective),

@@ -57,6 +57,7 @@ def run(
     divergence_threshold: float | None = 10.0,
     init: str = "shared",
     fuse: bool = True,
+    kernel: str = "xla",
     devices: int | list[int] | None = None,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -103,6 +104,12 @@ def run(
       fuse: True (default): members whose built-in MLPs differ in hidden widths or depth, or whose batch sizes
         differ, train in one compiled program (padded and masked, exact) where the planner's cost model says it
         pays; False keeps one program per structure. A resumed run needs the value it started with.
+      kernel: "xla" (default): each minibatch step is XLA's program; "pallas": the built-in MLP's members train
+        in a Pallas kernel that keeps their parameters and optimizer state on chip for the whole epoch
+        (`sweeps.engine.kernel`; the same members to float rounding). Structures it does not take (dropout,
+        gradient clipping or accumulation, a user's model or loss, several devices) train on the XLA path, with
+        a warning; on a CPU the kernel runs in Pallas's interpreter, slowly (for testing). A resumed run needs the
+        value it started with.
       objective: the metric that picks each trial's best epoch and the best trial
         (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`, or `val_<name>` of one of
         your `metrics`).
@@ -182,6 +189,7 @@ def run(
         divergence_threshold=divergence_threshold,
         init=init,
         fuse=fuse,
+        kernel=kernel,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,

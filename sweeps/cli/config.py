@@ -13,7 +13,7 @@ and `sweeps.run`, so the file says only what differs:
                 n, seed; rounds, per_round, sampler                           (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
                 early_stopping, max_population, divergence_threshold, init,
-                fuse                                                          (sweeps.run)
+                fuse, kernel                                                  (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models, plots,
                 devices (a count or a list of device ids; absent: every device),
                 log (trackers watching the run live: ["mlflow", "tensorboard"]),

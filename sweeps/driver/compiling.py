@@ -39,6 +39,7 @@ import dataclasses
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -48,6 +49,7 @@ import numpy as np
 
 from sweeps.driver.populations import ChunkRunner, compile_population, controls_for
 from sweeps.engine import Split, Structure
+from sweeps.engine.kernel import kernel_plan
 from sweeps.planning.planner import Group, Plan, Round, Trial
 
 OFF = ("off", "none", "false", "0", "no")  # SWEEPS_CACHE_DIR values that turn the cache off, in any case
@@ -271,7 +273,13 @@ class Programs:
 
     def _runner(self, group: Group) -> ChunkRunner:
         if group.structure not in self._runners:
-            config = self.plan.config
+            config, devices = self.plan.config, self.plan.devices
+            kernel, why_not = kernel_plan(config.kernel, group.structure, devices.count, devices.devices[0].platform)
+            if why_not:
+                warnings.warn(
+                    f"kernel={config.kernel!r}: {group.structure.label()} trains on the XLA path: {why_not}",
+                    stacklevel=2,
+                )
             self._runners[group.structure] = ChunkRunner(
                 group.structure,
                 self.plan.data,
@@ -281,6 +289,7 @@ class Programs:
                 config.objective,
                 splits=self.splits,
                 fetch=self.plan.devices.fetch,
+                kernel=kernel,
             )
         return self._runners[group.structure]
 

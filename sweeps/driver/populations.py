@@ -27,6 +27,7 @@ from sweeps.engine import (
     make_train_epoch,
     stack_hparams,
 )
+from sweeps.engine.kernel import KernelPlan
 from sweeps.planning.planner import Trial
 
 
@@ -172,7 +173,8 @@ def device_splits(data: Dataset) -> tuple[Split, Split]:
 
 
 class ChunkRunner:
-    """One structure's compiled epoch with the data on the device.
+    """One structure's compiled epoch with the data on the device (its steps in the Pallas kernel where `kernel`
+    is a plan: `sweeps.engine.kernel`).
 
     `splits` are the data already placed (the scheduler replicates them over its devices once);
     `fetch` brings the epoch's metrics to the host (`Devices.fetch` across processes).
@@ -188,10 +190,11 @@ class ChunkRunner:
         objective: str = "val_loss",
         splits: tuple[Split, Split] | None = None,
         fetch: Callable[[Any], Any] = jax.device_get,
+        kernel: KernelPlan | None = None,
     ):
         self.structure, self.seed, self.controls, self.fetch = structure, seed, controls, fetch
         self.train, self.val = device_splits(data) if splits is None else splits
-        self.epoch_fn = make_train_epoch(structure, stop_metric, objective)
+        self.epoch_fn = make_train_epoch(structure, stop_metric, objective, kernel)
 
     def compile(self, shapes: Any) -> None:
         """Compiles, without running it, the epoch for a population of `shapes` (`compile_population`'s)."""

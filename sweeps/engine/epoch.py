@@ -35,6 +35,7 @@ import optax
 
 from models.losses import loss_fn
 from sweeps.engine import compiler
+from sweeps.engine.kernel import KernelPlan, train_steps, unsupported
 from sweeps.engine.metrics import direction, directions, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
@@ -145,15 +146,15 @@ def member_gradient(structure: Structure, params, accumulated, hp, step, key, t,
 
 def member_apply(structure: Structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch):
     """One member's optimizer update from its minibatch's gradient, applied where it is active, its loss finite
-    and its minibatch complete (`last`). Returns its parameters, optimizer state, update count and whether it
+    and its minibatch complete (`last`; None: every step completes one, as in the Pallas kernel). Returns its parameters, optimizer state, update count and whether it
     stayed finite."""
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
     # Judged from the loss alone, before the update: the mask is known while the optimizer runs and XLA
     # folds it into the update's own passes; checking every gradient cost one more pass over them per step.
-    finite = jnp.isfinite(data_loss) | ~last
-    keep = active & finite & last
+    finite = jnp.isfinite(data_loss) if last is None else jnp.isfinite(data_loss) | ~last
+    keep = active & finite if last is None else active & finite & last
     updates, new_opt_state = opt.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
     params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
@@ -280,6 +281,7 @@ def train_epoch(
     structure: Structure,
     stop_metric: str | None,
     objective: str,
+    kernel: KernelPlan | None,
     pop: Population,
     train: Split,
     val: Split,
@@ -297,8 +299,12 @@ def train_epoch(
     batches, weight_ends = epoch_batches(order_key, train.x.shape[0], structure.batch_size)
     trains = pop.active & (pop.epochs_done < pop.hparams["epochs"])
     carry = first_carry(pop, trains, structure)
-    step = functools.partial(minibatch_step, structure, weight_ends, pop.hparams, pop.dropout_key, train)
-    carry, _ = jax.lax.scan(step, carry, batches)
+    if kernel is None:
+        step = functools.partial(minibatch_step, structure, weight_ends, pop.hparams, pop.dropout_key, train)
+        carry, _ = jax.lax.scan(step, carry, batches)
+    else:  # the same steps, every member's state kept on chip through the epoch (`sweeps.engine.kernel`)
+        indices, weights, _ = batches
+        carry = train_steps(structure, kernel, carry, pop.hparams, train.x[indices], train.y[indices], weights)
     train_loss = carry.loss_sum / jnp.maximum(carry.loss_steps, 1)
     train_loss = jnp.where(carry.loss_steps > 0, train_loss, jnp.nan)
 
@@ -346,7 +352,9 @@ def train_epoch(
     return pop, {**metrics, "trained": trains, "diverged": diverged, "active": active, "number": pop.numbers}
 
 
-def epoch_function(structure: Structure, stop_metric: str | None = None, objective: str = "val_loss"):
+def epoch_function(
+    structure: Structure, stop_metric: str | None = None, objective: str = "val_loss", kernel: KernelPlan | None = None
+):
     """The epoch of `structure` as a function to trace, `(pop, train, val, order_key, controls) -> (pop,
     metrics)` (`train_epoch` with the static arguments settled and checked). `make_train_epoch` jits it with
     the engine's compiler options; a caller that compiles it with options of its own jits it itself
@@ -355,16 +363,21 @@ def epoch_function(structure: Structure, stop_metric: str | None = None, objecti
     for what, metric in (("early_stopping metric", stop_metric), ("objective", objective)):
         if metric is not None and metric not in valid:
             raise ValueError(f"{what} {metric!r} is not computed for a {structure.task} task; use one of {valid}")
-    return functools.partial(train_epoch, structure, stop_metric, objective)
+    if kernel is not None and (reason := unsupported(structure)) is not None:
+        raise ValueError(f"{structure.label()} cannot train in the Pallas kernel: {reason}")
+    return functools.partial(train_epoch, structure, stop_metric, objective, kernel)
 
 
 @functools.cache
-def make_train_epoch(structure: Structure, stop_metric: str | None = None, objective: str = "val_loss"):
-    """The jitted epoch of `structure`, built once per (structure, early-stopping metric, objective).
+def make_train_epoch(
+    structure: Structure, stop_metric: str | None = None, objective: str = "val_loss", kernel: KernelPlan | None = None
+):
+    """The jitted epoch of `structure`, built once per (structure, early-stopping metric, objective, kernel):
+    `kernel` None steps on the XLA path, a `KernelPlan` in the Pallas kernel (`sweeps.engine.kernel`).
 
     The population's buffers are donated: the old state is consumed by the call.
     """
-    return compiler.jit(epoch_function(structure, stop_metric, objective), donate_argnums=(0,))
+    return compiler.jit(epoch_function(structure, stop_metric, objective, kernel), donate_argnums=(0,))
 
 
 def epoch_parts(structure: Structure, steps_per_epoch: int):

@@ -161,9 +161,8 @@ class Network:
         if self.builtin:
             if not train:
                 return self.module.apply(variables, x, **self.widths(hp))
-            return self.module.apply(
-                variables, x, hp["dropout"], not self.dropout, **self.widths(hp), rngs={"dropout": key}
-            )
+            rngs = {"dropout": key} if self.dropout else {}  # a program without dropout draws no mask
+            return self.module.apply(variables, x, hp["dropout"], not self.dropout, **self.widths(hp), rngs=rngs)
         key = jax.random.PRNGKey(EVAL_KEY) if key is None else key
         return self.module.apply(variables, x, **self.call_kwargs(hp, train), rngs={"dropout": key})
 
