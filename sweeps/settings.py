@@ -62,7 +62,8 @@ class SweepConfig:
     functions: `sweeps.run` only, not a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
-    `divergence_threshold`, `init`, `fuse`, `kernel`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`, `plots`.
+    `divergence_threshold`, `init`, `fuse`, `kernel`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`,
+    `plots`.
     """
 
     model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
@@ -123,8 +124,8 @@ class SweepConfig:
             )
         if self.kernel not in KERNELS:
             raise ValueError(
-                f"kernel must be one of {list(KERNELS)}, but got kernel={self.kernel!r}; \"xla\" (the default) steps "
-                "on the XLA path, \"pallas\" keeps each member's state on chip for the whole epoch where the model allows"
+                f"kernel must be one of {list(KERNELS)}, but got kernel={self.kernel!r}; 'xla' (the default) steps on "
+                "the XLA path, 'pallas' keeps each member's state on chip for the whole epoch where the model allows"
             )
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
@@ -175,9 +176,9 @@ class SweepConfig:
     def record(self) -> dict[str, Any]:
         """The settings that decide the results, as config.json records them (and a resume compares). A user's loss
         and metrics are recorded by their functions' `module:qualname` (never imported again), only when given;
-        `fuse` only when False and `kernel` only when not "xla": a record without them (every record made before the setting existed) reads as True
-        (`recorded_fuse`), so such a run folder resumes under the default, and one started with fuse=False only
-        with fuse=False."""
+        `fuse` only when False and `kernel` only when not "xla": a record without them (every record made before
+        the settings existed) reads as the defaults (`recorded_fuse`), so such a run folder resumes under them, and
+        one started with fuse=False only with fuse=False."""
         strategy = self.strategy
         own = {}
         if self.loss is not None:

@@ -146,8 +146,8 @@ def member_gradient(structure: Structure, params, accumulated, hp, step, key, t,
 
 def member_apply(structure: Structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch):
     """One member's optimizer update from its minibatch's gradient, applied where it is active, its loss finite
-    and its minibatch complete (`last`; None: every step completes one, as in the Pallas kernel). Returns its parameters, optimizer state, update count and whether it
-    stayed finite."""
+    and its minibatch complete (`last`; None: every step completes one, as in the Pallas kernel). Returns its
+    parameters, optimizer state, update count and whether it stayed finite."""
     total_steps = hp["epochs"] * steps_per_epoch
     lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
     opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)

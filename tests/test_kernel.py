@@ -1,0 +1,187 @@
+"""The Pallas kernel (issue 25): members trained through an epoch with their state on chip are the XLA path's
+members, to float rounding; through `sweeps.run`, with the strategies that edit a population, lanes on and off, a
+stop and its resume; and the kernel lowers to Triton for a GPU on any machine.
+
+The kernel runs in Pallas's interpreter here (no GPU): the same jaxpr the GPU backend compiles, evaluated by XLA."""
+
+import copy
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import sweeps
+from sweeps import space
+from sweeps.engine import Controls, Split, flat_params, fuse, init_population, keys, stack_hparams, structure_of
+from sweeps.engine.epoch import epoch_function, make_train_epoch
+from sweeps.engine.hparams import resolve
+from sweeps.engine.kernel import KernelPlan, kernel_plan, unsupported
+
+from helpers import Stop, crash_after_saves, synthetic
+
+TOLERANCE = 2e-5  # |kernel - XLA| on any parameter after two epochs (the sums of a matrix product may differ in order)
+INTERPRET = KernelPlan(block=2, interpret=True)
+# (task, hyperparameters of every member, learning rates): each variant trains 3 members for 2 epochs, one of them
+# at a rate that diverges where the variant can (it must be marked alike, and change no other member)
+VARIANTS = {
+    "binary adam relu": ("binary", {}, [1e-3, 3e-2, 300.0]),
+    "multiclass adamw cosine tanh, 2 layers": (
+        "multiclass",
+        {"optimizer": "adamw", "schedule": "cosine", "activation": "tanh", "hidden": (12, 6), "l2": 1e-3},
+        [1e-3, 1e-2, 3e-2],
+    ),
+    "regression momentum onecycle sigmoid": (
+        "regression",
+        {"optimizer": "momentum", "schedule": "onecycle", "activation": "sigmoid", "hidden": (20,)},
+        [1e-2, 3e-2, 1e3],
+    ),
+}
+
+
+def train_both(data, params: list[dict], structure, epochs: int = 2):
+    """The members of `params` trained `epochs` epochs on the XLA path and in the kernel: (populations, metrics)."""
+    hparams = stack_hparams(params, len(params), structure)
+    controls = Controls(jnp.float32(1e4), jnp.int32(10), jnp.float32(0), jnp.float32(1))
+    train, val = Split(data.x_train, data.y_train), Split(data.x_val, data.y_val)
+    out = []
+    for kernel in (None, INTERPRET):
+        pop = init_population(structure, hparams, np.arange(len(params)), 0)
+        epoch = make_train_epoch(structure, None, "val_loss", kernel)
+        for e in range(epochs):
+            pop, metrics = epoch(pop, train, val, keys.batch_order_key(0, e), controls)
+        out.append((pop, jax.device_get(metrics)))
+    return out
+
+
+def assert_same_members(xla, kernel):
+    (a, ma), (b, mb) = xla, kernel
+    np.testing.assert_array_equal(ma["diverged"], mb["diverged"])
+    np.testing.assert_array_equal(np.asarray(a.step), np.asarray(b.step))
+    finite = ~ma["diverged"]
+    np.testing.assert_allclose(flat_params(a.params)[finite], flat_params(b.params)[finite], atol=TOLERANCE, rtol=0)
+    for name in ("train_loss", "val_loss"):
+        np.testing.assert_allclose(ma[name][finite], mb[name][finite], rtol=1e-5, atol=1e-6)
+    moments = [np.asarray(leaf)[finite] for leaf in jax.tree.leaves(a.opt_state)]
+    for x, y in zip(moments, [np.asarray(leaf)[finite] for leaf in jax.tree.leaves(b.opt_state)]):
+        np.testing.assert_allclose(x, y, atol=TOLERANCE, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_member_trained_in_the_kernel_is_the_member_the_xla_path_trains(variant):
+    task, shared, rates = VARIANTS[variant]
+    data = synthetic(task, rows=300)
+    params = [resolve({"learning_rate": lr, "batch_size": 32, "epochs": 2, **shared}) for lr in rates]
+    structure = structure_of(params[0], data)
+    assert unsupported(structure) is None
+    xla, kernel = train_both(data, params, structure)
+    assert_same_members(xla, kernel)
+    if rates[-1] >= 300:
+        assert xla[1]["diverged"].tolist() == [False, False, True], "the rate meant to diverge did, alone"
+
+
+def test_a_fused_population_of_widths_and_depths_trains_in_the_kernel():
+    data = synthetic("binary", rows=300)
+    params = [
+        resolve({"learning_rate": 1e-2, "batch_size": 32, "epochs": 2, "hidden": hidden})
+        for hidden in [(16,), (5,), (8, 3)]
+    ]
+    structure = fuse([structure_of(p, data) for p in params])
+    assert structure.min_depth == 1 and unsupported(structure) is None
+    xla, kernel = train_both(data, params, structure)
+    assert_same_members(xla, kernel)
+    padding = np.asarray(kernel[0].params["Dense_0"]["kernel"])[1, 5:]  # the width-5 member's padded units
+    assert not padding.any(), "a member's padding stays zero in the kernel"
+
+
+def test_structures_the_kernel_does_not_take_train_on_the_xla_path_and_say_why(binary_data):
+    dropout = structure_of(resolve({"dropout": 0.2}), binary_data)
+    assert "dropout" in unsupported(dropout)
+    assert kernel_plan("pallas", dropout, 1, "gpu") == (None, unsupported(dropout))
+    plain = structure_of(resolve({}), binary_data)
+    assert kernel_plan("pallas", plain, 8, "gpu")[0] is None, "the kernel is not partitioned over a mesh"
+    assert kernel_plan("pallas", plain, 1, "gpu") == (KernelPlan(block=1, interpret=False), "")
+    assert kernel_plan("pallas", plain, 1, "cpu")[0].interpret
+    assert kernel_plan("xla", plain, 1, "gpu") == (None, "")
+    with pytest.raises(ValueError, match="cannot train in the Pallas kernel: dropout"):
+        epoch_function(dropout, kernel=INTERPRET)
+    with pytest.warns(UserWarning, match=r"kernel='pallas': .* trains on the XLA path: dropout"):
+        result = sweeps.run(binary_data, space={"dropout": [0.2]}, epochs=1, kernel="pallas", progress=False)
+    assert result.table["state"].tolist() == ["complete"]
+    with pytest.raises(ValueError, match=r"kernel must be one of \['xla', 'pallas'\], but got kernel='triton'"):
+        sweeps.run(binary_data, kernel="triton")
+
+
+# Lowered for CUDA (Triton) on this machine, not compiled: every optimizer, schedule and activation the kernel
+# takes, each task, blocks of 1 and 4 members
+LOWERED = [
+    ("binary", {"optimizer": "adam"}, 1),
+    ("multiclass", {"optimizer": "adamw", "schedule": "warmup_cosine", "hidden": (8, 8)}, 4),
+    ("regression", {"optimizer": "nesterov", "schedule": "exponential", "activation": "selu"}, 1),
+    ("binary", {"optimizer": "adagrad", "schedule": "onecycle", "activation": "softplus"}, 2),
+    ("binary", {"optimizer": "rmsprop", "activation": "gelu", "hidden": (8, 8, 8)}, 1),
+]
+
+
+def test_the_kernel_lowers_to_triton_for_a_gpu():
+    for task, hp, block in LOWERED:
+        data = synthetic(task, rows=100)
+        params = [resolve({"learning_rate": lr, "batch_size": 32, **hp}) for lr in (1e-3, 1e-2, 1e-1)]
+        structure = structure_of(params[0], data)
+        pop = init_population(structure, stack_hparams(params, 3), np.arange(3), 0)
+        controls = Controls(jnp.float32(1e4), jnp.int32(10), jnp.float32(0), jnp.float32(1))
+        epoch = jax.jit(epoch_function(structure, kernel=KernelPlan(block=block)))
+        splits = (Split(data.x_train, data.y_train), Split(data.x_val, data.y_val))
+        lowered = epoch.trace(pop, *splits, keys.batch_order_key(0, 0), controls).lower(lowering_platforms=("cuda",))
+        text = lowered.as_text()
+        assert text.count("__gpu$xla.gpu.triton") == 1, (task, hp, "one Triton kernel per epoch")
+        assert "sweepax_member_epoch" in text
+
+
+# Through sweeps.run: halving with refill and PBT edit populations between epochs; a grid in two lanes
+RUNS = {
+    "grid, two lanes": (
+        dict(
+            space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
+            strategy=sweeps.Grid(n=3),
+            fuse=False,  # two programs, both in the kernel (a fused one accumulates: the XLA path's)
+        ),
+        2,
+    ),
+    "halving with refill": (
+        dict(
+            space={"learning_rate": space.loguniform(1e-3, 1e-1)},
+            strategy=sweeps.Halving(n=6, min_epochs=1, eta=2, refill=True, seed=0),
+        ),
+        1,
+    ),
+    "pbt": (dict(space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.PBT(population=4, seed=0)), 1),
+}
+CHEAP = dict(epochs=3, plots=False, progress=False, keep_models=1, checkpoint_every=1)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_sweeps_run_in_the_kernel_gives_the_xla_paths_table(name, tmp_path, monkeypatch):
+    def sweep():  # a strategy keeps its state: each run gets its own
+        return {**copy.deepcopy(RUNS[name][0]), **CHEAP}
+
+    monkeypatch.setenv("SWEEPS_LANES", str(RUNS[name][1]))
+    data = synthetic("regression", rows=300)
+    xla = sweeps.run(data, **sweep())
+    kernel = sweeps.run(data, **sweep(), kernel="pallas", run_dir=tmp_path / "run")
+    assert kernel.config["kernel"] == "pallas" and "kernel" not in xla.config
+    columns = ["number", "state", "epochs", "best_epoch"]
+    pd.testing.assert_frame_equal(xla.table[columns], kernel.table[columns])
+    np.testing.assert_allclose(kernel.table["value"], xla.table["value"], rtol=1e-5)
+    np.testing.assert_allclose(kernel.history["value"], xla.history["value"], rtol=1e-4, atol=1e-6)
+    if name == "halving with refill":
+        assert (kernel.table["state"] == "pruned").any()
+        # stopped at its second checkpoint and resumed: the same run, bit for bit (the kernel's program again)
+        undo = crash_after_saves(monkeypatch, 2)
+        with pytest.raises(Stop):
+            sweeps.run(data, **sweep(), kernel="pallas", run_dir=tmp_path / "stopped")
+        undo()
+        resumed = sweeps.run(data, **sweep(), kernel="pallas", run_dir=tmp_path / "stopped", resume=True)
+        pd.testing.assert_frame_equal(kernel.table, resumed.table)
+        pd.testing.assert_frame_equal(kernel.history, resumed.history)
