@@ -57,6 +57,7 @@ def run(
     divergence_threshold: float | None = 10.0,
     init: str = "shared",
     fuse: bool = True,
+    precision: str = "float32",
     devices: int | list[int] | None = None,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -103,6 +104,10 @@ def run(
       fuse: True (default): members whose built-in MLPs differ in hidden widths or depth, or whose batch sizes
         differ, train in one compiled program (padded and masked, exact) where the planner's cost model says it
         pays; False keeps one program per structure. A resumed run needs the value it started with.
+      precision: "float32" (default), or "bfloat16": mixed precision, the model's matrix products and activations
+        in bfloat16 on float32 master weights and optimizer state, outputs cast to float32 before the loss and
+        the metrics (`sweeps.engine.precision`; its effect on the best trial and on speed: benchmarks/README.md,
+        "Mixed precision"). Part of the compiled program's key; a resumed run needs the value it started with.
       objective: the metric that picks each trial's best epoch and the best trial
         (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`, or `val_<name>` of one of
         your `metrics`).
@@ -182,6 +187,7 @@ def run(
         divergence_threshold=divergence_threshold,
         init=init,
         fuse=fuse,
+        precision=precision,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,
