@@ -44,12 +44,12 @@ from sweeps.engine.precision import PRECISIONS
 
 def bfloat16_first_moments() -> None:
     """Adam's first moment kept in bfloat16 from now on, in this process (the registry entry replaced)."""
-    from sweeps.engine import optimizers  # private to the engine: an experiment, never the library's path
+    from sweeps.engine.hparams import OPTIMIZERS  # the registry itself: replaced in place, read by every step
 
     def build(hp, lr):
         return optax.adam(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"], mu_dtype=jnp.bfloat16)
 
-    optimizers.OPTIMIZERS["adam"] = dataclasses.replace(optimizers.OPTIMIZERS["adam"], build=build)
+    OPTIMIZERS["adam"] = dataclasses.replace(OPTIMIZERS["adam"], build=build)
 
 
 def quality(precision: str) -> dict:
