@@ -42,7 +42,8 @@ def dropout(x: jax.Array, rate: jax.Array, key: jax.Array) -> jax.Array:
     """
     keep_prob = 1.0 - rate
     keep = jax.random.bernoulli(key, keep_prob, x.shape)
-    return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+    # a float32 rate would promote bfloat16 activations (mixed precision): scaled in float32, kept in x's dtype
+    return jnp.where(keep, x / keep_prob, jnp.zeros_like(x)).astype(x.dtype)
 
 
 class Dense(nn.Module):

@@ -32,6 +32,7 @@ from sweeps.engine import call_signature, memory, model_record
 from sweeps.engine import hparams as registry
 from sweeps.engine.kernel import KERNELS
 from sweeps.engine.metrics import Metric, OwnMetrics, direction, function_path, metrics_record
+from sweeps.engine.precision import PRECISIONS, check_precision
 from sweeps.planning.checks import (
     check_early_stopping,
     check_int,
@@ -62,8 +63,8 @@ class SweepConfig:
     functions: `sweeps.run` only, not a config file), `space` ([space]),
     `strategy` ([strategy]); [train]: `optimizer`, `epochs`, `batch_size` (defaults for trials whose space
     does not set them), `seeds`, `seed`, `objective`, `early_stopping`, `max_population`,
-    `divergence_threshold`, `init`, `fuse`, `kernel`; [run]: `checkpoint_every`, `keep_checkpoints`, `keep_models`,
-    `plots`.
+    `divergence_threshold`, `init`, `fuse`, `kernel`, `precision`; [run]: `checkpoint_every`, `keep_checkpoints`,
+    `keep_models`, `plots`.
     """
 
     model: Any = _section("model", factory=MLP)  # a Linen module, or what builds an NNX module from rngs
@@ -83,6 +84,7 @@ class SweepConfig:
     init: str = _section("train", "shared")
     fuse: bool = _section("train", True)  # the planner may train differing built-in MLPs or batch sizes as one program
     kernel: str = _section("train", "xla")  # where a step runs: the XLA path, or the Pallas kernel (`KERNELS`)
+    precision: str = _section("train", PRECISIONS[0])  # what the model computes in (sweeps.engine.precision)
     checkpoint_every: int | None = _section("run", None)
     keep_checkpoints: int = _section("run", 2)
     keep_models: int = _section("run", 5)
@@ -127,6 +129,7 @@ class SweepConfig:
                 f"kernel must be one of {list(KERNELS)}, but got kernel={self.kernel!r}; 'xla' (the default) steps on "
                 "the XLA path, 'pallas' keeps each member's state on chip for the whole epoch where the model allows"
             )
+        check_precision(self.precision)
         if self.checkpoint_every is not None:
             check_int("checkpoint_every", self.checkpoint_every, 1)
         check_int("keep_checkpoints", self.keep_checkpoints, 1)
@@ -178,7 +181,8 @@ class SweepConfig:
         and metrics are recorded by their functions' `module:qualname` (never imported again), only when given;
         `fuse` only when False and `kernel` only when not "xla": a record without them (every record made before
         the settings existed) reads as the defaults (`recorded_fuse`), so such a run folder resumes under them, and
-        one started with fuse=False only with fuse=False."""
+        one started with fuse=False only with fuse=False. `precision` is always written; a record without it (made
+        before the setting existed) reads as float32 (`recorded_precision`)."""
         strategy = self.strategy
         own = {}
         if self.loss is not None:
@@ -202,6 +206,7 @@ class SweepConfig:
             "init": self.init,
             **fuse,
             **kernel,
+            "precision": self.precision,
             "seed": self.seed,
             "objective": self.objective,
             "direction": self.direction(self.objective),
@@ -214,6 +219,11 @@ class SweepConfig:
     def recorded_fuse(record: Mapping[str, Any]) -> bool:
         """The `fuse` a settings record (config.json, run.json's settings) was made with: absent means True."""
         return bool(record.get("fuse", True))
+
+    @staticmethod
+    def recorded_precision(record: Mapping[str, Any]) -> str:
+        """The `precision` a settings record (config.json, run.json's settings) was made with: absent means float32."""
+        return str(record.get("precision", PRECISIONS[0]))
 
     def run_options(self) -> dict[str, Any]:
         """The run folder's settings (checkpoints, kept models): config.json records them; a resume may change them."""

@@ -58,6 +58,7 @@ def run(
     init: str = "shared",
     fuse: bool = True,
     kernel: str = "xla",
+    precision: str = "float32",
     devices: int | list[int] | None = None,
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
@@ -110,6 +111,10 @@ def run(
         gradient clipping or accumulation, a user's model or loss, several devices) train on the XLA path, with
         a warning; on a CPU the kernel runs in Pallas's interpreter, slowly (for testing). A resumed run needs the
         value it started with.
+      precision: "float32" (default), or "bfloat16": mixed precision, the model's matrix products and activations
+        in bfloat16 on float32 master weights and optimizer state, outputs cast to float32 before the loss and
+        the metrics (`sweeps.engine.precision`; its effect on the best trial and on speed: benchmarks/README.md,
+        "Mixed precision"). Part of the compiled program's key; a resumed run needs the value it started with.
       objective: the metric that picks each trial's best epoch and the best trial
         (`val_loss`, `val_accuracy`, `val_auc`, `val_rmse`, `val_mae`, `train_loss`, or `val_<name>` of one of
         your `metrics`).
@@ -190,6 +195,7 @@ def run(
         init=init,
         fuse=fuse,
         kernel=kernel,
+        precision=precision,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
         keep_models=keep_models,

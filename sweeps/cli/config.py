@@ -13,7 +13,7 @@ and `sweeps.run`, so the file says only what differs:
                 n, seed; rounds, per_round, sampler                           (sweeps.strategies)
     [train]     optimizer, epochs, batch_size, seeds, seed, objective,
                 early_stopping, max_population, divergence_threshold, init,
-                fuse, kernel                                                  (sweeps.run)
+                fuse, kernel, precision                                       (sweeps.run)
     [run]       dir (the run folder), checkpoint_every, keep_checkpoints, keep_models, plots,
                 devices (a count or a list of device ids; absent: every device),
                 log (trackers watching the run live: ["mlflow", "tensorboard"]),
@@ -75,6 +75,7 @@ from sweeps.cli.config_schema import (
 from sweeps.cli.model_class import split_class_path
 from sweeps.data import Dataset
 from sweeps.driver.rounds import first_round
+from sweeps.engine.precision import check_precision
 from sweeps.planning.planner import Plan, Round, plan
 from sweeps.results.result import Result
 from sweeps.settings import Resources
@@ -283,6 +284,10 @@ def resolve(
         train["early_stopping"] = {}  # sweeps.run's defaults: val_loss, patience 5
     if isinstance(train.get("early_stopping"), Mapping):
         check_early_stopping_keys(train["early_stopping"], at("train.early_stopping"))
+    try:
+        check_precision(train["precision"])
+    except ValueError as e:
+        raise ValueError(f"[train] precision in {at('train.precision')}: {e}") from None
     config["train"] = train
 
     run_section = {**defaults["run"], **raw.get("run", {})}

@@ -86,7 +86,10 @@ class PopulationEdits:
 
         def fits(asked: Mapping) -> bool:
             hparams = resolve({**config.defaults, **config.strategy.fixed(), **asked}, config.model_hparams)
-            return holds(fused, structure_of(hparams, self.plan.data, config.module, config.loss, config.own_metrics))
+            own = structure_of(
+                hparams, self.plan.data, config.module, config.loss, config.own_metrics, config.precision
+            )
+            return holds(fused, own)
 
         return fits
 
@@ -106,7 +109,9 @@ class PopulationEdits:
         new, last = [], last()
         for k, slot in enumerate(slots):
             hparams = resolve({**config.defaults, **config.strategy.fixed(), **refill[slot]}, config.model_hparams)
-            structure = structure_of(hparams, self.plan.data, config.module, config.loss, config.own_metrics)
+            structure = structure_of(
+                hparams, self.plan.data, config.module, config.loss, config.own_metrics, config.precision
+            )
             if not holds(group.structure, structure):
                 raise ValueError(
                     f"a refilled trial must train in the population's program ({group.structure.label()}), "

@@ -20,13 +20,16 @@ import jax
 from sweeps.driver import checkpoints as checkpoints_lib
 from sweeps.driver import distributed, run_folder, run_lock
 from sweeps.driver.devices import resume_advice
+from sweeps.settings import SweepConfig
 from sweeps.tracking.callbacks import new_run_id
 
 
 def comparable(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The settings that decide a sweep's results, without where its data file lies: the data is known by its
-    fingerprint, so a run whose CSV moved resumes (`sweeps resume RUN_DIR --set data.path=...`)."""
-    return {**settings, "data": {k: v for k, v in settings["data"].items() if k != "source"}}
+    fingerprint, so a run whose CSV moved resumes (`sweeps resume RUN_DIR --set data.path=...`). A record made
+    before `precision` existed trained in float32 and compares as such."""
+    data = {k: v for k, v in settings["data"].items() if k != "source"}
+    return {**settings, "precision": SweepConfig.recorded_precision(settings), "data": data}
 
 
 # Settings a fork may change and still continue a checkpoint's trials (the others change the trials or their chunks).

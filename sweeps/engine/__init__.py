@@ -10,7 +10,7 @@ Two kinds of names:
 
 - objects, imported from here: `from sweeps.engine import Population, make_train_epoch`;
 - public modules, whose contents are theirs to use, like `optax.schedules`:
-  `compiler`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `schedules`
+  `compiler`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `precision`, `schedules`
   (`from sweeps.engine import hparams`, or `from sweeps.engine.hparams import HPARAMS`).
 
 The other modules are private and may be split, renamed or moved freely:
@@ -30,10 +30,11 @@ and the public ones:
   keys.py         where a trial id becomes a random key
   memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
   metrics.py      validation metrics, a user's `Metric`, every metric's direction and the valid metric names
+  precision.py    where a member's forward casts to its precision (float32, or bfloat16 on float32 master weights)
   schedules.py    learning-rate schedules with traced parameters
 """
 
-from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, schedules
+from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, precision, schedules
 from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
 from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
 from sweeps.engine.network import (
@@ -73,6 +74,7 @@ __all__ = [
     "keys",
     "memory",
     "metrics",
+    "precision",
     "schedules",
     # what decides a compiled program
     "NNXNetwork",

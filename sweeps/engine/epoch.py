@@ -39,6 +39,7 @@ from sweeps.engine.kernel import KernelPlan, train_steps, unsupported
 from sweeps.engine.metrics import direction, directions, evaluate, metric_names
 from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
+from sweeps.engine.precision import network_outputs
 from sweeps.engine.schedules import learning_rate_at
 from sweeps.engine.structure import Structure, kernels
 
@@ -83,10 +84,13 @@ def per_example_loss(structure: Structure):
 def member_loss(structure: Structure, params, hp, x, y, w, dropout_key, total_weight=None, penalized=True):
     """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch.
 
+    The model computes in `structure.precision` (`sweeps.engine.precision.network_outputs`); the loss, the
+    penalty and so the gradient are float32.
+
     `total_weight`: what the weighted sum is divided by, the weight of the member's whole minibatch when `x` is
     one micro-batch of it (default: `w`'s sum); `penalized`: whether the L2 penalty is added (once per update:
     a traced bool for the micro-batches of an accumulated one)."""
-    outputs = structure.network.apply(params, x, hp, train=True, key=dropout_key)
+    outputs = network_outputs(structure, params, x, hp, train=True, key=dropout_key)  # float32, whatever precision
     weighted = jnp.sum(per_example_loss(structure)(outputs, y) * w)
     data_loss = weighted / (jnp.sum(w) if total_weight is None else total_weight)
     penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
@@ -255,8 +259,9 @@ def all_finite(params) -> jax.Array:
 
 
 def forward(structure: Structure, params, hparams, x: jax.Array) -> jax.Array:
-    """Every member's outputs on all of `x` (rows, *input_shape) in one pass -> (trials, rows, outputs)."""
-    return jax.vmap(lambda member, hp: structure.network.apply(member, x, hp, train=False))(params, hparams)
+    """Every member's outputs on all of `x` (rows, *input_shape) in one pass -> (trials, rows, outputs) float32, the
+    model computing in `structure.precision` as in training (`sweeps.engine.precision.network_outputs`)."""
+    return jax.vmap(lambda member, hp: network_outputs(structure, member, x, hp, train=False))(params, hparams)
 
 
 def predict(structure: Structure, params, hparams, x: jax.Array) -> jax.Array:

@@ -39,6 +39,9 @@ class Structure:
     `MLP`); `accumulate` > 1, `batch_size` is the micro-batch every member steps through and a member of batch
     size k x `batch_size` (k <= `accumulate`, its traced `batch_size`) sums the gradients of k micro-batches
     into one update (`sweeps.engine.epoch`).
+
+    `precision` is what the model computes in: "float32", or "bfloat16" (mixed precision: float32 parameters and
+    optimizer state, the forward and backward in bfloat16: `sweeps.engine.precision`).
     """
 
     hidden: tuple[int, ...]
@@ -57,6 +60,7 @@ class Structure:
     metrics: tuple[tuple[str, Callable[[jax.Array, jax.Array], jax.Array], str], ...] = ()
     min_depth: int | None = None
     accumulate: int = 1
+    precision: str = "float32"
 
     @property
     def network(self) -> Network:
@@ -67,7 +71,8 @@ class Structure:
         """A short human-readable name, for progress bars and dry runs."""
         extras = "".join(f", {name}" for name, on in (("clip", self.clip), ("dropout", self.dropout)) if on)
         batch = f"batch {self.batch_size}" + (f" (x1-{self.accumulate} accumulated)" if self.accumulate > 1 else "")
-        return f"{self.network.label()}, {batch}, {self.optimizer}/{self.schedule}{extras}"
+        precision = "" if self.precision == "float32" else f", {self.precision}"
+        return f"{self.network.label()}, {batch}, {self.optimizer}/{self.schedule}{extras}{precision}"
 
 
 @functools.cache
@@ -85,11 +90,17 @@ def _network(structure: Structure) -> Network:
 
 
 def structure_of(
-    hparams: Mapping[str, Any], data, module: nn.Module | None = None, loss: Callable | None = None, metrics: tuple = ()
+    hparams: Mapping[str, Any],
+    data,
+    module: nn.Module | None = None,
+    loss: Callable | None = None,
+    metrics: tuple = (),
+    precision: str = "float32",
 ) -> Structure:
     """The structure key of one trial's resolved hyperparameters on `data` (n_features, n_outputs, task),
     training the user's `module` (None: the built-in MLP) on the user's `loss` (None: the task's), its
-    validation computing the user's `metrics` ((name, fn, direction), ...) too."""
+    validation computing the user's `metrics` ((name, fn, direction), ...) too, its model computing in
+    `precision` (the sweep's `SweepConfig.precision`)."""
     return Structure(
         *trial_fields(hparams, module),
         task=data.task,
@@ -99,6 +110,7 @@ def structure_of(
         input_shape=None if module is None else tuple(int(n) for n in data.input_shape),
         loss=loss,
         metrics=tuple(metrics),
+        precision=precision,
     )
 
 
@@ -129,10 +141,18 @@ def trial_fields(hparams: Mapping[str, Any], module: nn.Module | None = None) ->
 
 def init_structure(structure: Structure) -> Structure:
     """The part of `structure` a fresh population depends on (the model's shapes, the optimizer's state),
-    the rest set to fixed values: groups that differ only in batch size, schedule, dropout, loss or metrics
-    share one compiled initialisation."""
+    the rest set to fixed values: groups that differ only in batch size, schedule, dropout, loss, metrics or
+    precision (parameters start float32 in any) share one compiled initialisation."""
     return dataclasses.replace(
-        structure, batch_size=1, schedule="constant", dropout=False, task="binary", loss=None, metrics=(), accumulate=1
+        structure,
+        batch_size=1,
+        schedule="constant",
+        dropout=False,
+        task="binary",
+        loss=None,
+        metrics=(),
+        accumulate=1,
+        precision="float32",
     )
 
 

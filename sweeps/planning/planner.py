@@ -320,7 +320,7 @@ def fused_lines(groups: tuple[Group, ...], data: Dataset) -> list[str]:
             counts[fields] += 1
             first.setdefault(fields, t)
         own = {
-            structure_of(first[f].hparams, data, shared.module, shared.loss, shared.metrics): n
+            structure_of(first[f].hparams, data, shared.module, shared.loss, shared.metrics, shared.precision): n
             for f, n in counts.items()
         }
         macs = sum(fusion.multiply_adds(s) * n for s, n in own.items()) or 1
@@ -409,11 +409,11 @@ def group_trials(trials: list[Trial], plan: Plan, queued: list[Mapping[str, Any]
     by_fields: dict[tuple, list[Trial]] = {}
     for trial in trials:
         by_fields.setdefault(trial_fields(trial.hparams, module), []).append(trial)
-    loss, own = plan.config.loss, plan.config.own_metrics
-    by_structure = {structure_of(m[0].hparams, data, module, loss, own): m for m in by_fields.values()}
+    loss, own, precision = plan.config.loss, plan.config.own_metrics, plan.config.precision
+    by_structure = {structure_of(m[0].hparams, data, module, loss, own, precision): m for m in by_fields.values()}
     parts = [(s, [t.hparams["epochs"] for t in members]) for s, members in by_structure.items()]
     for hparams in queued or ():  # a strategy's later trials (refill) count, so the group fused has room for them
-        structure = structure_of(hparams, data, module, loss, own)
+        structure = structure_of(hparams, data, module, loss, own, precision)
         parts.append((structure, [hparams["epochs"]]))
         by_structure.setdefault(structure, [])
     fused = fusion.groups(parts, data.n_train, data.n_val, plan.config.fuse, not plan.strategy.copies_members)
