@@ -31,15 +31,16 @@ from sweeps.engine import (
     memory,
     stack_hparams,
 )
+from sweeps.engine.kernel import KernelPlan
 from sweeps.planning.lanes import lane_chunk_size
 
 
 class Engine:
     """Device-resident data and the compiled epochs of one workload, shared by vmap and sequential."""
 
-    def __init__(self, workload: Workload, traffic: bool = True):
+    def __init__(self, workload: Workload, traffic: bool = True, kernel: KernelPlan | None = None):
         data = workload.data
-        self.workload, self.traffic = workload, traffic
+        self.workload, self.traffic, self.kernel = workload, traffic, kernel  # kernel: the Pallas kernel's plan
         self.train = Split(jnp.asarray(data.x_train), jnp.asarray(data.y_train))
         self.val = Split(jnp.asarray(data.x_val), jnp.asarray(data.y_val))
         self.controls = Controls(jnp.float32(np.inf), jnp.int32(1), jnp.float32(0.0), jnp.float32(data.y_std))
@@ -60,7 +61,7 @@ class Engine:
     def compiled(self, pop: Population) -> tuple[Any, float, dict]:
         """(compiled epoch, compile seconds, cost per member-epoch) for this population size, cached."""
         if pop.size not in self._compiled:
-            epoch = make_train_epoch(self.workload.structure())
+            epoch = make_train_epoch(self.workload.structure(), kernel=self.kernel)
             start = time.perf_counter()
             program = epoch.lower(pop, self.train, self.val, self.order_key(0), self.controls).compile()
             compile_s = time.perf_counter() - start

@@ -11,6 +11,8 @@ Part of `benchmarks/throughput.py`; never imported by the library.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -47,10 +49,12 @@ class Workload:
         batch_size: int,
         load: Callable[[], sweeps.Dataset],
         model: nn.Module | None = None,
+        precision: str = "float32",
     ):
         if model is not None and hidden:
             raise ValueError(f"a workload of a user's model has no hidden widths, but got hidden={hidden}")
         self.name, self.hidden, self.batch_size, self._load, self.model = name, hidden, batch_size, load, model
+        self.precision = precision  # what the model computes in (`sweeps.engine.precision`)
         self._data = None
 
     @property
@@ -68,7 +72,8 @@ class Workload:
         return [resolve({"learning_rate": float(lr), **fixed}, own) for lr in learning_rates]
 
     def structure(self):
-        return structure_of(self.trial_params([1e-3])[0], self.data, self.model)
+        structure = structure_of(self.trial_params([1e-3])[0], self.data, self.model)
+        return dataclasses.replace(structure, precision=self.precision)
 
     @property
     def steps_per_epoch(self) -> int:
