@@ -5,7 +5,7 @@ one warm-up epoch and one timed epoch untraced, then one epoch under `jax.profil
 Chrome-trace JSON that JAX writes beside its XPlane (`plugins/profile/<run>/<host>.trace.json.gz`; it also
 opens in ui.perfetto.dev). It prints, as a markdown table:
 
-- the epoch's wall time (untraced and traced), and model-epochs/s untraced;
+- the epoch's wall time untraced (the median of `--repeats` epochs) and traced, and model-epochs/s untraced;
 - the device timeline: on a GPU the kernels of the `/device:GPU:N` streams; on a TPU its "XLA Ops" line;
   on a CPU, which has no device lane, the XLA thunks (events carrying an `hlo_op`) on the host's threads;
 - its time summed by kernel (or op) name, self time (a CPU `while` thunk holds the ops of its body: they
@@ -32,6 +32,7 @@ import datetime
 import gzip
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +61,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="members (default on an accelerator 16384 lesson, 1024 wide; on a CPU 256 lesson, 8 wide)",
     )
     parser.add_argument("--top", type=int, default=15, help="kernels (ops) listed by time (default 15)")
+    parser.add_argument("--repeats", type=int, default=3, help="untraced epochs timed, median (default 3)")
     parser.add_argument(
         "--trace-dir", type=Path, default=None, help="where JAX writes the trace (default a new temporary folder)"
     )
@@ -67,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n is not None and args.n < 1:
         parser.error(f"--n must be >= 1, but got {args.n}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, but got {args.repeats}")
     if args.top < 1:
         parser.error(f"--top must be >= 1, but got {args.top}")
     return args
@@ -216,9 +220,9 @@ def summarize(events: list[dict[str, Any]], top: int = 15) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the epoch
 
 
-def profile(workload_name: str, n: int, trace_dir: Path, top: int = 15) -> dict[str, Any]:
+def profile(workload_name: str, n: int, trace_dir: Path, top: int = 15, repeats: int = 3) -> dict[str, Any]:
     """One warm epoch of `n` members of the workload under the profiler, summarized (`summarize`), with the epoch's
-    wall times, compile time and the roofline counts from the shapes."""
+    wall times (untraced: the median of `repeats` epochs), compile time and the roofline counts from the shapes."""
     workload = make_workloads()[workload_name]
     fit = memory_check(workload, n)
     if fit["memory_estimate_mb"] > fit["memory_available_mb"]:
@@ -230,13 +234,17 @@ def profile(workload_name: str, n: int, trace_dir: Path, top: int = 15) -> dict[
     pop, _, _ = engine.population(learning_rates(n))
     program, compile_s, cost = engine.compiled(pop)
     pop, warmup_s = engine.run_epoch(program, pop, 0)
-    pop, untraced_s = engine.run_epoch(program, pop, 1)
+    untraced = []
+    for epoch in range(1, repeats + 1):
+        pop, seconds = engine.run_epoch(program, pop, epoch)
+        untraced.append(seconds)
+    untraced_s = statistics.median(untraced)
     trace_dir.mkdir(parents=True, exist_ok=True)
     traced_s, path = None, None
     try:
         with jax.profiler.trace(str(trace_dir)):
             start = time.perf_counter()
-            pop, _ = engine.run_epoch(program, pop, 2)
+            pop, _ = engine.run_epoch(program, pop, repeats + 1)
             traced_s = time.perf_counter() - start
         path = find_trace(trace_dir)
         if path is None:
@@ -258,6 +266,7 @@ def profile(workload_name: str, n: int, trace_dir: Path, top: int = 15) -> dict[
         "compile_s": compile_s,
         "warmup_epoch_s": warmup_s,
         "epoch_s": untraced_s,
+        "untraced_epochs_s": untraced,
         "traced_epoch_s": traced_s,
         "model_epochs_per_s": n / untraced_s,
         "unfused_gbs": n / untraced_s * cost["unfused_epoch_bytes"] / 1e9,
@@ -276,7 +285,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| what | value |",
         "|---|---|",
-        f"| epoch wall time, untraced | {1e3 * r['epoch_s']:.1f} ms ({r['model_epochs_per_s']:,.0f} model-epochs/s) |",
+        f"| epoch wall time, untraced (median of {len(r['untraced_epochs_s'])}) | {1e3 * r['epoch_s']:.1f} ms "
+        f"({r['model_epochs_per_s']:,.0f} model-epochs/s) |",
         f"| epoch wall time, traced | {'n/a' if traced is None else f'{1e3 * traced:.1f} ms'} |",
         f"| unfused traffic at the untraced rate | {r['unfused_gbs']:.3g} GB/s "
         f"({r['unfused_epoch_bytes'] / 1e6:.2f} MB per model-epoch) |",
@@ -310,7 +320,7 @@ def main(argv=None) -> int:
     n = args.n or DEFAULT_N[accelerator][args.workload]
     trace_dir = args.trace_dir or Path(tempfile.mkdtemp(prefix="sweeps-profile-"))
     print(f"profiling one epoch of {args.workload} at N = {n}; trace -> {trace_dir}", flush=True)
-    result = profile(args.workload, n, trace_dir, args.top)
+    result = profile(args.workload, n, trace_dir, args.top, args.repeats)
     print(markdown(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
