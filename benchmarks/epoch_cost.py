@@ -3,6 +3,12 @@
 The throughput table turns a rate of model-epochs per second into GFLOP/s and a share of the
 machine's matmul peak and copy bandwidth with these counts.
 
+The roofline (issue 25) uses counts from the shapes alone, never XLA's (`roofline`): XLA's bytes
+accessed include traffic that stays in cache, so its "share of bandwidth" passed 100% on an H200.
+The traffic that bounds an *unfused* member step is the optimizer update's
+(`unfused_step_bytes`): it reads the parameters, the gradient and the optimizer state and writes
+the parameters and the optimizer state, each from and to memory, once per step.
+
 Part of `benchmarks/throughput.py`; never imported by the library.
 """
 
@@ -18,7 +24,16 @@ from workloads import Workload
 from sweeps.engine import Population, Split, Structure, epoch_parts, memory
 from sweeps.engine import n_params as n_params_of
 
-COST_KEYS = ("flops", "flops_source", "flops_analytic", "bytes", "bytes_source", "bytes_analytic")
+WORD = 4  # bytes: float32 parameters, gradients and optimizer state
+ROOFLINE_KEYS = (
+    "roofline_params",
+    "roofline_opt_state_words",
+    "unfused_step_words",
+    "unfused_step_bytes",
+    "unfused_epoch_bytes",
+    "roofline_flops",
+)
+COST_KEYS = ("flops", "flops_source", "flops_analytic", "bytes", "bytes_source", "bytes_analytic", *ROOFLINE_KEYS)
 
 
 def analytic_cost(workload: Workload) -> tuple[float, float]:
@@ -51,6 +66,80 @@ def analytic_cost(workload: Workload) -> tuple[float, float]:
     step_bytes = 32 * n_params + 16 * workload.batch_size * outputs
     val_bytes = 4 * n_params + 4 * n_val * (inputs + outputs)
     return float(flops), float(workload.steps_per_epoch * step_bytes + val_bytes)
+
+
+def unfused_step_words(structure: Structure) -> int:
+    """Words (float32 values) one member's optimizer update moves when it runs unfused, counted from the shapes.
+
+    The update reads the parameters (P), the gradient (P) and the optimizer state (S) and writes the
+    parameters (P) and the optimizer state (S): 3P + 2S, with P = `sweeps.engine.n_params(structure)` and
+    S = the optimizer's state size from `jax.eval_shape` of its `init` (`state_size`; Adam: 2P + 1, two
+    moments and a step count, so 7P + 2 words). Activations, the minibatch and validation are left out:
+    for the lesson's member they are under 10% of this at batch 32 (a floor, not a total).
+
+    Examples:
+      >>> from sweeps.engine import Structure
+      >>> lesson = Structure((64,), "relu", 32, "adam", "constant", False, False, "binary", 45, 1)
+      >>> unfused_step_words(lesson)  # P = 45*64 + 64 + 64 + 1 = 3,009: 7P + 2
+      21065
+    """
+    p = n_params_of(structure)
+    s = memory.state_size(structure.optimizer, structure.clip, p)
+    return 2 * p + p + 2 * s  # parameters read and written, the gradient read, the state read and written
+
+
+def unfused_step_bytes(structure: Structure) -> int:
+    """Bytes one member's unfused optimizer update moves per step: `unfused_step_words` x 4 (float32)."""
+    return WORD * unfused_step_words(structure)
+
+
+def roofline(workload: Workload) -> dict[str, Any]:
+    """One member's epoch counted from the shapes, for the roofline: the row fields of `ROOFLINE_KEYS`.
+
+    `unfused_epoch_bytes` is `unfused_step_bytes` x the steps per epoch (ceil(train rows / batch));
+    `roofline_flops` is the hand count of `analytic_cost` (forward and backward over the padded training
+    rows, the validation forward). For the lesson (45 -> 64 -> 1, Adam, batch 32, 177 steps): P = 3,009,
+    21,065 words = 84,260 bytes a step, 14.91 MB and 108.3 MFLOP a model-epoch.
+    """
+    structure = workload.structure()
+    p = n_params_of(structure)
+    step_bytes = unfused_step_bytes(structure)
+    return {
+        "roofline_params": p,
+        "roofline_opt_state_words": memory.state_size(structure.optimizer, structure.clip, p),
+        "unfused_step_words": step_bytes // WORD,
+        "unfused_step_bytes": step_bytes,
+        "unfused_epoch_bytes": step_bytes * workload.steps_per_epoch,
+        "roofline_flops": analytic_cost(workload)[0],
+    }
+
+
+def roofline_rates(row: dict[str, Any], matmul_gflops: float, copy_gbs: float) -> dict[str, float]:
+    """What a row's measured rate means against the machine, by the shapes' counts (`roofline`).
+
+    `unfused_gbs`: model-epochs/s x `unfused_epoch_bytes`, the traffic an unfused step must move;
+    `unfused_bandwidth_fraction`: that over the measured copy bandwidth (`machine.memory_bandwidth_gbs`, bytes
+    read + written); `roofline_gflops` and `roofline_peak_fraction`: `roofline_flops` x the rate, over the
+    measured float32 matmul peak; `unfused_roof_model_epochs_per_s`: copy bandwidth / `unfused_epoch_bytes`, the
+    most model-epochs/s an unfused step can reach; `matmul_roof_model_epochs_per_s`: the same bound by FLOPs.
+
+    Examples:
+      >>> row = {"model_epochs_per_s": 100.0, "unfused_epoch_bytes": 2e7, "roofline_flops": 1e8}
+      >>> rates = roofline_rates(row, matmul_gflops=100.0, copy_gbs=40.0)
+      >>> rates["unfused_gbs"], rates["unfused_bandwidth_fraction"], rates["unfused_roof_model_epochs_per_s"]
+      (2.0, 0.05, 2000.0)
+      >>> rates["roofline_peak_fraction"], rates["matmul_roof_model_epochs_per_s"]
+      (0.1, 1000.0)
+    """
+    rate, epoch_bytes, flops = row["model_epochs_per_s"], row["unfused_epoch_bytes"], row["roofline_flops"]
+    return {
+        "unfused_gbs": rate * epoch_bytes / 1e9,
+        "unfused_bandwidth_fraction": rate * epoch_bytes / 1e9 / copy_gbs,
+        "unfused_roof_model_epochs_per_s": copy_gbs * 1e9 / epoch_bytes,
+        "roofline_gflops": rate * flops / 1e9,
+        "roofline_peak_fraction": rate * flops / 1e9 / matmul_gflops,
+        "matmul_roof_model_epochs_per_s": matmul_gflops * 1e9 / flops,
+    }
 
 
 def forward_flops(structure: Structure) -> int:
@@ -113,9 +202,10 @@ def _analysis(stage) -> dict[str, float]:
 
 
 def epoch_cost(workload: Workload, pop: Population, train: Split, val: Split, traffic: bool) -> dict[str, Any]:
-    """FLOPs and bytes of one member's epoch: XLA's counts where they work, else the analytic ones."""
+    """FLOPs and bytes of one member's epoch: XLA's counts where they work, else the analytic ones; and the
+    roofline's counts from the shapes (`roofline`)."""
     flops_a, bytes_a = analytic_cost(workload)
-    cost = {"flops_analytic": flops_a, "bytes_analytic": bytes_a}
+    cost = {"flops_analytic": flops_a, "bytes_analytic": bytes_a, **roofline(workload)}
     try:
         flops, accessed = xla_cost(workload, pop, train, val, traffic)
         cost.update(flops=flops / pop.size, flops_source="xla_cost_analysis")

@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from epoch_cost import roofline_rates
 
 from sweeps.planning.lanes import cpu_cores, lanes_from_environment
 
@@ -126,7 +127,11 @@ class MachineSamples:
         )
 
     def annotate(self, row: dict[str, Any]) -> dict[str, Any]:
-        """`row` with the best peak and bandwidth so far, every sample, and its GFLOP/s and fractions of them."""
+        """`row` with the best peak and bandwidth so far, every sample, and its GFLOP/s and fractions of them.
+
+        Two counts: XLA's (`gflops` and `peak_fraction` from `flops`; `xla_bandwidth_fraction` from `bytes`, which
+        includes traffic that stays in cache, so it can pass 1) and the shapes' (`epoch_cost.roofline_rates`: the
+        unfused step's traffic, its share of the copy bandwidth and the roof it implies)."""
         peak, bandwidth = max(p for _, p, _ in self.samples), max(b for _, _, b in self.samples)
         row = {
             **row,
@@ -137,7 +142,9 @@ class MachineSamples:
         if not row.get("skipped") and "flops" in row:
             row["gflops"] = row["flops"] * row["model_epochs_per_s"] / 1e9
             row["peak_fraction"] = row["gflops"] / peak
-            row["bandwidth_fraction"] = row["bytes"] * row["model_epochs_per_s"] / 1e9 / bandwidth
+            row["xla_bandwidth_fraction"] = row["bytes"] * row["model_epochs_per_s"] / 1e9 / bandwidth
+        if not row.get("skipped") and "unfused_epoch_bytes" in row:
+            row.update(roofline_rates(row, peak, bandwidth))
         return row
 
 

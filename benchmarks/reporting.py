@@ -38,7 +38,18 @@ def console_line(row: dict[str, Any]) -> str | None:
         f"{row['model_epochs_per_s']:9.3g} model-epochs/s"
         f"  sweep {row['sweep_s']:.3g} s  compile {row['compile_s']:.2f} s{compile_parts(row)}"
         f"  timed trials {row['timed_trials']}"
-        f"  {row['gflops']:.3g} GFLOP/s"
+        f"  {row['gflops']:.3g} GFLOP/s (XLA's count){unfused_traffic(row)}"
+    )
+
+
+def unfused_traffic(row: dict[str, Any]) -> str:
+    """ "  unfused 1.2 GB/s = 3.1% of copy (roof 2,740 model-epochs/s)" for a row with the roofline's rates
+    (`epoch_cost.roofline_rates`), "" for one without."""
+    if "unfused_gbs" not in row:
+        return ""
+    return (
+        f"  unfused {row['unfused_gbs']:.3g} GB/s = {100 * row['unfused_bandwidth_fraction']:.2g}% of copy"
+        f" (roof {row['unfused_roof_model_epochs_per_s']:,.0f} model-epochs/s)"
     )
 
 
@@ -70,26 +81,39 @@ def compile_parts(row: dict[str, Any]) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The throughput rows, then the memory runs' and the end-to-end comparisons' tables.
+
+    The roofline columns count from the shapes (`epoch_cost.roofline`): GFLOP/s and % of the matmul peak from
+    the hand-counted FLOPs; "unfused GB/s" is the traffic an unfused member step must move (parameters, gradient
+    and optimizer state) x the rate, against the measured copy bandwidth; "unfused roof" is that bandwidth over
+    the bytes per model-epoch. XLA's bytes accessed (which count traffic that stays in cache) are only in the
+    last-but-one column, per member-step and against the analytic minimum."""
     head = (
         "| workload | mode | N | model-epochs/s | µs per step | sweep s | compile s (epoch + init) | timed trials "
-        "| GFLOP/s | % of matmul peak | % of bandwidth | kB per member-step (x minimum) | peak MB |"
+        "| GFLOP/s (shapes) | % of matmul peak | unfused GB/s | % of copy bandwidth | unfused roof, model-epochs/s "
+        "| XLA's kB per member-step (x minimum) | peak MB |"
     )
     throughput = [r for r in rows if r.get("mode") not in TABLES_OF_THEIR_OWN]
     lines = [head, "|" + "---|" * (head.count("|") - 1)] if throughput else []
     for r in throughput:
         if r.get("skipped"):
-            lines.append(f"| {r['workload']} | {r['mode']} | {r['n']} | skipped: {r['skipped']} |" + " |" * 9)
+            lines.append(f"| {r['workload']} | {r['mode']} | {r['n']} | skipped: {r['skipped']} |" + " |" * 11)
             continue
         timed = f"{r['timed_trials']}{' (extrap.)' if r.get('extrapolated') else ''}"
         traffic = "n/a"
         engine = r["mode"] in ("vmap", "lanes", "sequential", "sequential-lanes")  # others carry the engine's cost
         if engine and r.get("bytes_source", "").startswith("xla") and r.get("steps_per_epoch"):
             traffic = f"{r['bytes'] / r['steps_per_epoch'] / 1e3:.0f} ({r['bytes'] / r['bytes_analytic']:.2f}x)"
+        if "unfused_gbs" in r:
+            roof = (
+                f"{r['roofline_gflops']:.3g} | {100 * r['roofline_peak_fraction']:.2g} | {r['unfused_gbs']:.3g} "
+                f"| {100 * r['unfused_bandwidth_fraction']:.2g} | {r['unfused_roof_model_epochs_per_s']:,.0f}"
+            )
+        else:
+            roof = "n/a | n/a | n/a | n/a | n/a"
         lines.append(
             f"| {r['workload']} | {r['mode']} | {r['n']} | {r['model_epochs_per_s']:.3g} | {r['step_us']:.0f} "
-            f"| {r['sweep_s']:.3g} | {r['compile_s']:.2f} | {timed} | {r['gflops']:.3g} "
-            f"| {100 * r['peak_fraction']:.2g} | {100 * r['bandwidth_fraction']:.2g} | {traffic} "
-            f"| {r['peak_mem_mb']:.0f} |"
+            f"| {r['sweep_s']:.3g} | {r['compile_s']:.2f} | {timed} | {roof} | {traffic} | {r['peak_mem_mb']:.0f} |"
         )
     runs = [r for r in rows if r.get("mode") == "sweeps.run"]
     if runs:

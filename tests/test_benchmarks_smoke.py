@@ -29,7 +29,10 @@ KEYS = {
     "gflops",
     "flops_source",
     "peak_fraction",
-    "bandwidth_fraction",
+    "xla_bandwidth_fraction",
+    "unfused_bandwidth_fraction",
+    "unfused_roof_model_epochs_per_s",
+    "roofline_peak_fraction",
     "matmul_peak_gflops",
     "mem_bandwidth_gbs",
     "timed_trials",
@@ -278,3 +281,73 @@ def test_tracker_export_times_an_export_and_an_export_again_that_writes_nothing(
         ("tensorboard", "re-export", 6),
     ]
     assert rows[0]["values"] == 6 * 4 + 2 * 6 and rows[1]["values"] == 0  # 4 metrics an epoch, value, best_epoch
+
+
+def test_roofline_counts_the_lessons_unfused_step_from_its_shapes():
+    """Issue 25: the lesson's member (45 -> 64 -> 1, Adam, batch 32) counted by hand here, independently of
+    epoch_cost: P parameters; an unfused update reads P parameters, P gradients and Adam's 2P + 1 state and
+    writes P parameters and 2P + 1 state, in float32."""
+    epoch_cost, workloads = import_benchmark("epoch_cost"), import_benchmark("workloads")
+    lesson = workloads.make_workloads()["lesson"]
+    p = 45 * 64 + 64 + 64 * 1 + 1
+    step_bytes = 4 * (3 * p + 2 * (2 * p + 1))
+    steps = -(-5634 // 32)
+    roof = epoch_cost.roofline(lesson)
+    assert (p, steps, lesson.steps_per_epoch) == (3009, 177, 177)
+    assert roof["roofline_params"] == p and roof["roofline_opt_state_words"] == 2 * p + 1
+    assert roof["unfused_step_bytes"] == step_bytes == 84_260 and roof["unfused_step_words"] == 7 * p + 2
+    assert roof["unfused_epoch_bytes"] == steps * step_bytes  # 14.91 MB
+    assert 107e6 < roof["roofline_flops"] < 110e6  # 3 x 2 x 2,944 x 5,664 training rows + 2 x 2,944 x 1,409
+    row = {"model_epochs_per_s": 250.0, **roof}
+    rates = epoch_cost.roofline_rates(row, matmul_gflops=135.0, copy_gbs=40.9)
+    assert rates["unfused_gbs"] == pytest.approx(250 * 14.914020e6 / 1e9)
+    assert 0 < rates["unfused_bandwidth_fraction"] < 1 and 0 < rates["roofline_peak_fraction"] < 1
+    # the H200's best copy in its rows (3,160 GB/s): about 212,000 model-epochs/s for an unfused step
+    h200 = epoch_cost.roofline_rates(row, matmul_gflops=352_483.0, copy_gbs=3160.4)
+    assert h200["unfused_roof_model_epochs_per_s"] == pytest.approx(211_908, rel=1e-3)
+
+
+def test_profile_epoch_summarizes_a_gpu_trace_by_its_streams():
+    """A Chrome trace laid out as JAX writes a GPU's: kernels on the device's streams, a derived "XLA Ops" line
+    that repeats them (not counted twice), host events; the gaps are the stream's idle time inside its span."""
+    profile_epoch = import_benchmark("profile_epoch")
+
+    def meta(kind, pid, name, tid=None):
+        lane = {} if tid is None else {"tid": tid}
+        return {"ph": "M", "name": kind, "pid": pid, **lane, "args": {"name": name}}
+
+    def op(tid, name, ts, dur, pid=2):
+        return {"ph": "X", "pid": pid, "tid": tid, "name": name, "ts": ts, "dur": dur}
+
+    events = [
+        meta("process_name", 1, "/host:CPU"),
+        meta("thread_name", 1, "python", 7),
+        meta("process_name", 2, "/device:GPU:0"),
+        meta("thread_name", 2, "Stream #13(Compute)", 13),
+        meta("thread_name", 2, "XLA Ops", 99),
+        op(7, "PjitFunction(epoch)", 0.0, 100.0, pid=1),
+        *(op(13, name, ts, 10.0) for name, ts in (("fusion_1", 10.0), ("gemm", 25.0), ("fusion_1", 40.0))),
+        op(99, "fusion_1", 10.0, 40.0),
+    ]
+    summary = profile_epoch.summarize(events, top=2)
+    assert summary["timeline"] == "device streams" and summary["lanes"] == ["/device:GPU:0 / Stream #13(Compute)"]
+    assert (summary["kernel_launches"], summary["distinct_kernels"], summary["host_gaps"]) == (3, 2, 2)
+    assert summary["busy_s"] == pytest.approx(30e-6) and summary["span_s"] == pytest.approx(40e-6)
+    assert summary["host_gaps_s"] == pytest.approx(10e-6) and summary["largest_gap_us"] == pytest.approx(5.0)
+    assert [(k["name"], k["launches"]) for k in summary["top"]] == [("fusion_1", 2), ("gemm", 1)]
+    assert profile_epoch.summarize([meta("process_name", 1, "/host:CPU")])["timeline"] is None
+
+
+def test_profile_epoch_profiles_one_lesson_epoch_on_the_cpu(tmp_path, capsys):
+    """`profile_epoch.py --n 4` in this process: a CPU has no device lane, so the XLA thunks on the host's threads
+    are the timeline (a `while` thunk's body charged to the body's ops)."""
+    profile_epoch = import_benchmark("profile_epoch")
+    out = tmp_path / "profile.json"
+    argv = ["--n", "4", "--repeats", "1", "--trace-dir", str(tmp_path / "trace"), "--out", str(out)]
+    assert profile_epoch.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 4 and result["epoch_s"] > 0 and result["traced_epoch_s"] > 0
+    assert result["timeline"].startswith("host threads") and result["kernel_launches"] > result["steps_per_epoch"]
+    assert 0 < result["busy_s"] <= result["span_s"] and len(result["top"]) == 15
+    assert result["unfused_epoch_bytes"] == 177 * 84_260
+    assert "| epoch wall time, untraced (median of 1) |" in capsys.readouterr().out
