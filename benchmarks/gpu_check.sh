@@ -18,7 +18,10 @@
 #
 # Environment knobs: QUICK=1 (a CPU smoke run: N 1 and 8, one epoch, tests/test_memory.py only,
 # no install), INSTALL=1|dry|0 (default 1, QUICK: 0; dry = pip --dry-run), PYTHON=..., TESTS="...",
-# DEADLINE_S=..., WORKLOADS="lesson wide" (the throughput parts to run).
+# DEADLINE_S=..., WORKLOADS="lesson wide" (the throughput parts to run; default none), KERNEL=1|0 (default 1:
+# benchmarks/kernel_paths.py, the XLA path against the Pallas kernel, lesson and wide, float32 and bfloat16,
+# N 1,024-65,536, with the members' equivalence on the card, into gpu-kernel.jsonl; then
+# benchmarks/profile_epoch.py at N = 16,384 on the XLA path into gpu-profile.json).
 
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -30,8 +33,9 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, in
 DEST=${OUT:-$ROOT/benchmarks/results}
 mkdir -p "$DEST" || exit 1
 QUICK=${QUICK:-0}
-DEADLINE_S=${DEADLINE_S:-400}
-WORKLOADS=${WORKLOADS:-lesson wide}
+DEADLINE_S=${DEADLINE_S:-520}
+WORKLOADS=${WORKLOADS-}  # the throughput parts (XLA path against sequential): "lesson wide" to run them
+KERNEL=${KERNEL:-1}      # issue 25: benchmarks/kernel_paths.py (XLA path against the Pallas kernel) and a profile
 
 if [[ $QUICK == 1 ]]; then
     NS="1 8"
@@ -48,7 +52,7 @@ else
     # and 16384 (440 GiB) do not fit and are skipped; --budget-s 75 also skips any N whose
     # predicted (1 + epochs) epochs + compile exceed 75 s.
     WIDE_ARGS="--epochs 2 --budget-s 75"
-    TESTS=${TESTS:-tests/test_engine.py tests/test_memory.py}
+    TESTS=${TESTS:-tests/test_kernel.py tests/test_engine.py tests/test_memory.py}
     INSTALL=${INSTALL:-1}
 fi
 
@@ -165,6 +169,14 @@ PYEOF
     [[ " $MISSING " == *" matplotlib "* ]] && echo "note: matplotlib is missing: no PNG plots"
     # sequential first: on a GPU peak memory is the process's peak so far, so the one-member runs
     # are measured before any large population; vmap N then grows, so each row's peak is its own.
+    if [[ $KERNEL == 1 ]]; then
+        local kernel_args=(--out "$DEST/gpu-kernel.jsonl")
+        [[ $QUICK == 1 ]] && kernel_args+=(--quick --precision float32)
+        part "kernel paths" 260 150 - "$PY" benchmarks/kernel_paths.py "${kernel_args[@]}"
+        local profile_n=16384
+        [[ $QUICK == 1 ]] && profile_n=8
+        part "profile" 60 120 - "$PY" benchmarks/profile_epoch.py --n "$profile_n" --out "$DEST/gpu-profile.json"
+    fi
     if [[ " $WORKLOADS " == *" lesson "* ]]; then
         # shellcheck disable=SC2086
         part "throughput lesson" 150 200 - "$PY" benchmarks/throughput.py --workload lesson --mode sequential vmap \
@@ -248,6 +260,25 @@ for r in rows:
     bw = r.get("unfused_bandwidth_fraction")  # the traffic from the shapes (issue 25), not XLA's bytes accessed
     lines.append(f"| {w} | {m} | {n} | {r['model_epochs_per_s']:.4g}{timed} | {r.get('compile_s', float('nan')):.2f} "
                  f"| {r.get('peak_mem_mb', float('nan')):.0f} | {'' if bw is None else f'{100 * bw:.2g}'} | {speedup} |")
+kernel = dest / "gpu-kernel.jsonl"
+if kernel.exists():
+    lines += ["", "| workload | precision | path | N | model-epochs/s | % of copy bandwidth (unfused traffic) | "
+              "compile s |", "|---|---|---|---|---|---|---|"]
+    for line in kernel.read_text().splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if r.get("check") == "equivalence":
+            lines.append(f"equivalence {r.get('workload')} {r.get('precision')}: " + (r.get("error") or
+                         f"N={r.get('n')}, max |kernel - XLA| {r.get('max_abs_param_difference')}, "
+                         f"same diverged: {r.get('same_diverged')}"))
+            continue
+        got = r.get("model_epochs_per_s")
+        bw = r.get("unfused_bandwidth_fraction")
+        lines.append(f"| {r.get('workload')} | {r.get('precision')} | {r.get('path')} | {r.get('n', '')} | "
+                     f"{f'{got:,.0f}' if got else r.get('skipped') or r.get('error')} | "
+                     f"{'' if bw is None else f'{100 * bw:.3g}'} | {r.get('compile_s', '')} |")
 text = "\n".join(lines)
 (dest / "gpu-summary.md").write_text(text + "\n")
 print(text)

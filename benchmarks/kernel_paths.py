@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from engine_modes import Engine, measure_vmap  # noqa: E402
-from machine import device_name  # noqa: E402
+from machine import MachineSamples, device_name  # noqa: E402
 from workloads import Workload, learning_rates, make_workloads  # noqa: E402
 
 from sweeps.engine import flat_params  # noqa: E402
@@ -93,6 +93,8 @@ def main(argv=None) -> int:
         args.n, args.blocks, args.epochs, args.check_n, args.workload = [8], [2], 1, 4, ["lesson"]
     interpret = jax.default_backend() != "gpu"
     device = device_name()
+    machine = MachineSamples(args.quick, accelerator=not interpret)  # the copy bandwidth and matmul peak
+    machine.measure("start")
     rows: list[dict[str, Any]] = []
 
     def emit(row: dict[str, Any]) -> None:
@@ -124,7 +126,7 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 try:
                     for row in measure_vmap(engine, args.n, args.epochs, args.budget_s):
-                        emit({"workload": name, "precision": precision, "path": path, **row})
+                        emit({"workload": name, "precision": precision, "path": path, **machine.annotate(row)})
                 except Exception as error:  # a path that does not compile or run is a result too
                     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:400]
                     emit({"workload": name, "precision": precision, "path": path, "error": first})
