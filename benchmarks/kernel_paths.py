@@ -6,9 +6,9 @@ members as one population, N = 1,024 ... 65,536 by default: model-epochs per sec
 compile excluded; `engine_modes.bench_vmap`, the rows of `throughput.py` with the traffic an unfused step must move
 and the roofline fractions), skipped where the memory estimate or the time budget says so, and a row with the
 error where a path does not compile or run. First, on the card itself, the equivalence the tests show on a CPU
-in Pallas's interpreter: N = 64 members (learning rates 1e-4 .. 1e-2) trained 2 epochs by the kernel and by the XLA path, matmuls at float32's
-full precision (`jax.default_matmul_precision("highest")`: the GPU's default TF32 would differ by itself), the
-largest |difference| of any parameter and whether the same members diverged.
+in Pallas's interpreter: N = 64 members (learning rates 1e-4 .. 1e-2) trained 2 epochs by the kernel and by
+the XLA path, matmuls at float32's full precision (`jax.default_matmul_precision("highest")`: the GPU's default
+TF32 would differ by itself), the largest |difference| of any parameter and whether the same members diverged.
 
 On a CPU the kernel runs interpreted (slow): `--quick` is the CPU smoke run. One JSON line per row on stdout (and
 `--out`), a markdown table at the end.
@@ -33,7 +33,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from engine_modes import Engine, measure_vmap  # noqa: E402
 from machine import MachineSamples, device_name  # noqa: E402
-from workloads import Workload, learning_rates, make_workloads  # noqa: E402
+from workloads import Workload, make_workloads  # noqa: E402
 
 from sweeps.engine import flat_params  # noqa: E402
 from sweeps.engine.kernel import KernelPlan, unsupported  # noqa: E402
@@ -137,7 +137,9 @@ def main(argv=None) -> int:
     for row in rows:
         if "path" not in row:
             continue
-        rate = f"{row['model_epochs_per_s']:,.0f}" if "model_epochs_per_s" in row else row.get("skipped", row.get("error"))
+        rate = row.get("skipped", row.get("error"))
+        if "model_epochs_per_s" in row:
+            rate = f"{row['model_epochs_per_s']:,.0f}"
         print(
             f"| {row['workload']} | {row['precision']} | {row['path']} | {row.get('n', '')} | {rate} | "
             f"{row.get('epoch_s', float('nan')):.4g} | {row.get('compile_s', float('nan')):.3g} |"

@@ -12,7 +12,6 @@ Part of `benchmarks/throughput.py`; never imported by the library.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections.abc import Callable
 from pathlib import Path
