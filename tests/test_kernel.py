@@ -193,3 +193,16 @@ def test_sweeps_run_in_the_kernel_gives_the_xla_paths_table(name, tmp_path, monk
         resumed = sweeps.run(data, **sweep(), kernel="pallas", run_dir=tmp_path / "stopped", resume=True)
         pd.testing.assert_frame_equal(kernel.table, resumed.table)
         pd.testing.assert_frame_equal(kernel.history, resumed.history)
+
+
+def test_the_kernel_is_a_config_key():
+    from pathlib import Path
+
+    from sweeps.cli.config import load_config
+    from sweeps.cli.config_schema import settings_from_config
+
+    example = Path(__file__).resolve().parents[1] / "data" / "examples" / "churn_lr.toml"
+    assert settings_from_config(load_config(example)).kernel == "xla"
+    assert settings_from_config(load_config(example, ["train.kernel=pallas"])).kernel == "pallas"
+    with pytest.raises(ValueError, match=r"kernel must be one of \['xla', 'pallas'\], but got kernel='cuda'"):
+        settings_from_config(load_config(example, ["train.kernel=cuda"]))

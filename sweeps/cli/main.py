@@ -69,7 +69,8 @@ the config file (TOML), every key optional but [data] path and target:
               early_stopping = {metric, patience, min_delta}, max_population,
               divergence_threshold (false = off), init ("shared" or "per_trial"),
               fuse (false: one program per structure; default: differing MLPs or batch sizes may share one),
-              precision ("float32", default; "bfloat16": bf16 matrix products and activations, float32 weights)
+              precision ("float32", default; "bfloat16": bf16 matrix products and activations, float32 weights),
+              kernel ("xla", default; "pallas": the built-in MLP's members keep their state on chip for an epoch)
   [run]       dir, checkpoint_every (epochs; default: every 60 s), keep_checkpoints, keep_models,
               plots (false: none drawn; `sweeps report` draws them later),
               devices (a count like 4 or device ids like [0, 1]; default: every device),
