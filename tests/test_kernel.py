@@ -15,8 +15,18 @@ import pytest
 
 import sweeps
 from sweeps import space
-from sweeps.engine import Controls, Split, flat_params, fuse, init_population, keys, stack_hparams, structure_of
-from sweeps.engine.epoch import epoch_function, make_train_epoch
+from sweeps.engine import (
+    Controls,
+    Split,
+    epoch_function,
+    flat_params,
+    fuse,
+    init_population,
+    keys,
+    make_train_epoch,
+    stack_hparams,
+    structure_of,
+)
 from sweeps.engine.hparams import resolve
 from sweeps.engine.kernel import KernelPlan, kernel_plan, unsupported
 

@@ -10,7 +10,7 @@ Two kinds of names:
 
 - objects, imported from here: `from sweeps.engine import Population, make_train_epoch`;
 - public modules, whose contents are theirs to use, like `optax.schedules`:
-  `compiler`, `edits`, `hparams`, `keys`, `memory`, `metrics`, `precision`, `schedules`
+  `compiler`, `edits`, `hparams`, `kernel`, `keys`, `memory`, `metrics`, `precision`, `schedules`
   (`from sweeps.engine import hparams`, or `from sweeps.engine.hparams import HPARAMS`).
 
 The other modules are private and may be split, renamed or moved freely:
@@ -27,6 +27,7 @@ and the public ones:
   compiler.py     `jit` with the engine's compiler options
   edits.py        jitted edits between epochs: place, copy_members, set_hparams, mask_out
   hparams.py      every hyperparameter: default, rule, traced or structural; the optimizer and schedule choices
+  kernel.py       the Pallas kernel that trains a block of members through an epoch on chip; `kernel_plan`
   keys.py         where a trial id becomes a random key
   memory.py       the memory estimate, how many members fit, how many train fastest together (CPU)
   metrics.py      validation metrics, a user's `Metric`, every metric's direction and the valid metric names
@@ -34,7 +35,7 @@ and the public ones:
   schedules.py    learning-rate schedules with traced parameters
 """
 
-from sweeps.engine import compiler, edits, hparams, keys, memory, metrics, precision, schedules
+from sweeps.engine import compiler, edits, hparams, kernel, keys, memory, metrics, precision, schedules
 from sweeps.engine.epoch import Controls, Split, batch_indices, epoch_function, epoch_parts, make_train_epoch
 from sweeps.engine.lr_range import geometric_rates, make_mean_loss, make_range_test
 from sweeps.engine.network import (
@@ -75,6 +76,7 @@ __all__ = [
     "memory",
     "metrics",
     "precision",
+    "kernel",
     "schedules",
     # what decides a compiled program
     "NNXNetwork",
