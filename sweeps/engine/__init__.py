@@ -18,6 +18,7 @@ The other modules are private and may be split, renamed or moved freely:
   structure.py    Structure (what decides a compiled program), param_shapes, n_params
   network.py      Network: the model one member trains (the built-in MLP in its stored layout, or yours)
   population.py   Population (the carried state, trial axis first), init_population, flat_params
+  member.py       one member's loss and update (what the epoch's step and the Pallas kernel are made of)
   epoch.py        the jitted, vmapped epoch: minibatch step, validation, masks
   optimizers.py   the optimizer registry (where the learning rate is applied); `hparams.OPTIMIZERS`
   lr_range.py     the learning-rate range test's compiled program (`sweeps.lr_find` drives it)

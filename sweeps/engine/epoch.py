@@ -31,17 +31,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from models.losses import loss_fn
 from sweeps.engine import compiler
 from sweeps.engine.kernel import KernelPlan, train_steps, unsupported
+from sweeps.engine.member import member_apply, member_loss
 from sweeps.engine.metrics import direction, directions, evaluate, metric_names
-from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.population import Population, select_members
 from sweeps.engine.precision import network_outputs
-from sweeps.engine.schedules import learning_rate_at
-from sweeps.engine.structure import Structure, kernels
+from sweeps.engine.structure import Structure
 
 EVAL_ROWS = 1024  # validation rows per forward pass; bounds activation memory
 
@@ -73,30 +70,6 @@ def batch_indices(key: jax.Array, n_rows: int, batch_size: int) -> tuple[jax.Arr
     padded = jnp.zeros(steps * batch_size, jnp.int32).at[:n_rows].set(order)
     weights = (jnp.arange(steps * batch_size) < n_rows).astype(jnp.float32)
     return padded.reshape(steps, batch_size), weights.reshape(steps, batch_size)
-
-
-def per_example_loss(structure: Structure):
-    """The loss a structure trains on, `(outputs (batch, outputs), y (batch,)) -> (batch,)`: the user's, else the
-    task's (`models.losses.loss_fn`)."""
-    return loss_fn(structure.task) if structure.loss is None else structure.loss
-
-
-def member_loss(structure: Structure, params, hp, x, y, w, dropout_key, total_weight=None, penalized=True):
-    """(penalized loss, data loss) of one member (its parameter tree) on one weighted minibatch.
-
-    The model computes in `structure.precision` (`sweeps.engine.precision.network_outputs`); the loss, the
-    penalty and so the gradient are float32.
-
-    `total_weight`: what the weighted sum is divided by, the weight of the member's whole minibatch when `x` is
-    one micro-batch of it (default: `w`'s sum); `penalized`: whether the L2 penalty is added (once per update:
-    a traced bool for the micro-batches of an accumulated one)."""
-    outputs = network_outputs(structure, params, x, hp, train=True, key=dropout_key)  # float32, whatever precision
-    weighted = jnp.sum(per_example_loss(structure)(outputs, y) * w)
-    data_loss = weighted / (jnp.sum(w) if total_weight is None else total_weight)
-    penalty = hp["l2"] * sum(jnp.sum(jnp.square(kernel)) for kernel in kernels(params))
-    if total_weight is not None:
-        penalty = jnp.where(penalized, penalty, 0.0)
-    return data_loss + penalty, data_loss
 
 
 class Window(NamedTuple):
@@ -146,24 +119,6 @@ def member_gradient(structure: Structure, params, accumulated, hp, step, key, t,
         data_loss = accumulated[1] + data_loss
         accumulated = (jax.tree.map(lambda g: jnp.where(last, 0.0, g), grads), jnp.where(last, 0.0, data_loss))
     return (grads, data_loss), accumulated, last, steps_per_epoch
-
-
-def member_apply(structure: Structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch):
-    """One member's optimizer update from its minibatch's gradient, applied where it is active, its loss finite
-    and its minibatch complete (`last`; None: every step completes one, as in the Pallas kernel). Returns its
-    parameters, optimizer state, update count and whether it stayed finite."""
-    total_steps = hp["epochs"] * steps_per_epoch
-    lr = learning_rate_at(structure.schedule, step, hp, steps_per_epoch, total_steps)
-    opt = make_optimizer(structure.optimizer, hp, lr, structure.clip)
-    # Judged from the loss alone, before the update: the mask is known while the optimizer runs and XLA
-    # folds it into the update's own passes; checking every gradient cost one more pass over them per step.
-    finite = jnp.isfinite(data_loss) if last is None else jnp.isfinite(data_loss) | ~last
-    keep = active & finite if last is None else active & finite & last
-    updates, new_opt_state = opt.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
-    opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
-    return params, opt_state, step + keep.astype(step.dtype), finite
 
 
 def member_update(structure: Structure, params, opt_state, accumulated, hp, step, key, active, t, weight_ends, x, y, w):

@@ -32,6 +32,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from models.losses import loss_fn
+from sweeps.engine.member import member_apply, member_loss
+from sweeps.engine.optimizers import make_optimizer
 from sweeps.engine.structure import Structure
 
 KERNELS = ("xla", "pallas")  # the `kernel` setting: the epoch's steps on the XLA path, or in this kernel
@@ -170,8 +172,6 @@ class MemberState(NamedTuple):
 def member_step(structure: Structure, padded: Structure, steps: int, hp, state: MemberState, x, y, w) -> MemberState:
     """One member's update on one minibatch inside the kernel: `member_loss`'s gradient and `member_apply`, the
     XLA path's step for a member that does not accumulate (`sweeps.engine.epoch.minibatch_step`)."""
-    from sweeps.engine.epoch import member_apply, member_loss  # the epoch imports this module
-
     hp = {**hp, "hidden": member_widths(structure, hp)}
     grads, data_loss = jax.grad(lambda p: member_loss(padded, p, hp, x, y, w, None), has_aux=True)(state.params)
     params, opt_state, step, finite = member_apply(
@@ -287,8 +287,6 @@ def epoch_kernel(
 
 def opt_init(structure: Structure):
     """One member's optimizer `init` (its state's shapes do not depend on the hyperparameters' values)."""
-    from sweeps.engine.optimizers import make_optimizer
-
     names = ("learning_rate", "clip_norm", "b1", "b2", "eps", "weight_decay", "momentum")
     return make_optimizer(
         structure.optimizer, {n: jnp.float32(0.5) for n in names}, jnp.float32(0.1), structure.clip
