@@ -50,6 +50,32 @@ def test_halving_keeps_exactly_the_best_third_at_each_rung_ties_to_the_lower_num
     assert decided.repack and not decided.refill
 
 
+def test_one_strategy_instance_serves_several_sweeps_each_as_if_new():
+    """`start` begins a sweep afresh: a second sweep with an instance that ran one before decides as a new instance
+    does (rung scores, the refill queue, Hyperband's bracket and PBT's random numbers are not carried over)."""
+    hparams = {"learning_rate": np.linspace(1e-3, 1e-2, 6)}
+
+    def sweep(strategy, scores):
+        strategy.start("val_loss", "minimize")
+        strategy.use_epochs(4)
+        asked = strategy.ask(LR)
+        decided = strategy.decide(view(scores, hparams=hparams))
+        strategy.tell(None)
+        pruned, copied = (None if a is None else a.tolist() for a in (decided.prune, decided.copy_from))
+        explored = {name: value.tolist() for name, value in (decided.hparams or {}).items()}
+        return asked, pruned, sorted(decided.refill or {}), copied, explored, strategy.another_round()
+
+    first, second = [0.5, 0.1, 0.9, 0.3, 0.1, 0.7], [0.2, 0.8, 0.4, 0.6, 0.9, 0.3]
+    for make in (
+        lambda: sweeps.Halving(n=6, min_epochs=1, eta=2, refill=True),
+        lambda: sweeps.Halving(n=6, brackets=True),
+        lambda: sweeps.PBT(population=6, interval=1, seed=3),
+    ):
+        used = make()
+        sweep(used, first)
+        assert sweep(used, second) == sweep(make(), second), type(used).__name__
+
+
 def test_a_halving_sweep_prunes_at_the_rungs_and_compiles_once_per_population_size():
     data = synthetic("binary", rows=300)
     with log_compilations(fresh=True) as compiled:

@@ -90,6 +90,11 @@ class Halving(Strategy):
         if self.brackets and self.refill:
             raise ValueError("Halving(brackets=True) runs Hyperband's rounds; it does not combine with refill=True")
         self._budget = self.max_epochs  # every trial's epochs: max_epochs, else the sweep's (use_epochs)
+        self.start("val_loss", "minimize")
+
+    def start(self, objective: str, direction: str) -> None:
+        """A sweep starts afresh: no queue, no rung scores, the first bracket (one instance may serve several
+        sweeps, each as if it were new)."""
         self._queue: list[dict[str, Any]] = []
         self._rungs: dict[int, dict[int, float]] = {}  # rung epoch -> trial number -> score there
         self._bracket = 0  # Hyperband: the round being trained

@@ -72,6 +72,11 @@ class PBT(Strategy):
         self.perturb = tuple(float(f) for f in self.perturb)
         if not self.perturb or any(f <= 0 for f in self.perturb):
             raise ValueError(f"PBT(perturb=...) must be positive factors, but got {self.perturb!r}")
+        self.start("val_loss", "minimize")
+
+    def start(self, objective: str, direction: str) -> None:
+        """A sweep starts afresh: its random numbers from `seed` again (one instance may serve several sweeps, each
+        as if it were new)."""
         self._space: dict = {}
         self._rng = np.random.default_rng(self.seed)
 
