@@ -20,7 +20,7 @@
 # no install), INSTALL=1|dry|0 (default 1, QUICK: 0; dry = pip --dry-run), PYTHON=..., TESTS="...",
 # DEADLINE_S=..., WORKLOADS="lesson wide" (the throughput parts to run; default none), KERNEL=1|0 (default 1:
 # benchmarks/kernel_paths.py, the XLA path against the Pallas kernel, lesson and wide, float32 and bfloat16,
-# N 1,024-65,536, with the members' equivalence on the card, into gpu-kernel.jsonl; then
+# N 4,096-65,536, with the members' equivalence on the card, into gpu-kernel.jsonl; then
 # benchmarks/profile_epoch.py at N = 16,384 on the XLA path into gpu-profile.json).
 
 set -u -o pipefail

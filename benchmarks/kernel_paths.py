@@ -1,20 +1,20 @@
 """The member step on the XLA path against the Pallas kernel (issue 25), in float32 and bfloat16.
 
-For each workload (`lesson`: the churn MLP 45 -> 64 -> 1, batch 32; `wide`: 64 -> 512 x 3 -> 1, batch 256) and
-each path (`xla`; `pallas-bK`: the kernel with K members per program instance) and precision, the epoch of N
-members as one population, N = 1,024 ... 65,536 by default: model-epochs per second (the median timed epoch,
-compile excluded; `engine_modes.bench_vmap`, the rows of `throughput.py` with the traffic an unfused step must move
-and the roofline fractions), skipped where the memory estimate or the time budget says so, and a row with the
-error where a path does not compile or run. First, on the card itself, the equivalence the tests show on a CPU
-in Pallas's interpreter: N = 64 members (learning rates 1e-4 .. 1e-2) trained 2 epochs by the kernel and by
-the XLA path, matmuls at float32's full precision (`jax.default_matmul_precision("highest")`: the GPU's default
-TF32 would differ by itself), the largest |difference| of any parameter and whether the same members diverged.
+For each workload (`lesson`: the churn MLP 45 -> 64 -> 1, batch 32; `wide`: 64 -> 512 x 3 -> 1, batch 256) and each
+path (`xla`; `pallas-bKwW`: the kernel with K members and W Triton warps per program instance) and precision, the
+epoch of N members as one population, N = 4,096, 16,384, 65,536 by default: model-epochs per second (the median
+timed epoch, compile excluded; `engine_modes.bench_vmap`, the rows of `throughput.py` with the traffic an unfused
+step must move and the roofline fractions), skipped where the memory estimate or the time budget says so, and a row
+with the error where a path does not compile or run. First, on the card itself, the equivalence the tests show on a
+CPU in Pallas's interpreter: N = 64 members (learning rates 1e-4 .. 1e-2) trained 2 epochs by the kernel and by the
+XLA path, matmuls at float32's full precision (`jax.default_matmul_precision("highest")`: the GPU's default TF32
+would differ by itself), the largest |difference| of any parameter and whether the same members diverged.
 
 On a CPU the kernel runs interpreted (slow): `--quick` is the CPU smoke run. One JSON line per row on stdout (and
 `--out`), a markdown table at the end.
 
     python benchmarks/kernel_paths.py                                   # on a GPU: everything, ~6 minutes
-    python benchmarks/kernel_paths.py --workload lesson --n 16384 --blocks 1 2 4 8
+    python benchmarks/kernel_paths.py --workload lesson --n 16384 --blocks 1 2 4 --warps 2 4 8
     python benchmarks/kernel_paths.py --quick                           # CPU smoke run (interpreted kernel)
 """
 
@@ -45,8 +45,10 @@ def check_rates(n: int) -> np.ndarray:
     return np.logspace(-4, -2, n)
 
 
-def paths(blocks: list[int], interpret: bool) -> dict[str, KernelPlan | None]:
-    return {"xla": None, **{f"pallas-b{b}": KernelPlan(block=b, interpret=interpret) for b in blocks}}
+def paths(blocks: list[int], warps: list[int], interpret: bool) -> dict[str, KernelPlan | None]:
+    """The XLA path and the kernel at each (block, warps): `pallas-b1w4` = 1 member, 4 warps per instance."""
+    plans = {f"pallas-b{b}w{w}": KernelPlan(block=b, interpret=interpret, warps=w) for b in blocks for w in warps}
+    return {"xla": None, **plans}
 
 
 def equivalence(workload: Workload, n: int, plan: KernelPlan, epochs: int = 2) -> dict[str, Any]:
@@ -80,8 +82,9 @@ def equivalence(workload: Workload, n: int, plan: KernelPlan, epochs: int = 2) -
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", nargs="+", default=["lesson", "wide"], choices=["lesson", "wide"])
-    parser.add_argument("--n", nargs="+", type=int, default=[1024, 4096, 16384, 65536])
-    parser.add_argument("--blocks", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--n", nargs="+", type=int, default=[4096, 16384, 65536])
+    parser.add_argument("--blocks", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--warps", nargs="+", type=int, default=[4, 8], help="Triton warps per program instance")
     parser.add_argument("--precision", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per row (after one warm-up)")
     parser.add_argument("--budget-s", type=float, default=40.0, help="skip an N predicted to take longer")
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON lines here")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.blocks, args.epochs, args.check_n, args.workload = [8], [2], 1, 4, ["lesson"]
+        args.n, args.blocks, args.warps, args.epochs, args.check_n = [8], [2], [4], 1, 4
+        args.workload = ["lesson"]
     interpret = jax.default_backend() != "gpu"
     device = device_name()
     machine = MachineSamples(args.quick, accelerator=not interpret)  # the copy bandwidth and matmul peak
@@ -121,7 +125,7 @@ def main(argv=None) -> int:
                     emit(equivalence(workload, args.check_n, KernelPlan(block=args.blocks[0], interpret=interpret)))
                 except Exception as error:  # recorded, the measurements go on
                     emit({"check": "equivalence", "workload": name, "precision": precision, "error": repr(error)[:400]})
-            for path, plan in paths(args.blocks, interpret).items():
+            for path, plan in paths(args.blocks, args.warps, interpret).items():
                 engine = Engine(workload, kernel=plan)
                 start = time.perf_counter()
                 try:

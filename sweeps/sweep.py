@@ -349,6 +349,7 @@ def _execute(
         "compilations": compiled.count(EPOCH_PROGRAM),
         "compile_s": round(compiled.seconds(), 3),
         "compile_by_structure": scheduler.programs.times.by_structure(),
+        **({"steps_by_structure": scheduler.programs.steps()} if config.kernel != "xla" else {}),
         "lanes": scheduler.lanes,  # the most work items trained side by side (1: one at a time)
         "resources": resources.record(),  # what the chunks were planned for
         "run": config.run_options(),

@@ -129,14 +129,13 @@ def test_structures_the_kernel_does_not_take_train_on_the_xla_path_and_say_why(b
         sweeps.run(binary_data, kernel="triton")
 
 
-# Lowered for CUDA (Triton) on this machine, not compiled: every optimizer, schedule and activation the kernel
-# takes, each task, blocks of 1 and 4 members
+# Lowered for CUDA (Triton) on this machine, not compiled: each task, depths 1-3, blocks of 1, 2 and 4 members,
+# float32 and bfloat16 (every optimizer, schedule and activation the kernel takes lowered alike when this was
+# written: benchmarks/README.md, "The Pallas kernel")
 LOWERED = [
-    ("binary", {"optimizer": "adam"}, 1),
     ("multiclass", {"optimizer": "adamw", "schedule": "warmup_cosine", "hidden": (8, 8)}, 4),
     ("regression", {"optimizer": "nesterov", "schedule": "exponential", "activation": "selu"}, 1),
-    ("binary", {"optimizer": "adagrad", "schedule": "onecycle", "activation": "softplus"}, 2),
-    ("binary", {"optimizer": "rmsprop", "activation": "gelu", "hidden": (8, 8, 8), "precision": "bfloat16"}, 1),
+    ("binary", {"optimizer": "rmsprop", "activation": "gelu", "hidden": (8, 8, 8), "precision": "bfloat16"}, 2),
 ]
 
 
@@ -162,7 +161,7 @@ RUNS = {
     "grid, two lanes": (
         dict(
             space={"learning_rate": space.loguniform(1e-3, 1e-1), "batch_size": [16, 32]},
-            strategy=sweeps.Grid(n=3),
+            strategy=sweeps.Grid(n=2),
             fuse=False,  # two programs, both in the kernel (a fused one accumulates: the XLA path's)
         ),
         2,
@@ -176,7 +175,7 @@ RUNS = {
     ),
     "pbt": (dict(space={"learning_rate": space.loguniform(1e-3, 1e-1)}, strategy=sweeps.PBT(population=4, seed=0)), 1),
 }
-CHEAP = dict(epochs=3, plots=False, progress=False, keep_models=1, checkpoint_every=1)
+CHEAP = dict(epochs=2, plots=False, progress=False, keep_models=1, checkpoint_every=1)
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -216,3 +215,26 @@ def test_the_kernel_is_a_config_key():
     assert settings_from_config(load_config(example, ["train.kernel=pallas"])).kernel == "pallas"
     with pytest.raises(ValueError, match=r"kernel must be one of \['xla', 'pallas'\], but got kernel='cuda'"):
         settings_from_config(load_config(example, ["train.kernel=cuda"]))
+
+
+def test_a_kernel_that_does_not_compile_trains_on_the_xla_path_and_config_json_says_where_steps_ran(
+    binary_data, monkeypatch
+):
+    from models import MLP
+    from sweeps.engine import kernel as kernel_module
+
+    sweep = dict(space={"learning_rate": [1e-3, 1e-2]}, epochs=1, progress=False, plots=False)
+    ran = sweeps.run(binary_data, model=MLP(hidden=(8,)), kernel="pallas", **sweep)
+    assert list(ran.config["steps_by_structure"].values()) == ["pallas"]
+
+    def broken(*args, **kwargs):  # stands for a backend that cannot compile the kernel (Triton out of resources)
+        raise RuntimeError("triton: out of shared memory")
+
+    monkeypatch.setattr(kernel_module, "epoch_kernel", broken)
+    with pytest.warns(UserWarning, match=r"did not compile in the Pallas kernel \(triton: out of shared memory\)"):
+        fell_back = sweeps.run(binary_data, model=MLP(hidden=(7,)), kernel="pallas", **sweep)
+    xla = sweeps.run(binary_data, model=MLP(hidden=(7,)), **sweep)
+    pd.testing.assert_frame_equal(fell_back.table, xla.table)
+    steps = list(fell_back.config["steps_by_structure"].values())
+    assert steps == ["xla: the kernel did not compile (triton: out of shared memory)"]
+    assert "steps_by_structure" not in xla.config

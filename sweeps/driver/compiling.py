@@ -290,6 +290,7 @@ class Programs:
                 splits=self.splits,
                 fetch=self.plan.devices.fetch,
                 kernel=kernel,
+                steps=f"xla: {why_not}" if why_not else "xla",
             )
         return self._runners[group.structure]
 
@@ -330,6 +331,12 @@ class Programs:
                     self.started(group)
                     self.compile(group, group.chunks[0])
         return self.times.by_structure()
+
+    def steps(self) -> dict[str, str]:
+        """Where each structure's steps ran: "xla", "pallas" (the kernel), or "xla: <why not the kernel>" (config.json's
+        `steps_by_structure` where `kernel="pallas"` was asked for)."""
+        with self._making:
+            return {structure.label(): runner.steps for structure, runner in self._runners.items()}
 
     def close(self) -> None:
         """Waits for a background compilation still running."""

@@ -7,6 +7,7 @@ chunk alone (tests and benchmarks use it).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -191,15 +192,40 @@ class ChunkRunner:
         splits: tuple[Split, Split] | None = None,
         fetch: Callable[[Any], Any] = jax.device_get,
         kernel: KernelPlan | None = None,
+        steps: str = "xla",
     ):
         self.structure, self.seed, self.controls, self.fetch = structure, seed, controls, fetch
+        self.stop_metric, self.objective, self.kernel = stop_metric, objective, kernel
         self.train, self.val = device_splits(data) if splits is None else splits
         self.epoch_fn = make_train_epoch(structure, stop_metric, objective, kernel)
+        self.steps = "pallas" if kernel is not None else steps  # where the steps run, as config.json says
+        self._checked: set[int] = set()  # population sizes whose kernel compiled
 
     def compile(self, shapes: Any) -> None:
         """Compiles, without running it, the epoch for a population of `shapes` (`compile_population`'s)."""
         order_key = keys.batch_order_key(self.seed, 0)
+        self._check_kernel(shapes, order_key)
         self.epoch_fn.lower(shapes, self.train, self.val, order_key, self.controls).compile()
+
+    def _check_kernel(self, pop: Any, order_key: jax.Array) -> None:
+        """Compiles the Pallas kernel's epoch for `pop`'s size (a population or its shapes) once, before it runs:
+        where the kernel's backend cannot compile it (its GPU path is young), the structure trains on the XLA path
+        from then on, with a warning, and nothing computed so far is lost (the population is not yet donated)."""
+        if self.kernel is None or pop.size in self._checked:
+            return
+        try:
+            self.epoch_fn.lower(pop, self.train, self.val, order_key, self.controls).compile()
+        except Exception as error:  # noqa: BLE001 - any failure of the kernel's compiler sends it to the XLA path
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            warnings.warn(
+                f"kernel='pallas': {self.structure.label()} did not compile in the Pallas kernel ({first}); it "
+                "trains on the XLA path",
+                stacklevel=3,
+            )
+            self.kernel, self.steps = None, f"xla: the kernel did not compile ({first})"
+            self.epoch_fn = make_train_epoch(self.structure, self.stop_metric, self.objective)
+            return
+        self._checked.add(pop.size)
 
     def start(self, pop: Population, epoch: int) -> tuple[Population, dict[str, jax.Array]]:
         """Dispatches one epoch and returns at once: the new population and the metrics, still on the device.
@@ -207,6 +233,7 @@ class ChunkRunner:
         `pop` is donated to the epoch (its buffers are consumed).
         """
         order_key = keys.batch_order_key(self.seed, epoch)
+        self._check_kernel(pop, order_key)  # the kernel's first epoch at this size: compiled, or the XLA path
         return self.epoch_fn(pop, self.train, self.val, order_key, self.controls)
 
     def epoch(self, pop: Population, epoch: int) -> tuple[Population, dict[str, np.ndarray]]:

@@ -47,10 +47,12 @@ class KernelPlan(NamedTuple):
     Attributes:
       block: members per program instance (a power of two).
       interpret: run in Pallas's interpreter (any backend; how a CPU runs it).
+      warps: Triton's warps per program instance (more warps: fewer registers per thread for the same state).
     """
 
     block: int = 1
     interpret: bool = False
+    warps: int = 4
 
 
 def unsupported(structure: Structure) -> str | None:
@@ -250,7 +252,7 @@ def train_steps(structure: Structure, plan: KernelPlan, carry, hparams: dict[str
         in_specs=(jax.tree.map(block_spec, state), jax.tree.map(block_spec, hp), whole(x), whole(y), whole(w)),
         out_specs=jax.tree.map(block_spec, state),
         interpret=plan.interpret,
-        compiler_params=_gpu_params(),
+        compiler_params=_gpu_params(plan.warps),
         name="sweepax_member_epoch",
     )(state, hp, x, y, w)
     out = jax.tree.map(lambda leaf: leaf[:members], out)
@@ -300,8 +302,8 @@ def _pad_members(leaf: jax.Array, size: int) -> jax.Array:
     return jnp.concatenate([leaf, jnp.repeat(leaf[-1:], extra, axis=0)])
 
 
-def _gpu_params():
+def _gpu_params(warps: int):
     """Triton's settings for the kernel (read only when it is compiled for a GPU)."""
     from jax.experimental.pallas import triton as plt
 
-    return plt.CompilerParams(num_warps=4, num_stages=1)
+    return plt.CompilerParams(num_warps=warps, num_stages=1)
