@@ -200,7 +200,11 @@ PYEOF
             deselect=(-k "not (lr_sweep_on_churn or run_folder_round_trips or strategy_of_the_users_own)")
         fi
         # shellcheck disable=SC2086
-        part tests 150 25 "$DEST/gpu-tests.log" "$PY" -m pytest -q -x -p no:cacheprovider ${deselect[@]+"${deselect[@]}"} $TESTS
+        # full float32 matmuls: the equivalence tests compare paths whose TF32 roundings differ (the kernel's Triton
+        # products and XLA's); every file runs (no -x): one failure does not hide the others; one process (no
+        # pytest-xdist workers, each of which would claim the GPU's memory: -o addopts= drops the project's -n auto)
+        part tests 150 25 "$DEST/gpu-tests.log" env JAX_DEFAULT_MATMUL_PRECISION=highest "$PY" -m pytest -q \
+            -o addopts= -p no:cacheprovider ${deselect[@]+"${deselect[@]}"} $TESTS
         local summary
         summary=$(grep -E "(passed|failed|error|no tests ran)" "$DEST/gpu-tests.log" 2>/dev/null | tail -1)
         STATUS+=("tests result: ${summary:-no summary line (see gpu-tests.log)}")
