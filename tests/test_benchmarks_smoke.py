@@ -145,29 +145,19 @@ def test_strategies_quick_run_writes_one_row_per_strategy_with_a_curve(tmp_path,
     in a fresh process), its temporary folder made under tmp_path."""
     strategies = import_benchmark("strategies")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert strategies.main(["--quick"]) == 0
+    # one of each kind (a plain sampler, rounds, a population strategy with refill, PBT): the others share their code
+    assert strategies.main(["--quick", "--strategies", "grid", "bayes", "halving-refill", "pbt"]) == 0
     stdout = capsys.readouterr().out
     out = quick_output(stdout, r"rows: (\S+\.jsonl)", tmp_path)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["strategy"] for r in rows] == [
-        "grid",
-        "random",
-        "quasirandom",
-        "bayes",
-        "sequential",
-        "halving",
-        "halving-refill",
-        "pbt",
-    ]
+    assert [r["strategy"] for r in rows] == ["grid", "bayes", "halving-refill", "pbt"]
     for row in rows:
         assert row["data"] == "diabetes" and row["trials"] == len(row["curve"]) and row["allotted"] == 24
         # refill promotes asynchronously and may run over (32 of 24 at the seed here)
         over = 1.5 if row["strategy"] == "halving-refill" else 1.25
         assert row["best"] == min(row["curve"]) and 0 < row["model_epochs"] <= over * 24
         assert row["trials"] == (
-            8
-            if row["strategy"] in ("grid", "random", "quasirandom", "bayes", "sequential")
-            else {"halving": 14, "halving-refill": 14, "pbt": 2}[row["strategy"]]
+            8 if row["strategy"] in ("grid", "bayes") else {"halving-refill": 14, "pbt": 2}[row["strategy"]]
         )
         assert row["compilations"] >= 1 and row["wall_s"] > 0
     assert {r["rounds"] for r in rows if r["strategy"] == "bayes"} == {4}
