@@ -33,7 +33,7 @@ from jax.experimental import pallas as pl
 
 from models.losses import loss_fn
 from sweeps.engine.member import member_apply, member_loss
-from sweeps.engine.optimizers import make_optimizer
+from sweeps.engine.optimizers import OPTIMIZERS, make_optimizer
 from sweeps.engine.structure import Structure
 
 KERNELS = ("xla", "pallas")  # the `kernel` setting: the epoch's steps on the XLA path, or in this kernel
@@ -126,18 +126,14 @@ def padded_structure(structure: Structure) -> Structure:
     )
 
 
-def pad_params(params: Any, padded_shapes: Any) -> Any:
-    """A population's parameter tree (leaves (trials, *shape)) padded with zeros to `padded_shapes` (one
-    member's padded shapes, the same tree)."""
-    return jax.tree.map(
-        lambda leaf, shape: jnp.pad(leaf, [(0, 0)] + [(0, p - s) for s, p in zip(leaf.shape[1:], shape.shape)]),
-        params,
-        padded_shapes,
-    )
+def pad_to(tree: Any, shapes: Any) -> Any:
+    """Each leaf of `tree` padded with zeros at its ends to the shape of the same leaf of `shapes` (the same rank:
+    a population's parameters or optimizer state, trial axis first)."""
+    return jax.tree.map(lambda leaf, s: jnp.pad(leaf, [(0, p - n) for n, p in zip(leaf.shape, s.shape)]), tree, shapes)
 
 
-def cut_params(padded: Any, like: Any) -> Any:
-    """`pad_params`'s inverse: each leaf cut back to the shape of `like`'s."""
+def cut_to(padded: Any, like: Any) -> Any:
+    """`pad_to`'s inverse: each leaf cut back to the shape of `like`'s."""
     return jax.tree.map(lambda leaf, own: leaf[tuple(slice(0, n) for n in own.shape)], padded, like)
 
 
@@ -213,12 +209,9 @@ def train_steps(structure: Structure, plan: KernelPlan, carry, hparams: dict[str
     blocks = -(-members // plan.block)
     size = blocks * plan.block
 
-    shapes = jax.eval_shape(padded.network.stored, padded.network.param_shapes())
-    params = pad_params(carry.params, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype), shapes))
-    opt_shapes = jax.eval_shape(lambda p: jax.vmap(opt_init(padded))(p), params)
-    opt_state = jax.tree.map(
-        lambda leaf, s: jnp.pad(leaf, [(0, p - n) for n, p in zip(leaf.shape, s.shape)]), carry.opt_state, opt_shapes
-    )
+    member = jax.eval_shape(padded.network.stored, padded.network.param_shapes())  # one member's, padded
+    params = pad_to(carry.params, jax.tree.map(lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype), member))
+    opt_state = pad_to(carry.opt_state, jax.eval_shape(jax.vmap(opt_init(padded)), params))
     state = MemberState(
         params=params,
         opt_state=opt_state,
@@ -257,10 +250,8 @@ def train_steps(structure: Structure, plan: KernelPlan, carry, hparams: dict[str
     )(state, hp, x, y, w)
     out = jax.tree.map(lambda leaf: leaf[:members], out)
     return carry._replace(
-        params=cut_params(out.params, carry.params),
-        opt_state=jax.tree.map(
-            lambda leaf, own: leaf[tuple(slice(0, n) for n in own.shape)], out.opt_state, carry.opt_state
-        ),
+        params=cut_to(out.params, carry.params),
+        opt_state=cut_to(out.opt_state, carry.opt_state),
         step=out.step,
         active=out.active != 0,
         diverged=out.diverged != 0,
@@ -289,7 +280,7 @@ def epoch_kernel(
 
 def opt_init(structure: Structure):
     """One member's optimizer `init` (its state's shapes do not depend on the hyperparameters' values)."""
-    names = ("learning_rate", "clip_norm", "b1", "b2", "eps", "weight_decay", "momentum")
+    names = ("learning_rate", "clip_norm", *OPTIMIZERS[structure.optimizer].reads)
     return make_optimizer(
         structure.optimizer, {n: jnp.float32(0.5) for n in names}, jnp.float32(0.1), structure.clip
     ).init
