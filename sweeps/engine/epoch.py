@@ -27,14 +27,14 @@ epoch is marked diverged there (benchmarks/README.md, "Issue 13").
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from sweeps.engine import compiler
 from sweeps.engine.kernel import KernelPlan, train_steps, unsupported
-from sweeps.engine.member import member_apply, member_loss
+from sweeps.engine.member import StepCarry, member_apply, member_loss
 from sweeps.engine.metrics import direction, directions, evaluate, metric_names
 from sweeps.engine.population import Population, select_members
 from sweeps.engine.precision import network_outputs
@@ -133,17 +133,6 @@ def member_update(structure: Structure, params, opt_state, accumulated, hp, step
         structure, params, opt_state, hp, step, active, grads, data_loss, last, steps_per_epoch
     )
     return params, opt_state, accumulated, step, finite, data_loss, last
-
-
-class StepCarry(NamedTuple):
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    active: jax.Array
-    diverged: jax.Array
-    loss_sum: jax.Array
-    loss_steps: jax.Array
-    accumulated: Any = None  # (gradient tree, data loss) summed over a minibatch's micro-batches so far
 
 
 def first_carry(pop: Population, active: jax.Array, structure: Structure | None = None) -> StepCarry:

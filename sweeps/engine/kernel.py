@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from models.losses import loss_fn
-from sweeps.engine.member import member_apply, member_loss
+from sweeps.engine.member import StepCarry, member_apply, member_loss
 from sweeps.engine.optimizers import OPTIMIZERS, make_optimizer
 from sweeps.engine.structure import Structure
 
@@ -155,19 +155,7 @@ def kernel_hparams(hparams: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return flat
 
 
-class MemberState(NamedTuple):
-    """One member's state through the kernel's scan: what `StepCarry` holds for it."""
-
-    params: Any
-    opt_state: Any
-    step: jax.Array
-    active: jax.Array
-    diverged: jax.Array
-    loss_sum: jax.Array
-    loss_steps: jax.Array
-
-
-def member_step(structure: Structure, padded: Structure, steps: int, hp, state: MemberState, x, y, w) -> MemberState:
+def member_step(structure: Structure, padded: Structure, steps: int, hp, state: StepCarry, x, y, w) -> StepCarry:
     """One member's update on one minibatch inside the kernel: `member_loss`'s gradient and `member_apply`, the
     XLA path's step for a member that does not accumulate (`sweeps.engine.epoch.minibatch_step`)."""
     hp = {**hp, "hidden": member_widths(structure, hp)}
@@ -176,7 +164,7 @@ def member_step(structure: Structure, padded: Structure, steps: int, hp, state: 
         padded, state.params, state.opt_state, hp, state.step, state.active, grads, data_loss, None, steps
     )
     counted = state.active
-    return MemberState(
+    return StepCarry(
         params=params,
         opt_state=opt_state,
         step=step,
@@ -212,7 +200,7 @@ def train_steps(structure: Structure, plan: KernelPlan, carry, hparams: dict[str
     member = jax.eval_shape(padded.network.stored, padded.network.param_shapes())  # one member's, padded
     params = pad_to(carry.params, jax.tree.map(lambda s: jax.ShapeDtypeStruct((members, *s.shape), s.dtype), member))
     opt_state = pad_to(carry.opt_state, jax.eval_shape(jax.vmap(opt_init(padded)), params))
-    state = MemberState(
+    state = StepCarry(
         params=params,
         opt_state=opt_state,
         step=carry.step,
@@ -234,9 +222,7 @@ def train_steps(structure: Structure, plan: KernelPlan, carry, hparams: dict[str
         return pl.BlockSpec(leaf.shape, lambda i, rank=leaf.ndim: (0,) * rank)
 
     def kernel(state_ref, hp_ref, x_ref, y_ref, w_ref, *out_ref):  # the outputs come as the fields of a tuple
-        epoch_kernel(
-            structure, padded, plan.block, steps, state_ref, hp_ref, x_ref, y_ref, w_ref, MemberState(*out_ref)
-        )
+        epoch_kernel(structure, padded, plan.block, steps, state_ref, hp_ref, x_ref, y_ref, w_ref, StepCarry(*out_ref))
 
     out = pl.pallas_call(
         kernel,

@@ -5,6 +5,8 @@ train the same member.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -56,3 +58,17 @@ def member_apply(structure: Structure, params, opt_state, hp, step, active, grad
     params = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_params, params)
     opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_opt_state, opt_state)
     return params, opt_state, step + keep.astype(step.dtype), finite
+
+
+class StepCarry(NamedTuple):
+    """The state an epoch's steps carry, every field (trials, ...) on the XLA path (`sweeps.engine.epoch`), one
+    member's in the Pallas kernel (`sweeps.engine.kernel`, which never accumulates)."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    active: jax.Array
+    diverged: jax.Array
+    loss_sum: jax.Array
+    loss_steps: jax.Array
+    accumulated: Any = None  # (gradient tree, data loss) summed over a minibatch's micro-batches so far
